@@ -1,0 +1,218 @@
+//! Stability losses (Zheng et al., CVPR 2016).
+//!
+//! Classification: `L = CE(f(x), y) + α · Lstab(f(x), f(x'))` where `x' = x + N(0, σ²)`. Both
+//! branches go through the same weights and gradients flow through both (no stop-gradient).
+
+use burn::tensor::activation::{log_softmax, softmax};
+use burn::tensor::{Int, Tensor};
+
+/// Which divergence measures the change of the class distribution from `x` to `x'`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StabilityForm {
+    /// The paper's form: cross-entropy of `P(·|x')` under `P(·|x)`, `−Σ_j P(y_j|x) log P(y_j|x')`.
+    #[default]
+    Paper,
+    /// `KL(P(·|x) ‖ P(·|x'))` = the paper's form minus the entropy of `P(·|x)`; zero when the two agree.
+    Kl,
+}
+
+impl std::str::FromStr for StabilityForm {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "paper" => Ok(StabilityForm::Paper),
+            "kl" => Ok(StabilityForm::Kl),
+            other => Err(format!(
+                "unknown stability loss '{other}' (known: paper, kl)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for StabilityForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StabilityForm::Paper => "paper",
+            StabilityForm::Kl => "kl",
+        })
+    }
+}
+
+/// Classification stability loss, averaged over the batch.
+///
+/// - `clean_logits`: `[N, K]`, logits of the clean images `x`;
+/// - `noisy_logits`: `[N, K]`, logits of the perturbed copies `x'`;
+/// - returns a one-element tensor (nats).
+pub fn classification_stability(
+    clean_logits: Tensor<2>,
+    noisy_logits: Tensor<2>,
+    form: StabilityForm,
+) -> Tensor<1> {
+    let log_q = log_softmax(noisy_logits, 1);
+    match form {
+        StabilityForm::Paper => {
+            let p = softmax(clean_logits, 1);
+            (p * log_q).sum_dim(1).mean().neg()
+        }
+        StabilityForm::Kl => {
+            let log_p = log_softmax(clean_logits, 1);
+            let p = log_p.clone().exp();
+            (p * (log_p - log_q)).sum_dim(1).mean()
+        }
+    }
+}
+
+/// Mean cross-entropy of `logits` `[N, K]` against integer `targets` `[N]` (nats).
+pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
+    let [n, _] = logits.dims();
+    let log_p = log_softmax(logits, 1);
+    log_p.gather(1, targets.reshape([n, 1])).mean().neg()
+}
+
+/// The parts of one classification step's loss.
+#[derive(Clone, Debug)]
+pub struct ClassificationLoss {
+    /// `CE + α·Lstab`, what is differentiated.
+    pub total: Tensor<1>,
+    /// Cross-entropy on the clean copy.
+    pub ce: Tensor<1>,
+    /// The stability term (before the α weight); `None` when α = 0 and the noisy branch was not run.
+    pub stability: Option<Tensor<1>>,
+}
+
+/// `CE(clean, y) + α · Lstab(clean, noisy)`. With `noisy_logits = None` (α = 0) it is exactly the
+/// cross-entropy, so the baseline's step is the plain step.
+pub fn classification_loss(
+    clean_logits: Tensor<2>,
+    noisy_logits: Option<Tensor<2>>,
+    targets: Tensor<1, Int>,
+    alpha: f64,
+    form: StabilityForm,
+) -> ClassificationLoss {
+    let ce = cross_entropy(clean_logits.clone(), targets);
+    match noisy_logits {
+        Some(noisy) if alpha != 0.0 => {
+            let stab = classification_stability(clean_logits, noisy, form);
+            ClassificationLoss {
+                total: ce.clone() + stab.clone().mul_scalar(alpha),
+                ce,
+                stability: Some(stab),
+            }
+        }
+        _ => ClassificationLoss {
+            total: ce.clone(),
+            ce,
+            stability: None,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, TensorData, Tolerance};
+
+    fn t2(v: [[f32; 2]; 1], device: &Device) -> Tensor<2> {
+        Tensor::from_data(TensorData::from(v), device)
+    }
+
+    fn scalar(t: Tensor<1>) -> f32 {
+        t.into_scalar::<f32>()
+    }
+
+    // Hand-computed case: clean logits [0, ln 3] -> p = [1/4, 3/4]; noisy logits [ln 3, 0] ->
+    // q = [3/4, 1/4].
+    //   paper = −(¼ ln ¾ + ¾ ln ¼)                  = 1.1116413
+    //   kl    = paper + (¼ ln ¼ + ¾ ln ¾)          = 0.5493061
+    //   ∂/∂noisy  = q − p                          = [0.5, −0.5] (both forms)
+    //   ∂paper/∂clean_k = −p_k (ln q_k − Σ p ln q) = [−0.2059899, 0.2059899]
+    //   ∂kl/∂clean_k    = ∂paper/∂clean_k + p_k (ln p_k − Σ p ln p) = [−0.4119798, 0.4119798]
+    #[test]
+    fn stability_value_and_gradients_match_hand_computation() {
+        let device = Device::flex().autodiff();
+        let ln3 = 3f32.ln();
+        for (form, value, grad_clean) in [
+            (
+                StabilityForm::Paper,
+                1.1116413f32,
+                [-0.2059899f32, 0.2059899],
+            ),
+            (StabilityForm::Kl, 0.5493061, [-0.4119798, 0.4119798]),
+        ] {
+            let clean = t2([[0.0, ln3]], &device).require_grad();
+            let noisy = t2([[ln3, 0.0]], &device).require_grad();
+            let loss = classification_stability(clean.clone(), noisy.clone(), form);
+            assert!((scalar(loss.clone()) - value).abs() < 1e-5, "{form}");
+            let grads = loss.backward();
+            let tol = Tolerance::absolute(1e-5);
+            noisy
+                .grad(&grads)
+                .unwrap()
+                .to_data()
+                .assert_approx_eq::<f32>(&TensorData::from([[0.5f32, -0.5]]), tol);
+            clean
+                .grad(&grads)
+                .unwrap()
+                .to_data()
+                .assert_approx_eq::<f32>(&TensorData::from([grad_clean]), tol);
+        }
+    }
+
+    #[test]
+    fn kl_is_zero_for_equal_predictions_and_paper_is_the_entropy() {
+        let device = Device::flex();
+        let z = Tensor::<2>::from_data(
+            TensorData::from([[1.0f32, 2.0, 0.5], [0.0, 0.0, 3.0]]),
+            &device,
+        );
+        let kl = scalar(classification_stability(
+            z.clone(),
+            z.clone(),
+            StabilityForm::Kl,
+        ));
+        assert!(kl.abs() < 1e-6, "{kl}");
+        let paper = scalar(classification_stability(
+            z.clone(),
+            z.clone(),
+            StabilityForm::Paper,
+        ));
+        let p = softmax(z, 1);
+        let entropy = scalar((p.clone() * p.log()).sum_dim(1).mean().neg());
+        assert!((paper - entropy).abs() < 1e-6, "{paper} vs {entropy}");
+    }
+
+    #[test]
+    fn cross_entropy_known_answer() {
+        // logits [0, ln 3] with target 1: −ln ¾ = 0.2876821; target 0: −ln ¼ = 1.3862944; mean 0.8369882.
+        let device = Device::flex();
+        let z = Tensor::<2>::from_data(
+            TensorData::from([[0.0f32, 3f32.ln()], [0.0, 3f32.ln()]]),
+            &device,
+        );
+        let y = Tensor::<1, Int>::from_data(TensorData::from([1i64, 0]), &device);
+        assert!((scalar(cross_entropy(z, y)) - 0.8369882).abs() < 1e-5);
+    }
+
+    #[test]
+    fn alpha_zero_is_exactly_cross_entropy_with_the_same_gradient() {
+        let device = Device::flex().autodiff();
+        let data = TensorData::from([[0.3f32, -1.2, 2.0], [1.0, 0.1, -0.4]]);
+        let y = Tensor::<1, Int>::from_data(TensorData::from([2i64, 0]), &device);
+        let plain_in = Tensor::<2>::from_data(data.clone(), &device).require_grad();
+        let plain = cross_entropy(plain_in.clone(), y.clone());
+        let g_plain = plain_in.grad(&plain.clone().backward()).unwrap();
+
+        let z = Tensor::<2>::from_data(data, &device).require_grad();
+        let noisy = z.clone().add_scalar(0.5);
+        let l = classification_loss(z.clone(), None, y.clone(), 0.0, StabilityForm::Paper);
+        assert!(l.stability.is_none());
+        assert_eq!(scalar(l.total.clone()), scalar(plain));
+        let g = z.grad(&l.total.backward()).unwrap();
+        assert_eq!(g.to_data(), g_plain.to_data());
+        // With α > 0 the stability term is added with weight α.
+        let l = classification_loss(z.clone(), Some(noisy), y, 0.25, StabilityForm::Kl);
+        let (total, ce, stab) = (scalar(l.total), scalar(l.ce), scalar(l.stability.unwrap()));
+        assert!((total - (ce + 0.25 * stab)).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,167 @@
+//! The command line: outputs and one-line errors with non-zero exits.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn stabilize(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_stabilize"))
+        .args(args)
+        .output()
+        .expect("runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Fails unless the run exited non-zero with exactly one line on stderr containing `want`.
+fn assert_one_line_error(o: &Output, want: &str) {
+    assert!(!o.status.success(), "expected failure, got success");
+    let err = stderr(o);
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err:?}");
+    assert!(err.contains(want), "expected '{want}' in {err:?}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+fn write_png(path: &Path) {
+    let img = image::RgbImage::from_fn(40, 30, |x, y| {
+        image::Rgb([(x * 6) as u8, (y * 8) as u8, 90])
+    });
+    img.save(path).unwrap();
+}
+
+#[test]
+fn distort_writes_the_distorted_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.png");
+    write_png(&input);
+    for spec in ["jpeg:10", "thumb:30", "crop:4", "noise:0.1"] {
+        let out = dir.path().join(format!("{}.png", spec.replace(':', "_")));
+        let o = stabilize(&[
+            "distort",
+            "--spec",
+            spec,
+            input.to_str().unwrap(),
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{spec}: {}", stderr(&o));
+        let img = image::open(&out).unwrap();
+        assert_eq!((img.width(), img.height()), (40, 30));
+        assert!(stderr(&o).contains("PSNR"), "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn bad_input_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let good = d.join("in.png");
+    write_png(&good);
+    let corrupt = d.join("corrupt.jpg");
+    std::fs::write(
+        &corrupt,
+        b"\xFF\xD8\xFF\xE0 definitely not the rest of a JPEG",
+    )
+    .unwrap();
+    let out = d.join("out.png");
+    let (g, c, o) = (
+        good.to_str().unwrap(),
+        corrupt.to_str().unwrap(),
+        out.to_str().unwrap(),
+    );
+
+    assert_one_line_error(
+        &stabilize(&["distort", "--spec", "jpeg:50", "/no/such/file.png", o]),
+        "/no/such/file.png",
+    );
+    assert_one_line_error(
+        &stabilize(&["distort", "--spec", "jpeg:50", c, o]),
+        "corrupt.jpg",
+    );
+    assert_one_line_error(
+        &stabilize(&["distort", "--spec", "blur:3", g, o]),
+        "unknown distortion 'blur'",
+    );
+    assert_one_line_error(
+        &stabilize(&["distort", "--spec", "jpeg:500", g, o]),
+        "1..=100",
+    );
+    assert_one_line_error(
+        &stabilize(&["distort", "--spec", "jpeg:50", g, "/no/such/dir/out.png"]),
+        "does not exist",
+    );
+    assert_one_line_error(
+        &stabilize(&[
+            "distort",
+            "--spec",
+            "jpeg:50",
+            g,
+            d.join("out.xyz").to_str().unwrap(),
+        ]),
+        "xyz",
+    );
+    assert_one_line_error(
+        &stabilize(&["fetch", "imagenet", "--data-dir", d.to_str().unwrap()]),
+        "unknown asset 'imagenet'",
+    );
+    assert_one_line_error(
+        &stabilize(&[
+            "measure",
+            "--spec",
+            "jpeg:50",
+            d.join("empty").to_str().unwrap(),
+        ]),
+        "no image files",
+    );
+    assert!(!out.exists(), "nothing written on failure");
+    // Missing arguments are clap's usage errors: exit 2.
+    assert_eq!(
+        stabilize(&["distort", "--spec", "jpeg:50"]).status.code(),
+        Some(2)
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn unwritable_data_dir_fails_before_any_download() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let locked = dir.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let target = locked.join("data");
+    let o = stabilize(&[
+        "fetch",
+        "fashion-mnist",
+        "--data-dir",
+        target.to_str().unwrap(),
+    ]);
+    // Root ignores directory permissions; only check the refusal when they apply.
+    if std::fs::create_dir(locked.join("probe")).is_err() {
+        assert_one_line_error(&o, "not writable");
+    }
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn measure_reports_psnr_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    write_png(&dir.path().join("a.png"));
+    std::fs::write(dir.path().join("b.png"), b"broken").unwrap();
+    let o = stabilize(&[
+        "measure",
+        "--json",
+        "--spec",
+        "jpeg:10,jpeg:90",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let means = v["mean_psnr"].as_array().unwrap();
+    assert!(
+        means[0].as_f64().unwrap() < means[1].as_f64().unwrap(),
+        "{v}"
+    );
+    assert_eq!(v["images"].as_array().unwrap().len(), 1);
+    assert_eq!(v["skipped"].as_array().unwrap().len(), 1);
+}

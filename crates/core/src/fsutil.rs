@@ -1,0 +1,119 @@
+//! File-system helpers: atomic writes and checksums.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, IoContext, Result};
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename.
+/// A crash or error at any point leaves either the old file or none, never a partial one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |f| f.write_all(bytes))
+}
+
+/// Like [`write_atomic`], with a writer callback (for streaming large outputs).
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut fs::File) -> std::io::Result<()>,
+) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(Error::io(
+            dir,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "output directory does not exist",
+            ),
+        ));
+    }
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".stabilize-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .with_path(dir)?;
+    write(tmp.as_file_mut()).with_path(path)?;
+    tmp.as_file().sync_all().with_path(path)?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    // Persist the rename itself (best effort: not every file system supports fsync on directories).
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Lower-case hex sha256 of a file's contents, streamed.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut file = fs::File::open(path).with_path(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf).with_path(path)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Lower-case hex sha256 of bytes.
+pub fn sha256_bytes(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Checks that `dir` exists (creating it if needed) and is writable, by creating and removing a
+/// probe file. Call before long work so an unwritable output fails at once, not hours later.
+pub fn ensure_writable_dir(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir).with_path(dir)?;
+    let probe = tempfile::Builder::new()
+        .prefix(".stabilize-probe-")
+        .tempfile_in(dir)
+        .with_path(dir)?;
+    drop(probe);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.bin");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "temp files left behind: {names:?}");
+    }
+
+    #[test]
+    fn atomic_write_to_missing_dir_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = write_atomic(&dir.path().join("no/such/dir/x"), b"x").unwrap_err();
+        assert!(err.to_string().contains("does not exist"), "{err}");
+    }
+
+    #[test]
+    fn sha256_known_answer() {
+        // sha256("abc") from FIPS 180-2.
+        assert_eq!(
+            sha256_bytes(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("abc");
+        fs::write(&p, b"abc").unwrap();
+        assert_eq!(sha256_file(&p).unwrap(), sha256_bytes(b"abc"));
+    }
+}

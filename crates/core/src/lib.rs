@@ -1,0 +1,21 @@
+//! # stabilize-core
+//!
+//! The framework-free core of `stabilize`: images, the distortion suite of Zheng et al. (CVPR
+//! 2016), datasets and loaders, assets fetched from package registries, and metrics. Nothing here
+//! depends on burn, so it is quick to build and test alone.
+
+pub mod assets;
+pub mod distort;
+pub mod error;
+pub mod fashion_mnist;
+pub mod fsutil;
+pub mod idx;
+pub mod image;
+pub mod jpeg;
+pub mod load;
+pub mod metrics;
+pub mod resize;
+
+pub use distort::Distortion;
+pub use error::{Error, Result};
+pub use image::{Channels, Image};
