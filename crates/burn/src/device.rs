@@ -25,12 +25,7 @@ pub enum BackendKind {
 
 impl BackendKind {
     /// Every backend, compiled in or not.
-    pub const ALL: [BackendKind; 4] = [
-        BackendKind::Flex,
-        BackendKind::Tch,
-        BackendKind::Cuda,
-        BackendKind::Wgpu,
-    ];
+    pub const ALL: [BackendKind; 4] = [BackendKind::Flex, BackendKind::Tch, BackendKind::Cuda, BackendKind::Wgpu];
 
     /// Whether this build has the backend (its cargo feature was on).
     pub fn is_compiled(self) -> bool {
@@ -58,11 +53,7 @@ impl BackendKind {
         if !self.is_compiled() {
             return Err(format!(
                 "backend '{self}' is not in this build (built with: {}); rebuild with `--features {self}`",
-                Self::compiled()
-                    .iter()
-                    .map(|b| b.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                Self::compiled().iter().map(|b| b.to_string()).collect::<Vec<_>>().join(", ")
             ));
         }
         Ok(match self {

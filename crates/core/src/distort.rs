@@ -59,14 +59,8 @@ impl Distortion {
         match *self {
             Distortion::Jpeg { quality } => crate::jpeg::round_trip(img, quality),
             Distortion::Thumb { percent } => {
-                let scale =
-                    |side: u32| ((side as f64 * percent as f64 / 100.0).round() as u32).max(1);
-                let small = resize(
-                    img,
-                    scale(img.width()),
-                    scale(img.height()),
-                    RESAMPLE_FILTER,
-                )?;
+                let scale = |side: u32| ((side as f64 * percent as f64 / 100.0).round() as u32).max(1);
+                let small = resize(img, scale(img.width()), scale(img.height()), RESAMPLE_FILTER)?;
                 resize(&small, img.width(), img.height(), RESAMPLE_FILTER)
             }
             Distortion::Crop { offset } => {
@@ -81,27 +75,15 @@ impl Distortion {
                     )));
                 }
                 let (left, top) = crop_corner(offset, seed);
-                let window = (
-                    left as f64,
-                    top as f64,
-                    (img.width() - offset) as f64,
-                    (img.height() - offset) as f64,
-                );
-                resize_region(
-                    img,
-                    Some(window),
-                    img.width(),
-                    img.height(),
-                    RESAMPLE_FILTER,
-                )
+                let window = (left as f64, top as f64, (img.width() - offset) as f64, (img.height() - offset) as f64);
+                resize_region(img, Some(window), img.width(), img.height(), RESAMPLE_FILTER)
             }
             Distortion::Noise { sigma } => {
                 let mut out = img.clone();
                 if sigma == 0.0 {
                     return Ok(out);
                 }
-                let normal =
-                    Normal::new(0.0f32, sigma).map_err(|e| Error::Invalid(e.to_string()))?;
+                let normal = Normal::new(0.0f32, sigma).map_err(|e| Error::Invalid(e.to_string()))?;
                 let mut rng = ChaCha8Rng::seed_from_u64(seed);
                 for v in out.data_mut() {
                     *v = quantize(*v as f32 / 255.0 + normal.sample(&mut rng));
@@ -114,11 +96,7 @@ impl Distortion {
     /// Applies the distortion to a batch in parallel. Image `i` gets seed `item_seed(seed, i)`, so
     /// the result does not depend on the number of threads.
     pub fn apply_batch(&self, images: &[Image], seed: u64) -> Result<Vec<Image>> {
-        images
-            .par_iter()
-            .enumerate()
-            .map(|(i, img)| self.apply(img, item_seed(seed, i as u64)))
-            .collect()
+        images.par_iter().enumerate().map(|(i, img)| self.apply(img, item_seed(seed, i as u64))).collect()
     }
 }
 
@@ -155,23 +133,15 @@ impl FromStr for Distortion {
     type Err = Error;
 
     fn from_str(spec: &str) -> Result<Self> {
-        let bad = |reason: String| Error::Spec {
-            spec: spec.to_string(),
-            reason,
-        };
-        let (name, value) = spec.trim().split_once(':').ok_or_else(|| {
-            bad("expected name:value, e.g. jpeg:50, thumb:30, crop:10, noise:0.04".into())
-        })?;
+        let bad = |reason: String| Error::Spec { spec: spec.to_string(), reason };
+        let (name, value) = spec
+            .trim()
+            .split_once(':')
+            .ok_or_else(|| bad("expected name:value, e.g. jpeg:50, thumb:30, crop:10, noise:0.04".into()))?;
         let value = value.trim();
         let number = |what: &str| -> Result<f64> {
-            let v: f64 = value
-                .parse()
-                .map_err(|_| bad(format!("{what} '{value}' is not a number")))?;
-            if v.is_finite() {
-                Ok(v)
-            } else {
-                Err(bad(format!("{what} must be finite")))
-            }
+            let v: f64 = value.parse().map_err(|_| bad(format!("{what} '{value}' is not a number")))?;
+            if v.is_finite() { Ok(v) } else { Err(bad(format!("{what} must be finite"))) }
         };
         match name.trim().to_ascii_lowercase().as_str() {
             "jpeg" => {
@@ -198,15 +168,11 @@ impl FromStr for Distortion {
             "noise" => {
                 let s = number("sigma")?;
                 if !(0.0..=1.0).contains(&s) {
-                    return Err(bad(
-                        "noise sigma is on the [0,1] pixel scale: 0 ≤ σ ≤ 1".into()
-                    ));
+                    return Err(bad("noise sigma is on the [0,1] pixel scale: 0 ≤ σ ≤ 1".into()));
                 }
                 Ok(Distortion::Noise { sigma: s as f32 })
             }
-            other => Err(bad(format!(
-                "unknown distortion '{other}' (known: jpeg, thumb, crop, noise)"
-            ))),
+            other => Err(bad(format!("unknown distortion '{other}' (known: jpeg, thumb, crop, noise)"))),
         }
     }
 }
@@ -257,14 +223,8 @@ mod tests {
         for d in all() {
             assert_eq!(d.to_string().parse::<Distortion>().unwrap(), d);
         }
-        assert_eq!(
-            "JPEG:50".parse::<Distortion>().unwrap(),
-            Distortion::Jpeg { quality: 50 }
-        );
-        assert_eq!(
-            " noise:0.04 ".parse::<Distortion>().unwrap(),
-            Distortion::Noise { sigma: 0.04 }
-        );
+        assert_eq!("JPEG:50".parse::<Distortion>().unwrap(), Distortion::Jpeg { quality: 50 });
+        assert_eq!(" noise:0.04 ".parse::<Distortion>().unwrap(), Distortion::Noise { sigma: 0.04 });
         for bad in [
             "jpeg",
             "jpeg:",
@@ -306,17 +266,11 @@ mod tests {
 
     #[test]
     fn batch_equals_items_with_derived_seeds() {
-        let imgs: Vec<Image> = (0..9)
-            .map(|i| textured(20 + i, 16, Channels::Rgb))
-            .collect();
+        let imgs: Vec<Image> = (0..9).map(|i| textured(20 + i, 16, Channels::Rgb)).collect();
         for d in all() {
             let batch = d.apply_batch(&imgs, 42).unwrap();
             for (i, (img, out)) in imgs.iter().zip(&batch).enumerate() {
-                assert_eq!(
-                    out,
-                    &d.apply(img, item_seed(42, i as u64)).unwrap(),
-                    "{d} item {i}"
-                );
+                assert_eq!(out, &d.apply(img, item_seed(42, i as u64)).unwrap(), "{d} item {i}");
             }
         }
     }
@@ -325,29 +279,10 @@ mod tests {
     fn jpeg_is_the_codec_round_trip() {
         let img = textured(32, 32, Channels::Rgb);
         let d: Distortion = "jpeg:30".parse().unwrap();
-        assert_eq!(
-            d.apply(&img, 0).unwrap(),
-            crate::jpeg::round_trip(&img, 30).unwrap()
-        );
+        assert_eq!(d.apply(&img, 0).unwrap(), crate::jpeg::round_trip(&img, 30).unwrap());
         // Lower quality, more error.
-        let e10 = mse(
-            &img,
-            &"jpeg:10"
-                .parse::<Distortion>()
-                .unwrap()
-                .apply(&img, 0)
-                .unwrap(),
-        )
-        .unwrap();
-        let e90 = mse(
-            &img,
-            &"jpeg:90"
-                .parse::<Distortion>()
-                .unwrap()
-                .apply(&img, 0)
-                .unwrap(),
-        )
-        .unwrap();
+        let e10 = mse(&img, &"jpeg:10".parse::<Distortion>().unwrap().apply(&img, 0).unwrap()).unwrap();
+        let e90 = mse(&img, &"jpeg:90".parse::<Distortion>().unwrap().apply(&img, 0).unwrap()).unwrap();
         assert!(e10 > 2.5 * e90, "q10 {e10} vs q90 {e90}");
     }
 
@@ -356,9 +291,7 @@ mod tests {
         // A 1-px checkerboard has no energy below Nyquist: at 50 % it averages to mid-grey, and the
         // upscale keeps it grey. Interior pixels (away from edge effects) end within ±3 of 127.5.
         let (w, h) = (32u32, 32u32);
-        let data = (0..h)
-            .flat_map(|y| (0..w).map(move |x| if (x + y) % 2 == 0 { 0 } else { 255 }))
-            .collect();
+        let data = (0..h).flat_map(|y| (0..w).map(move |x| if (x + y) % 2 == 0 { 0 } else { 255 })).collect();
         let img = Image::new(w, h, Channels::Gray, data).unwrap();
         let out = Distortion::Thumb { percent: 50.0 }.apply(&img, 0).unwrap();
         for y in 4..h - 4 {
@@ -368,10 +301,7 @@ mod tests {
             }
         }
         // thumb:100 is the identity.
-        assert_eq!(
-            Distortion::Thumb { percent: 100.0 }.apply(&img, 0).unwrap(),
-            img
-        );
+        assert_eq!(Distortion::Thumb { percent: 100.0 }.apply(&img, 0).unwrap(), img);
     }
 
     #[test]
@@ -387,23 +317,13 @@ mod tests {
             let out = Distortion::Crop { offset: 16 }.apply(&img, seed).unwrap();
             let first = out.get(0, 32, 0) as i32;
             let expected = if left == 0 { 1 } else { 65 };
-            assert!(
-                (first - expected).abs() <= 3,
-                "seed {seed}: left {left}, first column {first}"
-            );
+            assert!((first - expected).abs() <= 3, "seed {seed}: left {left}, first column {first}");
             // The last column is the window's last: 4·47 = 188 or 4·63 = 252 (±3).
             let last = out.get(63, 32, 0) as i32;
-            assert!(
-                (last - (expected + 188 - 1)).abs() <= 4,
-                "seed {seed}: last column {last}"
-            );
+            assert!((last - (expected + 188 - 1)).abs() <= 4, "seed {seed}: last column {last}");
             seen[(left != 0) as usize] = true;
         }
-        assert_eq!(
-            seen,
-            [true, true],
-            "both horizontal anchors occur over 32 seeds"
-        );
+        assert_eq!(seen, [true, true], "both horizontal anchors occur over 32 seeds");
         assert!(Distortion::Crop { offset: 64 }.apply(&img, 0).is_err());
         assert_eq!(Distortion::Crop { offset: 0 }.apply(&img, 0).unwrap(), img);
     }
@@ -413,31 +333,18 @@ mod tests {
         // Mid-grey, so clamping never bites: the residual is N(0, σ²) quantised to 1/255 steps.
         let img = Image::filled(256, 256, Channels::Rgb, 128).unwrap();
         let out = Distortion::Noise { sigma: 0.1 }.apply(&img, 3).unwrap();
-        let diffs: Vec<f64> = img
-            .data()
-            .iter()
-            .zip(out.data())
-            .map(|(&a, &b)| (b as f64 - a as f64) / 255.0)
-            .collect();
+        let diffs: Vec<f64> = img.data().iter().zip(out.data()).map(|(&a, &b)| (b as f64 - a as f64) / 255.0).collect();
         let n = diffs.len() as f64;
         let mean = diffs.iter().sum::<f64>() / n;
         let std = (diffs.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / n).sqrt();
         assert!(mean.abs() < 0.002, "mean {mean}");
         assert!((std - 0.1).abs() < 0.002, "std {std}");
-        assert_ne!(
-            out,
-            Distortion::Noise { sigma: 0.1 }.apply(&img, 4).unwrap(),
-            "seed must matter"
-        );
+        assert_ne!(out, Distortion::Noise { sigma: 0.1 }.apply(&img, 4).unwrap(), "seed must matter");
         // At black, clamping folds the negative half onto 0: the mean rises to σ/√(2π) ≈ 0.0399.
         let black = Image::filled(256, 256, Channels::Gray, 0).unwrap();
         let out = Distortion::Noise { sigma: 0.1 }.apply(&black, 3).unwrap();
-        let mean =
-            out.data().iter().map(|&v| v as f64 / 255.0).sum::<f64>() / out.data().len() as f64;
+        let mean = out.data().iter().map(|&v| v as f64 / 255.0).sum::<f64>() / out.data().len() as f64;
         assert!((mean - 0.0399).abs() < 0.002, "mean at black {mean}");
-        assert_eq!(
-            Distortion::Noise { sigma: 0.0 }.apply(&img, 3).unwrap(),
-            img
-        );
+        assert_eq!(Distortion::Noise { sigma: 0.0 }.apply(&img, 3).unwrap(), img);
     }
 }

@@ -7,18 +7,8 @@ use crate::idx::read_idx_file;
 use crate::image::{Channels, Image};
 
 /// Class names, indexed by label.
-pub const CLASSES: [&str; 10] = [
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-];
+pub const CLASSES: [&str; 10] =
+    ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
 
 /// Side of every image, pixels.
 pub const SIDE: usize = 28;
@@ -43,13 +33,7 @@ impl Split {
     }
     /// Image `i` as a grayscale [`Image`].
     pub fn image(&self, i: usize) -> Image {
-        Image::new(
-            SIDE as u32,
-            SIDE as u32,
-            Channels::Gray,
-            self.pixels(i).to_vec(),
-        )
-        .expect("28x28")
+        Image::new(SIDE as u32, SIDE as u32, Channels::Gray, self.pixels(i).to_vec()).expect("28x28")
     }
 }
 
@@ -63,10 +47,7 @@ pub struct FashionMnist {
 impl FashionMnist {
     /// Loads the four `*-ubyte.gz` files from `dir` (the `fashion-mnist` asset folder).
     pub fn load(dir: &Path) -> Result<Self> {
-        Ok(Self {
-            train: load_split(dir, "train")?,
-            test: load_split(dir, "t10k")?,
-        })
+        Ok(Self { train: load_split(dir, "train")?, test: load_split(dir, "t10k")? })
     }
 }
 
@@ -81,32 +62,17 @@ fn load_split(dir: &Path, prefix: &str) -> Result<Split> {
     }
     let images = read_idx_file(&images_path)?;
     let labels = read_idx_file(&labels_path)?;
-    let bad = |path: &Path, reason: String| Error::Idx {
-        path: path.to_path_buf(),
-        reason,
-    };
+    let bad = |path: &Path, reason: String| Error::Idx { path: path.to_path_buf(), reason };
     if images.dims.len() != 3 || images.dims[1] != SIDE || images.dims[2] != SIDE {
-        return Err(bad(
-            &images_path,
-            format!("expected N×28×28 images, got {:?}", images.dims),
-        ));
+        return Err(bad(&images_path, format!("expected N×28×28 images, got {:?}", images.dims)));
     }
     if labels.dims.len() != 1 || labels.dims[0] != images.dims[0] {
-        return Err(bad(
-            &labels_path,
-            format!("{:?} labels for {} images", labels.dims, images.dims[0]),
-        ));
+        return Err(bad(&labels_path, format!("{:?} labels for {} images", labels.dims, images.dims[0])));
     }
     if let Some(&l) = labels.data.iter().find(|&&l| l as usize >= CLASSES.len()) {
-        return Err(bad(
-            &labels_path,
-            format!("label {l} is not a class (0..=9)"),
-        ));
+        return Err(bad(&labels_path, format!("label {l} is not a class (0..=9)")));
     }
-    Ok(Split {
-        images: images.data,
-        labels: labels.data,
-    })
+    Ok(Split { images: images.data, labels: labels.data })
 }
 
 #[cfg(test)]
@@ -126,34 +92,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for prefix in ["train", "t10k"] {
             let pixels: Vec<u8> = (0..2 * 784).map(|i| (i % 251) as u8).collect();
-            write_gz(
-                &dir.path().join(format!("{prefix}-images-idx3-ubyte.gz")),
-                &encode_idx(&[2, 28, 28], &pixels),
-            );
-            write_gz(
-                &dir.path().join(format!("{prefix}-labels-idx1-ubyte.gz")),
-                &encode_idx(&[2], &[3, 9]),
-            );
+            write_gz(&dir.path().join(format!("{prefix}-images-idx3-ubyte.gz")), &encode_idx(&[2, 28, 28], &pixels));
+            write_gz(&dir.path().join(format!("{prefix}-labels-idx1-ubyte.gz")), &encode_idx(&[2], &[3, 9]));
         }
         let fm = FashionMnist::load(dir.path()).unwrap();
         assert_eq!(fm.train.len(), 2);
         assert_eq!(fm.test.labels, vec![3, 9]);
         assert_eq!(fm.train.image(1).get(0, 0, 0), (784 % 251) as u8);
         // An out-of-range label is rejected.
-        write_gz(
-            &dir.path().join("t10k-labels-idx1-ubyte.gz"),
-            &encode_idx(&[2], &[3, 10]),
-        );
-        assert!(
-            FashionMnist::load(dir.path())
-                .unwrap_err()
-                .to_string()
-                .contains("label 10")
-        );
+        write_gz(&dir.path().join("t10k-labels-idx1-ubyte.gz"), &encode_idx(&[2], &[3, 10]));
+        assert!(FashionMnist::load(dir.path()).unwrap_err().to_string().contains("label 10"));
         // A missing folder says what to run.
-        let err = FashionMnist::load(&dir.path().join("nope"))
-            .unwrap_err()
-            .to_string();
+        let err = FashionMnist::load(&dir.path().join("nope")).unwrap_err().to_string();
         assert!(err.contains("stabilize fetch fashion-mnist"), "{err}");
     }
 }

@@ -15,10 +15,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Like [`write_atomic`], with a writer callback (for streaming large outputs).
-pub fn write_atomic_with(
-    path: &Path,
-    write: impl FnOnce(&mut fs::File) -> std::io::Result<()>,
-) -> Result<()> {
+pub fn write_atomic_with(path: &Path, write: impl FnOnce(&mut fs::File) -> std::io::Result<()>) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -26,17 +23,10 @@ pub fn write_atomic_with(
     if !dir.is_dir() {
         return Err(Error::io(
             dir,
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "output directory does not exist",
-            ),
+            std::io::Error::new(std::io::ErrorKind::NotFound, "output directory does not exist"),
         ));
     }
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".stabilize-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .with_path(dir)?;
+    let mut tmp = tempfile::Builder::new().prefix(".stabilize-").suffix(".tmp").tempfile_in(dir).with_path(dir)?;
     write(tmp.as_file_mut()).with_path(path)?;
     tmp.as_file().sync_all().with_path(path)?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
@@ -71,10 +61,7 @@ pub fn sha256_bytes(bytes: &[u8]) -> String {
 /// probe file. Call before long work so an unwritable output fails at once, not hours later.
 pub fn ensure_writable_dir(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).with_path(dir)?;
-    let probe = tempfile::Builder::new()
-        .prefix(".stabilize-probe-")
-        .tempfile_in(dir)
-        .with_path(dir)?;
+    let probe = tempfile::Builder::new().prefix(".stabilize-probe-").tempfile_in(dir).with_path(dir)?;
     drop(probe);
     Ok(())
 }
@@ -90,10 +77,7 @@ mod tests {
         write_atomic(&p, b"one").unwrap();
         write_atomic(&p, b"two").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
-        let names: Vec<_> = fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names.len(), 1, "temp files left behind: {names:?}");
     }
 
@@ -107,10 +91,7 @@ mod tests {
     #[test]
     fn sha256_known_answer() {
         // sha256("abc") from FIPS 180-2.
-        assert_eq!(
-            sha256_bytes(b"abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(sha256_bytes(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("abc");
         fs::write(&p, b"abc").unwrap();

@@ -23,10 +23,7 @@ pub const MAX_ELEMENTS: usize = 1 << 32;
 /// Reads an IDX file; gzip is detected from its magic bytes, not from the name.
 pub fn read_idx_file(path: &Path) -> Result<IdxArray> {
     let bytes = std::fs::read(path).with_path(path)?;
-    parse_idx(&bytes).map_err(|reason| Error::Idx {
-        path: path.to_path_buf(),
-        reason,
-    })
+    parse_idx(&bytes).map_err(|reason| Error::Idx { path: path.to_path_buf(), reason })
 }
 
 /// Parses IDX bytes (plain or gzip); the error is a human-readable reason.
@@ -34,27 +31,19 @@ pub fn parse_idx(bytes: &[u8]) -> std::result::Result<IdxArray, String> {
     if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut dec = flate2::read::GzDecoder::new(bytes);
         let mut head = [0u8; 4];
-        dec.read_exact(&mut head)
-            .map_err(|e| format!("gzip: {e}"))?;
+        dec.read_exact(&mut head).map_err(|e| format!("gzip: {e}"))?;
         let ndim = check_magic(&head)?;
         let mut dims_raw = vec![0u8; 4 * ndim];
-        dec.read_exact(&mut dims_raw)
-            .map_err(|e| format!("gzip: {e}"))?;
+        dec.read_exact(&mut dims_raw).map_err(|e| format!("gzip: {e}"))?;
         let dims = parse_dims(&dims_raw)?;
         let n: usize = dims.iter().product();
         let mut data = Vec::with_capacity(n.min(1 << 28));
         // One byte more than needed, to notice trailing garbage.
-        (&mut dec)
-            .take(n as u64 + 1)
-            .read_to_end(&mut data)
-            .map_err(|e| format!("gzip: {e}"))?;
+        (&mut dec).take(n as u64 + 1).read_to_end(&mut data).map_err(|e| format!("gzip: {e}"))?;
         finish(dims, data, n)
     } else {
         if bytes.len() < 4 {
-            return Err(format!(
-                "{} bytes is too short for an IDX header",
-                bytes.len()
-            ));
+            return Err(format!("{} bytes is too short for an IDX header", bytes.len()));
         }
         let ndim = check_magic(&bytes[..4])?;
         let header = 4 + 4 * ndim;
@@ -69,16 +58,10 @@ pub fn parse_idx(bytes: &[u8]) -> std::result::Result<IdxArray, String> {
 
 fn check_magic(head: &[u8]) -> std::result::Result<usize, String> {
     if head[0] != 0 || head[1] != 0 {
-        return Err(format!(
-            "bad magic {:02x}{:02x} (expected 0000)",
-            head[0], head[1]
-        ));
+        return Err(format!("bad magic {:02x}{:02x} (expected 0000)", head[0], head[1]));
     }
     if head[2] != 0x08 {
-        return Err(format!(
-            "element type 0x{:02x} is not supported (only 0x08, unsigned byte)",
-            head[2]
-        ));
+        return Err(format!("element type 0x{:02x} is not supported (only 0x08, unsigned byte)", head[2]));
     }
     let ndim = head[3] as usize;
     if ndim == 0 || ndim > 4 {
@@ -88,26 +71,17 @@ fn check_magic(head: &[u8]) -> std::result::Result<usize, String> {
 }
 
 fn parse_dims(raw: &[u8]) -> std::result::Result<Vec<usize>, String> {
-    let dims: Vec<usize> = raw
-        .chunks_exact(4)
-        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
-        .collect();
+    let dims: Vec<usize> = raw.chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize).collect();
     let mut n: usize = 1;
     for &d in &dims {
-        n = n
-            .checked_mul(d)
-            .filter(|&n| n <= MAX_ELEMENTS)
-            .ok_or("declared size is too large")?;
+        n = n.checked_mul(d).filter(|&n| n <= MAX_ELEMENTS).ok_or("declared size is too large")?;
     }
     Ok(dims)
 }
 
 fn finish(dims: Vec<usize>, data: Vec<u8>, n: usize) -> std::result::Result<IdxArray, String> {
     match data.len().cmp(&n) {
-        std::cmp::Ordering::Less => Err(format!(
-            "truncated: header declares {n} values, file has {}",
-            data.len()
-        )),
+        std::cmp::Ordering::Less => Err(format!("truncated: header declares {n} values, file has {}", data.len())),
         std::cmp::Ordering::Greater => Err(format!("trailing data after the {n} declared values")),
         std::cmp::Ordering::Equal => Ok(IdxArray { dims, data }),
     }
@@ -137,10 +111,7 @@ mod tests {
     #[test]
     fn reads_plain_and_gzip() {
         let raw = encode_idx(&[2, 3], &[1, 2, 3, 4, 5, 6]);
-        let want = IdxArray {
-            dims: vec![2, 3],
-            data: vec![1, 2, 3, 4, 5, 6],
-        };
+        let want = IdxArray { dims: vec![2, 3], data: vec![1, 2, 3, 4, 5, 6] };
         assert_eq!(parse_idx(&raw).unwrap(), want);
         assert_eq!(parse_idx(&gz(&raw)).unwrap(), want);
     }

@@ -37,11 +37,7 @@ pub struct Image {
 
 impl std::fmt::Debug for Image {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Image({}x{} {:?})",
-            self.width, self.height, self.channels
-        )
+        write!(f, "Image({}x{} {:?})", self.width, self.height, self.channels)
     }
 }
 
@@ -59,22 +55,12 @@ impl Image {
                 data.len()
             )));
         }
-        Ok(Self {
-            width,
-            height,
-            channels,
-            data,
-        })
+        Ok(Self { width, height, channels, data })
     }
 
     /// A constant image (every byte `value`).
     pub fn filled(width: u32, height: u32, channels: Channels, value: u8) -> Result<Self> {
-        Self::new(
-            width,
-            height,
-            channels,
-            vec![value; width as usize * height as usize * channels.count()],
-        )
+        Self::new(width, height, channels, vec![value; width as usize * height as usize * channels.count()])
     }
 
     pub fn width(&self) -> u32 {
@@ -113,12 +99,7 @@ impl Image {
             Channels::Rgb => self.clone(),
             Channels::Gray => {
                 let data = self.data.iter().flat_map(|&v| [v, v, v]).collect();
-                Image {
-                    width: self.width,
-                    height: self.height,
-                    channels: Channels::Rgb,
-                    data,
-                }
+                Image { width: self.width, height: self.height, channels: Channels::Rgb, data }
             }
         }
     }
@@ -137,12 +118,7 @@ impl Image {
                         ((l + 0x8000) >> 16) as u8
                     })
                     .collect();
-                Image {
-                    width: self.width,
-                    height: self.height,
-                    channels: Channels::Gray,
-                    data,
-                }
+                Image { width: self.width, height: self.height, channels: Channels::Gray, data }
             }
         }
     }
@@ -163,12 +139,10 @@ impl Image {
     pub fn to_dynamic(&self) -> image::DynamicImage {
         match self.channels {
             Channels::Gray => image::DynamicImage::ImageLuma8(
-                image::GrayImage::from_raw(self.width, self.height, self.data.clone())
-                    .expect("shape checked"),
+                image::GrayImage::from_raw(self.width, self.height, self.data.clone()).expect("shape checked"),
             ),
             Channels::Rgb => image::DynamicImage::ImageRgb8(
-                image::RgbImage::from_raw(self.width, self.height, self.data.clone())
-                    .expect("shape checked"),
+                image::RgbImage::from_raw(self.width, self.height, self.data.clone()).expect("shape checked"),
             ),
         }
     }
@@ -192,26 +166,20 @@ impl Image {
     /// BMP, TIFF). Written to a temporary file beside `path` and renamed, so a failure leaves no
     /// partial file.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let ext = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(|e| e.to_ascii_lowercase());
+        let ext = path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase());
         let bytes = match ext.as_deref() {
             Some("jpg") | Some("jpeg") => crate::jpeg::encode(self, 95)?,
             Some(e) => {
                 let format = image::ImageFormat::from_extension(e)
                     .ok_or_else(|| Error::Unsupported(format!("output format '.{e}'")))?;
                 let mut buf = std::io::Cursor::new(Vec::new());
-                self.to_dynamic().write_to(&mut buf, format).map_err(|e| {
-                    Error::Unsupported(format!("cannot encode {}: {e}", path.display()))
-                })?;
+                self.to_dynamic()
+                    .write_to(&mut buf, format)
+                    .map_err(|e| Error::Unsupported(format!("cannot encode {}: {e}", path.display())))?;
                 buf.into_inner()
             }
             None => {
-                return Err(Error::Unsupported(format!(
-                    "{}: no file extension to pick a format",
-                    path.display()
-                )));
+                return Err(Error::Unsupported(format!("{}: no file extension to pick a format", path.display())));
             }
         };
         crate::fsutil::write_atomic(path, &bytes)

@@ -72,22 +72,14 @@ pub fn decode(bytes: &[u8]) -> Result<Image> {
         let (format, channels) = match header.colorspace {
             turbojpeg::Colorspace::Gray => (turbojpeg::PixelFormat::GRAY, Channels::Gray),
             turbojpeg::Colorspace::CMYK | turbojpeg::Colorspace::YCCK => {
-                return Err(Error::Jpeg(
-                    "CMYK/YCCK JPEG is not decoded by libjpeg-turbo to RGB".into(),
-                ));
+                return Err(Error::Jpeg("CMYK/YCCK JPEG is not decoded by libjpeg-turbo to RGB".into()));
             }
             _ => (turbojpeg::PixelFormat::RGB, Channels::Rgb),
         };
         let n = channels.count();
         let (w, h) = (header.width, header.height);
         let mut pixels = vec![0u8; w * h * n];
-        let out = turbojpeg::Image {
-            pixels: &mut pixels[..],
-            width: w,
-            pitch: w * n,
-            height: h,
-            format,
-        };
+        let out = turbojpeg::Image { pixels: &mut pixels[..], width: w, pitch: w * n, height: h, format };
         d.decompress(bytes, out).map_err(jerr)?;
         Image::new(w as u32, h as u32, channels, pixels)
     })
@@ -141,10 +133,7 @@ mod tests {
         // it by 5000/10 % = 500 % -> 80; q=90 by 200-180 = 20 % -> 3. The DQT segment holds it.
         for (q, dc) in [(50u8, 16u8), (10, 80), (90, 3)] {
             let bytes = encode(&gradient(Channels::Gray), q).unwrap();
-            let pos = bytes
-                .windows(2)
-                .position(|w| w == [0xFF, 0xDB])
-                .expect("DQT marker");
+            let pos = bytes.windows(2).position(|w| w == [0xFF, 0xDB]).expect("DQT marker");
             // FF DB, length (2 bytes), Pq/Tq (1 byte), then 64 entries in zig-zag order.
             assert_eq!(bytes[pos + 5], dc, "quality {q}");
         }

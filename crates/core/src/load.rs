@@ -30,10 +30,7 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self {
-            max_pixels: 100_000_000,
-            max_file_bytes: 512 << 20,
-        }
+        Self { max_pixels: 100_000_000, max_file_bytes: 512 << 20 }
     }
 }
 
@@ -46,26 +43,16 @@ pub fn load_image(path: &Path) -> Result<Image> {
 pub fn load_image_with(path: &Path, opts: &LoadOptions) -> Result<Image> {
     let meta = fs::metadata(path).with_path(path)?;
     if meta.is_dir() {
-        return Err(Error::Decode {
-            path: path.into(),
-            reason: "is a directory".into(),
-        });
+        return Err(Error::Decode { path: path.into(), reason: "is a directory".into() });
     }
     if meta.len() > opts.max_file_bytes {
         return Err(Error::Decode {
             path: path.into(),
-            reason: format!(
-                "file of {} bytes exceeds the limit of {}",
-                meta.len(),
-                opts.max_file_bytes
-            ),
+            reason: format!("file of {} bytes exceeds the limit of {}", meta.len(), opts.max_file_bytes),
         });
     }
     let bytes = fs::read(path).with_path(path)?;
-    decode_image(&bytes, opts).map_err(|reason| Error::Decode {
-        path: path.into(),
-        reason,
-    })
+    decode_image(&bytes, opts).map_err(|reason| Error::Decode { path: path.into(), reason })
 }
 
 /// Decodes image bytes to RGB; the error is a one-line reason.
@@ -73,8 +60,7 @@ pub fn decode_image(bytes: &[u8], opts: &LoadOptions) -> std::result::Result<Ima
     if bytes.is_empty() {
         return Err("empty file".into());
     }
-    let format =
-        image::guess_format(bytes).map_err(|_| "not a recognised image format".to_string())?;
+    let format = image::guess_format(bytes).map_err(|_| "not a recognised image format".to_string())?;
     if format == image::ImageFormat::Jpeg {
         let (w, h) = crate::jpeg::dimensions(bytes).map_err(|e| e.to_string())?;
         check_pixels(w, h, opts)?;
@@ -101,14 +87,10 @@ pub fn decode_image(bytes: &[u8], opts: &LoadOptions) -> std::result::Result<Ima
     let mut decoder = reader.into_decoder().map_err(|e| e.to_string())?;
     let (w, h) = decoder.dimensions();
     check_pixels(w, h, opts)?;
-    let orientation = decoder
-        .orientation()
-        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut dynamic = image::DynamicImage::from_decoder(decoder).map_err(|e| e.to_string())?;
     dynamic.apply_orientation(orientation);
-    Ok(Image::from_dynamic(dynamic)
-        .map_err(|e| e.to_string())?
-        .to_rgb())
+    Ok(Image::from_dynamic(dynamic).map_err(|e| e.to_string())?.to_rgb())
 }
 
 fn check_pixels(w: u32, h: u32, opts: &LoadOptions) -> std::result::Result<(), String> {
@@ -143,32 +125,25 @@ pub fn list_images(roots: &[PathBuf]) -> (Vec<PathBuf>, Vec<Skipped>) {
             match entry {
                 Ok(e) => {
                     let p = e.path();
-                    let is_image = p.extension().and_then(|x| x.to_str()).is_some_and(|x| {
-                        IMAGE_EXTENSIONS.contains(&x.to_ascii_lowercase().as_str())
-                    });
+                    let is_image = p
+                        .extension()
+                        .and_then(|x| x.to_str())
+                        .is_some_and(|x| IMAGE_EXTENSIONS.contains(&x.to_ascii_lowercase().as_str()));
                     if !is_image {
                         continue;
                     }
                     if e.file_type().is_dir() {
-                        skipped.push(Skipped {
-                            path: p.to_path_buf(),
-                            reason: "is a directory".into(),
-                        });
+                        skipped.push(Skipped { path: p.to_path_buf(), reason: "is a directory".into() });
                     } else {
                         files.push(p.to_path_buf());
                     }
                 }
                 Err(err) => {
-                    let path = err
-                        .path()
-                        .map(Path::to_path_buf)
-                        .unwrap_or_else(|| root.clone());
+                    let path = err.path().map(Path::to_path_buf).unwrap_or_else(|| root.clone());
                     let reason = if err.loop_ancestor().is_some() {
                         "symlink loop".to_string()
                     } else {
-                        err.io_error()
-                            .map(|e| e.to_string())
-                            .unwrap_or_else(|| err.to_string())
+                        err.io_error().map(|e| e.to_string()).unwrap_or_else(|| err.to_string())
                     };
                     skipped.push(Skipped { path, reason });
                 }
@@ -190,18 +165,12 @@ pub struct Loaded {
 /// Loads every image under `roots` in parallel, as RGB.
 pub fn load_all(roots: &[PathBuf], opts: &LoadOptions) -> Loaded {
     let (files, mut skipped) = list_images(roots);
-    let results: Vec<_> = files
-        .par_iter()
-        .map(|p| (p, load_image_with(p, opts)))
-        .collect();
+    let results: Vec<_> = files.par_iter().map(|p| (p, load_image_with(p, opts))).collect();
     let mut images = Vec::with_capacity(results.len());
     for (p, r) in results {
         match r {
             Ok(img) => images.push((p.clone(), img)),
-            Err(e) => skipped.push(Skipped {
-                path: p.clone(),
-                reason: reason_of(&e),
-            }),
+            Err(e) => skipped.push(Skipped { path: p.clone(), reason: reason_of(&e) }),
         }
     }
     Loaded { images, skipped }
@@ -222,9 +191,7 @@ mod tests {
     use crate::image::Channels;
 
     fn sample(w: u32, h: u32) -> Image {
-        let data = (0..w * h)
-            .flat_map(|i| [(i % 256) as u8, (i / 3 % 256) as u8, 200])
-            .collect();
+        let data = (0..w * h).flat_map(|i| [(i % 256) as u8, (i / 3 % 256) as u8, 200]).collect();
         Image::new(w, h, Channels::Rgb, data).unwrap()
     }
 
@@ -236,11 +203,7 @@ mod tests {
             let p = dir.path().join(format!("a.{ext}"));
             img.save(&p).unwrap();
             let back = load_image(&p).unwrap();
-            assert_eq!(
-                (back.width(), back.height(), back.channels()),
-                (12, 8, Channels::Rgb),
-                "{ext}"
-            );
+            assert_eq!((back.width(), back.height(), back.channels()), (12, 8, Channels::Rgb), "{ext}");
             if ["png", "bmp", "tiff", "webp"].contains(&ext) {
                 assert_eq!(back, img, "{ext} is lossless");
             }
@@ -257,20 +220,10 @@ mod tests {
         assert_eq!(&g.data()[3 * 5..3 * 6], &[11, 11, 11]); // pixel (1,1)
         let rgba = image::RgbaImage::from_pixel(2, 2, image::Rgba([10, 20, 30, 0]));
         rgba.save(dir.path().join("a.png")).unwrap();
-        assert_eq!(
-            load_image(&dir.path().join("a.png")).unwrap().data()[..3],
-            [10, 20, 30]
-        );
-        let deep = image::ImageBuffer::<image::Rgb<u16>, _>::from_pixel(
-            2,
-            2,
-            image::Rgb([65535u16, 0, 32896]),
-        );
+        assert_eq!(load_image(&dir.path().join("a.png")).unwrap().data()[..3], [10, 20, 30]);
+        let deep = image::ImageBuffer::<image::Rgb<u16>, _>::from_pixel(2, 2, image::Rgb([65535u16, 0, 32896]));
         deep.save(dir.path().join("d.png")).unwrap();
-        assert_eq!(
-            load_image(&dir.path().join("d.png")).unwrap().data()[..3],
-            [255, 0, 128]
-        );
+        assert_eq!(load_image(&dir.path().join("d.png")).unwrap().data()[..3], [255, 0, 128]);
     }
 
     #[test]
@@ -349,13 +302,8 @@ mod tests {
         let mut ihdr = 100_000u32.to_be_bytes().to_vec();
         ihdr.extend_from_slice(&100_000u32.to_be_bytes());
         ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-        let bomb = [
-            b"\x89PNG\r\n\x1a\n".to_vec(),
-            chunk(b"IHDR", &ihdr),
-            chunk(b"IDAT", &[]),
-            chunk(b"IEND", &[]),
-        ]
-        .concat();
+        let bomb =
+            [b"\x89PNG\r\n\x1a\n".to_vec(), chunk(b"IHDR", &ihdr), chunk(b"IDAT", &[]), chunk(b"IEND", &[])].concat();
         std::fs::write(d.join("bomb.png"), &bomb).unwrap();
         let loaded = load_all(&[d.to_path_buf()], &LoadOptions::default());
         assert_eq!(loaded.images.len(), 1);
@@ -363,32 +311,18 @@ mod tests {
         let reasons: std::collections::BTreeMap<String, String> = loaded
             .skipped
             .iter()
-            .map(|s| {
-                (
-                    s.path.file_name().unwrap().to_string_lossy().into_owned(),
-                    s.reason.clone(),
-                )
-            })
+            .map(|s| (s.path.file_name().unwrap().to_string_lossy().into_owned(), s.reason.clone()))
             .collect();
         assert_eq!(reasons.len(), 5, "{reasons:?}");
         assert_eq!(reasons["empty.jpg"], "empty file");
-        assert!(
-            reasons["garbage.png"].contains("not a recognised"),
-            "{reasons:?}"
-        );
+        assert!(reasons["garbage.png"].contains("not a recognised"), "{reasons:?}");
         assert!(reasons["folder.jpg"].contains("directory"), "{reasons:?}");
         assert!(
-            reasons["bomb.png"].contains("decompression bomb")
-                || reasons["bomb.png"].contains("limit"),
+            reasons["bomb.png"].contains("decompression bomb") || reasons["bomb.png"].contains("limit"),
             "{reasons:?}"
         );
         assert!(!reasons["truncated.jpg"].is_empty());
-        assert!(
-            load_image(&d.join("missing.jpg"))
-                .unwrap_err()
-                .to_string()
-                .contains("missing.jpg")
-        );
+        assert!(load_image(&d.join("missing.jpg")).unwrap_err().to_string().contains("missing.jpg"));
     }
 
     #[cfg(unix)]
@@ -400,9 +334,6 @@ mod tests {
         sample(4, 4).save(&dir.path().join("sub/x.png")).unwrap();
         let (files, skipped) = list_images(&[dir.path().to_path_buf()]);
         assert_eq!(files.len(), 1);
-        assert!(
-            skipped.iter().any(|s| s.reason == "symlink loop"),
-            "{skipped:?}"
-        );
+        assert!(skipped.iter().any(|s| s.reason == "symlink loop"), "{skipped:?}");
     }
 }

@@ -44,25 +44,16 @@ pub fn resize_region(
     filter: Filter,
 ) -> Result<Image> {
     if width == 0 || height == 0 {
-        return Err(Error::Resize(format!(
-            "target size {width}x{height} is empty"
-        )));
+        return Err(Error::Resize(format!("target size {width}x{height} is empty")));
     }
-    let src = fir::images::ImageRef::new(
-        img.width(),
-        img.height(),
-        img.data(),
-        pixel_type(img.channels()),
-    )
-    .map_err(|e| Error::Resize(e.to_string()))?;
+    let src = fir::images::ImageRef::new(img.width(), img.height(), img.data(), pixel_type(img.channels()))
+        .map_err(|e| Error::Resize(e.to_string()))?;
     let mut dst = fir::images::Image::new(width, height, pixel_type(img.channels()));
     let mut options = fir::ResizeOptions::new().resize_alg(filter.alg());
     if let Some((l, t, w, h)) = crop {
         options = options.crop(l, t, w, h);
     }
-    fir::Resizer::new()
-        .resize(&src, &mut dst, &options)
-        .map_err(|e| Error::Resize(e.to_string()))?;
+    fir::Resizer::new().resize(&src, &mut dst, &options).map_err(|e| Error::Resize(e.to_string()))?;
     Image::new(width, height, img.channels(), dst.into_vec())
 }
 
@@ -98,9 +89,6 @@ mod tests {
         let img = Image::new(4, 1, Channels::Gray, vec![0, 100, 200, 100]).unwrap();
         let out = resize(&img, 2, 1, Filter::Bilinear).unwrap();
         let d = out.data();
-        assert!(
-            (d[0] as i32 - 71).abs() <= 1 && (d[1] as i32 - 143).abs() <= 1,
-            "{d:?}"
-        );
+        assert!((d[0] as i32 - 71).abs() <= 1 && (d[1] as i32 - 143).abs() <= 1, "{d:?}");
     }
 }

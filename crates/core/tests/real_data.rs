@@ -22,24 +22,15 @@ fn data_dir() -> PathBuf {
 fn asset(name: &str) -> Option<PathBuf> {
     let m = assets::manifest(name).unwrap();
     let states = assets::verify(&m, &data_dir()).unwrap();
-    let bad: Vec<_> = states
-        .iter()
-        .filter(|(_, s)| *s != FileState::Ok)
-        .map(|(f, s)| format!("{} {s:?}", f.name))
-        .collect();
+    let bad: Vec<_> =
+        states.iter().filter(|(_, s)| *s != FileState::Ok).map(|(f, s)| format!("{} {s:?}", f.name)).collect();
     if bad.is_empty() {
         return Some(assets::asset_dir(&data_dir(), name));
     }
     if std::env::var("STABILIZE_REQUIRE_DATA").is_ok_and(|v| v == "1") {
-        panic!(
-            "asset {name} is not complete in {}: {bad:?}; run `stabilize fetch {name}`",
-            data_dir().display()
-        );
+        panic!("asset {name} is not complete in {}: {bad:?}; run `stabilize fetch {name}`", data_dir().display());
     }
-    eprintln!(
-        "skipping: asset {name} not fetched ({} files not ok)",
-        bad.len()
-    );
+    eprintln!("skipping: asset {name} not fetched ({} files not ok)", bad.len());
     None
 }
 
@@ -59,24 +50,12 @@ fn fashion_mnist_loads_with_its_known_statistics() {
     // The published training-set pixel mean and std on [0,1]: 0.2860 and 0.3530.
     let n = fm.train.images.len() as f64;
     let mean = fm.train.images.iter().map(|&v| v as f64).sum::<f64>() / n / 255.0;
-    let var = fm
-        .train
-        .images
-        .iter()
-        .map(|&v| (v as f64 / 255.0 - mean).powi(2))
-        .sum::<f64>()
-        / n;
+    let var = fm.train.images.iter().map(|&v| (v as f64 / 255.0 - mean).powi(2)).sum::<f64>() / n;
     assert!((mean - 0.2860).abs() < 5e-4, "mean {mean}");
     assert!((var.sqrt() - 0.3530).abs() < 5e-4, "std {}", var.sqrt());
-    assert_eq!(
-        CLASSES[fm.train.labels[0] as usize], "Ankle boot",
-        "first training label is 9"
-    );
+    assert_eq!(CLASSES[fm.train.labels[0] as usize], "Ankle boot", "first training label is 9");
     let img = fm.test.image(0);
-    assert_eq!(
-        (img.width(), img.height(), img.channels()),
-        (28, 28, Channels::Gray)
-    );
+    assert_eq!((img.width(), img.height(), img.channels()), (28, 28, Channels::Gray));
 }
 
 #[test]
@@ -88,11 +67,7 @@ fn every_photo_loads_as_rgb_with_its_manifest_size() {
     assert_eq!(loaded.images.len(), m.files.len());
     for (path, img) in &loaded.images {
         let name = path.file_name().unwrap().to_str().unwrap();
-        let entry = m
-            .files
-            .iter()
-            .find(|f| f.name == name)
-            .expect("file is in the manifest");
+        let entry = m.files.iter().find(|f| f.name == name).expect("file is in the manifest");
         let w = entry.extra["width"].as_u64().unwrap() as u32;
         let h = entry.extra["height"].as_u64().unwrap() as u32;
         assert_eq!((img.width(), img.height()), (w, h), "{name}");
@@ -110,10 +85,7 @@ fn mobilenet_weights_are_a_legacy_torch_pickle() {
     // 0x1950a86a20f9469cfc6c as a LONG1 (opcode 0x8a, 10 bytes, little-endian).
     assert_eq!(&bytes[..2], &[0x80, 0x02]);
     assert_eq!(&bytes[2..4], &[0x8a, 0x0a]);
-    assert_eq!(
-        &bytes[4..14],
-        &[0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19]
-    );
+    assert_eq!(&bytes[4..14], &[0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19]);
 }
 
 #[test]
@@ -121,17 +93,10 @@ fn distortions_on_real_photos_behave() {
     let Some(dir) = asset("photos") else { return };
     let loaded = load_all(&[dir], &LoadOptions::default());
     // A spread of real photos: large wallpapers, small CIFAR, grayscale scenes.
-    let picks: Vec<_> = loaded
-        .images
-        .iter()
-        .step_by(loaded.images.len() / 12)
-        .take(12)
-        .collect();
+    let picks: Vec<_> = loaded.images.iter().step_by(loaded.images.len() / 12).take(12).collect();
     for (path, img) in picks {
-        let specs: Vec<Distortion> = stabilize_core::distort::parse_list(
-            "jpeg:10,jpeg:50,jpeg:90,thumb:30,thumb:50,crop:2,noise:0.05",
-        )
-        .unwrap();
+        let specs: Vec<Distortion> =
+            stabilize_core::distort::parse_list("jpeg:10,jpeg:50,jpeg:90,thumb:30,thumb:50,crop:2,noise:0.05").unwrap();
         let outs: Vec<_> = specs.iter().map(|d| d.apply(img, 11).unwrap()).collect();
         for (d, out) in specs.iter().zip(&outs) {
             assert_eq!(
@@ -139,26 +104,12 @@ fn distortions_on_real_photos_behave() {
                 (img.width(), img.height(), img.channels()),
                 "{d} {path:?}"
             );
-            assert_eq!(
-                out,
-                &d.apply(img, 11).unwrap(),
-                "{d} deterministic on {path:?}"
-            );
+            assert_eq!(out, &d.apply(img, 11).unwrap(), "{d} deterministic on {path:?}");
         }
         let p: Vec<f64> = outs.iter().map(|o| psnr(img, o).unwrap()).collect();
-        assert!(
-            p[0] < p[1] && p[1] < p[2],
-            "JPEG PSNR must rise with quality on {path:?}: {p:?}"
-        );
-        assert!(
-            p[3] < p[4],
-            "thumb:30 must be harsher than thumb:50 on {path:?}: {p:?}"
-        );
+        assert!(p[0] < p[1] && p[1] < p[2], "JPEG PSNR must rise with quality on {path:?}: {p:?}");
+        assert!(p[3] < p[4], "thumb:30 must be harsher than thumb:50 on {path:?}: {p:?}");
         // Noise σ = 0.05 gives PSNR ≈ 20·log10(1/0.05) = 26 dB before clamping and rounding.
-        assert!(
-            (p[6] - 26.0).abs() < 2.5,
-            "noise:0.05 PSNR {} on {path:?}",
-            p[6]
-        );
+        assert!((p[6] - 26.0).abs() < 2.5, "noise:0.05 PSNR {} on {path:?}", p[6]);
     }
 }
