@@ -9,7 +9,7 @@ use stabilize_core::fashion_mnist::{SIDE, Split};
 use stabilize_core::metrics::classify::{flip_rate, mean, predictions, quantile, row_distances, top_k_accuracy};
 
 use crate::model::SmallCnn;
-use crate::train::infer;
+use crate::train::{INFER_BATCH, infer};
 
 /// The distortions `eval classify` uses when none are given.
 pub const DEFAULT_DISTORTIONS: &str = "jpeg:10,jpeg:30,jpeg:50,thumb:30,thumb:50,crop:2,crop:4,noise:0.05,noise:0.1";
@@ -56,7 +56,7 @@ pub fn evaluate_classifier(
     device: &Device,
     on_progress: &mut dyn FnMut(usize, usize),
 ) -> Result<ClassifyEval, stabilize_core::Error> {
-    let batch = 1000;
+    let batch = INFER_BATCH;
     let clean_px: Vec<&[u8]> = (0..test.len()).map(|i| test.pixels(i)).collect();
     let (logits, features) = infer(model, &clean_px, 1, SIDE, batch, device);
     let dim = features.len() / test.len().max(1);

@@ -393,18 +393,22 @@ fn train_classify(args: TrainClassifyArgs) -> Result<()> {
                 ));
             }
         }
-        Event::EpochEnd(s) => pb.println(format!(
-            "epoch {:>3}: loss {:.4} (ce {:.4}, stab {:.4}) train {:.2}% test {:.2}% lr {:.2e} {:.0} img/s {:.0}s",
-            s.epoch,
-            s.loss,
-            s.ce,
-            s.stability,
-            s.train_top1 * 100.0,
-            s.test_top1 * 100.0,
-            s.lr_end,
-            s.img_per_s,
-            s.seconds
-        )),
+        Event::EpochEnd(s) => {
+            let line = format!(
+                "epoch {:>3}: loss {:.4} (ce {:.4}, stab {:.4}) train {:.2}% test {:.2}% lr {:.2e} {:.0} img/s {:.0}s",
+                s.epoch,
+                s.loss,
+                s.ce,
+                s.stability,
+                s.train_top1 * 100.0,
+                s.test_top1 * 100.0,
+                s.lr_end,
+                s.img_per_s,
+                s.seconds
+            );
+            // Without a terminal the bar is hidden; the epoch lines still go to the log.
+            if pb.is_hidden() { eprintln!("{line}") } else { pb.println(line) }
+        }
     };
     let summary = train_classifier(&config, &data.train, &data.test, &device, &args.out, args.resume, &mut on)?;
     pb.finish_and_clear();

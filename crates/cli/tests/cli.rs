@@ -100,3 +100,96 @@ fn measure_reports_psnr_as_json() {
     assert_eq!(v["images"].as_array().unwrap().len(), 1);
     assert_eq!(v["skipped"].as_array().unwrap().len(), 1);
 }
+
+/// The Fashion-MNIST asset folder, or `None` (skip) when it is absent and not required.
+fn fashion_mnist_data() -> Option<std::path::PathBuf> {
+    let data = std::env::var_os("STABILIZE_DATA")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"));
+    if data.join("fashion-mnist/t10k-labels-idx1-ubyte.gz").is_file() {
+        return Some(data);
+    }
+    assert!(
+        std::env::var("STABILIZE_REQUIRE_DATA").as_deref() != Ok("1"),
+        "fashion-mnist missing in {}",
+        data.display()
+    );
+    eprintln!("skipping: fashion-mnist not fetched");
+    None
+}
+
+#[test]
+fn train_eval_compare_on_real_fashion_mnist() {
+    let Some(data) = fashion_mnist_data() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = data.to_str().unwrap();
+    let mut evals = Vec::new();
+    for (name, alpha) in [("base", "0"), ("stab", "0.1")] {
+        let out = dir.path().join(name);
+        let o = stabilize(&[
+            "train",
+            "classify",
+            "--data-dir",
+            d,
+            "--alpha",
+            alpha,
+            "--sigma",
+            "0.1",
+            "--epochs",
+            "1",
+            "--train-subset",
+            "1024",
+            "--batch-size",
+            "64",
+            "--seed",
+            "3",
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        // 1,024 real images for one epoch already beat chance (10 %) by far.
+        assert!(summary["test_top1"].as_f64().unwrap() > 0.5, "{summary}");
+        for f in ["config.json", "model.bpk", "metrics.json", "checkpoint/state.json"] {
+            assert!(out.join(f).is_file(), "{f} missing");
+        }
+        let o = stabilize(&[
+            "eval",
+            "classify",
+            "--data-dir",
+            d,
+            "--model",
+            out.to_str().unwrap(),
+            "--distortions",
+            "jpeg:10,noise:0.1",
+            "--json",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let eval: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(eval["images"], 10_000);
+        let rows = eval["distortions"].as_array().unwrap();
+        assert_eq!(rows.len(), 2);
+        for r in rows {
+            let flip = r["flip_rate"].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&flip));
+            assert!(r["top5"].as_f64().unwrap() >= r["top1"].as_f64().unwrap());
+            assert!(r["feature_distance_p90"].as_f64().unwrap() >= 0.0);
+        }
+        evals.push(eval);
+    }
+    let o =
+        stabilize(&["compare", dir.path().join("base").to_str().unwrap(), dir.path().join("stab").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(table.contains("jpeg:10") && table.contains("noise:0.1"), "{table}");
+    // Re-training into a finished run folder is refused; a wrong model dir is a one-line error.
+    let base = dir.path().join("base");
+    let o = stabilize(&["train", "classify", "--data-dir", d, "--epochs", "1", "--out", base.to_str().unwrap()]);
+    assert_one_line_error(&o, "--resume");
+    assert_one_line_error(&stabilize(&["eval", "classify", "--data-dir", d, "--model", d]), "not a classifier run");
+    assert_one_line_error(
+        &stabilize(&["train", "classify", "--data-dir", d, "--alpha=-1", "--out", "/tmp/x"]),
+        "alpha must be ≥ 0",
+    );
+}
