@@ -508,4 +508,24 @@ mod tests {
         assert!((tiny(0.0).lr_at(0, 10) - 3e-3).abs() < 1e-12);
         assert!(tiny(0.0).lr_at(10, 10).abs() < 1e-12);
     }
+
+    #[test]
+    fn a_diverging_run_stops_with_a_clear_error_and_no_final_model() {
+        let _guard = crate::test_rng_lock();
+        let dir = tempfile::tempdir().unwrap();
+        // An absurd learning rate makes the weights explode until the loss is not finite.
+        let bad = ClassifyTrainConfig { epochs: 6, lr: 1e12, ..tiny(0.0) };
+        let err =
+            train_classifier(&bad, &fixture(160, 0), &fixture(50, 3), &Device::flex(), dir.path(), false, &mut |_| {})
+                .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("the loss became") && !msg.contains('\n'), "{msg}");
+        let TrainError::NonFinite { epoch, last_good, .. } = err else { panic!("{msg}") };
+        // The error names the last good checkpoint, which is on disk (none in the first epoch).
+        match last_good {
+            Some(p) => assert!(epoch > 0 && p.is_file(), "{}", p.display()),
+            None => assert_eq!(epoch, 0),
+        }
+        assert!(!dir.path().join("model.bpk").exists(), "no final model from a diverged run");
+    }
 }
