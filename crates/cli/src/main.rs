@@ -76,6 +76,7 @@ enum Command {
         a: PathBuf,
         /// Run folder B (e.g. the stabilized model).
         b: PathBuf,
+        /// Print both evaluations as one JSON object.
         #[arg(long)]
         json: bool,
     },
@@ -92,6 +93,7 @@ enum Command {
         /// Channels of the CNN's first convolution.
         #[arg(long, default_value_t = 16)]
         width: usize,
+        /// Print one JSON object.
         #[arg(long)]
         json: bool,
     },
@@ -135,13 +137,22 @@ struct TrainClassifyArgs {
     /// Continue an interrupted run in --out from its last checkpoint.
     #[arg(long)]
     resume: bool,
-    #[arg(long, default_value = "flex")]
-    backend: String,
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    run: RunArgs,
     /// Print the final summary as JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// Where data comes from and which backend computes.
+#[derive(clap::Args)]
+struct RunArgs {
+    /// burn backend: flex (CPU, default), tch, cuda or wgpu (the last three need their cargo feature).
+    #[arg(long, default_value = "flex")]
+    backend: String,
+    /// Data dir [default: $STABILIZE_DATA, else ./data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -157,10 +168,9 @@ enum EvalCommand {
         /// Seed of the distortions' random parts.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        #[arg(long, default_value = "flex")]
-        backend: String,
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        run: RunArgs,
+        /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -195,8 +205,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Distort { spec, seed, input, output } => distort(&spec, seed, &input, &output),
         Command::Measure { spec, seed, json, paths } => measure(&spec, seed, json, &paths),
         Command::Train(TrainCommand::Classify(args)) => train_classify(args),
-        Command::Eval(EvalCommand::Classify { model, distortions, seed, backend, data_dir, json }) => {
-            eval_classify(&model, &distortions, seed, &backend, data_dir.as_deref(), json)
+        Command::Eval(EvalCommand::Classify { model, distortions, seed, run, json }) => {
+            eval_classify(&model, &distortions, seed, &run, json)
         }
         Command::Compare { a, b, json } => compare(&a, &b, json),
         Command::Bench { batch_size, steps, backend, width, json } => bench(batch_size, steps, &backend, width, json),
@@ -368,8 +378,8 @@ fn train_classify(args: TrainClassifyArgs) -> Result<()> {
         ..ClassifyTrainConfig::new()
     };
     config.validate().map_err(anyhow::Error::msg)?;
-    let device = device(&args.backend)?;
-    let data = load_fashion_mnist(&args.dataset, args.data_dir.as_deref())?;
+    let device = device(&args.run.backend)?;
+    let data = load_fashion_mnist(&args.dataset, args.run.data_dir.as_deref())?;
     let pb = if args.json { ProgressBar::hidden() } else { ProgressBar::new(0) };
     pb.set_style(
         ProgressStyle::with_template("[{elapsed_precise}] {bar:30} {pos}/{len} steps, ETA {eta} {msg}")
@@ -431,18 +441,11 @@ fn train_classify(args: TrainClassifyArgs) -> Result<()> {
     Ok(())
 }
 
-fn eval_classify(
-    model_dir: &Path,
-    distortions: &str,
-    seed: u64,
-    backend: &str,
-    data_dir: Option<&Path>,
-    json: bool,
-) -> Result<()> {
+fn eval_classify(model_dir: &Path, distortions: &str, seed: u64, run: &RunArgs, json: bool) -> Result<()> {
     let distortions = stabilize_core::distort::parse_list(distortions)?;
-    let device = device(backend)?;
+    let device = device(&run.backend)?;
     let (config, model) = stabilize_burn::train::load_classifier(model_dir, &device)?;
-    let data = load_fashion_mnist(&config.dataset, data_dir)?;
+    let data = load_fashion_mnist(&config.dataset, run.data_dir.as_deref())?;
     let pb = spinner(json);
     let name = model_dir.display().to_string();
     let specs: Vec<String> = distortions.iter().map(|d| d.to_string()).collect();
