@@ -155,16 +155,11 @@ pub fn fetch(m: &Manifest, data_dir: &Path, progress: &mut dyn FnMut(&str)) -> R
     remove_stale_temps(&dir)?;
     let mut report = FetchReport { asset: m.name.clone(), dir: dir.clone(), ..Default::default() };
     let mut needed: BTreeMap<&str, Vec<&FileEntry>> = BTreeMap::new();
-    for (f, state) in verify(m, data_dir)? {
+    for (entry, (_, state)) in m.files.iter().zip(verify(m, data_dir)?) {
         match state {
             FileState::Ok => report.present += 1,
-            FileState::Corrupt => {
-                report.replaced_corrupt += 1;
-                let entry = m.files.iter().find(|e| e.name == f.name).expect("from manifest");
-                needed.entry(entry.source.as_str()).or_default().push(entry);
-            }
-            FileState::Missing => {
-                let entry = m.files.iter().find(|e| e.name == f.name).expect("from manifest");
+            FileState::Corrupt | FileState::Missing => {
+                report.replaced_corrupt += (state == FileState::Corrupt) as usize;
                 needed.entry(entry.source.as_str()).or_default().push(entry);
             }
         }
