@@ -113,7 +113,7 @@ pub mod classify {
         fn top_k_and_accuracy_known_answers() {
             assert_eq!(top_k(&[0.1, 0.7, 0.2, 0.7], 3), vec![1, 3, 2]);
             let logits = [0.1, 0.7, 0.2, /* row 2 */ 0.9, 0.05, 0.05, /* row 3 */ 0.3, 0.3, 0.4];
-            let labels = [1u8, 1, 0];
+            let labels = [1u8, 1, 1]; // row 3: top-2 is [2, 0] (ties: lower index first), a miss
             assert!((top_k_accuracy(&logits, 3, &labels, 1) - 1.0 / 3.0).abs() < 1e-12);
             assert!((top_k_accuracy(&logits, 3, &labels, 2) - 2.0 / 3.0).abs() < 1e-12);
             assert_eq!(top_k_accuracy(&logits, 3, &labels, 3), 1.0);
