@@ -8,7 +8,9 @@
 pub mod bench;
 pub mod device;
 pub mod eval;
+pub mod imagenet;
 pub mod loss;
+pub mod mobilenet;
 pub mod model;
 pub mod tensor;
 pub mod train;

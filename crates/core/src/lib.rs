@@ -9,12 +9,14 @@ pub mod distort;
 pub mod error;
 pub mod fashion_mnist;
 pub mod fsutil;
+pub mod hash;
 pub mod idx;
 pub mod image;
 pub mod jpeg;
 pub mod load;
 pub mod metrics;
 pub mod resize;
+pub mod retrieval;
 
 pub use distort::Distortion;
 pub use error::{Error, Result};
