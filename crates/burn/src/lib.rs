@@ -7,6 +7,8 @@
 
 pub mod bench;
 pub mod device;
+pub mod embed;
+pub mod embed_train;
 pub mod eval;
 pub mod imagenet;
 pub mod loss;

@@ -8,6 +8,13 @@ use stabilize_core::{Channels, Image};
 pub fn images_to_tensor(images: &[&Image], device: &Device) -> Tensor<4> {
     let first = images.first().expect("an empty batch has no shape");
     let (w, h, c) = (first.width() as usize, first.height() as usize, first.channels().count());
+    Tensor::from_data(TensorData::new(planar_pixels(images), [images.len(), c, h, w]), device)
+}
+
+/// The values of [`images_to_tensor`] on the host: `[N, C, H, W]` row-major, on [0,1].
+pub fn planar_pixels(images: &[&Image]) -> Vec<f32> {
+    let first = images.first().expect("an empty batch has no shape");
+    let (w, h, c) = (first.width() as usize, first.height() as usize, first.channels().count());
     let mut values = Vec::with_capacity(images.len() * c * h * w);
     for img in images {
         assert_eq!(
@@ -20,7 +27,7 @@ pub fn images_to_tensor(images: &[&Image], device: &Device) -> Tensor<4> {
             values.extend(d.iter().skip(ch).step_by(c).map(|&v| v as f32 / 255.0));
         }
     }
-    Tensor::from_data(TensorData::new(values, [images.len(), c, h, w]), device)
+    values
 }
 
 /// The inverse of [`images_to_tensor`]: `[N, C, H, W]` on [0,1] to 8-bit images (clamped, rounded).

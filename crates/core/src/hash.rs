@@ -110,7 +110,7 @@ mod tests {
     fn hashes_are_stable_under_light_jpeg_and_differ_between_images() {
         let a = texture(1);
         let b = texture(9);
-        let a_jpeg = Distortion::Jpeg(90).apply(&a, 0).unwrap();
+        let a_jpeg = Distortion::Jpeg { quality: 90 }.apply(&a, 0).unwrap();
         for kind in HashKind::ALL {
             let h = kind.hasher();
             let (ha, hb, hj) = (PerceptualHash::of(&h, &a), PerceptualHash::of(&h, &b), PerceptualHash::of(&h, &a_jpeg));

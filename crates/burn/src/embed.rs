@@ -1,0 +1,214 @@
+//! The embedding network and its losses (the paper's near-duplicate / ranking experiment).
+//!
+//! `EmbedNet`: MobileNetV2 features → global average pool `[N, 1280]` → linear to `d` →
+//! L2-normalise, so embeddings lie on the unit sphere and `D = ‖f(a) − f(b)‖₂ ∈ [0, 2]`.
+//! The stem and the first `frozen_blocks` inverted-residual blocks are frozen (no gradients,
+//! batch norm in inference mode), which keeps CPU fine-tuning practical.
+//!
+//! Losses, per triplet `(q, p, n)` and with `D(a, b) = sqrt(‖a − b‖² + ε)`:
+//! - `L0 = max(0, g + D(q, p) − D(q, n))` (triplet hinge, margin `g`);
+//! - `Lstab = D(f(q), f(q')) + D(f(p), f(p')) + D(f(n), f(n'))`, `x' = x + N(0, σ²)`;
+//! - `L = mean over the batch of L0 + α · Lstab`.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::prelude::*;
+
+use crate::mobilenet::{BLOCKS, FEATURES, MobileNetV2, MobileNetV2Config, WeightsError};
+
+/// Inside the square root of every distance, so the gradient at D = 0 is finite.
+pub const DIST_EPS: f64 = 1e-8;
+
+/// Configuration (data) of [`EmbedNet`]; saved with every run.
+#[derive(Config, Debug, PartialEq)]
+pub struct EmbedNetConfig {
+    /// Embedding dimension d.
+    #[config(default = 128)]
+    pub dim: usize,
+    /// Side of the square input in pixels.
+    #[config(default = 128)]
+    pub input_size: usize,
+    /// Inverted-residual blocks (of 17) frozen after the stem, which is always frozen.
+    #[config(default = 12)]
+    pub frozen_blocks: usize,
+}
+
+/// The embedding network; see the module docs.
+#[derive(Module, Debug)]
+pub struct EmbedNet {
+    pub backbone: MobileNetV2,
+    pub proj: Linear,
+    frozen_blocks: usize,
+}
+
+impl EmbedNetConfig {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.dim == 0 {
+            return Err("embedding dimension must be ≥ 1".into());
+        }
+        if self.frozen_blocks > BLOCKS {
+            return Err(format!("frozen blocks must be ≤ {BLOCKS}, got {}", self.frozen_blocks));
+        }
+        if !(32..=1024).contains(&self.input_size) {
+            return Err(format!("input size must be in 32..=1024 px, got {}", self.input_size));
+        }
+        Ok(())
+    }
+
+    /// Random backbone and projection (the shape to load a trained model into).
+    pub fn init(&self, device: &Device) -> EmbedNet {
+        EmbedNet {
+            backbone: MobileNetV2Config::new().init(device),
+            proj: LinearConfig::new(FEATURES, self.dim).init(device),
+            frozen_blocks: self.frozen_blocks,
+        }
+    }
+
+    /// The ImageNet backbone from torchvision weights and a fresh (seeded) projection.
+    pub fn init_pretrained(&self, weights: &Path, device: &Device) -> Result<EmbedNet, WeightsError> {
+        Ok(EmbedNet {
+            backbone: MobileNetV2::load_torchvision(weights, device)?,
+            proj: LinearConfig::new(FEATURES, self.dim).init(device),
+            frozen_blocks: self.frozen_blocks,
+        })
+    }
+}
+
+impl EmbedNet {
+    /// Marks the stem, the first `frozen_blocks` blocks and the unused ImageNet classifier as
+    /// frozen (call after building or loading, before training).
+    pub fn freeze_trunk(mut self) -> Self {
+        let k = self.frozen_blocks;
+        self.backbone.stem = self.backbone.stem.freeze();
+        self.backbone.classifier = self.backbone.classifier.freeze();
+        self.backbone.blocks =
+            self.backbone.blocks.into_iter().enumerate().map(|(i, b)| if i < k { b.freeze() } else { b }).collect();
+        self
+    }
+
+    /// Pooled backbone features `[N, 1280]` of `[N, 3, S, S]` on [0,1].
+    pub fn pooled(&self, x: Tensor<4>) -> Tensor<2> {
+        let k = self.frozen_blocks;
+        let h = self.backbone.trunk(x, k);
+        self.backbone.rest_pooled(h, k)
+    }
+
+    /// Embeddings `[N, d]`, unit L2 norm, of `[N, 3, S, S]` on [0,1].
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        l2_normalize(self.proj.forward(self.pooled(x)))
+    }
+}
+
+/// Rows scaled to unit L2 norm (`‖x‖ + 1e-12` in the denominator).
+pub fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
+    let norm = x.clone().powi_scalar(2).sum_dim(1).sqrt().add_scalar(1e-12);
+    x / norm
+}
+
+/// Row-wise distance `sqrt(‖a − b‖² + ε)`: `[N, d] × [N, d] → [N]`.
+pub fn pair_distance(a: Tensor<2>, b: Tensor<2>) -> Tensor<1> {
+    let n = a.dims()[0];
+    (a - b).powi_scalar(2).sum_dim(1).add_scalar(DIST_EPS).sqrt().reshape([n])
+}
+
+/// The parts of one embedding step's loss (each a one-element tensor).
+pub struct EmbedLoss {
+    pub total: Tensor<1>,
+    /// Mean triplet hinge.
+    pub triplet: Tensor<1>,
+    /// Mean over triplets of the summed stability distances (before α); `None` when α = 0.
+    pub stability: Option<Tensor<1>>,
+}
+
+/// `mean(max(0, g + D(q,p) − D(q,n))) + α · mean(Σ_{x∈q,p,n} D(f(x), f(x')))`.
+///
+/// `clean` is `[3B, d]` (the B queries, then the B positives, then the B negatives); `noisy` the
+/// same rows for the perturbed copies (ignored, and may be `None`, when α = 0).
+pub fn embed_loss(clean: Tensor<2>, noisy: Option<Tensor<2>>, margin: f64, alpha: f64) -> EmbedLoss {
+    let b = clean.dims()[0] / 3;
+    let q = clean.clone().narrow(0, 0, b);
+    let p = clean.clone().narrow(0, b, b);
+    let n = clean.clone().narrow(0, 2 * b, b);
+    let hinge = (pair_distance(q.clone(), p) - pair_distance(q, n)).add_scalar(margin).clamp_min(0.0);
+    let triplet = hinge.mean();
+    match noisy {
+        Some(noisy) if alpha > 0.0 => {
+            // Σ over the three images of each triplet, then the mean over triplets: sum / B.
+            let stability = pair_distance(clean, noisy).sum().div_scalar(b as f64);
+            EmbedLoss { total: triplet.clone() + stability.clone().mul_scalar(alpha), triplet, stability: Some(stability) }
+        }
+        _ => EmbedLoss { total: triplet.clone(), triplet, stability: None },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Tolerance;
+
+    fn t2(v: Vec<f32>, rows: usize, cols: usize, device: &Device) -> Tensor<2> {
+        Tensor::from_data(TensorData::new(v, [rows, cols]), device)
+    }
+
+    #[test]
+    fn loss_value_known_answer() {
+        let device = Device::flex();
+        // One triplet in 2-D: q = (0,0), p = (3,4) → D = 5; n = (1,0) → D = 1. Margin 0.5:
+        // hinge = 0.5 + 5 − 1 = 4.5. Noisy copies shifted by (0, 1), (0, 2), (2, 0): Lstab = 1 + 2 + 2 = 5.
+        let clean = t2(vec![0., 0., 3., 4., 1., 0.], 3, 2, &device);
+        let noisy = t2(vec![0., 1., 3., 6., 3., 0.], 3, 2, &device);
+        let l = embed_loss(clean.clone(), Some(noisy.clone()), 0.5, 0.1);
+        let v = |t: Tensor<1>| t.into_scalar::<f32>();
+        assert!((v(l.triplet) - 4.5).abs() < 1e-5);
+        assert!((v(l.stability.unwrap()) - 5.0).abs() < 1e-5);
+        assert!((v(l.total) - 5.0).abs() < 1e-5);
+        // α = 0 ignores the noisy rows; an easy triplet costs nothing.
+        let l0 = embed_loss(clean, Some(noisy), 0.5, 0.0);
+        assert!(l0.stability.is_none());
+        let easy = t2(vec![0., 0., 1., 0., 5., 0.], 3, 2, &device);
+        assert_eq!(v(embed_loss(easy, None, 0.5, 0.0).total), 0.0);
+    }
+
+    #[test]
+    fn loss_gradient_matches_hand_computation() {
+        let device = Device::flex().autodiff();
+        let clean = t2(vec![0., 0., 3., 4., 1., 0.], 3, 2, &device).require_grad();
+        let noisy = t2(vec![0., 1., 3., 6., 3., 0.], 3, 2, &device).require_grad();
+        let l = embed_loss(clean.clone(), Some(noisy.clone()), 0.5, 0.1);
+        let g = l.total.backward();
+        // ∂hinge/∂q = (q − p)/D(q,p) − (q − n)/D(q,n) = (−0.6, −0.8) − (−1, 0) = (0.4, −0.8);
+        // ∂Lstab/∂q = (q − q')/D = (0, −1), times α = 0.1 → (0.4, −0.9).
+        // ∂/∂p = (p − q)/5 = (0.6, 0.8), + 0.1·(0, −1) → (0.6, 0.7).
+        // ∂/∂n = −(n − q)/1 = (−1, 0), + 0.1·(−1, 0) → (−1.1, 0).
+        let expect = TensorData::new(vec![0.4f32, -0.9, 0.6, 0.7, -1.1, 0.0], [3, 2]);
+        clean.grad(&g).unwrap().to_data().assert_approx_eq::<f32>(&expect, Tolerance::absolute(1e-5));
+        // The noisy branch gets the opposite of the stability part: gradients flow through both.
+        let expect_noisy = TensorData::new(vec![0.0f32, 0.1, 0.0, 0.1, 0.1, 0.0], [3, 2]);
+        noisy.grad(&g).unwrap().to_data().assert_approx_eq::<f32>(&expect_noisy, Tolerance::absolute(1e-5));
+        // At D = 0 the ε keeps the gradient finite (0, not NaN).
+        let same = t2(vec![1., 0., 1., 0., 0., 1.], 3, 2, &device).require_grad();
+        let g = embed_loss(same.clone(), Some(same.clone().detach()), 0.5, 1.0).total.backward();
+        assert!(same.grad(&g).unwrap().into_data().iter::<f32>().all(f32::is_finite));
+    }
+
+    #[test]
+    fn embeddings_are_unit_norm_and_frozen_blocks_get_no_gradient() {
+        let _guard = crate::test_rng_lock();
+        let device = Device::flex().autodiff();
+        let cfg = EmbedNetConfig::new().with_dim(8).with_input_size(32).with_frozen_blocks(15);
+        let m = cfg.init(&device).freeze_trunk();
+        let x = Tensor::<4>::random([3, 3, 32, 32], burn::tensor::Distribution::Default, &device);
+        let e = m.forward(x);
+        assert_eq!(e.dims(), [3, 8]);
+        let norms: Vec<f32> = e.clone().powi_scalar(2).sum_dim(1).try_into_vec_as().unwrap();
+        assert!(norms.iter().all(|n| (n - 1.0).abs() < 1e-4), "{norms:?}");
+        let grads = burn::optim::GradientsParams::from_grads(e.sum().backward(), &m);
+        assert!(grads.get::<4>(m.backbone.blocks[16].project.conv.weight.id).is_some());
+        assert!(grads.get::<4>(m.backbone.blocks[3].project.conv.weight.id).is_none());
+        assert!(grads.get::<4>(m.backbone.stem.conv.weight.id).is_none());
+        assert!(cfg.with_frozen_blocks(18).validate().is_err());
+    }
+}

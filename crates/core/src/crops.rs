@@ -1,0 +1,196 @@
+//! Crops, triplets and the train/test split of the photo pool (the embedding experiments).
+//!
+//! **Rule.** A photo is usable when its short side is ≥ [`MIN_SIDE`] px. It goes to the test
+//! split when the first byte of `sha256(file name)` is below `256 · test_fraction` (a fixed rule,
+//! the same for every seed, so test photos are never seen in training). All crops are squares.
+//! - query q: side `u · short`, `u ~ U[0.5, 0.8]`, at a uniformly random position;
+//! - positive p: the same photo, side `q.side · U[0.8, 1.25]` (≤ short side), its centre moved
+//!   by at most `q.side / 4` in x and y from q's (then clamped inside the photo), so q and p
+//!   always overlap, on at least about half of each side;
+//! - negative n: a query-style crop of a different photo.
+//!
+//! Evaluation images are [`EVAL_CROPS`] fixed, distinct crops per test photo: the four corner
+//! squares of side `0.6 · short`.
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::Result;
+use crate::image::Image;
+use crate::resize::{Filter, resize, resize_region};
+
+/// Photos with a shorter side below this are not used (CIFAR thumbnails, icons).
+pub const MIN_SIDE: u32 = 160;
+/// Distinct evaluation crops per test photo.
+pub const EVAL_CROPS: usize = 4;
+
+/// A square crop in photo pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Crop {
+    pub x: f64,
+    pub y: f64,
+    pub side: f64,
+}
+
+/// A named photo, shrunk once so its short side is at most `work_side` (crops are then cheap).
+#[derive(Clone, Debug)]
+pub struct Photo {
+    pub name: String,
+    pub image: Image,
+}
+
+impl Photo {
+    /// Keeps `img` (as RGB) if its short side is ≥ [`MIN_SIDE`], shrunk to a short side of
+    /// `work_side` when larger.
+    pub fn prepare(name: &str, img: &Image, work_side: u32) -> Result<Option<Photo>> {
+        let (w, h) = (img.width(), img.height());
+        let short = w.min(h);
+        if short < MIN_SIDE {
+            return Ok(None);
+        }
+        let rgb = img.to_rgb();
+        let image = if short > work_side {
+            let s = work_side as f64 / short as f64;
+            let (nw, nh) = (((w as f64 * s).round() as u32).max(1), ((h as f64 * s).round() as u32).max(1));
+            resize(&rgb, nw, nh, Filter::Bicubic)?
+        } else {
+            rgb
+        };
+        Ok(Some(Photo { name: name.to_string(), image }))
+    }
+
+    fn dims(&self) -> (f64, f64) {
+        (self.image.width() as f64, self.image.height() as f64)
+    }
+
+    /// `crop` resampled to `size × size` RGB.
+    pub fn render(&self, crop: Crop, size: u32) -> Result<Image> {
+        resize_region(&self.image, Some((crop.x, crop.y, crop.side, crop.side)), size, size, Filter::Bicubic)
+    }
+
+    /// A query-style crop (see the module docs).
+    pub fn random_crop<R: Rng>(&self, rng: &mut R) -> Crop {
+        let (w, h) = self.dims();
+        let side = w.min(h) * rng.random_range(0.5..0.8);
+        Crop { x: rng.random_range(0.0..=w - side), y: rng.random_range(0.0..=h - side), side }
+    }
+
+    /// A crop overlapping `q` (see the module docs).
+    pub fn overlapping_crop<R: Rng>(&self, q: Crop, rng: &mut R) -> Crop {
+        let (w, h) = self.dims();
+        let side = (q.side * rng.random_range(0.8..1.25)).min(w.min(h));
+        let shift = q.side / 4.0;
+        let cx = q.x + q.side / 2.0 + rng.random_range(-shift..=shift);
+        let cy = q.y + q.side / 2.0 + rng.random_range(-shift..=shift);
+        Crop { x: (cx - side / 2.0).clamp(0.0, w - side), y: (cy - side / 2.0).clamp(0.0, h - side), side }
+    }
+
+    /// The [`EVAL_CROPS`] fixed corner crops of side `0.6 · short`.
+    pub fn eval_crops(&self) -> [Crop; EVAL_CROPS] {
+        let (w, h) = self.dims();
+        let side = 0.6 * w.min(h);
+        let (r, b) = (w - side, h - side);
+        [Crop { x: 0.0, y: 0.0, side }, Crop { x: r, y: 0.0, side }, Crop { x: 0.0, y: b, side }, Crop { x: r, y: b, side }]
+    }
+}
+
+/// Whether a photo (by file name) is in the test split.
+pub fn is_test(name: &str, test_fraction: f64) -> bool {
+    let first = Sha256::digest(name.as_bytes())[0];
+    (first as f64) < 256.0 * test_fraction
+}
+
+/// Photo indices of a triplet and its three crops.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Triplet {
+    pub photo: usize,
+    pub other: usize,
+    pub q: Crop,
+    pub p: Crop,
+    pub n: Crop,
+}
+
+/// Draws a triplet over the photos whose indices are in `pool` (≥ 2 of them).
+pub fn sample_triplet<R: Rng>(photos: &[Photo], pool: &[usize], rng: &mut R) -> Triplet {
+    assert!(pool.len() >= 2, "triplets need at least two photos");
+    let a = pool[rng.random_range(0..pool.len())];
+    let mut b = pool[rng.random_range(0..pool.len() - 1)];
+    if b == a {
+        b = pool[pool.len() - 1];
+    }
+    let q = photos[a].random_crop(rng);
+    let p = photos[a].overlapping_crop(q, rng);
+    let n = photos[b].random_crop(rng);
+    Triplet { photo: a, other: b, q, p, n }
+}
+
+/// The three rendered images of a triplet, `size × size` RGB each.
+pub fn render_triplet(photos: &[Photo], t: &Triplet, size: u32) -> Result<[Image; 3]> {
+    Ok([photos[t.photo].render(t.q, size)?, photos[t.photo].render(t.p, size)?, photos[t.other].render(t.n, size)?])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::Channels;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn photo(name: &str, w: u32, h: u32) -> Photo {
+        let data = (0..w * h * 3).map(|i| (i % 251) as u8).collect();
+        Photo::prepare(name, &Image::new(w, h, Channels::Rgb, data).unwrap(), 256).unwrap().unwrap()
+    }
+
+    fn overlap_1d(a0: f64, a1: f64, b0: f64, b1: f64) -> f64 {
+        (a1.min(b1) - a0.max(b0)).max(0.0)
+    }
+
+    #[test]
+    fn crops_stay_inside_and_positives_overlap() {
+        let ph = photo("a.jpg", 600, 400);
+        assert_eq!((ph.image.width(), ph.image.height()), (384, 256));
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for _ in 0..500 {
+            let q = ph.random_crop(&mut rng);
+            let p = ph.overlapping_crop(q, &mut rng);
+            for c in [q, p] {
+                assert!(c.x >= 0.0 && c.y >= 0.0 && c.x + c.side <= 384.0 + 1e-9 && c.y + c.side <= 256.0 + 1e-9);
+            }
+            assert!(q.side >= 128.0 - 1e-9 && q.side <= 204.8 + 1e-9);
+            let ox = overlap_1d(q.x, q.x + q.side, p.x, p.x + p.side);
+            let oy = overlap_1d(q.y, q.y + q.side, p.y, p.y + p.side);
+            // The centre moves ≤ side/4 and p ≥ 0.8·side, so ≥ 0.4·side overlaps on each axis.
+            assert!(ox >= 0.39 * q.side && oy >= 0.39 * q.side, "{q:?} {p:?}");
+        }
+        let r = ph.render(ph.random_crop(&mut rng), 64).unwrap();
+        assert_eq!((r.width(), r.height(), r.channels()), (64, 64, Channels::Rgb));
+    }
+
+    #[test]
+    fn small_photos_are_dropped_and_eval_crops_are_the_corners() {
+        let tiny = Image::new(32, 32, Channels::Rgb, vec![0; 32 * 32 * 3]).unwrap();
+        assert!(Photo::prepare("cifar.png", &tiny, 256).unwrap().is_none());
+        let ph = photo("b.jpg", 200, 180);
+        let c = ph.eval_crops();
+        assert_eq!(c[0], Crop { x: 0.0, y: 0.0, side: 108.0 });
+        assert_eq!(c[3], Crop { x: 92.0, y: 72.0, side: 108.0 });
+    }
+
+    #[test]
+    fn split_is_fixed_and_triplets_use_two_photos() {
+        let names: Vec<String> = (0..400).map(|i| format!("photo{i}.jpg")).collect();
+        let test = names.iter().filter(|n| is_test(n, 0.25)).count();
+        assert!((70..130).contains(&test), "{test}");
+        assert_eq!(is_test("photo1.jpg", 0.25), is_test("photo1.jpg", 0.25));
+        let photos = vec![photo("a", 200, 200), photo("b", 300, 200), photo("c", 200, 300)];
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        for _ in 0..100 {
+            let t = sample_triplet(&photos, &[0, 2], &mut rng);
+            assert_ne!(t.photo, t.other);
+            assert!([0, 2].contains(&t.photo) && [0, 2].contains(&t.other));
+        }
+        let t = sample_triplet(&photos, &[0, 1, 2], &mut rng);
+        assert_eq!(render_triplet(&photos, &t, 32).unwrap().len(), 3);
+    }
+}
