@@ -62,7 +62,7 @@ impl EmbedTrainConfig {
             model: EmbedNetConfig::new(),
             alpha: 0.0,
             sigma: 0.2,
-            margin: 0.2,
+            margin: 1.0,
             steps: 300,
             batch_size: 8,
             lr: 3e-4,

@@ -103,6 +103,57 @@ enum Command {
 enum TrainCommand {
     /// Train the small CNN classifier on Fashion-MNIST with L = CE + α·Lstab.
     Classify(TrainClassifyArgs),
+    /// Fine-tune an embedding (MobileNetV2 → 128-d) on photo triplets with L = triplet + α·Σ‖f(x)−f(x')‖.
+    Embed(TrainEmbedArgs),
+}
+
+#[derive(clap::Args)]
+struct TrainEmbedArgs {
+    /// Backbone initialisation: mobilenet-v2 (torchvision ImageNet weights) or random.
+    #[arg(long, default_value = "mobilenet-v2")]
+    init: String,
+    /// Weight α of the stability term; 0 trains the baseline (paper: 0.1).
+    #[arg(long, default_value_t = 0.0)]
+    alpha: f64,
+    /// σ of the Gaussian perturbation on the [0,1] pixel scale (paper: 0.2).
+    #[arg(long, default_value_t = 0.2)]
+    sigma: f64,
+    /// Triplet margin g on the L2 distance between unit embeddings (distances lie in [0, 2]).
+    #[arg(long, default_value_t = 1.0)]
+    margin: f64,
+    #[arg(long, default_value_t = 300)]
+    steps: usize,
+    /// Triplets per step.
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    /// Peak learning rate (AdamW, cosine decay).
+    #[arg(long, default_value_t = 3e-4)]
+    lr: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Embedding dimension.
+    #[arg(long, default_value_t = 128)]
+    dim: usize,
+    /// Input side in pixels.
+    #[arg(long, default_value_t = 128)]
+    input_size: usize,
+    /// Inverted-residual blocks (of 17) kept frozen after the stem.
+    #[arg(long, default_value_t = 12)]
+    frozen_blocks: usize,
+    /// Checkpoint every N steps.
+    #[arg(long, default_value_t = 50)]
+    checkpoint_every: usize,
+    /// Output run folder.
+    #[arg(long)]
+    out: PathBuf,
+    /// Continue an interrupted run in --out from its last checkpoint.
+    #[arg(long)]
+    resume: bool,
+    #[command(flatten)]
+    run: RunArgs,
+    /// Print the final summary as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -157,6 +208,28 @@ struct RunArgs {
 
 #[derive(Subcommand)]
 enum EvalCommand {
+    /// Evaluate an embedding run on the held-out photos: near-duplicate detection (PR, AP, CDFs)
+    /// and ranking under distortions, beside the pretrained features and perceptual hashes.
+    Embed {
+        /// The run folder written by `train embed`.
+        #[arg(long)]
+        model: PathBuf,
+        /// Comma-separated distortion specs.
+        #[arg(long, default_value = "jpeg:50,jpeg:10,thumb:30,thumb:50,crop:10,noise:0.05")]
+        distortions: String,
+        /// Seed of the distortions' random parts and of the held-out triplets.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// A baseline run already evaluated (its eval.json): write the 8 pairs per distortion where
+        /// the two disagree most to MODEL/examples/ (images and distances).
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        #[command(flatten)]
+        run: RunArgs,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Evaluate a classifier run on the Fashion-MNIST test set, clean and under distortions.
     Classify {
         /// The run folder written by `train classify`.
@@ -205,8 +278,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::Distort { spec, seed, input, output } => distort(&spec, seed, &input, &output),
         Command::Measure { spec, seed, json, paths } => measure(&spec, seed, json, &paths),
         Command::Train(TrainCommand::Classify(args)) => train_classify(args),
+        Command::Train(TrainCommand::Embed(args)) => train_embed(args),
         Command::Eval(EvalCommand::Classify { model, distortions, seed, run, json }) => {
             eval_classify(&model, &distortions, seed, &run, json)
+        }
+        Command::Eval(EvalCommand::Embed { model, distortions, seed, baseline, run, json }) => {
+            eval_embed(&model, &distortions, seed, baseline.as_deref(), &run, json)
         }
         Command::Compare { a, b, json } => compare(&a, &b, json),
         Command::Bench { batch_size, steps, backend, width, json } => bench(batch_size, steps, &backend, width, json),
@@ -562,6 +639,208 @@ fn bench(batch_size: usize, steps: usize, backend: &str, width: usize, json: boo
             r.stabilized_img_per_s,
             r.plain_img_per_s / r.stabilized_img_per_s
         );
+    }
+    Ok(())
+}
+
+/// The usable photo pool (`stabilize fetch photos`) prepared for crops of `input_size` px.
+fn photo_pool(data_dir: Option<&Path>, input_size: usize) -> Result<Vec<stabilize_core::crops::Photo>> {
+    let dir = assets::asset_dir(&assets::data_dir(data_dir), "photos");
+    if !dir.is_dir() {
+        bail!("no photos in {} (run `stabilize fetch photos`)", dir.display());
+    }
+    let (photos, skipped, small) = stabilize_core::crops::load_pool(&dir, 2 * input_size as u32)?;
+    for s in &skipped {
+        eprintln!("skipped {}: {}", s.path.display(), s.reason);
+    }
+    if photos.len() < 4 {
+        bail!("only {} usable photos in {} ({small} too small, {} unreadable)", photos.len(), dir.display(), skipped.len());
+    }
+    Ok(photos)
+}
+
+fn weights_path(data_dir: Option<&Path>) -> PathBuf {
+    assets::asset_dir(&assets::data_dir(data_dir), "mobilenet-v2").join("mobilenet_v2-b0353104.pth")
+}
+
+fn train_embed(args: TrainEmbedArgs) -> Result<()> {
+    use stabilize_burn::embed::EmbedNetConfig;
+    use stabilize_burn::embed_train::{EmbedEvent, EmbedTrainConfig, train_embedder};
+    let config = EmbedTrainConfig {
+        init: args.init.clone(),
+        model: EmbedNetConfig::new()
+            .with_dim(args.dim)
+            .with_input_size(args.input_size)
+            .with_frozen_blocks(args.frozen_blocks),
+        alpha: args.alpha,
+        sigma: args.sigma,
+        margin: args.margin,
+        steps: args.steps,
+        batch_size: args.batch_size,
+        lr: args.lr,
+        seed: args.seed,
+        checkpoint_every: args.checkpoint_every,
+        ..EmbedTrainConfig::new()
+    };
+    config.validate().map_err(anyhow::Error::msg)?;
+    let device = device(&args.run.backend)?;
+    let weights = weights_path(args.run.data_dir.as_deref());
+    if config.init == "mobilenet-v2" && !weights.is_file() {
+        bail!("no MobileNetV2 weights at {} (run `stabilize fetch mobilenet-v2`)", weights.display());
+    }
+    let photos = photo_pool(args.run.data_dir.as_deref(), config.model.input_size)?;
+    let pb = if args.json { ProgressBar::hidden() } else { ProgressBar::new(config.steps as u64) };
+    pb.set_style(
+        ProgressStyle::with_template("[{elapsed_precise}] {bar:30} {pos}/{len} steps, ETA {eta} {msg}")
+            .expect("valid template"),
+    );
+    let mut on = |e: EmbedEvent| match e {
+        EmbedEvent::Start { start_step, .. } => {
+            pb.set_position(start_step as u64);
+            if start_step > 0 {
+                pb.println(format!("resuming after step {start_step}"));
+            }
+        }
+        EmbedEvent::Step { step, loss, triplets_per_s } => {
+            pb.set_position(step as u64);
+            pb.set_message(format!("loss {loss:.4} {triplets_per_s:.1} triplets/s"));
+        }
+        EmbedEvent::Checkpoint(s) => {
+            let line = format!(
+                "step {:>5}: loss {:.4} (triplet {:.4}, stab {:.4}) ordered {:.1}% {:.2} triplets/s {:.0}s",
+                s.step,
+                s.loss,
+                s.triplet,
+                s.stability,
+                s.train_order_accuracy * 100.0,
+                s.triplets_per_s,
+                s.seconds
+            );
+            if pb.is_hidden() { eprintln!("{line}") } else { pb.println(line) }
+        }
+    };
+    let summary = train_embedder(&config, &photos, &weights, &device, &args.out, args.resume, &mut on)
+        .with_context(|| format!("training into {}", args.out.display()))?;
+    pb.finish_and_clear();
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        println!(
+            "trained {} steps on {} photos ({} held out) in {:.0}s; {} trainable parameters; model in {}",
+            config.steps,
+            summary.train_photos,
+            summary.test_photos,
+            summary.seconds,
+            summary.trainable_parameters,
+            args.out.join("model.bpk").display()
+        );
+    }
+    Ok(())
+}
+
+fn eval_embed(model_dir: &Path, distortions: &str, seed: u64, baseline: Option<&Path>, run: &RunArgs, json: bool) -> Result<()> {
+    use stabilize_burn::embed_eval::{Descriptors, EmbedEval, EvalSet, disagreements, evaluate_method};
+    use stabilize_burn::embed_train::{embed_images, load_embedder, pretrained_features, split_indices};
+    use stabilize_core::hash::HashKind;
+    let started = Instant::now();
+    let distortions = stabilize_core::distort::parse_list(distortions)?;
+    let device = device(&run.backend)?;
+    let (config, model) = load_embedder(model_dir, &device)?;
+    let base_eval: Option<EmbedEval> = match baseline {
+        Some(b) => {
+            let p = b.join("eval.json");
+            let bytes = std::fs::read(&p).with_context(|| format!("reading {} (evaluate the baseline first)", p.display()))?;
+            Some(serde_json::from_slice(&bytes).with_context(|| format!("{} is not an embedding evaluation", p.display()))?)
+        }
+        None => None,
+    };
+    let weights = weights_path(run.data_dir.as_deref());
+    if !weights.is_file() {
+        bail!("no MobileNetV2 weights at {} (run `stabilize fetch mobilenet-v2`)", weights.display());
+    }
+    let size = config.model.input_size;
+    let photos = photo_pool(run.data_dir.as_deref(), size)?;
+    let (_, test) = split_indices(&photos, config.test_fraction);
+    let set = EvalSet::build(&photos, &test, size as u32, &distortions, seed)?;
+    let pb = if json { ProgressBar::hidden() } else { ProgressBar::new((set.image_count() * 2) as u64) };
+    pb.set_style(
+        ProgressStyle::with_template("[{elapsed_precise}] {bar:30} {pos}/{len} images embedded ({per_sec}) {msg}")
+            .expect("valid template"),
+    );
+    pb.set_message("fine-tuned model");
+    let mut describe = |imgs: &[stabilize_core::Image]| {
+        let data = embed_images(&model, imgs, 64, &device);
+        pb.inc(imgs.len() as u64);
+        Descriptors::Vectors { dim: config.model.dim, data }
+    };
+    let main = evaluate_method("model", &set, &mut describe);
+    pb.set_message("pretrained features");
+    let pretrained = stabilize_burn::embed::EmbedNetConfig::new()
+        .with_input_size(size)
+        .with_frozen_blocks(0)
+        .init_pretrained(&weights, &device)?;
+    let mut describe_pre = |imgs: &[stabilize_core::Image]| {
+        let data = pretrained_features(&pretrained, imgs, 64, &device);
+        pb.inc(imgs.len() as u64);
+        Descriptors::Vectors { dim: stabilize_burn::mobilenet::FEATURES, data }
+    };
+    let mut baselines = vec![evaluate_method("pretrained", &set, &mut describe_pre)];
+    pb.set_message("hashes");
+    for kind in HashKind::ALL {
+        baselines.push(evaluate_method(kind.name(), &set, &mut |imgs| Descriptors::hashes(kind, imgs)));
+    }
+    pb.finish_and_clear();
+    let eval = EmbedEval {
+        model: model_dir.display().to_string(),
+        seed,
+        test_photos: test.len(),
+        eval_images: set.clean.len(),
+        ranking_triplets: set.queries.len(),
+        distortions: main.distortions,
+        pooled: main.pooled,
+        baselines,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    stabilize_core::fsutil::write_atomic(&model_dir.join("eval.json"), &serde_json::to_vec(&eval)?)?;
+    if let Some(base) = &base_eval {
+        if base.eval_images != eval.eval_images || base.seed != eval.seed {
+            bail!("the baseline was evaluated on other images (seed {}, {} images); re-evaluate it with --seed {seed}", base.seed, base.eval_images);
+        }
+        let examples = disagreements(&base.distortions, &eval.distortions, 8);
+        let dir = model_dir.join("examples");
+        for (k, (spec, rows)) in examples.iter().enumerate() {
+            let sub = dir.join(spec.replace(':', "-"));
+            std::fs::create_dir_all(&sub).with_context(|| format!("creating {}", sub.display()))?;
+            for (r, row) in rows.iter().enumerate() {
+                set.clean[row.index].save(&sub.join(format!("{r}-clean.png")))?;
+                set.distorted[k][row.index].save(&sub.join(format!("{r}-distorted.png")))?;
+            }
+        }
+        stabilize_core::fsutil::write_atomic(&dir.join("examples.json"), &serde_json::to_vec_pretty(&examples)?)?;
+    }
+    if json {
+        println!("{}", serde_json::to_string(&eval)?);
+        return Ok(());
+    }
+    println!(
+        "{} held-out photos, {} evaluation images, {} ranking triplets; {:.0}s",
+        eval.test_photos, eval.eval_images, eval.ranking_triplets, eval.seconds
+    );
+    println!("{:<12} {:<12} {:>7} {:>9} {:>10} {:>8}", "method", "distortion", "AP", "P@R0.9", "R@P0.99", "ranking");
+    let methods = std::iter::once(("model", &eval.distortions, &eval.pooled))
+        .chain(eval.baselines.iter().map(|b| (b.name.as_str(), &b.distortions, &b.pooled)));
+    for (name, rows, pooled) in methods {
+        for r in rows.iter().chain(std::iter::once(pooled)) {
+            println!(
+                "{:<12} {:<12} {:>7.4} {:>9.4} {:>10.4} {:>8}",
+                name,
+                r.spec,
+                r.ap,
+                r.precision_at_recall_0_9,
+                r.recall_at_precision_0_99,
+                r.ranking_accuracy.map(|a| format!("{:.3}", a)).unwrap_or_default()
+            );
+        }
     }
     Ok(())
 }

@@ -95,6 +95,34 @@ impl Photo {
     }
 }
 
+/// The usable photo pool under `dir` (recursively), in file-name order, each prepared with
+/// [`Photo::prepare`]; returns the pool, the files that could not be loaded (with reasons), and
+/// how many were too small.
+pub fn load_pool(dir: &std::path::Path, work_side: u32) -> Result<(Vec<Photo>, Vec<crate::load::Skipped>, usize)> {
+    let loaded = crate::load::load_all(&[dir.to_path_buf()], &crate::load::LoadOptions::default());
+    let prepared: Vec<Result<Option<Photo>>> = {
+        use rayon::prelude::*;
+        loaded
+            .images
+            .par_iter()
+            .map(|(p, img)| {
+                let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                Photo::prepare(&name, img, work_side)
+            })
+            .collect()
+    };
+    let mut photos = Vec::new();
+    let mut small = 0;
+    for r in prepared {
+        match r? {
+            Some(p) => photos.push(p),
+            None => small += 1,
+        }
+    }
+    photos.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok((photos, loaded.skipped, small))
+}
+
 /// Whether a photo (by file name) is in the test split.
 pub fn is_test(name: &str, test_fraction: f64) -> bool {
     let first = Sha256::digest(name.as_bytes())[0];

@@ -1,0 +1,315 @@
+//! Evaluation of an embedding run on the held-out photos, as in the paper (Figs. 4 and 5):
+//! near-duplicate detection by thresholding a distance, and triplet ranking with distorted
+//! queries, for the fine-tuned model and, in the same protocol, for the pretrained features
+//! and for perceptual hashes.
+//!
+//! **Protocol.** Evaluation images are the [`EVAL_CROPS`](stabilize_core::crops::EVAL_CROPS)
+//! corner crops of every test photo at the model's input size. For a distortion d:
+//! - near-duplicate pairs: `(x_i, d(x_i))` for every evaluation image i;
+//! - distinct pairs: `(x_i, d(x_j))` for every i, j from *different* photos (the distorted side
+//!   is distorted in both kinds, so "is the second image distorted" tells nothing);
+//! - detection: "duplicate iff D ≤ t" swept over t → PR curve, AP, precision at recall 0.9,
+//!   recall at precision 0.99 ([`stabilize_core::retrieval`]); `pooled` puts every distortion's
+//!   pairs into one experiment;
+//! - ranking: [`TRIPLETS_PER_PHOTO`] held-out triplets per test photo (rule in
+//!   `stabilize_core::crops`), accuracy = share with `D(d(q), p) < D(d(q), n)`.
+//!
+//! Distances: L2 between unit embeddings (fine-tuned: 128-d; pretrained: pooled 1280-d
+//! ImageNet features, L2-normalised), Hamming bits between 64-bit hashes.
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use stabilize_core::crops::{Photo, Triplet, sample_triplet};
+use stabilize_core::distort::item_seed;
+use stabilize_core::hash::{HashKind, PerceptualHash};
+use stabilize_core::retrieval::{PrPoint, detection, pr_curve, thin};
+use stabilize_core::{Distortion, Image, Result};
+
+/// Held-out ranking triplets drawn per test photo.
+pub const TRIPLETS_PER_PHOTO: usize = 4;
+/// Distinct-pair distances kept in the JSON per distortion (an evenly spaced sample of the sorted
+/// list; the metrics use all of them).
+pub const DISTINCT_SAMPLE: usize = 2000;
+/// Points kept of each PR curve in the JSON.
+pub const CURVE_POINTS: usize = 200;
+
+/// The images an evaluation runs on (the same for every method).
+pub struct EvalSet {
+    /// Clean evaluation crops.
+    pub clean: Vec<Image>,
+    /// Test-photo index of each clean crop.
+    pub photo_of: Vec<usize>,
+    /// `distorted[d][i]` = distortion d applied to `clean[i]`.
+    pub distorted: Vec<Vec<Image>>,
+    /// Ranking triplets: queries, positives, negatives, and `queries_distorted[d]`.
+    pub queries: Vec<Image>,
+    pub positives: Vec<Image>,
+    pub negatives: Vec<Image>,
+    pub queries_distorted: Vec<Vec<Image>>,
+    pub distortions: Vec<Distortion>,
+}
+
+impl EvalSet {
+    /// Builds the set from the test photos (`photos[i]` for `i` in `test`).
+    pub fn build(photos: &[Photo], test: &[usize], size: u32, distortions: &[Distortion], seed: u64) -> Result<Self> {
+        let mut clean = Vec::new();
+        let mut photo_of = Vec::new();
+        for &i in test {
+            for c in photos[i].eval_crops() {
+                clean.push(photos[i].render(c, size)?);
+                photo_of.push(i);
+            }
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(item_seed(seed ^ 0xE7A1_7219, 0));
+        let triplets: Vec<Triplet> =
+            test.iter().flat_map(|_| 0..TRIPLETS_PER_PHOTO).map(|_| sample_triplet(photos, test, &mut rng)).collect();
+        let rendered: Vec<[Image; 3]> = triplets
+            .par_iter()
+            .map(|t| stabilize_core::crops::render_triplet(photos, t, size))
+            .collect::<Result<_>>()?;
+        let queries: Vec<Image> = rendered.iter().map(|r| r[0].clone()).collect();
+        let positives = rendered.iter().map(|r| r[1].clone()).collect();
+        let negatives = rendered.iter().map(|r| r[2].clone()).collect();
+        let mut distorted = Vec::new();
+        let mut queries_distorted = Vec::new();
+        for (k, d) in distortions.iter().enumerate() {
+            distorted.push(d.apply_batch(&clean, item_seed(seed, k as u64))?);
+            queries_distorted.push(d.apply_batch(&queries, item_seed(seed ^ 0x0BE7, k as u64))?);
+        }
+        Ok(Self {
+            clean,
+            photo_of,
+            distorted,
+            queries,
+            positives,
+            negatives,
+            queries_distorted,
+            distortions: distortions.to_vec(),
+        })
+    }
+
+    /// Number of images every method must describe.
+    pub fn image_count(&self) -> usize {
+        self.clean.len() * (1 + self.distortions.len()) + self.queries.len() * (2 + self.distortions.len())
+    }
+}
+
+/// What a method turns images into, and the distance between two of them.
+pub enum Descriptors {
+    /// Row-major `[N, dim]` vectors compared by L2.
+    Vectors { dim: usize, data: Vec<f32> },
+    /// Perceptual hashes compared by Hamming distance.
+    Hashes(Vec<PerceptualHash>),
+}
+
+impl Descriptors {
+    pub fn distance(&self, i: usize, other: &Descriptors, j: usize) -> f64 {
+        match (self, other) {
+            (Descriptors::Vectors { dim, data }, Descriptors::Vectors { data: o, .. }) => {
+                let (a, b) = (&data[i * dim..(i + 1) * dim], &o[j * dim..(j + 1) * dim]);
+                a.iter().zip(b).map(|(x, y)| ((x - y) * (x - y)) as f64).sum::<f64>().sqrt()
+            }
+            (Descriptors::Hashes(a), Descriptors::Hashes(b)) => a[i].distance(&b[j]) as f64,
+            _ => panic!("descriptors of different kinds"),
+        }
+    }
+
+    /// Hashes of `images` with `kind`, in parallel.
+    pub fn hashes(kind: HashKind, images: &[Image]) -> Self {
+        let hasher = kind.hasher();
+        Descriptors::Hashes(images.par_iter().map(|img| PerceptualHash::of(&hasher, img)).collect())
+    }
+}
+
+/// One distortion's (or the pooled) results for one method.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DistortionResult {
+    pub spec: String,
+    pub ap: f64,
+    #[serde(rename = "precision_at_recall_0.9")]
+    pub precision_at_recall_0_9: f64,
+    #[serde(rename = "recall_at_precision_0.99")]
+    pub recall_at_precision_0_99: f64,
+    #[serde(rename = "threshold_at_precision_0.99")]
+    pub threshold_at_precision_0_99: Option<f64>,
+    /// Share of held-out triplets with `D(d(q), p) < D(d(q), n)` (`null` for the pooled entry).
+    pub ranking_accuracy: Option<f64>,
+    /// Every near-duplicate distance, in evaluation-image order.
+    pub near_dup_distances: Vec<f64>,
+    /// An evenly spaced sample (of the sorted list) of the distinct-pair distances.
+    pub distinct_distances: Vec<f64>,
+    pub distinct_pairs: usize,
+    /// The PR curve, thinned to at most [`CURVE_POINTS`] points.
+    pub pr_curve: Vec<PrPoint>,
+}
+
+/// A method's results over all distortions.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MethodResult {
+    pub name: String,
+    pub distortions: Vec<DistortionResult>,
+    pub pooled: DistortionResult,
+}
+
+fn result(spec: String, dup: Vec<f64>, mut distinct: Vec<f64>, ranking: Option<f64>) -> DistortionResult {
+    let det = detection(&dup, &distinct);
+    let curve = thin(&pr_curve(&dup, &distinct), CURVE_POINTS);
+    distinct.sort_by(f64::total_cmp);
+    DistortionResult {
+        spec,
+        ap: det.ap,
+        precision_at_recall_0_9: det.precision_at_recall_0_9,
+        recall_at_precision_0_99: det.recall_at_precision_0_99,
+        threshold_at_precision_0_99: det.threshold_at_precision_0_99,
+        ranking_accuracy: ranking,
+        near_dup_distances: dup,
+        distinct_pairs: distinct.len(),
+        distinct_distances: thin(&distinct, DISTINCT_SAMPLE),
+        pr_curve: curve,
+    }
+}
+
+/// Runs the protocol for one method. `describe` turns a slice of images into descriptors.
+pub fn evaluate_method(name: &str, set: &EvalSet, describe: &mut dyn FnMut(&[Image]) -> Descriptors) -> MethodResult {
+    let clean = describe(&set.clean);
+    let pos = describe(&set.positives);
+    let neg = describe(&set.negatives);
+    let n = set.clean.len();
+    let mut per = Vec::new();
+    let (mut all_dup, mut all_distinct) = (Vec::new(), Vec::new());
+    for (k, d) in set.distortions.iter().enumerate() {
+        let dist = describe(&set.distorted[k]);
+        let dup: Vec<f64> = (0..n).map(|i| clean.distance(i, &dist, i)).collect();
+        let distinct: Vec<f64> = (0..n)
+            .into_par_iter()
+            .flat_map_iter(|i| {
+                let (clean, dist, photo_of) = (&clean, &dist, &set.photo_of);
+                (0..n).filter(move |&j| photo_of[j] != photo_of[i]).map(move |j| clean.distance(i, dist, j))
+            })
+            .collect();
+        let q = describe(&set.queries_distorted[k]);
+        let t = set.queries.len();
+        let right = (0..t).filter(|&i| q.distance(i, &pos, i) < q.distance(i, &neg, i)).count();
+        all_dup.extend(&dup);
+        all_distinct.extend(&distinct);
+        per.push(result(d.to_string(), dup, distinct, Some(right as f64 / t.max(1) as f64)));
+    }
+    let pooled = result("pooled".into(), all_dup, all_distinct, None);
+    MethodResult { name: name.to_string(), distortions: per, pooled }
+}
+
+/// The whole evaluation of one embedding run (`eval.json`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EmbedEval {
+    /// The run folder evaluated.
+    pub model: String,
+    pub seed: u64,
+    pub test_photos: usize,
+    pub eval_images: usize,
+    pub ranking_triplets: usize,
+    pub distortions: Vec<DistortionResult>,
+    pub pooled: DistortionResult,
+    /// The pretrained features (`pretrained`) and every perceptual hash, same protocol.
+    pub baselines: Vec<MethodResult>,
+    pub seconds: f64,
+}
+
+/// One near-duplicate pair on which two models disagree (for the report's example figure).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Disagreement {
+    /// Index of the evaluation image.
+    pub index: usize,
+    pub baseline_distance: f64,
+    pub stabilized_distance: f64,
+}
+
+/// Per distortion, the `k` near-duplicate pairs where `base` and `stab` disagree most: largest
+/// `D_base / median_base(distinct) − D_stab / median_stab(distinct)`, i.e. where the baseline
+/// thinks the pair is far apart (relative to its distinct pairs) and the stabilized model does not.
+pub fn disagreements(base: &[DistortionResult], stab: &[DistortionResult], k: usize) -> Vec<(String, Vec<Disagreement>)> {
+    let median = |v: &[f64]| if v.is_empty() { 1.0 } else { v[v.len() / 2].max(1e-12) };
+    base.iter()
+        .zip(stab)
+        .map(|(b, s)| {
+            let (mb, ms) = (median(&b.distinct_distances), median(&s.distinct_distances));
+            let mut idx: Vec<usize> = (0..b.near_dup_distances.len().min(s.near_dup_distances.len())).collect();
+            let score = |i: usize| b.near_dup_distances[i] / mb - s.near_dup_distances[i] / ms;
+            idx.sort_by(|&x, &y| score(y).total_cmp(&score(x)).then(x.cmp(&y)));
+            let rows = idx
+                .into_iter()
+                .take(k)
+                .map(|i| Disagreement {
+                    index: i,
+                    baseline_distance: b.near_dup_distances[i],
+                    stabilized_distance: s.near_dup_distances[i],
+                })
+                .collect();
+            (b.spec.clone(), rows)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stabilize_core::Channels;
+
+    fn photos() -> Vec<Photo> {
+        (0..5u32)
+            .map(|k| {
+                let (w, h) = (180u32, 160u32);
+                let data = (0..w * h * 3)
+                    .map(|i| {
+                        let (p, c) = (i / 3, i % 3);
+                        let (x, y) = (p % w, p / w);
+                        (((x / (4 + k)) * 37 + (y / (3 + k)) * 53 + c * 70 + k * 90) % 256) as u8
+                    })
+                    .collect();
+                Photo::prepare(&format!("t{k}"), &Image::new(w, h, Channels::Rgb, data).unwrap(), 256).unwrap().unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn protocol_counts_and_a_perfect_method() {
+        let ph = photos();
+        let ds = stabilize_core::distort::parse_list("jpeg:50,noise:0.05").unwrap();
+        let set = EvalSet::build(&ph, &[0, 1, 2, 3, 4], 32, &ds, 1).unwrap();
+        assert_eq!(set.clean.len(), 20);
+        assert_eq!(set.queries.len(), 5 * TRIPLETS_PER_PHOTO);
+        assert_eq!(set.image_count(), 20 * 3 + 20 * 4);
+        // An oracle that describes an image by its source photo and crop exactly: every
+        // near-duplicate at distance 0, distinct ones at 1 → AP 1.
+        let mut calls = 0;
+        let mut oracle = |imgs: &[Image]| {
+            calls += 1;
+            let _ = imgs;
+            Descriptors::Vectors { dim: 1, data: vec![0.0; imgs.len()] }
+        };
+        let r = evaluate_method("zeros", &set, &mut oracle);
+        assert_eq!(calls, 3 + 2 * 2);
+        // All distances 0: every threshold lumps everything together → AP = precision = dup share.
+        let d = &r.distortions[0];
+        assert_eq!(d.near_dup_distances.len(), 20);
+        assert_eq!(d.distinct_pairs, 20 * 16);
+        assert!((d.ap - 20.0 / 340.0).abs() < 1e-12, "{}", d.ap);
+        assert_eq!(d.ranking_accuracy, Some(0.0));
+        assert_eq!(r.pooled.near_dup_distances.len(), 40);
+        // pHash separates light JPEG copies of these textures better than chance.
+        let h = evaluate_method("phash", &set, &mut |imgs| Descriptors::hashes(HashKind::Phash, imgs));
+        assert!(h.distortions[0].ap > 20.0 / 340.0, "{}", h.distortions[0].ap);
+    }
+
+    #[test]
+    fn disagreements_rank_by_relative_distance() {
+        let mk = |dup: Vec<f64>| result("jpeg:50".into(), dup, vec![1.0, 1.0, 1.0], None);
+        let base = vec![mk(vec![0.9, 0.1, 0.5])];
+        let stab = vec![mk(vec![0.1, 0.1, 0.4])];
+        let d = disagreements(&base, &stab, 2);
+        assert_eq!(d[0].0, "jpeg:50");
+        assert_eq!(d[0].1.iter().map(|x| x.index).collect::<Vec<_>>(), vec![0, 2]);
+        assert_eq!(d[0].1[0].baseline_distance, 0.9);
+    }
+}
