@@ -80,6 +80,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Classify images with the pretrained MobileNetV2 (ImageNet top-5); checks the weights.
+    Imagenet {
+        /// Write the exact network input (input.npy, [N,3,224,224] on [0,1]) and logits
+        /// (logits.npy, [N,1000]) here, for scripts/mobilenet_vs_pytorch.py.
+        #[arg(long)]
+        dump: Option<PathBuf>,
+        #[command(flatten)]
+        run: RunArgs,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Image files or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
     /// Measure training-step throughput: plain vs stabilized step, same model and batch.
     Bench {
         /// Batch size.
@@ -286,6 +301,7 @@ fn run(cli: Cli) -> Result<()> {
             eval_embed(&model, &distortions, seed, baseline.as_deref(), &run, json)
         }
         Command::Compare { a, b, json } => compare(&a, &b, json),
+        Command::Imagenet { dump, run, json, paths } => imagenet(dump.as_deref(), &run, json, &paths),
         Command::Bench { batch_size, steps, backend, width, json } => bench(batch_size, steps, &backend, width, json),
     }
 }
@@ -840,6 +856,61 @@ fn eval_embed(model_dir: &Path, distortions: &str, seed: u64, baseline: Option<&
                 r.recall_at_precision_0_99,
                 r.ranking_accuracy.map(|a| format!("{:.3}", a)).unwrap_or_default()
             );
+        }
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct ImagenetRow {
+    path: PathBuf,
+    top5: [usize; 5],
+    top5_logits: [f32; 5],
+}
+
+fn imagenet(dump: Option<&Path>, run: &RunArgs, json: bool, paths: &[PathBuf]) -> Result<()> {
+    use stabilize_burn::imagenet::{CROP, imagenet_input, top5};
+    let device = device(&run.backend)?;
+    let weights = weights_path(run.data_dir.as_deref());
+    if !weights.is_file() {
+        bail!("no MobileNetV2 weights at {} (run `stabilize fetch mobilenet-v2`)", weights.display());
+    }
+    let model = stabilize_burn::mobilenet::MobileNetV2::load_torchvision(&weights, &device)?;
+    let loaded = load::load_all(paths, &load::LoadOptions::default());
+    for s in &loaded.skipped {
+        eprintln!("skipped {}: {}", s.path.display(), s.reason);
+    }
+    if loaded.images.is_empty() {
+        bail!("no readable images under the given paths");
+    }
+    let images: Vec<stabilize_core::Image> = loaded.images.iter().map(|(_, i)| i.clone()).collect();
+    let x = imagenet_input(&images, &device)?;
+    let input: Vec<f32> = x.clone().try_into_vec_as::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let logits: Vec<f32> = model.forward(x).try_into_vec_as::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let n = images.len();
+    if let Some(dir) = dump {
+        stabilize_core::fsutil::ensure_writable_dir(dir)?;
+        let c = CROP as usize;
+        stabilize_core::npy::write_npy(&dir.join("input.npy"), &input, &[n, 3, c, c])?;
+        stabilize_core::npy::write_npy(&dir.join("logits.npy"), &logits, &[n, 1000])?;
+        let names: Vec<String> = loaded.images.iter().map(|(p, _)| p.display().to_string()).collect();
+        stabilize_core::fsutil::write_atomic(&dir.join("paths.json"), &serde_json::to_vec_pretty(&names)?)?;
+    }
+    let rows: Vec<ImagenetRow> = loaded
+        .images
+        .iter()
+        .enumerate()
+        .map(|(i, (p, _))| {
+            let row = &logits[i * 1000..(i + 1) * 1000];
+            let t = top5(row);
+            ImagenetRow { path: p.clone(), top5: t, top5_logits: t.map(|k| row[k]) }
+        })
+        .collect();
+    if json {
+        println!("{}", serde_json::to_string(&serde_json::json!({ "images": rows, "skipped": loaded.skipped }))?);
+    } else {
+        for r in &rows {
+            println!("{}: top-5 classes {:?}", r.path.display(), r.top5);
         }
     }
     Ok(())

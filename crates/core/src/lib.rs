@@ -16,6 +16,7 @@ pub mod image;
 pub mod jpeg;
 pub mod load;
 pub mod metrics;
+pub mod npy;
 pub mod resize;
 pub mod retrieval;
 
