@@ -193,3 +193,108 @@ fn train_eval_compare_on_real_fashion_mnist() {
         "alpha must be ≥ 0",
     );
 }
+
+/// The data dir when the photos and the MobileNetV2 weights are there, else `None` (skip) unless required.
+fn photo_data() -> Option<std::path::PathBuf> {
+    let data = std::env::var_os("STABILIZE_DATA")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"));
+    if data.join("mobilenet-v2/mobilenet_v2-b0353104.pth").is_file()
+        && data.join("photos/foolbox__imagenet_00_243.jpg").is_file()
+    {
+        return Some(data);
+    }
+    assert!(std::env::var("STABILIZE_REQUIRE_DATA").as_deref() != Ok("1"), "photos/weights missing in {}", data.display());
+    eprintln!("skipping: photos or mobilenet-v2 not fetched");
+    None
+}
+
+#[test]
+fn train_and_eval_embed_and_imagenet_on_real_photos() {
+    let Some(data) = photo_data() else { return };
+    let d = data.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("emb");
+    let o = stabilize(&[
+        "train",
+        "embed",
+        "--data-dir",
+        d,
+        "--alpha",
+        "0.1",
+        "--steps",
+        "4",
+        "--batch-size",
+        "2",
+        "--input-size",
+        "64",
+        "--checkpoint-every",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["history"].as_array().unwrap().len(), 2);
+    assert!(summary["test_photos"].as_u64().unwrap() >= 20, "{summary}");
+    let o = stabilize(&[
+        "eval",
+        "embed",
+        "--data-dir",
+        d,
+        "--model",
+        out.to_str().unwrap(),
+        "--distortions",
+        "jpeg:50,crop:10",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let eval: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = eval["distortions"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    let images = eval["eval_images"].as_u64().unwrap() as usize;
+    for r in rows.iter().chain([&eval["pooled"]]) {
+        for k in ["ap", "precision_at_recall_0.9", "recall_at_precision_0.99"] {
+            let v = r[k].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&v), "{k} = {v}");
+        }
+        assert!(r["distinct_distances"].as_array().unwrap().len() > 100);
+    }
+    assert_eq!(rows[0]["near_dup_distances"].as_array().unwrap().len(), images);
+    assert!(rows[0]["ranking_accuracy"].as_f64().unwrap() > 0.5);
+    let names: Vec<&str> = eval["baselines"].as_array().unwrap().iter().map(|b| b["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["pretrained", "phash", "dhash", "ahash", "blockhash"]);
+    // The pretrained ImageNet features find light JPEG copies among distinct crops.
+    assert!(eval["baselines"][0]["distortions"][0]["ap"].as_f64().unwrap() > 0.8, "{}", eval["baselines"][0]);
+    // Examples against a "baseline" (here the same run): 8 pairs per distortion with their images.
+    let o = stabilize(&[
+        "eval", "embed", "--data-dir", d, "--model", out.to_str().unwrap(), "--distortions", "jpeg:50,crop:10",
+        "--baseline", out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(out.join("examples/jpeg-50/7-distorted.png").is_file());
+    // Wrong model kinds and bad settings are one-line errors.
+    assert_one_line_error(&stabilize(&["eval", "embed", "--data-dir", d, "--model", d]), "not an embedding run");
+    assert_one_line_error(
+        &stabilize(&["train", "embed", "--data-dir", d, "--sigma", "3", "--out", "/tmp/x"]),
+        "sigma is on the [0,1] pixel scale",
+    );
+    assert_one_line_error(
+        &stabilize(&["train", "embed", "--data-dir", d, "--frozen-blocks", "20", "--out", "/tmp/x"]),
+        "frozen blocks must be ≤ 17",
+    );
+    // The pretrained classifier on two labelled ImageNet photos.
+    let o = stabilize(&[
+        "imagenet",
+        "--data-dir",
+        d,
+        "--json",
+        data.join("photos/foolbox__imagenet_00_243.jpg").to_str().unwrap(),
+        data.join("photos/foolbox__imagenet_19_305.jpg").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["images"][0]["top5"][0], 243);
+    assert_eq!(v["images"][1]["top5"][0], 305);
+}
