@@ -80,6 +80,27 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Render the HTML report (inline SVG figures, PNG copies) from evaluated run folders.
+    Report {
+        /// Evaluated run folders (classifier and/or embedding; α = 0 marks the baseline).
+        #[arg(long, num_args = 1.., required = true)]
+        runs: Vec<PathBuf>,
+        /// The HTML file to write; figures go to <stem>-figures/ beside it.
+        #[arg(long, default_value = "report.html")]
+        out: PathBuf,
+    },
+    /// Run the whole study: fetch → classifiers (baseline, stabilized) → eval → embeddings
+    /// (baseline, stabilized) → eval → report. Re-running skips finished stages.
+    Reproduce {
+        /// Subsets and fewer steps: minutes on 2 cores instead of about an hour and a half.
+        #[arg(long)]
+        quick: bool,
+        /// Output folder for the runs and report.html.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        run: RunArgs,
+    },
     /// Classify images with the pretrained MobileNetV2 (ImageNet top-5); checks the weights.
     Imagenet {
         /// Write the exact network input (input.npy, [N,3,224,224] on [0,1]) and logits
@@ -301,6 +322,8 @@ fn run(cli: Cli) -> Result<()> {
             eval_embed(&model, &distortions, seed, baseline.as_deref(), &run, json)
         }
         Command::Compare { a, b, json } => compare(&a, &b, json),
+        Command::Report { runs, out } => report(&runs, &out),
+        Command::Reproduce { quick, out, run } => reproduce(quick, &out, &run),
         Command::Imagenet { dump, run, json, paths } => imagenet(dump.as_deref(), &run, json, &paths),
         Command::Bench { batch_size, steps, backend, width, json } => bench(batch_size, steps, &backend, width, json),
     }
@@ -913,5 +936,131 @@ fn imagenet(dump: Option<&Path>, run: &RunArgs, json: bool, paths: &[PathBuf]) -
             println!("{}: top-5 classes {:?}", r.path.display(), r.top5);
         }
     }
+    Ok(())
+}
+
+fn report(runs: &[PathBuf], out: &Path) -> Result<()> {
+    use stabilize_core::report::{ReportMeta, Run, render, write};
+    let runs: Vec<Run> = runs.iter().map(|d| Run::load(d)).collect::<Result<_, _>>()?;
+    let meta = ReportMeta {
+        title: "stabilize: stability training report".into(),
+        generated: humantime_now(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        notes: Vec::new(),
+    };
+    let rendered = render(&runs, &meta)?;
+    let figures = write(&rendered, out)?;
+    println!("wrote {} ({} figures, PNG copies in {})", out.display(), figures.len(),
+        figures.first().and_then(|p| p.parent()).map(|p| p.display().to_string()).unwrap_or_default());
+    Ok(())
+}
+
+/// Seconds since the Unix epoch as an ISO-8601 UTC timestamp.
+fn humantime_now() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// One stage of `reproduce`: a `stabilize` command line, and the file whose presence means done.
+struct Stage {
+    name: &'static str,
+    args: Vec<String>,
+    done: PathBuf,
+    /// The run folder to record `run.json` (command, wall time) in.
+    run_dir: Option<PathBuf>,
+}
+
+fn reproduce(quick: bool, out: &Path, run: &RunArgs) -> Result<()> {
+    let exe = std::env::current_exe().context("locating the stabilize executable")?;
+    stabilize_core::fsutil::ensure_writable_dir(out).with_context(|| format!("output folder {}", out.display()))?;
+    let mut common: Vec<String> = vec!["--backend".into(), run.backend.clone()];
+    if let Some(d) = &run.data_dir {
+        common.extend(["--data-dir".into(), d.display().to_string()]);
+    }
+    let p = |name: &str| out.join(name);
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<String>>();
+    let classify_distortions = "jpeg:10,jpeg:30,jpeg:50,jpeg:70,jpeg:90,thumb:25,thumb:50,thumb:75,crop:2,crop:4,noise:0.05,noise:0.1";
+    let (cls_epochs, cls_subset) = if quick { ("2", Some("12000")) } else { ("10", None) };
+    let (emb_steps, emb_size, emb_every) = if quick { ("40", "64", "20") } else { ("300", "128", "50") };
+    let mut stages = vec![Stage { name: "fetch assets", args: s(&["fetch", "all"]), done: PathBuf::new(), run_dir: None }];
+    for (name, alpha, sigma, loss) in [("classify-baseline", "0", "0.2", "kl"), ("classify-stabilized", "2", "0.2", "kl")] {
+        let dir = p(name);
+        let mut args = s(&["train", "classify", "--alpha", alpha, "--sigma", sigma, "--loss", loss, "--epochs", cls_epochs, "--seed", "0"]);
+        if let Some(n) = cls_subset {
+            args.extend(s(&["--train-subset", n]));
+        }
+        args.extend(["--out".into(), dir.display().to_string()]);
+        stages.push(Stage { name: "train classifier", args, done: dir.join("model.bpk"), run_dir: Some(dir.clone()) });
+        stages.push(Stage {
+            name: "evaluate classifier",
+            args: s(&["eval", "classify", "--model", &dir.display().to_string(), "--distortions", classify_distortions]),
+            done: dir.join("eval.json"),
+            run_dir: None,
+        });
+    }
+    for (name, alpha) in [("embed-baseline", "0"), ("embed-stabilized", "0.1")] {
+        let dir = p(name);
+        stages.push(Stage {
+            name: "fine-tune embedding",
+            args: s(&[
+                "train", "embed", "--init", "mobilenet-v2", "--alpha", alpha, "--sigma", "0.2", "--steps", emb_steps,
+                "--input-size", emb_size, "--checkpoint-every", emb_every, "--seed", "0", "--out", &dir.display().to_string(),
+            ]),
+            done: dir.join("model.bpk"),
+            run_dir: Some(dir.clone()),
+        });
+        let mut eval = s(&["eval", "embed", "--model", &dir.display().to_string()]);
+        if alpha != "0" {
+            eval.extend(["--baseline".into(), p("embed-baseline").display().to_string()]);
+        }
+        stages.push(Stage { name: "evaluate embedding", args: eval, done: dir.join("eval.json"), run_dir: None });
+    }
+    let total = stages.len() + 1;
+    let started = Instant::now();
+    for (i, st) in stages.iter().enumerate() {
+        let mut args = st.args.clone();
+        // Resume a training stage that has checkpoints but no final model.
+        if let Some(dir) = &st.run_dir {
+            if dir.join("checkpoint/state.json").is_file() && !st.done.is_file() {
+                args.push("--resume".into());
+            }
+        }
+        let data_args: Vec<String> = if st.args[0] == "fetch" {
+            run.data_dir.iter().flat_map(|d| ["--data-dir".to_string(), d.display().to_string()]).collect()
+        } else {
+            common.clone()
+        };
+        args.extend(data_args);
+        if !st.done.as_os_str().is_empty() && st.done.is_file() {
+            eprintln!("[{}/{total}] {}: done already ({}), skipped", i + 1, st.name, st.done.display());
+            continue;
+        }
+        let line = format!("stabilize {}", args.join(" "));
+        eprintln!("[{}/{total}] {}: {line}", i + 1, st.name);
+        let t = Instant::now();
+        let status = std::process::Command::new(&exe).args(&args).status().with_context(|| format!("starting {line}"))?;
+        if !status.success() {
+            bail!("stage {}/{total} ({}) failed ({status}); earlier stages' results are kept in {}; re-run to continue", i + 1, st.name, out.display());
+        }
+        if let Some(dir) = &st.run_dir {
+            let record = serde_json::json!({ "command": line, "seconds": t.elapsed().as_secs_f64() });
+            stabilize_core::fsutil::write_atomic(&dir.join("run.json"), &serde_json::to_vec_pretty(&record)?)?;
+        }
+    }
+    eprintln!("[{total}/{total}] report");
+    let runs: Vec<PathBuf> = ["classify-baseline", "classify-stabilized", "embed-baseline", "embed-stabilized"].iter().map(|n| p(n)).collect();
+    report(&runs, &out.join("report.html")).context("stage report failed; the runs are kept")?;
+    eprintln!("reproduce finished in {:.0}s; open {}", started.elapsed().as_secs_f64(), out.join("report.html").display());
     Ok(())
 }

@@ -28,6 +28,12 @@ pub fn write_atomic_with(path: &Path, write: impl FnOnce(&mut fs::File) -> std::
     }
     let mut tmp = tempfile::Builder::new().prefix(".stabilize-").suffix(".tmp").tempfile_in(dir).with_path(dir)?;
     write(tmp.as_file_mut()).with_path(path)?;
+    // Temporary files are created 0600; outputs are ordinary files (rw-r--r--).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file().set_permissions(fs::Permissions::from_mode(0o644)).with_path(path)?;
+    }
     tmp.as_file().sync_all().with_path(path)?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     // Persist the rename itself (best effort: not every file system supports fsync on directories).

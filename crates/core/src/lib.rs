@@ -17,6 +17,7 @@ pub mod jpeg;
 pub mod load;
 pub mod metrics;
 pub mod npy;
+pub mod report;
 pub mod resize;
 pub mod retrieval;
 

@@ -1,0 +1,754 @@
+//! The self-contained HTML report: the paper's figures from run folders' `eval.json` files.
+//!
+//! Framework-free: it reads the JSON the evaluation commands write (only the fields it needs),
+//! draws the figures with `plotters` as inline SVG, and renders PNG copies with `resvg` (text in
+//! the embedded DejaVu Sans, so no system fonts are needed). The HTML embeds everything (SVG
+//! inline, example images as data URIs): it opens from disk without a network.
+//!
+//! A run is a baseline when its `config.json` has `alpha == 0`; it is paired with the stabilized
+//! runs of the same kind.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use plotters::prelude::*;
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::fsutil::write_atomic;
+use crate::image::{Channels, Image};
+use crate::retrieval::{PrPoint, ecdf};
+
+/// Distortion rows of a classifier evaluation (`eval classify` → `eval.json`).
+#[derive(Clone, Debug, Deserialize)]
+pub struct ClassifyRow {
+    pub spec: String,
+    pub top1: f64,
+    pub top5: f64,
+    pub flip_rate: f64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct ClassifyClean {
+    pub top1: f64,
+    pub top5: f64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct ClassifyEvalView {
+    pub clean: ClassifyClean,
+    pub distortions: Vec<ClassifyRow>,
+}
+
+/// One distortion's detection results (`eval embed` → `eval.json`).
+#[derive(Clone, Debug, Deserialize)]
+pub struct EmbedRow {
+    pub spec: String,
+    pub ap: f64,
+    #[serde(rename = "precision_at_recall_0.9")]
+    pub precision_at_recall_0_9: f64,
+    #[serde(rename = "recall_at_precision_0.99")]
+    pub recall_at_precision_0_99: f64,
+    pub ranking_accuracy: Option<f64>,
+    pub near_dup_distances: Vec<f64>,
+    pub distinct_distances: Vec<f64>,
+    pub pr_curve: Vec<PrPoint>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct MethodView {
+    pub name: String,
+    pub distortions: Vec<EmbedRow>,
+    pub pooled: EmbedRow,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct EmbedEvalView {
+    pub eval_images: usize,
+    pub test_photos: usize,
+    pub ranking_triplets: usize,
+    pub distortions: Vec<EmbedRow>,
+    pub pooled: EmbedRow,
+    pub baselines: Vec<MethodView>,
+    pub seconds: f64,
+}
+
+/// One example pair on which baseline and stabilized disagree (`examples/examples.json`).
+#[derive(Clone, Debug, Deserialize)]
+pub struct ExampleView {
+    pub index: usize,
+    pub baseline_distance: f64,
+    pub stabilized_distance: f64,
+}
+
+/// What a run folder holds.
+#[derive(Clone, Debug)]
+pub enum RunKind {
+    Classify(ClassifyEvalView),
+    Embed { eval: EmbedEvalView, examples: Vec<(String, Vec<ExampleView>)> },
+}
+
+/// A run folder read for the report.
+#[derive(Clone, Debug)]
+pub struct Run {
+    pub dir: PathBuf,
+    pub name: String,
+    pub alpha: f64,
+    pub sigma: f64,
+    pub seed: u64,
+    /// `config.json` as written by training.
+    pub config: serde_json::Value,
+    /// Training wall time (`metrics.json` `seconds`), if known.
+    pub train_seconds: Option<f64>,
+    /// `run.json` written by `stabilize reproduce`: the command line and its wall time.
+    pub command: Option<String>,
+    pub kind: RunKind,
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))
+}
+
+impl Run {
+    /// Reads `config.json`, `eval.json` and (if present) `metrics.json`, `run.json` and
+    /// `examples/examples.json` of a run folder.
+    pub fn load(dir: &Path) -> Result<Run> {
+        let config: serde_json::Value = read_json(&dir.join("config.json"))?;
+        let eval_path = dir.join("eval.json");
+        if !eval_path.is_file() {
+            return Err(Error::Invalid(format!("{}: no eval.json (run `stabilize eval` on it first)", dir.display())));
+        }
+        let eval: serde_json::Value = read_json(&eval_path)?;
+        let kind = if eval.get("baselines").is_some() {
+            let ex_path = dir.join("examples/examples.json");
+            let examples = if ex_path.is_file() { read_json(&ex_path)? } else { Vec::new() };
+            RunKind::Embed {
+                eval: serde_json::from_value(eval)
+                    .map_err(|e| Error::Invalid(format!("{}: {e}", eval_path.display())))?,
+                examples,
+            }
+        } else {
+            RunKind::Classify(
+                serde_json::from_value(eval).map_err(|e| Error::Invalid(format!("{}: {e}", eval_path.display())))?,
+            )
+        };
+        let metrics: Option<serde_json::Value> =
+            if dir.join("metrics.json").is_file() { Some(read_json(&dir.join("metrics.json"))?) } else { None };
+        let run_json: Option<serde_json::Value> =
+            if dir.join("run.json").is_file() { Some(read_json(&dir.join("run.json"))?) } else { None };
+        let num = |k: &str| config.get(k).and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
+        Ok(Run {
+            dir: dir.to_path_buf(),
+            name: dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            alpha: num("alpha"),
+            sigma: num("sigma"),
+            seed: config.get("seed").and_then(|v| v.as_u64()).unwrap_or(0),
+            train_seconds: metrics.as_ref().and_then(|m| m.get("seconds")).and_then(|v| v.as_f64()),
+            command: run_json.as_ref().and_then(|r| r.get("command")).and_then(|v| v.as_str()).map(String::from),
+            config,
+            kind,
+        })
+    }
+
+    pub fn is_baseline(&self) -> bool {
+        self.alpha == 0.0
+    }
+
+    fn label(&self) -> String {
+        if self.is_baseline() {
+            "baseline (α = 0)".into()
+        } else {
+            format!("stabilized (α = {}, σ = {})", self.alpha, self.sigma)
+        }
+    }
+}
+
+/// Figure size in SVG/PNG pixels.
+const W: u32 = 900;
+const H: u32 = 420;
+const BLUE: RGBColor = RGBColor(31, 119, 180);
+const ORANGE: RGBColor = RGBColor(214, 39, 40);
+const GREY: RGBColor = RGBColor(120, 120, 120);
+const HASH_COLOURS: [RGBColor; 4] =
+    [RGBColor(44, 160, 44), RGBColor(148, 103, 189), RGBColor(140, 86, 75), RGBColor(227, 119, 194)];
+
+/// One line of a chart.
+pub struct Series {
+    pub label: String,
+    pub colour: RGBColor,
+    pub dashed: bool,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// A figure: its id (file name), caption and SVG.
+pub struct Figure {
+    pub id: String,
+    pub caption: String,
+    pub svg: String,
+}
+
+fn plot_err<E: std::fmt::Debug>(e: E) -> Error {
+    Error::Invalid(format!("plotting: {e:?}"))
+}
+
+/// Small-multiple line charts: one panel per `(title, series)`, sharing axes and the legend.
+pub fn line_panels(
+    panels: &[(String, Vec<Series>)],
+    x_label: &str,
+    y_label: &str,
+    x_range: (f64, f64),
+    y_range: (f64, f64),
+    columns: usize,
+) -> Result<String> {
+    let columns = columns.max(1).min(panels.len().max(1));
+    let rows = panels.len().div_ceil(columns).max(1);
+    let (w, h) = (W, (H / 2 + 40) * rows as u32 + 60);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        let (body, legend) = root.split_vertically(h - 60);
+        let areas = body.split_evenly((rows, columns));
+        for ((title, series), area) in panels.iter().zip(areas.iter()) {
+            let mut chart = ChartBuilder::on(area)
+                .caption(title, ("sans-serif", 16))
+                .margin(8)
+                .x_label_area_size(36)
+                .y_label_area_size(48)
+                .build_cartesian_2d(x_range.0..x_range.1, y_range.0..y_range.1)
+                .map_err(plot_err)?;
+            chart
+                .configure_mesh()
+                .x_desc(x_label)
+                .y_desc(y_label)
+                .x_labels(6)
+                .y_labels(5)
+                .label_style(("sans-serif", 12))
+                .light_line_style(RGBColor(235, 235, 235))
+                .draw()
+                .map_err(plot_err)?;
+            for s in series {
+                let style = ShapeStyle::from(&s.colour).stroke_width(2);
+                if s.dashed {
+                    chart.draw_series(DashedLineSeries::new(s.points.clone(), 6, 4, style)).map_err(plot_err)?;
+                } else {
+                    chart.draw_series(LineSeries::new(s.points.clone(), style)).map_err(plot_err)?;
+                }
+            }
+        }
+        // One shared legend under the panels.
+        if let Some((_, series)) = panels.first() {
+            let n = series.len().max(1) as i32;
+            let slot = (w as i32 - 20) / n;
+            for (i, s) in series.iter().enumerate() {
+                let x = 10 + i as i32 * slot;
+                let style = ShapeStyle::from(&s.colour).stroke_width(3);
+                if s.dashed {
+                    for k in 0..3 {
+                        legend
+                            .draw(&PathElement::new(vec![(x + k * 10, 30), (x + k * 10 + 6, 30)], style))
+                            .map_err(plot_err)?;
+                    }
+                } else {
+                    legend.draw(&PathElement::new(vec![(x, 30), (x + 26, 30)], style)).map_err(plot_err)?;
+                }
+                legend.draw(&Text::new(s.label.clone(), (x + 32, 24), ("sans-serif", 13))).map_err(plot_err)?;
+            }
+        }
+        root.present().map_err(plot_err)?;
+    }
+    Ok(svg)
+}
+
+/// Grouped bars: `groups` along x (labels), one bar per series in each group.
+pub fn grouped_bars(groups: &[String], series: &[(String, RGBColor, Vec<f64>)], y_label: &str) -> Result<String> {
+    let y_max = series.iter().flat_map(|s| s.2.iter().copied()).fold(0.0f64, f64::max).max(1e-6) * 1.15;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        let n = groups.len();
+        let mut chart = ChartBuilder::on(&root)
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0f64..n as f64, 0f64..y_max)
+            .map_err(plot_err)?;
+        let labels = groups.to_vec();
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(n * 2 + 1)
+            .x_label_formatter(&|x| {
+                let i = x.floor() as usize;
+                if (x - i as f64 - 0.5).abs() < 0.26 && i < labels.len() { labels[i].clone() } else { String::new() }
+            })
+            .y_desc(y_label)
+            .label_style(("sans-serif", 12))
+            .draw()
+            .map_err(plot_err)?;
+        let k = series.len().max(1) as f64;
+        for (si, (label, colour, values)) in series.iter().enumerate() {
+            let c = *colour;
+            chart
+                .draw_series(values.iter().enumerate().map(|(g, &v)| {
+                    let x0 = g as f64 + 0.1 + 0.8 * si as f64 / k;
+                    Rectangle::new([(x0, 0.0), (x0 + 0.8 / k - 0.02, v)], c.filled())
+                }))
+                .map_err(plot_err)?
+                .label(label.clone())
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], c.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 13))
+            .draw()
+            .map_err(plot_err)?;
+        root.present().map_err(plot_err)?;
+    }
+    Ok(svg)
+}
+
+/// Renders an SVG to PNG bytes with the embedded DejaVu Sans for text.
+pub fn svg_to_png(svg: &str) -> Result<Vec<u8>> {
+    let mut opt = resvg::usvg::Options::default();
+    let db = opt.fontdb_mut();
+    db.load_font_data(dejavu::sans::regular().to_vec());
+    db.set_sans_serif_family("DejaVu Sans");
+    let tree = resvg::usvg::Tree::from_str(svg, &opt).map_err(|e| Error::Invalid(format!("svg: {e}")))?;
+    let size = tree.size().to_int_size();
+    let mut pixmap = resvg::tiny_skia::Pixmap::new(size.width(), size.height())
+        .ok_or_else(|| Error::Invalid("svg: empty size".into()))?;
+    pixmap.fill(resvg::tiny_skia::Color::WHITE);
+    resvg::render(&tree, resvg::tiny_skia::Transform::identity(), &mut pixmap.as_mut());
+    pixmap.encode_png().map_err(|e| Error::Invalid(format!("png: {e}")))
+}
+
+/// `|a − b| × gain`, clamped: the "amplified difference" image of the examples.
+pub fn amplified_difference(a: &Image, b: &Image, gain: f64) -> Result<Image> {
+    if (a.width(), a.height(), a.channels()) != (b.width(), b.height(), b.channels()) {
+        return Err(Error::Invalid("difference of images of different shapes".into()));
+    }
+    let data =
+        a.data().iter().zip(b.data()).map(|(&x, &y)| ((x as f64 - y as f64).abs() * gain).min(255.0) as u8).collect();
+    Image::new(a.width(), a.height(), a.channels(), data)
+}
+
+fn png_data_uri(img: &Image) -> Result<String> {
+    let mut bytes = Vec::new();
+    let color = match img.channels() {
+        Channels::Gray => image::ExtendedColorType::L8,
+        Channels::Rgb => image::ExtendedColorType::Rgb8,
+    };
+    image::ImageEncoder::write_image(
+        image::codecs::png::PngEncoder::new(&mut bytes),
+        img.data(),
+        img.width(),
+        img.height(),
+        color,
+    )
+    .map_err(|e| Error::Invalid(format!("png: {e}")))?;
+    Ok(format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes)))
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn pct(v: f64) -> String {
+    format!("{:.2}", v * 100.0)
+}
+
+/// Numeric part of a spec (`jpeg:30` → 30).
+fn spec_value(spec: &str) -> Option<(String, f64)> {
+    let (name, v) = spec.split_once(':')?;
+    Some((name.to_string(), v.parse().ok()?))
+}
+
+/// The classifier figures: top-1 against JPEG quality and against thumbnail scale, flip rates.
+fn classifier_figures(base: &Run, stab: &[&Run]) -> Result<Vec<Figure>> {
+    let RunKind::Classify(b) = &base.kind else { return Ok(Vec::new()) };
+    let mut runs: Vec<(&Run, &ClassifyEvalView)> = vec![(base, b)];
+    for s in stab {
+        if let RunKind::Classify(e) = &s.kind {
+            runs.push((s, e));
+        }
+    }
+    let colours = [BLUE, ORANGE, RGBColor(44, 160, 44), RGBColor(148, 103, 189)];
+    let mut figures = Vec::new();
+    for (family, x_label, id) in [("jpeg", "JPEG quality q", "classify-jpeg"), ("thumb", "thumbnail scale s (%)", "classify-thumb")] {
+        let mut series = Vec::new();
+        for (i, (run, ev)) in runs.iter().enumerate() {
+            let mut pts: Vec<(f64, f64)> = ev
+                .distortions
+                .iter()
+                .filter_map(|r| spec_value(&r.spec).filter(|(n, _)| n == family).map(|(_, v)| (v, r.top1 * 100.0)))
+                .collect();
+            if pts.is_empty() {
+                continue;
+            }
+            pts.push((100.0, ev.clean.top1 * 100.0));
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            series.push(Series { label: run.label(), colour: colours[i % 4], dashed: false, points: pts });
+        }
+        if series.is_empty() {
+            continue;
+        }
+        let lo = series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).fold(f64::INFINITY, f64::min);
+        let hi = series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).fold(0.0f64, f64::max);
+        let svg = line_panels(
+            &[(format!("top-1 accuracy under {family} (100 = clean)"), series)],
+            x_label,
+            "top-1 accuracy (%)",
+            (0.0, 100.0),
+            ((lo - 2.0).max(0.0), (hi + 1.0).min(100.0)),
+            1,
+        )?;
+        figures.push(Figure {
+            id: id.into(),
+            caption: format!("Classifier top-1 accuracy against {x_label}; the point at 100 is the clean test set."),
+            svg,
+        });
+    }
+    let specs: Vec<String> = b.distortions.iter().map(|r| r.spec.clone()).collect();
+    let bars: Vec<(String, RGBColor, Vec<f64>)> = runs
+        .iter()
+        .enumerate()
+        .map(|(i, (run, ev))| {
+            let v = specs
+                .iter()
+                .map(|s| ev.distortions.iter().find(|r| &r.spec == s).map_or(0.0, |r| r.flip_rate * 100.0))
+                .collect();
+            (run.label(), colours[i % 4], v)
+        })
+        .collect();
+    figures.push(Figure {
+        id: "classify-flip".into(),
+        caption: "Flip rate: share of test images whose prediction on the distorted copy differs from the clean one (lower is more stable).".into(),
+        svg: grouped_bars(&specs, &bars, "flip rate (%)")?,
+    });
+    Ok(figures)
+}
+
+/// The embedding figures: distance CDFs (Fig. 4) and PR curves (Fig. 5) per distortion.
+fn embed_figures(base: &EmbedEvalView, stab: &EmbedEvalView) -> Result<Vec<Figure>> {
+    let max_d = base
+        .distortions
+        .iter()
+        .chain(&stab.distortions)
+        .flat_map(|r| r.near_dup_distances.iter().chain(&r.distinct_distances))
+        .copied()
+        .fold(0.0f64, f64::max)
+        .max(1e-6);
+    let grid: Vec<f64> = (0..=200).map(|i| max_d * i as f64 / 200.0).collect();
+    let cdf = |v: &[f64]| grid.iter().copied().zip(ecdf(v, &grid)).collect::<Vec<_>>();
+    let panels: Vec<(String, Vec<Series>)> = base
+        .distortions
+        .iter()
+        .zip(&stab.distortions)
+        .map(|(b, s)| {
+            (
+                b.spec.clone(),
+                vec![
+                    Series { label: "baseline: near-duplicates".into(), colour: BLUE, dashed: false, points: cdf(&b.near_dup_distances) },
+                    Series { label: "baseline: distinct".into(), colour: BLUE, dashed: true, points: cdf(&b.distinct_distances) },
+                    Series { label: "stabilized: near-duplicates".into(), colour: ORANGE, dashed: false, points: cdf(&s.near_dup_distances) },
+                    Series { label: "stabilized: distinct".into(), colour: ORANGE, dashed: true, points: cdf(&s.distinct_distances) },
+                ],
+            )
+        })
+        .collect();
+    let cdf_svg = line_panels(&panels, "L2 distance between embeddings", "cumulative share", (0.0, max_d), (0.0, 1.0), 3)?;
+    let pr = |r: &EmbedRow| r.pr_curve.iter().map(|p| (p.recall, p.precision)).collect::<Vec<_>>();
+    let panels: Vec<(String, Vec<Series>)> = base
+        .distortions
+        .iter()
+        .enumerate()
+        .map(|(k, b)| {
+            let s = &stab.distortions[k];
+            let mut series = vec![
+                Series { label: "stabilized".into(), colour: ORANGE, dashed: false, points: pr(s) },
+                Series { label: "baseline".into(), colour: BLUE, dashed: false, points: pr(b) },
+            ];
+            for (i, m) in stab.baselines.iter().enumerate() {
+                let (colour, dashed) = if m.name == "pretrained" { (GREY, false) } else { (HASH_COLOURS[(i + 3) % 4], true) };
+                series.push(Series { label: m.name.clone(), colour, dashed, points: pr(&m.distortions[k]) });
+            }
+            (b.spec.clone(), series)
+        })
+        .collect();
+    let pr_svg = line_panels(&panels, "recall", "precision", (0.0, 1.0), (0.0, 1.02), 3)?;
+    Ok(vec![
+        Figure {
+            id: "embed-cdf".into(),
+            caption: "Fig. 4: cumulative distribution of the embedding distance D(f(x), f(x')) for near-duplicate pairs (solid) and for distinct pairs (dashed), baseline and stabilized. A stabilized model puts near-duplicates closer (its solid curve rises earlier) while keeping distinct pairs apart.".into(),
+            svg: cdf_svg,
+        },
+        Figure {
+            id: "embed-pr".into(),
+            caption: "Fig. 5: precision–recall of near-duplicate detection by thresholding the distance, per distortion: stabilized and baseline embeddings, the pretrained ImageNet features, and perceptual hashes (Hamming distance).".into(),
+            svg: pr_svg,
+        },
+    ])
+}
+
+/// Everything a report needs besides the runs.
+pub struct ReportMeta {
+    pub title: String,
+    pub generated: String,
+    pub version: String,
+    /// Extra provenance lines (commands, wall times) shown verbatim.
+    pub notes: Vec<String>,
+}
+
+/// The rendered report: the HTML and the figures (for PNG copies).
+pub struct Report {
+    pub html: String,
+    pub figures: Vec<Figure>,
+}
+
+/// Renders the report from runs. `examples_images(run, spec, rank)` returns the clean and the
+/// distorted image of an example pair (from the stabilized run's `examples/` folder).
+pub fn render(runs: &[Run], meta: &ReportMeta) -> Result<Report> {
+    let mut figures = Vec::new();
+    let mut body = String::new();
+    let classify: Vec<&Run> = runs.iter().filter(|r| matches!(r.kind, RunKind::Classify(_))).collect();
+    let embed: Vec<&Run> = runs.iter().filter(|r| matches!(r.kind, RunKind::Embed { .. })).collect();
+    if classify.is_empty() && embed.is_empty() {
+        return Err(Error::Invalid("no runs to report".into()));
+    }
+
+    // --- Embeddings.
+    let eb = embed.iter().find(|r| r.is_baseline());
+    let es = embed.iter().find(|r| !r.is_baseline());
+    if let (Some(b), Some(s)) = (eb, es) {
+        let (RunKind::Embed { eval: be, .. }, RunKind::Embed { eval: se, examples }) = (&b.kind, &s.kind) else {
+            unreachable!()
+        };
+        let _ = writeln!(body, "<h2>Near-duplicate detection and ranking (embeddings)</h2>");
+        let _ = writeln!(
+            body,
+            "<p>{} held-out photos, {} evaluation crops, {} ranking triplets. Baseline: <code>{}</code>; stabilized: <code>{}</code>.</p>",
+            se.test_photos,
+            se.eval_images,
+            se.ranking_triplets,
+            esc(&b.dir.display().to_string()),
+            esc(&s.dir.display().to_string())
+        );
+        let figs = embed_figures(be, se)?;
+        for f in figs {
+            push_figure(&mut body, &f);
+            figures.push(f);
+        }
+        body.push_str(&embed_table(be, se));
+        if !examples.is_empty() {
+            body.push_str(&examples_html(s, examples)?);
+        }
+    } else if !embed.is_empty() {
+        let _ = writeln!(body, "<p class=warn>Embedding runs need one baseline (α = 0) and one stabilized run for the figures.</p>");
+    }
+
+    // --- Classifier.
+    let cb = classify.iter().find(|r| r.is_baseline());
+    let cs: Vec<&Run> = classify.iter().filter(|r| !r.is_baseline()).copied().collect();
+    if let Some(b) = cb {
+        let _ = writeln!(body, "<h2>Classifier robustness</h2>");
+        for f in classifier_figures(b, &cs)? {
+            push_figure(&mut body, &f);
+            figures.push(f);
+        }
+        body.push_str(&classify_table(b, &cs));
+    } else if !classify.is_empty() {
+        let _ = writeln!(body, "<p class=warn>Classifier runs need a baseline (α = 0) for the figures.</p>");
+    }
+
+    // --- Provenance.
+    let _ = writeln!(body, "<h2>Runs</h2><table><tr><th>run</th><th>kind</th><th>α</th><th>σ</th><th>seed</th><th>training time</th><th>command</th></tr>");
+    for r in runs {
+        let kind = if matches!(r.kind, RunKind::Embed { .. }) { "embedding" } else { "classifier" };
+        let _ = writeln!(
+            body,
+            "<tr><td><code>{}</code></td><td>{kind}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            esc(&r.dir.display().to_string()),
+            r.alpha,
+            r.sigma,
+            r.seed,
+            r.train_seconds.map(|s| format!("{:.0} s", s)).unwrap_or_else(|| "–".into()),
+            esc(r.command.as_deref().unwrap_or("–"))
+        );
+    }
+    body.push_str("</table>");
+    for r in runs {
+        let _ = writeln!(
+            body,
+            "<details><summary>config of <code>{}</code></summary><pre>{}</pre></details>",
+            esc(&r.name),
+            esc(&serde_json::to_string_pretty(&r.config).unwrap_or_default())
+        );
+    }
+    if !meta.notes.is_empty() {
+        let _ = writeln!(body, "<pre>{}</pre>", esc(&meta.notes.join("\n")));
+    }
+    let html = format!(
+        "<!doctype html>\n<html lang=en><head><meta charset=utf-8><title>{title}</title>\n<style>{CSS}</style></head>\n<body>\n<h1>{title}</h1>\n<p class=meta>stabilize {version} · generated {generated} · stability training (Zheng et al., CVPR 2016): baseline (α = 0) against stabilized, same data, same seed.</p>\n{body}\n</body></html>\n",
+        title = esc(&meta.title),
+        version = esc(&meta.version),
+        generated = esc(&meta.generated),
+    );
+    Ok(Report { html, figures })
+}
+
+const CSS: &str = "body{font-family:DejaVu Sans,Helvetica,Arial,sans-serif;max-width:1000px;margin:2em auto;color:#222}\
+figure{margin:1.5em 0}figcaption{font-size:.9em;color:#444}table{border-collapse:collapse;margin:1em 0;font-size:.85em}\
+td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}\
+.better{background:#e3f4e3}.worse{background:#fbe4e4}.meta{color:#666}.warn{color:#a00}img{image-rendering:pixelated}\
+.examples td{text-align:center}";
+
+fn push_figure(body: &mut String, f: &Figure) {
+    let _ = writeln!(body, "<figure id=\"{}\">{}<figcaption>{}</figcaption></figure>", f.id, f.svg, esc(&f.caption));
+}
+
+fn embed_table(b: &EmbedEvalView, s: &EmbedEvalView) -> String {
+    let mut t = String::from("<h3>Detection and ranking, per distortion</h3><table><tr><th>method</th>");
+    let specs: Vec<&str> = s.distortions.iter().map(|r| r.spec.as_str()).chain(["pooled"]).collect();
+    for sp in &specs {
+        let _ = write!(t, "<th>{sp}<br>AP</th>");
+    }
+    for sp in &specs[..specs.len() - 1] {
+        let _ = write!(t, "<th>{sp}<br>ranking</th>");
+    }
+    t.push_str("</tr>");
+    let mut row = |name: &str, rows: &[EmbedRow], pooled: &EmbedRow, cmp: Option<(&[EmbedRow], &EmbedRow)>| {
+        let _ = write!(t, "<tr><td>{}</td>", esc(name));
+        for (i, r) in rows.iter().chain([pooled]).enumerate() {
+            let class = cmp.map_or("", |(c, cp)| {
+                let other = if i < c.len() { c[i].ap } else { cp.ap };
+                if r.ap > other + 1e-9 { "better" } else if r.ap < other - 1e-9 { "worse" } else { "" }
+            });
+            let _ = write!(t, "<td class=\"{class}\">{:.3}</td>", r.ap);
+        }
+        for r in rows {
+            let _ = write!(t, "<td>{}</td>", r.ranking_accuracy.map(|a| format!("{a:.3}")).unwrap_or_default());
+        }
+        t.push_str("</tr>");
+    };
+    row("stabilized", &s.distortions, &s.pooled, Some((&b.distortions, &b.pooled)));
+    row("baseline", &b.distortions, &b.pooled, None);
+    for m in &s.baselines {
+        row(&m.name, &m.distortions, &m.pooled, None);
+    }
+    t.push_str("</table><p>Green: the stabilized AP is above the baseline's; red: below.</p>");
+    t
+}
+
+fn examples_html(stab: &Run, examples: &[(String, Vec<ExampleView>)]) -> Result<String> {
+    let mut t = String::from(
+        "<h3>Fig. 6: near-duplicate pairs where baseline and stabilized disagree most</h3><p>Each row: the held-out crop, its distorted copy, their difference amplified ×8, and the distance D of both models (relative to their median distinct-pair distance, the baseline finds these pairs far apart).</p><table class=examples>",
+    );
+    for (spec, rows) in examples {
+        let dir = stab.dir.join("examples").join(spec.replace(':', "-"));
+        let _ = write!(t, "<tr><th colspan=8>{}</th></tr><tr>", esc(spec));
+        for (r, ex) in rows.iter().enumerate().take(4) {
+            let clean = crate::load::load_image(&dir.join(format!("{r}-clean.png")))?;
+            let dist = crate::load::load_image(&dir.join(format!("{r}-distorted.png")))?;
+            let diff = amplified_difference(&clean, &dist, 8.0)?;
+            let _ = write!(
+                t,
+                "<td><img width=96 src=\"{}\"><img width=96 src=\"{}\"><img width=96 src=\"{}\"><br>D baseline {:.3} · stabilized {:.3}</td>",
+                png_data_uri(&clean)?,
+                png_data_uri(&dist)?,
+                png_data_uri(&diff)?,
+                ex.baseline_distance,
+                ex.stabilized_distance
+            );
+        }
+        t.push_str("</tr>");
+    }
+    t.push_str("</table>");
+    Ok(t)
+}
+
+fn classify_table(b: &Run, stab: &[&Run]) -> String {
+    let RunKind::Classify(be) = &b.kind else { return String::new() };
+    let mut t = String::from("<h3>Top-1 (%) and flip rate (%), per distortion</h3><table><tr><th>distortion</th>");
+    let runs: Vec<(&Run, &ClassifyEvalView)> = std::iter::once((b, be))
+        .chain(stab.iter().filter_map(|r| if let RunKind::Classify(e) = &r.kind { Some((*r, e)) } else { None }))
+        .collect();
+    for (r, _) in &runs {
+        let _ = write!(t, "<th>{}<br>top-1</th><th>flip</th>", esc(&r.label()));
+    }
+    t.push_str("</tr><tr><td>clean</td>");
+    for (_, e) in &runs {
+        let _ = write!(t, "<td>{}</td><td></td>", pct(e.clean.top1));
+    }
+    t.push_str("</tr>");
+    for row in &be.distortions {
+        let _ = write!(t, "<tr><td>{}</td>", esc(&row.spec));
+        for (_, e) in &runs {
+            match e.distortions.iter().find(|r| r.spec == row.spec) {
+                Some(r) => {
+                    let _ = write!(t, "<td>{}</td><td>{}</td>", pct(r.top1), pct(r.flip_rate));
+                }
+                None => t.push_str("<td>–</td><td>–</td>"),
+            }
+        }
+        t.push_str("</tr>");
+    }
+    t.push_str("</table>");
+    t
+}
+
+/// Writes `out` (HTML) and `<out stem>-figures/<id>.png|.svg` beside it; returns the figure paths.
+pub fn write(report: &Report, out: &Path) -> Result<Vec<PathBuf>> {
+    let stem = out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "report".into());
+    let dir = out.parent().unwrap_or(Path::new(".")).join(format!("{stem}-figures"));
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let mut written = Vec::new();
+    for f in &report.figures {
+        let png = dir.join(format!("{}.png", f.id));
+        write_atomic(&png, &svg_to_png(&f.svg)?)?;
+        let svg = dir.join(format!("{}.svg", f.id));
+        write_atomic(&svg, f.svg.as_bytes())?;
+        written.push(png);
+    }
+    write_atomic(out, report.html.as_bytes())?;
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn charts_render_to_svg_and_png() {
+        let s = vec![
+            Series { label: "a".into(), colour: BLUE, dashed: false, points: vec![(0.0, 0.0), (1.0, 1.0)] },
+            Series { label: "b".into(), colour: ORANGE, dashed: true, points: vec![(0.0, 1.0), (1.0, 0.0)] },
+        ];
+        let svg = line_panels(&[("p1".into(), s)], "x (px)", "y", (0.0, 1.0), (0.0, 1.0), 1).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("x (px)") && svg.contains("polyline"), "{}", &svg[..200]);
+        let png = svg_to_png(&svg).unwrap();
+        let img = image::load_from_memory(&png).unwrap().to_rgb8();
+        assert_eq!(img.dimensions(), (W, H / 2 + 40 + 60));
+        // Not blank: some pixels are far from white.
+        assert!(img.pixels().filter(|p| p.0.iter().any(|&c| c < 128)).count() > 500);
+        let bars = grouped_bars(&["jpeg:10".into(), "noise:0.1".into()], &[("base".into(), BLUE, vec![5.0, 3.0])], "flip (%)")
+            .unwrap();
+        assert!(bars.contains("jpeg:10") && bars.contains("<rect"));
+    }
+
+    #[test]
+    fn amplified_difference_known_answer() {
+        let a = Image::new(2, 1, Channels::Gray, vec![10, 200]).unwrap();
+        let b = Image::new(2, 1, Channels::Gray, vec![13, 100]).unwrap();
+        assert_eq!(amplified_difference(&a, &b, 8.0).unwrap().data(), &[24, 255]);
+        assert!(png_data_uri(&a).unwrap().starts_with("data:image/png;base64,iVBOR"));
+        assert_eq!(spec_value("jpeg:30"), Some(("jpeg".into(), 30.0)));
+        assert_eq!(esc("<a&\">"), "&lt;a&amp;&quot;&gt;");
+    }
+}
