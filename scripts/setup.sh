@@ -2,12 +2,15 @@
 # Installs what building and checking stabilize needs on a fresh Debian/Ubuntu machine:
 #   - cmake and nasm, to build libjpeg-turbo (the JPEG codec) from source with SIMD;
 #   - dpkg-dev tools (apt-get download, dpkg -x) used by `stabilize fetch` (present on Debian);
+#   - chromium, to render the HTML report headless in the tests;
 #   - a Python venv (.venv-check) with Pillow and numpy for the reference checks (not needed at run time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 for tool in cmake nasm; do command -v "$tool" >/dev/null 2>&1 || need+=("$tool"); done
+# Headless Chromium renders the HTML report in the report test.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
   $sudo apt-get update -qq
