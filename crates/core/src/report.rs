@@ -486,7 +486,7 @@ fn embed_figures(base: &EmbedEvalView, stab: &EmbedEvalView) -> Result<Vec<Figur
     Ok(vec![
         Figure {
             id: "embed-cdf".into(),
-            caption: "Fig. 4: cumulative distribution of the embedding distance D(f(x), f(x')) for near-duplicate pairs (solid) and for distinct pairs (dashed), baseline and stabilized. A stabilized model puts near-duplicates closer (its solid curve rises earlier) while keeping distinct pairs apart.".into(),
+            caption: "Fig. 4: cumulative distribution of the embedding distance D(f(x), f(x')) for near-duplicate pairs (solid) and for distinct pairs (dashed), baseline (blue) and stabilized (red). Stability training has worked when the red solid curve rises earlier than the blue one while the red dashed curve stays as far right as the blue dashed one: AP depends on how much the two curves of one model overlap.".into(),
             svg: cdf_svg,
         },
         Figure {
@@ -573,7 +573,7 @@ pub fn render(runs: &[Run], meta: &ReportMeta) -> Result<Report> {
         let kind = if matches!(r.kind, RunKind::Embed { .. }) { "embedding" } else { "classifier" };
         let _ = writeln!(
             body,
-            "<tr><td><code>{}</code></td><td>{kind}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            "<tr><td><code>{}</code></td><td>{kind}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td style=\"text-align:left\"><code>{}</code></td></tr>",
             esc(&r.dir.display().to_string()),
             r.alpha,
             r.sigma,
@@ -605,7 +605,7 @@ pub fn render(runs: &[Run], meta: &ReportMeta) -> Result<Report> {
 
 const CSS: &str = "body{font-family:DejaVu Sans,Helvetica,Arial,sans-serif;max-width:1000px;margin:2em auto;color:#222}\
 figure{margin:1.5em 0}figcaption{font-size:.9em;color:#444}table{border-collapse:collapse;margin:1em 0;font-size:.85em}\
-td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}\
+table{display:block;overflow-x:auto;max-width:100%}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}td code{white-space:normal}th{background:#f3f3f3}td:first-child{text-align:left}\
 .better{background:#e3f4e3}.worse{background:#fbe4e4}.meta{color:#666}.warn{color:#a00}img{image-rendering:pixelated}\
 .examples td{text-align:center}";
 
@@ -648,7 +648,7 @@ fn embed_table(b: &EmbedEvalView, s: &EmbedEvalView) -> String {
 
 fn examples_html(stab: &Run, examples: &[(String, Vec<ExampleView>)]) -> Result<String> {
     let mut t = String::from(
-        "<h3>Fig. 6: near-duplicate pairs where baseline and stabilized disagree most</h3><p>Each row: the held-out crop, its distorted copy, their difference amplified ×8, and the distance D of both models (relative to their median distinct-pair distance, the baseline finds these pairs far apart).</p><table class=examples>",
+        "<h3>Fig. 6: near-duplicate pairs where baseline and stabilized disagree most</h3><p>Each row: the held-out crop, its distorted copy, their difference amplified ×8, and the distance D under both models: the pairs where, relative to each model's median distinct-pair distance, the baseline puts the copy farthest from its original compared with the stabilized model.</p><table class=examples>",
     );
     for (spec, rows) in examples {
         let dir = stab.dir.join("examples").join(spec.replace(':', "-"));
