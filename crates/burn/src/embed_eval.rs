@@ -141,9 +141,16 @@ pub struct DistortionResult {
     /// An evenly spaced sample (of the sorted list) of the distinct-pair distances.
     pub distinct_distances: Vec<f64>,
     pub distinct_pairs: usize,
-    /// The PR curve, thinned to at most [`CURVE_POINTS`] points.
+    /// The PR curve's corner points (where recall rises), thinned to at most [`CURVE_POINTS`].
     pub pr_curve: Vec<PrPoint>,
+    /// The operating point (largest recall) at each of [`CALIBRATION_PRECISIONS`], from the full
+    /// curve: what `stabilize dupes --precision P` uses to pick its threshold.
+    #[serde(default)]
+    pub calibration: Vec<PrPoint>,
 }
+
+/// Precisions at which [`DistortionResult::calibration`] records a threshold.
+pub const CALIBRATION_PRECISIONS: [f64; 9] = [0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999];
 
 /// A method's results over all distortions.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -155,7 +162,19 @@ pub struct MethodResult {
 
 fn result(spec: String, dup: Vec<f64>, mut distinct: Vec<f64>, ranking: Option<f64>) -> DistortionResult {
     let det = detection(&dup, &distinct);
-    let curve = thin(&pr_curve(&dup, &distinct), CURVE_POINTS);
+    let full = pr_curve(&dup, &distinct);
+    let calibration = CALIBRATION_PRECISIONS
+        .iter()
+        .filter_map(|&p| stabilize_core::retrieval::point_at_precision(&full, p))
+        .collect();
+    // Keep the points where recall rises (and the last): the curve's shape, few points.
+    let corners: Vec<PrPoint> = full
+        .iter()
+        .enumerate()
+        .filter(|(i, p)| *i == 0 || *i + 1 == full.len() || p.recall > full[i - 1].recall)
+        .map(|(_, p)| *p)
+        .collect();
+    let curve = thin(&corners, CURVE_POINTS);
     distinct.sort_by(f64::total_cmp);
     DistortionResult {
         spec,
@@ -168,6 +187,7 @@ fn result(spec: String, dup: Vec<f64>, mut distinct: Vec<f64>, ranking: Option<f
         distinct_pairs: distinct.len(),
         distinct_distances: thin(&distinct, DISTINCT_SAMPLE),
         pr_curve: curve,
+        calibration,
     }
 }
 

@@ -80,6 +80,36 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Find near-duplicate images under folders: pairs under a threshold, grouped into clusters,
+    /// with a suggested file to keep. Never deletes or moves anything.
+    Dupes {
+        /// Folders (searched recursively) or files.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// An embedding run folder (`train embed`, evaluated by `eval embed` for the calibration).
+        #[arg(long, conflicts_with = "hash")]
+        model: Option<PathBuf>,
+        /// A perceptual hash instead of a model: phash, dhash, ahash or blockhash [default: phash].
+        #[arg(long)]
+        hash: Option<String>,
+        /// Distance threshold (L2 for a model, Hamming bits for a hash).
+        #[arg(long, conflicts_with = "precision")]
+        threshold: Option<f64>,
+        /// Pick the threshold from the model's calibration curve at this precision [default 0.99].
+        #[arg(long)]
+        precision: Option<f64>,
+        /// Print one JSON object.
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// Print CSV rows: cluster,path,keep,max_distance.
+        #[arg(long)]
+        csv: bool,
+        /// Worker threads [default: all cores].
+        #[arg(long)]
+        jobs: Option<usize>,
+        #[command(flatten)]
+        run: RunArgs,
+    },
     /// Render the HTML report (inline SVG figures, PNG copies) from evaluated run folders.
     Report {
         /// Evaluated run folders (classifier and/or embedding; α = 0 marks the baseline).
@@ -323,6 +353,9 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Compare { a, b, json } => compare(&a, &b, json),
         Command::Report { runs, out } => report(&runs, &out),
+        Command::Dupes { paths, model, hash, threshold, precision, json, csv, jobs, run } => {
+            dupes(&paths, model.as_deref(), hash.as_deref(), threshold, precision, json, csv, jobs, &run)
+        }
         Command::Reproduce { quick, out, run } => reproduce(quick, &out, &run),
         Command::Imagenet { dump, run, json, paths } => imagenet(dump.as_deref(), &run, json, &paths),
         Command::Bench { batch_size, steps, backend, width, json } => bench(batch_size, steps, &backend, width, json),
@@ -1062,5 +1095,178 @@ fn reproduce(quick: bool, out: &Path, run: &RunArgs) -> Result<()> {
     let runs: Vec<PathBuf> = ["classify-baseline", "classify-stabilized", "embed-baseline", "embed-stabilized"].iter().map(|n| p(n)).collect();
     report(&runs, &out.join("report.html")).context("stage report failed; the runs are kept")?;
     eprintln!("reproduce finished in {:.0}s; open {}", started.elapsed().as_secs_f64(), out.join("report.html").display());
+    Ok(())
+}
+
+/// Default Hamming thresholds (bits of 64) for the hashes when no calibration is given; imagededup
+/// uses 10 for its hashes.
+const HASH_THRESHOLD: f64 = 10.0;
+
+#[allow(clippy::too_many_arguments)]
+fn dupes(
+    paths: &[PathBuf],
+    model_dir: Option<&Path>,
+    hash: Option<&str>,
+    threshold: Option<f64>,
+    precision: Option<f64>,
+    json: bool,
+    csv: bool,
+    jobs: Option<usize>,
+    run: &RunArgs,
+) -> Result<()> {
+    use stabilize_burn::embed_eval::Descriptors;
+    use stabilize_core::dupes::{FileInfo, clusters, pairs_under};
+    use stabilize_core::hash::{HashKind, PerceptualHash};
+    let started = Instant::now();
+    if let Some(j) = jobs {
+        if j == 0 {
+            bail!("--jobs must be ≥ 1");
+        }
+        rayon::ThreadPoolBuilder::new().num_threads(j).build_global().context("setting the thread count")?;
+    }
+    if let Some(p) = precision {
+        if !(p > 0.0 && p <= 1.0) {
+            bail!("--precision must be in (0, 1], got {p}");
+        }
+    }
+    if let Some(t) = threshold {
+        if !(t.is_finite() && t >= 0.0) {
+            bail!("--threshold must be ≥ 0, got {t}");
+        }
+    }
+    // What describes an image, and the threshold.
+    enum Method {
+        Model { model: stabilize_burn::embed::EmbedNet, size: u32, dim: usize, device: stabilize_burn::Device },
+        Hash(HashKind),
+    }
+    let (method, threshold, method_name) = match model_dir {
+        Some(dir) => {
+            let device = device(&run.backend)?;
+            let (config, model) = stabilize_burn::embed_train::load_embedder(dir, &device)?;
+            let t = match threshold {
+                Some(t) => t,
+                None => {
+                    let p = precision.unwrap_or(0.99);
+                    let eval_path = dir.join("eval.json");
+                    let bytes = std::fs::read(&eval_path).with_context(|| {
+                        format!("{}: no calibration (run `stabilize eval embed --model {}` or pass --threshold)", eval_path.display(), dir.display())
+                    })?;
+                    let eval: stabilize_core::report::EmbedEvalView = serde_json::from_slice(&bytes)
+                        .with_context(|| format!("{} is not an embedding evaluation", eval_path.display()))?;
+                    // The recorded operating points (exact), else the stored curve.
+                    let from_cal = eval.pooled.calibration.iter().filter(|c| c.precision >= p - 1e-12).max_by(|a, b| a.recall.total_cmp(&b.recall));
+                    from_cal
+                        .copied()
+                        .or_else(|| stabilize_core::retrieval::point_at_precision(&eval.pooled.pr_curve, p))
+                        .map(|pt| pt.threshold)
+                        .with_context(|| format!("the model's calibration never reaches precision {p}; pass --threshold"))?
+                }
+            };
+            let name = format!("model {}", dir.display());
+            (Method::Model { model, size: config.model.input_size as u32, dim: config.model.dim, device }, t, name)
+        }
+        None => {
+            let kind: HashKind = hash.unwrap_or("phash").parse()?;
+            if precision.is_some() {
+                bail!("--precision needs --model (the calibration is stored with the model's evaluation)");
+            }
+            (Method::Hash(kind), threshold.unwrap_or(HASH_THRESHOLD), kind.name().to_string())
+        }
+    };
+    let (files, mut skipped) = load::list_images(paths);
+    let pb = if json || csv { ProgressBar::hidden() } else { ProgressBar::new(files.len() as u64) };
+    pb.set_style(
+        ProgressStyle::with_template("[{elapsed_precise}] {bar:30} {pos}/{len} files ({per_sec}, ETA {eta}) {msg}")
+            .expect("valid template"),
+    );
+    let mut infos: Vec<FileInfo> = Vec::new();
+    let mut vectors: Vec<f32> = Vec::new();
+    let mut hashes: Vec<PerceptualHash> = Vec::new();
+    let opts = load::LoadOptions::default();
+    let hasher = if let Method::Hash(k) = &method { Some(k.hasher()) } else { None };
+    for chunk in files.chunks(64) {
+        // Decode (and hash, or resize for the model) in parallel; embed the batch together.
+        let decoded: Vec<(PathBuf, Result<(FileInfo, stabilize_core::Image, Option<PerceptualHash>), String>)> = chunk
+            .par_iter()
+            .map(|p| {
+                let r = (|| {
+                    let img = load::load_image_with(p, &opts).map_err(|e| e.to_string())?;
+                    let bytes = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+                    let info = FileInfo { path: p.display().to_string(), pixels: img.pixel_count() as u64, bytes };
+                    match (&method, &hasher) {
+                        (Method::Model { size, .. }, _) => {
+                            let small = stabilize_core::resize::resize(&img.to_rgb(), *size, *size, stabilize_core::resize::Filter::Bicubic)
+                                .map_err(|e| e.to_string())?;
+                            Ok((info, small, None))
+                        }
+                        (Method::Hash(_), Some(h)) => {
+                            let hv = PerceptualHash::of(h, &img);
+                            Ok((info, stabilize_core::Image::filled(1, 1, stabilize_core::Channels::Gray, 0).map_err(|e| e.to_string())?, Some(hv)))
+                        }
+                        _ => unreachable!(),
+                    }
+                })();
+                pb.inc(1);
+                (p.clone(), r)
+            })
+            .collect();
+        let mut batch = Vec::new();
+        for (p, r) in decoded {
+            match r {
+                Ok((info, img, h)) => {
+                    infos.push(info);
+                    match h {
+                        Some(h) => hashes.push(h),
+                        None => batch.push(img),
+                    }
+                }
+                Err(reason) => skipped.push(load::Skipped { path: p, reason }),
+            }
+        }
+        if let (Method::Model { model, device, .. }, false) = (&method, batch.is_empty()) {
+            pb.set_message("embedding");
+            vectors.extend(stabilize_burn::embed_train::embed_images(model, &batch, 64, device));
+        }
+    }
+    pb.finish_and_clear();
+    let desc = match &method {
+        Method::Model { dim, .. } => Descriptors::Vectors { dim: *dim, data: vectors },
+        Method::Hash(_) => Descriptors::Hashes(hashes),
+    };
+    let pairs = pairs_under(infos.len(), threshold, &|i, j| desc.distance(i, &desc, j));
+    let found = clusters(&infos, &pairs);
+    let seconds = started.elapsed().as_secs_f64();
+    if json {
+        let v = serde_json::json!({
+            "clusters": found, "skipped": skipped, "files_seen": infos.len() + skipped.len(),
+            "seconds": seconds, "method": method_name, "threshold": threshold,
+        });
+        println!("{}", serde_json::to_string(&v)?);
+    } else if csv {
+        println!("cluster,path,keep,max_distance");
+        for (k, c) in found.iter().enumerate() {
+            for f in &c.files {
+                let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+                println!("{k},{},{},{}", q(f), f == &c.keep, c.max_distance);
+            }
+        }
+    } else {
+        for (k, c) in found.iter().enumerate() {
+            println!("cluster {} ({} files, max distance {:.3}):", k + 1, c.files.len(), c.max_distance);
+            for f in &c.files {
+                println!("  {} {f}", if f == &c.keep { "keep" } else { "    " });
+            }
+        }
+        for s in &skipped {
+            eprintln!("skipped {}: {}", s.path.display(), s.reason);
+        }
+        eprintln!(
+            "{} files, {} skipped, {} clusters ({} files in them) with {method_name} at threshold {threshold:.4} in {seconds:.1}s; nothing was moved or deleted",
+            infos.len(),
+            skipped.len(),
+            found.len(),
+            found.iter().map(|c| c.files.len()).sum::<usize>()
+        );
+    }
     Ok(())
 }

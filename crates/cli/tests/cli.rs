@@ -298,3 +298,60 @@ fn train_and_eval_embed_and_imagenet_on_real_photos() {
     assert_eq!(v["images"][0]["top5"][0], 243);
     assert_eq!(v["images"][1]["top5"][0], 305);
 }
+
+#[test]
+fn dupes_groups_planted_copies_and_reports_bad_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Three distinct textures and a light JPEG copy and a thumbnail copy of each.
+    for k in 0..3u32 {
+        let img = image::RgbImage::from_fn(96, 80, |x, y| {
+            let v = match k {
+                0 => (x * 5 + y * 2) % 256,
+                1 => (x * 3 + y * y / 20) % 256,
+                _ => (x * y) % 256,
+            };
+            image::Rgb([v as u8, (v / 2 + 40 * k) as u8, 255 - v as u8])
+        });
+        let orig = d.join(format!("img{k}.png"));
+        img.save(&orig).unwrap();
+        for (spec, name) in [("jpeg:80", "jpeg"), ("thumb:60", "thumb")] {
+            let o = stabilize(&["distort", "--spec", spec, orig.to_str().unwrap(), d.join(format!("img{k}__{name}.png")).to_str().unwrap()]);
+            assert!(o.status.success(), "{}", stderr(&o));
+        }
+    }
+    std::fs::write(d.join("broken.jpg"), b"\xff\xd8\xff\xe0 not really a jpeg").unwrap();
+    std::fs::write(d.join("empty.png"), b"").unwrap();
+    std::fs::create_dir(d.join("folder.png")).unwrap();
+    let before = std::fs::read_dir(d).unwrap().count();
+    let o = stabilize(&["dupes", d.to_str().unwrap(), "--hash", "phash", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let clusters = v["clusters"].as_array().unwrap();
+    assert_eq!(clusters.len(), 3, "{v}");
+    for c in clusters {
+        let files: Vec<&str> = c["files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+        assert_eq!(files.len(), 3, "{files:?}");
+        let stem = |p: &str| Path::new(p).file_stem().unwrap().to_str().unwrap().split("__").next().unwrap().to_string();
+        assert!(files.iter().all(|f| stem(f) == stem(files[0])), "{files:?}");
+        // The original and its copies have the same pixel count: the largest file is kept.
+        assert_eq!(c["keep"], files[0]);
+        assert!(c["max_distance"].as_f64().unwrap() <= 10.0);
+    }
+    let skipped: Vec<&str> = v["skipped"].as_array().unwrap().iter().map(|s| s["path"].as_str().unwrap()).collect();
+    assert_eq!(skipped.len(), 3, "{skipped:?}");
+    for bad in ["broken.jpg", "empty.png", "folder.png"] {
+        assert!(skipped.iter().any(|p| p.ends_with(bad)), "{bad} not reported: {skipped:?}");
+    }
+    assert_eq!(v["files_seen"], 12);
+    let o = stabilize(&["dupes", d.to_str().unwrap(), "--csv", "--jobs", "1"]);
+    assert!(o.status.success());
+    let csv = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(csv.lines().count(), 1 + 9, "{csv}");
+    assert!(csv.starts_with("cluster,path,keep,max_distance"));
+    // Nothing was moved or deleted.
+    assert_eq!(std::fs::read_dir(d).unwrap().count(), before);
+    assert_one_line_error(&stabilize(&["dupes", d.to_str().unwrap(), "--precision", "0.9"]), "--precision needs --model");
+    assert_one_line_error(&stabilize(&["dupes", d.to_str().unwrap(), "--hash", "md5"]), "unknown hash");
+    assert_one_line_error(&stabilize(&["dupes", d.to_str().unwrap(), "--jobs", "0"]), "--jobs must be ≥ 1");
+}

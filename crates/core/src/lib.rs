@@ -7,6 +7,7 @@
 pub mod assets;
 pub mod crops;
 pub mod distort;
+pub mod dupes;
 pub mod error;
 pub mod fashion_mnist;
 pub mod fsutil;

@@ -54,6 +54,9 @@ pub struct EmbedRow {
     pub near_dup_distances: Vec<f64>,
     pub distinct_distances: Vec<f64>,
     pub pr_curve: Vec<PrPoint>,
+    /// Operating points at fixed precisions (absent in older evaluations).
+    #[serde(default)]
+    pub calibration: Vec<PrPoint>,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -1,0 +1,155 @@
+//! Near-duplicate grouping: every pair under a distance threshold, connected into clusters, with
+//! a suggestion of which file of each cluster to keep. Nothing here touches the files.
+
+use serde::{Deserialize, Serialize};
+
+/// What is known of one file for choosing the one to keep.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FileInfo {
+    pub path: String,
+    pub pixels: u64,
+    pub bytes: u64,
+}
+
+/// A group of files linked by near-duplicate pairs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Cluster {
+    /// The files, the one to keep first, then by path.
+    pub files: Vec<String>,
+    /// The suggested file to keep: the most pixels, then the largest file, then the first path.
+    pub keep: String,
+    /// The largest distance among the pairs that linked the cluster.
+    pub max_distance: f64,
+}
+
+/// Every pair `(i, j, d)` with `i < j` and `d = distance(i, j) ≤ threshold`, for `n` items, in
+/// parallel over `i`. Exact (all pairs).
+pub fn pairs_under(n: usize, threshold: f64, distance: &(dyn Fn(usize, usize) -> f64 + Sync)) -> Vec<(usize, usize, f64)> {
+    use rayon::prelude::*;
+    (0..n)
+        .into_par_iter()
+        .flat_map_iter(|i| {
+            (i + 1..n).filter_map(move |j| {
+                let d = distance(i, j);
+                (d <= threshold).then_some((i, j, d))
+            })
+        })
+        .collect()
+}
+
+fn find(parent: &mut [usize], mut x: usize) -> usize {
+    while parent[x] != x {
+        parent[x] = parent[parent[x]];
+        x = parent[x];
+    }
+    x
+}
+
+/// Connected components of the pairs (single linkage), largest first, then by first path.
+pub fn clusters(files: &[FileInfo], pairs: &[(usize, usize, f64)]) -> Vec<Cluster> {
+    let n = files.len();
+    let mut parent: Vec<usize> = (0..n).collect();
+    for &(i, j, _) in pairs {
+        let (a, b) = (find(&mut parent, i), find(&mut parent, j));
+        if a != b {
+            parent[a.max(b)] = a.min(b);
+        }
+    }
+    let mut members: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    let mut max_d: std::collections::HashMap<usize, f64> = Default::default();
+    for &(i, _, d) in pairs {
+        let r = find(&mut parent, i);
+        let e = max_d.entry(r).or_insert(0.0);
+        *e = e.max(d);
+    }
+    for i in 0..n {
+        let r = find(&mut parent, i);
+        members.entry(r).or_default().push(i);
+    }
+    let mut out: Vec<Cluster> = members
+        .into_iter()
+        .filter(|(_, m)| m.len() > 1)
+        .map(|(root, m)| {
+            let keep = *m
+                .iter()
+                .max_by(|&&a, &&b| {
+                    (files[a].pixels, files[a].bytes)
+                        .cmp(&(files[b].pixels, files[b].bytes))
+                        .then(files[b].path.cmp(&files[a].path))
+                })
+                .expect("non-empty");
+            let mut paths: Vec<String> = m.iter().filter(|&&i| i != keep).map(|&i| files[i].path.clone()).collect();
+            paths.sort();
+            paths.insert(0, files[keep].path.clone());
+            Cluster { keep: files[keep].path.clone(), files: paths, max_distance: max_d.get(&root).copied().unwrap_or(0.0) }
+        })
+        .collect();
+    out.sort_by(|a, b| b.files.len().cmp(&a.files.len()).then(a.files[0].cmp(&b.files[0])));
+    out
+}
+
+/// Precision and recall of predicted clusters against true groups, over pairs: a pair of files is
+/// predicted a duplicate when they share a cluster, truly one when they share a group label.
+pub fn pair_precision_recall(clusters: &[Cluster], label_of: &dyn Fn(&str) -> Option<String>, all_paths: &[String]) -> (f64, f64) {
+    use std::collections::HashMap;
+    let mut groups: HashMap<String, usize> = HashMap::new();
+    for p in all_paths {
+        if let Some(l) = label_of(p) {
+            *groups.entry(l).or_default() += 1;
+        }
+    }
+    let true_pairs: usize = groups.values().map(|&k| k * (k - 1) / 2).sum();
+    let (mut predicted, mut correct) = (0usize, 0usize);
+    for c in clusters {
+        let labels: Vec<Option<String>> = c.files.iter().map(|p| label_of(p)).collect();
+        for i in 0..labels.len() {
+            for j in i + 1..labels.len() {
+                predicted += 1;
+                if labels[i].is_some() && labels[i] == labels[j] {
+                    correct += 1;
+                }
+            }
+        }
+    }
+    let precision = if predicted == 0 { 1.0 } else { correct as f64 / predicted as f64 };
+    let recall = if true_pairs == 0 { 1.0 } else { correct as f64 / true_pairs as f64 };
+    (precision, recall)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(path: &str, pixels: u64, bytes: u64) -> FileInfo {
+        FileInfo { path: path.into(), pixels, bytes }
+    }
+
+    #[test]
+    fn pairs_link_into_clusters_and_the_largest_file_is_kept() {
+        // Points on a line: 0, 0.1, 0.15 | 5 | 9, 9.05
+        let x = [0.0, 0.1, 0.15, 5.0, 9.0, 9.05];
+        let pairs = pairs_under(x.len(), 0.12, &|i, j| (x[i] - x[j]).abs());
+        assert_eq!(pairs.len(), 3, "{pairs:?}"); // (0,1) (1,2) (4,5); 0–2 is 0.15 > 0.12
+        let files = vec![
+            info("a.jpg", 100, 10),
+            info("b.png", 400, 5),
+            info("c.jpg", 400, 9),
+            info("d.jpg", 1, 1),
+            info("e.jpg", 50, 50),
+            info("f.jpg", 50, 60),
+        ];
+        let c = clusters(&files, &pairs);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].files, vec!["c.jpg", "a.jpg", "b.png"]);
+        assert_eq!(c[0].keep, "c.jpg");
+        assert!((c[0].max_distance - 0.1).abs() < 1e-12);
+        assert_eq!(c[1].keep, "f.jpg");
+        // Pairwise precision/recall against labels by the first letter group.
+        let label = |p: &str| Some(if "abc".contains(&p[..1]) { "x".to_string() } else if "ef".contains(&p[..1]) { "y".into() } else { p.into() });
+        let paths: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
+        assert_eq!(pair_precision_recall(&c, &label, &paths), (1.0, 1.0));
+        let partial = vec![c[0].clone()];
+        let (p, r) = pair_precision_recall(&partial, &label, &paths);
+        assert_eq!((p, r), (1.0, 0.75));
+    }
+}
