@@ -127,7 +127,7 @@ mod tests {
     #[test]
     fn pairs_link_into_clusters_and_the_largest_file_is_kept() {
         // Points on a line: 0, 0.1, 0.15 | 5 | 9, 9.05
-        let x = [0.0, 0.1, 0.15, 5.0, 9.0, 9.05];
+        let x: [f64; 6] = [0.0, 0.1, 0.15, 5.0, 9.0, 9.05];
         let pairs = pairs_under(x.len(), 0.12, &|i, j| (x[i] - x[j]).abs());
         assert_eq!(pairs.len(), 3, "{pairs:?}"); // (0,1) (1,2) (4,5); 0–2 is 0.15 > 0.12
         let files = vec![
