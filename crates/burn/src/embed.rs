@@ -138,7 +138,11 @@ pub fn embed_loss(clean: Tensor<2>, noisy: Option<Tensor<2>>, margin: f64, alpha
         Some(noisy) if alpha > 0.0 => {
             // Σ over the three images of each triplet, then the mean over triplets: sum / B.
             let stability = pair_distance(clean, noisy).sum().div_scalar(b as f64);
-            EmbedLoss { total: triplet.clone() + stability.clone().mul_scalar(alpha), triplet, stability: Some(stability) }
+            EmbedLoss {
+                total: triplet.clone() + stability.clone().mul_scalar(alpha),
+                triplet,
+                stability: Some(stability),
+            }
         }
         _ => EmbedLoss { total: triplet.clone(), triplet, stability: None },
     }

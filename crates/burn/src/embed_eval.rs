@@ -248,7 +248,11 @@ pub struct Disagreement {
 /// Per distortion, the `k` near-duplicate pairs where `base` and `stab` disagree most: largest
 /// `D_base / median_base(distinct) − D_stab / median_stab(distinct)`, i.e. where the baseline
 /// thinks the pair is far apart (relative to its distinct pairs) and the stabilized model does not.
-pub fn disagreements(base: &[DistortionResult], stab: &[DistortionResult], k: usize) -> Vec<(String, Vec<Disagreement>)> {
+pub fn disagreements(
+    base: &[DistortionResult],
+    stab: &[DistortionResult],
+    k: usize,
+) -> Vec<(String, Vec<Disagreement>)> {
     let median = |v: &[f64]| if v.is_empty() { 1.0 } else { v[v.len() / 2].max(1e-12) };
     base.iter()
         .zip(stab)

@@ -275,7 +275,11 @@ pub fn train_embedder(
         let host: Vec<f32> = clean.clone().try_into_vec_as::<f32>().expect("float embeddings");
         let loss = embed_loss(clean, noisy, config.margin, config.alpha);
         let parts: Vec<f32> = Tensor::cat(
-            vec![loss.total.clone(), loss.triplet.clone(), loss.stability.clone().unwrap_or_else(|| loss.triplet.zeros_like())],
+            vec![
+                loss.total.clone(),
+                loss.triplet.clone(),
+                loss.stability.clone().unwrap_or_else(|| loss.triplet.zeros_like()),
+            ],
             0,
         )
         .try_into_vec_as::<f32>()
@@ -318,7 +322,10 @@ pub fn train_embedder(
             };
             let prev = state.steps_done;
             let (m, o) = checkpoint_paths(out, step + 1);
-            model.clone().save_file(&m).map_err(|e| TrainError::Checkpoint { path: m.clone(), message: e.to_string() })?;
+            model
+                .clone()
+                .save_file(&m)
+                .map_err(|e| TrainError::Checkpoint { path: m.clone(), message: e.to_string() })?;
             optim.save(&o).map_err(|e| TrainError::Checkpoint { path: o.clone(), message: e.to_string() })?;
             state.steps_done = step + 1;
             state.history.push(stats.clone());
@@ -512,8 +519,9 @@ mod tests {
     fn baseline_has_no_stability_term_and_bad_settings_are_refused() {
         let _guard = crate::test_rng_lock();
         let dir = tempfile::tempdir().unwrap();
-        let s = train_embedder(&tiny(0.0), &photos(), Path::new("unused"), &Device::flex(), dir.path(), false, &mut |_| {})
-            .unwrap();
+        let s =
+            train_embedder(&tiny(0.0), &photos(), Path::new("unused"), &Device::flex(), dir.path(), false, &mut |_| {})
+                .unwrap();
         assert!(s.history.iter().all(|h| h.stability == 0.0));
         assert!(s.trainable_parameters > 0);
         for bad in [
@@ -525,8 +533,16 @@ mod tests {
             assert!(bad.validate().is_err(), "{bad:?}");
         }
         let missing = EmbedTrainConfig { init: "mobilenet-v2".into(), ..tiny(0.0) };
-        let e = train_embedder(&missing, &photos(), Path::new("/nonexistent/w.pth"), &Device::flex(), &dir.path().join("m"), false, &mut |_| {})
-            .unwrap_err();
+        let e = train_embedder(
+            &missing,
+            &photos(),
+            Path::new("/nonexistent/w.pth"),
+            &Device::flex(),
+            &dir.path().join("m"),
+            false,
+            &mut |_| {},
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("w.pth"), "{e}");
         assert!(load_embedder(dir.path().join("nothing").as_path(), &Device::flex()).is_err());
     }

@@ -174,7 +174,12 @@ impl Checkpoint {
         Ok(v)
     }
 
-    fn tensor<const D: usize>(&self, name: &str, shape: [usize; D], device: &Device) -> Result<Tensor<D>, WeightsError> {
+    fn tensor<const D: usize>(
+        &self,
+        name: &str,
+        shape: [usize; D],
+        device: &Device,
+    ) -> Result<Tensor<D>, WeightsError> {
         Ok(Tensor::from_data(TensorData::new(self.get(name, &shape)?, shape), device))
     }
 
@@ -273,7 +278,9 @@ mod tests {
         assert_eq!(m.forward(x).dims(), [2, 1000]);
         // Residual blocks: stride 1 and same channels.
         let residual: Vec<bool> = m.blocks.iter().map(|b| b.residual).collect();
-        let expect = [false, false, true, false, true, true, false, true, true, true, false, true, true, false, true, true, false];
+        let expect = [
+            false, false, true, false, true, true, false, true, true, true, false, true, true, false, true, true, false,
+        ];
         assert_eq!(residual, expect);
     }
 

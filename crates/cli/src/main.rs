@@ -726,7 +726,12 @@ fn photo_pool(data_dir: Option<&Path>, input_size: usize) -> Result<Vec<stabiliz
         eprintln!("skipped {}: {}", s.path.display(), s.reason);
     }
     if photos.len() < 4 {
-        bail!("only {} usable photos in {} ({small} too small, {} unreadable)", photos.len(), dir.display(), skipped.len());
+        bail!(
+            "only {} usable photos in {} ({small} too small, {} unreadable)",
+            photos.len(),
+            dir.display(),
+            skipped.len()
+        );
     }
     Ok(photos)
 }
@@ -810,7 +815,14 @@ fn train_embed(args: TrainEmbedArgs) -> Result<()> {
     Ok(())
 }
 
-fn eval_embed(model_dir: &Path, distortions: &str, seed: u64, baseline: Option<&Path>, run: &RunArgs, json: bool) -> Result<()> {
+fn eval_embed(
+    model_dir: &Path,
+    distortions: &str,
+    seed: u64,
+    baseline: Option<&Path>,
+    run: &RunArgs,
+    json: bool,
+) -> Result<()> {
     use stabilize_burn::embed_eval::{Descriptors, EmbedEval, EvalSet, disagreements, evaluate_method};
     use stabilize_burn::embed_train::{embed_images, load_embedder, pretrained_features, split_indices};
     use stabilize_core::hash::HashKind;
@@ -821,8 +833,12 @@ fn eval_embed(model_dir: &Path, distortions: &str, seed: u64, baseline: Option<&
     let base_eval: Option<EmbedEval> = match baseline {
         Some(b) => {
             let p = b.join("eval.json");
-            let bytes = std::fs::read(&p).with_context(|| format!("reading {} (evaluate the baseline first)", p.display()))?;
-            Some(serde_json::from_slice(&bytes).with_context(|| format!("{} is not an embedding evaluation", p.display()))?)
+            let bytes =
+                std::fs::read(&p).with_context(|| format!("reading {} (evaluate the baseline first)", p.display()))?;
+            Some(
+                serde_json::from_slice(&bytes)
+                    .with_context(|| format!("{} is not an embedding evaluation", p.display()))?,
+            )
         }
         None => None,
     };
@@ -876,7 +892,11 @@ fn eval_embed(model_dir: &Path, distortions: &str, seed: u64, baseline: Option<&
     stabilize_core::fsutil::write_atomic(&model_dir.join("eval.json"), &serde_json::to_vec(&eval)?)?;
     if let Some(base) = &base_eval {
         if base.eval_images != eval.eval_images || base.seed != eval.seed {
-            bail!("the baseline was evaluated on other images (seed {}, {} images); re-evaluate it with --seed {seed}", base.seed, base.eval_images);
+            bail!(
+                "the baseline was evaluated on other images (seed {}, {} images); re-evaluate it with --seed {seed}",
+                base.seed,
+                base.eval_images
+            );
         }
         let examples = disagreements(&base.distortions, &eval.distortions, 8);
         let dir = model_dir.join("examples");
@@ -983,8 +1003,12 @@ fn report(runs: &[PathBuf], out: &Path) -> Result<()> {
     };
     let rendered = render(&runs, &meta)?;
     let figures = write(&rendered, out)?;
-    println!("wrote {} ({} figures, PNG copies in {})", out.display(), figures.len(),
-        figures.first().and_then(|p| p.parent()).map(|p| p.display().to_string()).unwrap_or_default());
+    println!(
+        "wrote {} ({} figures, PNG copies in {})",
+        out.display(),
+        figures.len(),
+        figures.first().and_then(|p| p.parent()).map(|p| p.display().to_string()).unwrap_or_default()
+    );
     Ok(())
 }
 
@@ -1023,13 +1047,20 @@ fn reproduce(quick: bool, out: &Path, run: &RunArgs) -> Result<()> {
     }
     let p = |name: &str| out.join(name);
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<String>>();
-    let classify_distortions = "jpeg:10,jpeg:30,jpeg:50,jpeg:70,jpeg:90,thumb:25,thumb:50,thumb:75,crop:2,crop:4,noise:0.05,noise:0.1";
+    let classify_distortions =
+        "jpeg:10,jpeg:30,jpeg:50,jpeg:70,jpeg:90,thumb:25,thumb:50,thumb:75,crop:2,crop:4,noise:0.05,noise:0.1";
     let (cls_epochs, cls_subset) = if quick { ("2", Some("12000")) } else { ("10", None) };
     let (emb_steps, emb_size, emb_every) = if quick { ("40", "64", "20") } else { ("300", "128", "50") };
-    let mut stages = vec![Stage { name: "fetch assets", args: s(&["fetch", "all"]), done: PathBuf::new(), run_dir: None }];
-    for (name, alpha, sigma, loss) in [("classify-baseline", "0", "0.2", "kl"), ("classify-stabilized", "2", "0.2", "kl")] {
+    let mut stages =
+        vec![Stage { name: "fetch assets", args: s(&["fetch", "all"]), done: PathBuf::new(), run_dir: None }];
+    for (name, alpha, sigma, loss) in
+        [("classify-baseline", "0", "0.2", "kl"), ("classify-stabilized", "2", "0.2", "kl")]
+    {
         let dir = p(name);
-        let mut args = s(&["train", "classify", "--alpha", alpha, "--sigma", sigma, "--loss", loss, "--epochs", cls_epochs, "--seed", "0"]);
+        let mut args = s(&[
+            "train", "classify", "--alpha", alpha, "--sigma", sigma, "--loss", loss, "--epochs", cls_epochs, "--seed",
+            "0",
+        ]);
         if let Some(n) = cls_subset {
             args.extend(s(&["--train-subset", n]));
         }
@@ -1037,7 +1068,14 @@ fn reproduce(quick: bool, out: &Path, run: &RunArgs) -> Result<()> {
         stages.push(Stage { name: "train classifier", args, done: dir.join("model.bpk"), run_dir: Some(dir.clone()) });
         stages.push(Stage {
             name: "evaluate classifier",
-            args: s(&["eval", "classify", "--model", &dir.display().to_string(), "--distortions", classify_distortions]),
+            args: s(&[
+                "eval",
+                "classify",
+                "--model",
+                &dir.display().to_string(),
+                "--distortions",
+                classify_distortions,
+            ]),
             done: dir.join("eval.json"),
             run_dir: None,
         });
@@ -1047,8 +1085,24 @@ fn reproduce(quick: bool, out: &Path, run: &RunArgs) -> Result<()> {
         stages.push(Stage {
             name: "fine-tune embedding",
             args: s(&[
-                "train", "embed", "--init", "mobilenet-v2", "--alpha", alpha, "--sigma", "0.2", "--steps", emb_steps,
-                "--input-size", emb_size, "--checkpoint-every", emb_every, "--seed", "0", "--out", &dir.display().to_string(),
+                "train",
+                "embed",
+                "--init",
+                "mobilenet-v2",
+                "--alpha",
+                alpha,
+                "--sigma",
+                "0.2",
+                "--steps",
+                emb_steps,
+                "--input-size",
+                emb_size,
+                "--checkpoint-every",
+                emb_every,
+                "--seed",
+                "0",
+                "--out",
+                &dir.display().to_string(),
             ]),
             done: dir.join("model.bpk"),
             run_dir: Some(dir.clone()),
@@ -1082,9 +1136,15 @@ fn reproduce(quick: bool, out: &Path, run: &RunArgs) -> Result<()> {
         let line = format!("stabilize {}", args.join(" "));
         eprintln!("[{}/{total}] {}: {line}", i + 1, st.name);
         let t = Instant::now();
-        let status = std::process::Command::new(&exe).args(&args).status().with_context(|| format!("starting {line}"))?;
+        let status =
+            std::process::Command::new(&exe).args(&args).status().with_context(|| format!("starting {line}"))?;
         if !status.success() {
-            bail!("stage {}/{total} ({}) failed ({status}); earlier stages' results are kept in {}; re-run to continue", i + 1, st.name, out.display());
+            bail!(
+                "stage {}/{total} ({}) failed ({status}); earlier stages' results are kept in {}; re-run to continue",
+                i + 1,
+                st.name,
+                out.display()
+            );
         }
         if let Some(dir) = &st.run_dir {
             let record = serde_json::json!({ "command": line, "seconds": t.elapsed().as_secs_f64() });
@@ -1092,9 +1152,16 @@ fn reproduce(quick: bool, out: &Path, run: &RunArgs) -> Result<()> {
         }
     }
     eprintln!("[{total}/{total}] report");
-    let runs: Vec<PathBuf> = ["classify-baseline", "classify-stabilized", "embed-baseline", "embed-stabilized"].iter().map(|n| p(n)).collect();
+    let runs: Vec<PathBuf> = ["classify-baseline", "classify-stabilized", "embed-baseline", "embed-stabilized"]
+        .iter()
+        .map(|n| p(n))
+        .collect();
     report(&runs, &out.join("report.html")).context("stage report failed; the runs are kept")?;
-    eprintln!("reproduce finished in {:.0}s; open {}", started.elapsed().as_secs_f64(), out.join("report.html").display());
+    eprintln!(
+        "reproduce finished in {:.0}s; open {}",
+        started.elapsed().as_secs_f64(),
+        out.join("report.html").display()
+    );
     Ok(())
 }
 
@@ -1149,17 +1216,28 @@ fn dupes(
                     let p = precision.unwrap_or(0.99);
                     let eval_path = dir.join("eval.json");
                     let bytes = std::fs::read(&eval_path).with_context(|| {
-                        format!("{}: no calibration (run `stabilize eval embed --model {}` or pass --threshold)", eval_path.display(), dir.display())
+                        format!(
+                            "{}: no calibration (run `stabilize eval embed --model {}` or pass --threshold)",
+                            eval_path.display(),
+                            dir.display()
+                        )
                     })?;
                     let eval: stabilize_core::report::EmbedEvalView = serde_json::from_slice(&bytes)
                         .with_context(|| format!("{} is not an embedding evaluation", eval_path.display()))?;
                     // The recorded operating points (exact), else the stored curve.
-                    let from_cal = eval.pooled.calibration.iter().filter(|c| c.precision >= p - 1e-12).max_by(|a, b| a.recall.total_cmp(&b.recall));
+                    let from_cal = eval
+                        .pooled
+                        .calibration
+                        .iter()
+                        .filter(|c| c.precision >= p - 1e-12)
+                        .max_by(|a, b| a.recall.total_cmp(&b.recall));
                     from_cal
                         .copied()
                         .or_else(|| stabilize_core::retrieval::point_at_precision(&eval.pooled.pr_curve, p))
                         .map(|pt| pt.threshold)
-                        .with_context(|| format!("the model's calibration never reaches precision {p}; pass --threshold"))?
+                        .with_context(|| {
+                            format!("the model's calibration never reaches precision {p}; pass --threshold")
+                        })?
                 }
             };
             let name = format!("model {}", dir.display());
@@ -1195,13 +1273,23 @@ fn dupes(
                     let info = FileInfo { path: p.display().to_string(), pixels: img.pixel_count() as u64, bytes };
                     match (&method, &hasher) {
                         (Method::Model { size, .. }, _) => {
-                            let small = stabilize_core::resize::resize(&img.to_rgb(), *size, *size, stabilize_core::resize::Filter::Bicubic)
-                                .map_err(|e| e.to_string())?;
+                            let small = stabilize_core::resize::resize(
+                                &img.to_rgb(),
+                                *size,
+                                *size,
+                                stabilize_core::resize::Filter::Bicubic,
+                            )
+                            .map_err(|e| e.to_string())?;
                             Ok((info, small, None))
                         }
                         (Method::Hash(_), Some(h)) => {
                             let hv = PerceptualHash::of(h, &img);
-                            Ok((info, stabilize_core::Image::filled(1, 1, stabilize_core::Channels::Gray, 0).map_err(|e| e.to_string())?, Some(hv)))
+                            Ok((
+                                info,
+                                stabilize_core::Image::filled(1, 1, stabilize_core::Channels::Gray, 0)
+                                    .map_err(|e| e.to_string())?,
+                                Some(hv),
+                            ))
                         }
                         _ => unreachable!(),
                     }

@@ -204,7 +204,11 @@ fn photo_data() -> Option<std::path::PathBuf> {
     {
         return Some(data);
     }
-    assert!(std::env::var("STABILIZE_REQUIRE_DATA").as_deref() != Ok("1"), "photos/weights missing in {}", data.display());
+    assert!(
+        std::env::var("STABILIZE_REQUIRE_DATA").as_deref() != Ok("1"),
+        "photos/weights missing in {}",
+        data.display()
+    );
     eprintln!("skipping: photos or mobilenet-v2 not fetched");
     None
 }
@@ -269,8 +273,16 @@ fn train_and_eval_embed_and_imagenet_on_real_photos() {
     assert!(eval["baselines"][0]["distortions"][0]["ap"].as_f64().unwrap() > 0.8, "{}", eval["baselines"][0]);
     // Examples against a "baseline" (here the same run): 8 pairs per distortion with their images.
     let o = stabilize(&[
-        "eval", "embed", "--data-dir", d, "--model", out.to_str().unwrap(), "--distortions", "jpeg:50,crop:10",
-        "--baseline", out.to_str().unwrap(),
+        "eval",
+        "embed",
+        "--data-dir",
+        d,
+        "--model",
+        out.to_str().unwrap(),
+        "--distortions",
+        "jpeg:50,crop:10",
+        "--baseline",
+        out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(out.join("examples/jpeg-50/7-distorted.png").is_file());
@@ -316,7 +328,13 @@ fn dupes_groups_planted_copies_and_reports_bad_files() {
         let orig = d.join(format!("img{k}.png"));
         img.save(&orig).unwrap();
         for (spec, name) in [("jpeg:80", "jpeg"), ("thumb:60", "thumb")] {
-            let o = stabilize(&["distort", "--spec", spec, orig.to_str().unwrap(), d.join(format!("img{k}__{name}.png")).to_str().unwrap()]);
+            let o = stabilize(&[
+                "distort",
+                "--spec",
+                spec,
+                orig.to_str().unwrap(),
+                d.join(format!("img{k}__{name}.png")).to_str().unwrap(),
+            ]);
             assert!(o.status.success(), "{}", stderr(&o));
         }
     }
@@ -332,7 +350,8 @@ fn dupes_groups_planted_copies_and_reports_bad_files() {
     for c in clusters {
         let files: Vec<&str> = c["files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
         assert_eq!(files.len(), 3, "{files:?}");
-        let stem = |p: &str| Path::new(p).file_stem().unwrap().to_str().unwrap().split("__").next().unwrap().to_string();
+        let stem =
+            |p: &str| Path::new(p).file_stem().unwrap().to_str().unwrap().split("__").next().unwrap().to_string();
         assert!(files.iter().all(|f| stem(f) == stem(files[0])), "{files:?}");
         // The original and its copies have the same pixel count: the largest file is kept.
         assert_eq!(c["keep"], files[0]);
@@ -351,7 +370,10 @@ fn dupes_groups_planted_copies_and_reports_bad_files() {
     assert!(csv.starts_with("cluster,path,keep,max_distance"));
     // Nothing was moved or deleted.
     assert_eq!(std::fs::read_dir(d).unwrap().count(), before);
-    assert_one_line_error(&stabilize(&["dupes", d.to_str().unwrap(), "--precision", "0.9"]), "--precision needs --model");
+    assert_one_line_error(
+        &stabilize(&["dupes", d.to_str().unwrap(), "--precision", "0.9"]),
+        "--precision needs --model",
+    );
     assert_one_line_error(&stabilize(&["dupes", d.to_str().unwrap(), "--hash", "md5"]), "unknown hash");
     assert_one_line_error(&stabilize(&["dupes", d.to_str().unwrap(), "--jobs", "0"]), "--jobs must be ≥ 1");
 }

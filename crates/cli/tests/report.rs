@@ -20,10 +20,17 @@ fn write(path: &Path, v: &Value) {
 fn classify_run(dir: &Path, alpha: f64, scale: f64) {
     write(&dir.join("config.json"), &json!({"dataset": "fashion-mnist", "alpha": alpha, "sigma": 0.2, "seed": 0}));
     write(&dir.join("metrics.json"), &json!({"seconds": 12.5}));
-    let rows: Vec<Value> = [("jpeg:10", 0.80), ("jpeg:50", 0.88), ("jpeg:90", 0.9), ("thumb:25", 0.6), ("thumb:75", 0.85), ("noise:0.1", 0.7)]
-        .iter()
-        .map(|(s, t)| json!({"spec": s, "top1": t * scale, "top5": 0.99, "flip_rate": (1.0 - t) * (2.0 - scale)}))
-        .collect();
+    let rows: Vec<Value> = [
+        ("jpeg:10", 0.80),
+        ("jpeg:50", 0.88),
+        ("jpeg:90", 0.9),
+        ("thumb:25", 0.6),
+        ("thumb:75", 0.85),
+        ("noise:0.1", 0.7),
+    ]
+    .iter()
+    .map(|(s, t)| json!({"spec": s, "top1": t * scale, "top5": 0.99, "flip_rate": (1.0 - t) * (2.0 - scale)}))
+    .collect();
     write(&dir.join("eval.json"), &json!({"clean": {"top1": 0.91, "top5": 0.999}, "distortions": rows}));
 }
 
@@ -73,9 +80,14 @@ fn report_renders_every_figure_in_headless_chromium() {
         std::fs::create_dir_all(ex.join("jpeg-50")).unwrap();
         let img = image::RgbImage::from_fn(32, 32, |x, y| image::Rgb([(x * 8) as u8, (y * 8) as u8, 60 + r * 40]));
         img.save(ex.join(format!("jpeg-50/{r}-clean.png"))).unwrap();
-        image::RgbImage::from_fn(32, 32, |x, y| image::Rgb([(x * 8) as u8, (y * 8 + 5) as u8, 60])).save(ex.join(format!("jpeg-50/{r}-distorted.png"))).unwrap();
+        image::RgbImage::from_fn(32, 32, |x, y| image::Rgb([(x * 8) as u8, (y * 8 + 5) as u8, 60]))
+            .save(ex.join(format!("jpeg-50/{r}-distorted.png")))
+            .unwrap();
     }
-    write(&ex.join("examples.json"), &json!([["jpeg:50", [{"index": 3, "baseline_distance": 0.9, "stabilized_distance": 0.2}, {"index": 5, "baseline_distance": 0.8, "stabilized_distance": 0.3}]]]));
+    write(
+        &ex.join("examples.json"),
+        &json!([["jpeg:50", [{"index": 3, "baseline_distance": 0.9, "stabilized_distance": 0.2}, {"index": 5, "baseline_distance": 0.8, "stabilized_distance": 0.3}]]]),
+    );
     let out = d.join("out/report.html");
     std::fs::create_dir_all(out.parent().unwrap()).unwrap();
     let runs: Vec<String> = ["cb", "cs", "eb", "es"].iter().map(|n| d.join(n).display().to_string()).collect();
@@ -100,14 +112,25 @@ fn report_renders_every_figure_in_headless_chromium() {
     let o = stabilize(&["report", "--out", out.to_str().unwrap(), "--runs", d.join("out").to_str().unwrap()]);
     assert!(!o.status.success());
 
-    let Some(chromium) = ["chromium", "chromium-browser"].into_iter().find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success())) else {
+    let Some(chromium) = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
+    else {
         assert!(std::env::var("STABILIZE_REQUIRE_CHROMIUM").as_deref() != Ok("1"), "chromium is required but missing");
         eprintln!("skipping the browser part: chromium not installed");
         return;
     };
     let profile = d.join("chromium-profile");
-    let flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--hide-scrollbars"];
+    let flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+    ];
     let url = format!("file://{}", out.display());
     let dom = Command::new(chromium)
         .args(flags)

@@ -91,7 +91,12 @@ impl Photo {
         let (w, h) = self.dims();
         let side = 0.6 * w.min(h);
         let (r, b) = (w - side, h - side);
-        [Crop { x: 0.0, y: 0.0, side }, Crop { x: r, y: 0.0, side }, Crop { x: 0.0, y: b, side }, Crop { x: r, y: b, side }]
+        [
+            Crop { x: 0.0, y: 0.0, side },
+            Crop { x: r, y: 0.0, side },
+            Crop { x: 0.0, y: b, side },
+            Crop { x: r, y: b, side },
+        ]
     }
 }
 

@@ -24,7 +24,11 @@ pub struct Cluster {
 
 /// Every pair `(i, j, d)` with `i < j` and `d = distance(i, j) ≤ threshold`, for `n` items, in
 /// parallel over `i`. Exact (all pairs).
-pub fn pairs_under(n: usize, threshold: f64, distance: &(dyn Fn(usize, usize) -> f64 + Sync)) -> Vec<(usize, usize, f64)> {
+pub fn pairs_under(
+    n: usize,
+    threshold: f64,
+    distance: &(dyn Fn(usize, usize) -> f64 + Sync),
+) -> Vec<(usize, usize, f64)> {
     use rayon::prelude::*;
     (0..n)
         .into_par_iter()
@@ -81,7 +85,11 @@ pub fn clusters(files: &[FileInfo], pairs: &[(usize, usize, f64)]) -> Vec<Cluste
             let mut paths: Vec<String> = m.iter().filter(|&&i| i != keep).map(|&i| files[i].path.clone()).collect();
             paths.sort();
             paths.insert(0, files[keep].path.clone());
-            Cluster { keep: files[keep].path.clone(), files: paths, max_distance: max_d.get(&root).copied().unwrap_or(0.0) }
+            Cluster {
+                keep: files[keep].path.clone(),
+                files: paths,
+                max_distance: max_d.get(&root).copied().unwrap_or(0.0),
+            }
         })
         .collect();
     out.sort_by(|a, b| b.files.len().cmp(&a.files.len()).then(a.files[0].cmp(&b.files[0])));
@@ -90,7 +98,11 @@ pub fn clusters(files: &[FileInfo], pairs: &[(usize, usize, f64)]) -> Vec<Cluste
 
 /// Precision and recall of predicted clusters against true groups, over pairs: a pair of files is
 /// predicted a duplicate when they share a cluster, truly one when they share a group label.
-pub fn pair_precision_recall(clusters: &[Cluster], label_of: &dyn Fn(&str) -> Option<String>, all_paths: &[String]) -> (f64, f64) {
+pub fn pair_precision_recall(
+    clusters: &[Cluster],
+    label_of: &dyn Fn(&str) -> Option<String>,
+    all_paths: &[String],
+) -> (f64, f64) {
     use std::collections::HashMap;
     let mut groups: HashMap<String, usize> = HashMap::new();
     for p in all_paths {
@@ -145,7 +157,15 @@ mod tests {
         assert!((c[0].max_distance - 0.1).abs() < 1e-12);
         assert_eq!(c[1].keep, "f.jpg");
         // Pairwise precision/recall against labels by the first letter group.
-        let label = |p: &str| Some(if "abc".contains(&p[..1]) { "x".to_string() } else if "ef".contains(&p[..1]) { "y".into() } else { p.into() });
+        let label = |p: &str| {
+            Some(if "abc".contains(&p[..1]) {
+                "x".to_string()
+            } else if "ef".contains(&p[..1]) {
+                "y".into()
+            } else {
+                p.into()
+            })
+        };
         let paths: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
         assert_eq!(pair_precision_recall(&c, &label, &paths), (1.0, 1.0));
         let partial = vec![c[0].clone()];

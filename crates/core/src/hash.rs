@@ -113,10 +113,16 @@ mod tests {
         let a_jpeg = Distortion::Jpeg { quality: 90 }.apply(&a, 0).unwrap();
         for kind in HashKind::ALL {
             let h = kind.hasher();
-            let (ha, hb, hj) = (PerceptualHash::of(&h, &a), PerceptualHash::of(&h, &b), PerceptualHash::of(&h, &a_jpeg));
+            let (ha, hb, hj) =
+                (PerceptualHash::of(&h, &a), PerceptualHash::of(&h, &b), PerceptualHash::of(&h, &a_jpeg));
             assert_eq!(ha.distance(&ha), 0);
             assert!(ha.distance(&hj) <= 6, "{kind}: jpeg:90 moved {} bits", ha.distance(&hj));
-            assert!(ha.distance(&hb) > ha.distance(&hj), "{kind}: distinct {} vs dup {}", ha.distance(&hb), ha.distance(&hj));
+            assert!(
+                ha.distance(&hb) > ha.distance(&hj),
+                "{kind}: distinct {} vs dup {}",
+                ha.distance(&hb),
+                ha.distance(&hj)
+            );
             assert!(ha.distance(&hb) <= 64);
         }
     }

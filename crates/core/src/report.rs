@@ -384,7 +384,9 @@ fn classifier_figures(base: &Run, stab: &[&Run]) -> Result<Vec<Figure>> {
     }
     let colours = [BLUE, ORANGE, RGBColor(44, 160, 44), RGBColor(148, 103, 189)];
     let mut figures = Vec::new();
-    for (family, x_label, id) in [("jpeg", "JPEG quality q", "classify-jpeg"), ("thumb", "thumbnail scale s (%)", "classify-thumb")] {
+    for (family, x_label, id) in
+        [("jpeg", "JPEG quality q", "classify-jpeg"), ("thumb", "thumbnail scale s (%)", "classify-thumb")]
+    {
         let mut series = Vec::new();
         for (i, (run, ev)) in runs.iter().enumerate() {
             let mut pts: Vec<(f64, f64)> = ev
@@ -458,15 +460,36 @@ fn embed_figures(base: &EmbedEvalView, stab: &EmbedEvalView) -> Result<Vec<Figur
             (
                 b.spec.clone(),
                 vec![
-                    Series { label: "baseline: near-duplicates".into(), colour: BLUE, dashed: false, points: cdf(&b.near_dup_distances) },
-                    Series { label: "baseline: distinct".into(), colour: BLUE, dashed: true, points: cdf(&b.distinct_distances) },
-                    Series { label: "stabilized: near-duplicates".into(), colour: ORANGE, dashed: false, points: cdf(&s.near_dup_distances) },
-                    Series { label: "stabilized: distinct".into(), colour: ORANGE, dashed: true, points: cdf(&s.distinct_distances) },
+                    Series {
+                        label: "baseline: near-duplicates".into(),
+                        colour: BLUE,
+                        dashed: false,
+                        points: cdf(&b.near_dup_distances),
+                    },
+                    Series {
+                        label: "baseline: distinct".into(),
+                        colour: BLUE,
+                        dashed: true,
+                        points: cdf(&b.distinct_distances),
+                    },
+                    Series {
+                        label: "stabilized: near-duplicates".into(),
+                        colour: ORANGE,
+                        dashed: false,
+                        points: cdf(&s.near_dup_distances),
+                    },
+                    Series {
+                        label: "stabilized: distinct".into(),
+                        colour: ORANGE,
+                        dashed: true,
+                        points: cdf(&s.distinct_distances),
+                    },
                 ],
             )
         })
         .collect();
-    let cdf_svg = line_panels(&panels, "L2 distance between embeddings", "cumulative share", (0.0, max_d), (0.0, 1.0), 3)?;
+    let cdf_svg =
+        line_panels(&panels, "L2 distance between embeddings", "cumulative share", (0.0, max_d), (0.0, 1.0), 3)?;
     let pr = |r: &EmbedRow| r.pr_curve.iter().map(|p| (p.recall, p.precision)).collect::<Vec<_>>();
     let panels: Vec<(String, Vec<Series>)> = base
         .distortions
@@ -479,7 +502,8 @@ fn embed_figures(base: &EmbedEvalView, stab: &EmbedEvalView) -> Result<Vec<Figur
                 Series { label: "baseline".into(), colour: BLUE, dashed: false, points: pr(b) },
             ];
             for (i, m) in stab.baselines.iter().enumerate() {
-                let (colour, dashed) = if m.name == "pretrained" { (GREY, false) } else { (HASH_COLOURS[(i + 3) % 4], true) };
+                let (colour, dashed) =
+                    if m.name == "pretrained" { (GREY, false) } else { (HASH_COLOURS[(i + 3) % 4], true) };
                 series.push(Series { label: m.name.clone(), colour, dashed, points: pr(&m.distortions[k]) });
             }
             (b.spec.clone(), series)
@@ -553,7 +577,10 @@ pub fn render(runs: &[Run], meta: &ReportMeta) -> Result<Report> {
             body.push_str(&examples_html(s, examples)?);
         }
     } else if !embed.is_empty() {
-        let _ = writeln!(body, "<p class=warn>Embedding runs need one baseline (α = 0) and one stabilized run for the figures.</p>");
+        let _ = writeln!(
+            body,
+            "<p class=warn>Embedding runs need one baseline (α = 0) and one stabilized run for the figures.</p>"
+        );
     }
 
     // --- Classifier.
@@ -571,7 +598,10 @@ pub fn render(runs: &[Run], meta: &ReportMeta) -> Result<Report> {
     }
 
     // --- Provenance.
-    let _ = writeln!(body, "<h2>Runs</h2><table><tr><th>run</th><th>kind</th><th>α</th><th>σ</th><th>seed</th><th>training time</th><th>command</th></tr>");
+    let _ = writeln!(
+        body,
+        "<h2>Runs</h2><table><tr><th>run</th><th>kind</th><th>α</th><th>σ</th><th>seed</th><th>training time</th><th>command</th></tr>"
+    );
     for r in runs {
         let kind = if matches!(r.kind, RunKind::Embed { .. }) { "embedding" } else { "classifier" };
         let _ = writeln!(
@@ -631,7 +661,13 @@ fn embed_table(b: &EmbedEvalView, s: &EmbedEvalView) -> String {
         for (i, r) in rows.iter().chain([pooled]).enumerate() {
             let class = cmp.map_or("", |(c, cp)| {
                 let other = if i < c.len() { c[i].ap } else { cp.ap };
-                if r.ap > other + 1e-9 { "better" } else if r.ap < other - 1e-9 { "worse" } else { "" }
+                if r.ap > other + 1e-9 {
+                    "better"
+                } else if r.ap < other - 1e-9 {
+                    "worse"
+                } else {
+                    ""
+                }
             });
             let _ = write!(t, "<td class=\"{class}\">{:.3}</td>", r.ap);
         }
@@ -740,8 +776,9 @@ mod tests {
         assert_eq!(img.dimensions(), (W, H / 2 + 40 + 60));
         // Not blank: some pixels are far from white.
         assert!(img.pixels().filter(|p| p.0.iter().any(|&c| c < 128)).count() > 500);
-        let bars = grouped_bars(&["jpeg:10".into(), "noise:0.1".into()], &[("base".into(), BLUE, vec![5.0, 3.0])], "flip (%)")
-            .unwrap();
+        let bars =
+            grouped_bars(&["jpeg:10".into(), "noise:0.1".into()], &[("base".into(), BLUE, vec![5.0, 3.0])], "flip (%)")
+                .unwrap();
         assert!(bars.contains("jpeg:10") && bars.contains("<rect"));
     }
 

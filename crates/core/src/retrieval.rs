@@ -20,8 +20,12 @@ pub fn pr_curve(dup: &[f64], distinct: &[f64]) -> Vec<PrPoint> {
     if dup.is_empty() {
         return Vec::new();
     }
-    let mut all: Vec<(f64, bool)> =
-        dup.iter().map(|&d| (d, true)).chain(distinct.iter().map(|&d| (d, false))).filter(|(d, _)| !d.is_nan()).collect();
+    let mut all: Vec<(f64, bool)> = dup
+        .iter()
+        .map(|&d| (d, true))
+        .chain(distinct.iter().map(|&d| (d, false)))
+        .filter(|(d, _)| !d.is_nan())
+        .collect();
     all.sort_by(|a, b| a.0.total_cmp(&b.0));
     let mut curve = Vec::new();
     let (mut tp, mut fp) = (0usize, 0usize);
@@ -29,10 +33,18 @@ pub fn pr_curve(dup: &[f64], distinct: &[f64]) -> Vec<PrPoint> {
     while i < all.len() {
         let t = all[i].0;
         while i < all.len() && all[i].0 == t {
-            if all[i].1 { tp += 1 } else { fp += 1 }
+            if all[i].1 {
+                tp += 1
+            } else {
+                fp += 1
+            }
             i += 1;
         }
-        curve.push(PrPoint { threshold: t, precision: tp as f64 / (tp + fp) as f64, recall: tp as f64 / dup.len() as f64 });
+        curve.push(PrPoint {
+            threshold: t,
+            precision: tp as f64 / (tp + fp) as f64,
+            recall: tp as f64 / dup.len() as f64,
+        });
     }
     curve
 }
