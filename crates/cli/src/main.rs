@@ -107,6 +107,10 @@ enum Command {
         /// Worker threads [default: all cores].
         #[arg(long)]
         jobs: Option<usize>,
+        /// Do not read or write the embedding cache ($STABILIZE_CACHE_DIR, else
+        /// $XDG_CACHE_HOME/stabilize, else ~/.cache/stabilize).
+        #[arg(long)]
+        no_cache: bool,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -353,8 +357,8 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Compare { a, b, json } => compare(&a, &b, json),
         Command::Report { runs, out } => report(&runs, &out),
-        Command::Dupes { paths, model, hash, threshold, precision, json, csv, jobs, run } => {
-            dupes(&paths, model.as_deref(), hash.as_deref(), threshold, precision, json, csv, jobs, &run)
+        Command::Dupes { paths, model, hash, threshold, precision, json, csv, jobs, no_cache, run } => {
+            dupes(&paths, model.as_deref(), hash.as_deref(), threshold, precision, json, csv, jobs, no_cache, &run)
         }
         Command::Reproduce { quick, out, run } => reproduce(quick, &out, &run),
         Command::Imagenet { dump, run, json, paths } => imagenet(dump.as_deref(), &run, json, &paths),
@@ -1165,6 +1169,26 @@ fn reproduce(quick: bool, out: &Path, run: &RunArgs) -> Result<()> {
     Ok(())
 }
 
+/// One cached embedding.
+#[derive(Serialize, serde::Deserialize)]
+struct CacheEntry {
+    size: u64,
+    mtime_ns: u128,
+    pixels: u64,
+    vector: Vec<f32>,
+}
+
+/// The embedding cache file of a model: keyed by the sha256 of its weights.
+fn embedding_cache_path(model_dir: &Path) -> Result<PathBuf> {
+    let digest = stabilize_core::fsutil::sha256_file(&model_dir.join("model.bpk"))?;
+    let base = std::env::var_os("STABILIZE_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("stabilize")))
+        .or_else(|| std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".cache/stabilize")))
+        .unwrap_or_else(|| std::env::temp_dir().join("stabilize-cache"));
+    Ok(base.join(format!("embeddings-{}.json", &digest[..16])))
+}
+
 /// Default Hamming thresholds (bits of 64) for the hashes when no calibration is given; imagededup
 /// uses 10 for its hashes.
 const HASH_THRESHOLD: f64 = 10.0;
@@ -1179,6 +1203,7 @@ fn dupes(
     json: bool,
     csv: bool,
     jobs: Option<usize>,
+    no_cache: bool,
     run: &RunArgs,
 ) -> Result<()> {
     use stabilize_burn::embed_eval::Descriptors;
@@ -1262,15 +1287,42 @@ fn dupes(
     let mut hashes: Vec<PerceptualHash> = Vec::new();
     let opts = load::LoadOptions::default();
     let hasher = if let Method::Hash(k) = &method { Some(k.hasher()) } else { None };
+    // Embedding cache: path → (size, mtime, pixels, vector), one file per model (by its sha256).
+    let cache_file = match (&method, model_dir, no_cache) {
+        (Method::Model { .. }, Some(dir), false) => Some(embedding_cache_path(dir)?),
+        _ => None,
+    };
+    let old_cache: std::collections::HashMap<String, CacheEntry> = cache_file
+        .as_ref()
+        .and_then(|p| std::fs::read(p).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let mut new_cache: std::collections::HashMap<String, CacheEntry> = Default::default();
+    let mut cache_hits = 0usize;
+    enum Item {
+        Cached(FileInfo, Vec<f32>, u128),
+        Image(FileInfo, stabilize_core::Image, u128),
+        Hash(FileInfo, PerceptualHash),
+    }
     for chunk in files.chunks(64) {
         // Decode (and hash, or resize for the model) in parallel; embed the batch together.
-        let decoded: Vec<(PathBuf, Result<(FileInfo, stabilize_core::Image, Option<PerceptualHash>), String>)> = chunk
+        let decoded: Vec<(PathBuf, Result<Item, String>)> = chunk
             .par_iter()
             .map(|p| {
                 let r = (|| {
+                    let meta = std::fs::metadata(p).map_err(|e| e.to_string())?;
+                    let mtime = meta
+                        .modified()
+                        .ok()
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map_or(0, |d| d.as_nanos());
+                    let key = p.display().to_string();
+                    if let Some(c) = old_cache.get(&key).filter(|c| c.size == meta.len() && c.mtime_ns == mtime) {
+                        let info = FileInfo { path: key, pixels: c.pixels, bytes: c.size };
+                        return Ok(Item::Cached(info, c.vector.clone(), mtime));
+                    }
                     let img = load::load_image_with(p, &opts).map_err(|e| e.to_string())?;
-                    let bytes = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-                    let info = FileInfo { path: p.display().to_string(), pixels: img.pixel_count() as u64, bytes };
+                    let info = FileInfo { path: key, pixels: img.pixel_count() as u64, bytes: meta.len() };
                     match (&method, &hasher) {
                         (Method::Model { size, .. }, _) => {
                             let small = stabilize_core::resize::resize(
@@ -1280,17 +1332,9 @@ fn dupes(
                                 stabilize_core::resize::Filter::Bicubic,
                             )
                             .map_err(|e| e.to_string())?;
-                            Ok((info, small, None))
+                            Ok(Item::Image(info, small, mtime))
                         }
-                        (Method::Hash(_), Some(h)) => {
-                            let hv = PerceptualHash::of(h, &img);
-                            Ok((
-                                info,
-                                stabilize_core::Image::filled(1, 1, stabilize_core::Channels::Gray, 0)
-                                    .map_err(|e| e.to_string())?,
-                                Some(hv),
-                            ))
-                        }
+                        (Method::Hash(_), Some(h)) => Ok(Item::Hash(info, PerceptualHash::of(h, &img))),
                         _ => unreachable!(),
                     }
                 })();
@@ -1298,22 +1342,50 @@ fn dupes(
                 (p.clone(), r)
             })
             .collect();
+        let mut rows: Vec<(FileInfo, Option<Vec<f32>>, u128)> = Vec::new();
         let mut batch = Vec::new();
         for (p, r) in decoded {
             match r {
-                Ok((info, img, h)) => {
+                Ok(Item::Cached(info, v, mtime)) => {
+                    cache_hits += 1;
+                    rows.push((info, Some(v), mtime));
+                }
+                Ok(Item::Image(info, img, mtime)) => {
+                    rows.push((info, None, mtime));
+                    batch.push(img);
+                }
+                Ok(Item::Hash(info, h)) => {
                     infos.push(info);
-                    match h {
-                        Some(h) => hashes.push(h),
-                        None => batch.push(img),
-                    }
+                    hashes.push(h);
                 }
                 Err(reason) => skipped.push(load::Skipped { path: p, reason }),
             }
         }
-        if let (Method::Model { model, device, .. }, false) = (&method, batch.is_empty()) {
-            pb.set_message("embedding");
-            vectors.extend(stabilize_burn::embed_train::embed_images(model, &batch, 64, device));
+        if let Method::Model { model, device, dim, .. } = &method {
+            let fresh = if batch.is_empty() {
+                Vec::new()
+            } else {
+                stabilize_burn::embed_train::embed_images(model, &batch, 64, device)
+            };
+            let mut fresh = fresh.chunks(*dim).map(|c| c.to_vec());
+            for (info, v, mtime) in rows {
+                let v = v.unwrap_or_else(|| fresh.next().expect("one embedding per image"));
+                vectors.extend_from_slice(&v);
+                new_cache.insert(
+                    info.path.clone(),
+                    CacheEntry { size: info.bytes, mtime_ns: mtime, pixels: info.pixels, vector: v },
+                );
+                infos.push(info);
+            }
+        }
+    }
+    if let Some(p) = &cache_file {
+        if let Some(parent) = p.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        // A cache that cannot be written only costs speed next time.
+        if let Err(e) = stabilize_core::fsutil::write_atomic(p, &serde_json::to_vec(&new_cache)?) {
+            eprintln!("warning: embedding cache not saved: {e}");
         }
     }
     pb.finish_and_clear();
@@ -1327,7 +1399,7 @@ fn dupes(
     if json {
         let v = serde_json::json!({
             "clusters": found, "skipped": skipped, "files_seen": infos.len() + skipped.len(),
-            "seconds": seconds, "method": method_name, "threshold": threshold,
+            "seconds": seconds, "method": method_name, "threshold": threshold, "cache_hits": cache_hits,
         });
         println!("{}", serde_json::to_string(&v)?);
     } else if csv {

@@ -286,6 +286,25 @@ fn train_and_eval_embed_and_imagenet_on_real_photos() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(out.join("examples/jpeg-50/7-distorted.png").is_file());
+    // dupes with the model: calibrated threshold from eval.json; the second run reads the cache.
+    let cache = dir.path().join("cache");
+    let photos = data.join("photos");
+    let run_dupes = || {
+        let o = Command::new(env!("CARGO_BIN_EXE_stabilize"))
+            .env("STABILIZE_CACHE_DIR", &cache)
+            .args(["dupes", photos.to_str().unwrap(), "--model", out.to_str().unwrap(), "--json"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let first = run_dupes();
+    let second = run_dupes();
+    assert_eq!(first["files_seen"], 164);
+    assert_eq!(first["cache_hits"], 0);
+    assert_eq!(second["cache_hits"], 164);
+    assert_eq!(first["clusters"], second["clusters"]);
+    assert!(first["threshold"].as_f64().unwrap() > 0.0);
     // Wrong model kinds and bad settings are one-line errors.
     assert_one_line_error(&stabilize(&["eval", "embed", "--data-dir", d, "--model", d]), "not an embedding run");
     assert_one_line_error(
