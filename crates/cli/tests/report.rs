@@ -132,7 +132,9 @@ fn report_renders_every_figure_in_headless_chromium() {
         "--hide-scrollbars",
     ];
     let url = format!("file://{}", out.display());
-    let dom = Command::new(chromium)
+    // `timeout` (coreutils) so a browser that hangs fails the test instead of stalling CI.
+    let dom = Command::new("timeout")
+        .args(["120", chromium])
         .args(flags)
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(["--dump-dom", &url])
@@ -146,7 +148,8 @@ fn report_renders_every_figure_in_headless_chromium() {
         assert!(fig.contains("<svg") && (fig.contains("<polyline") || fig.contains("<rect")), "{id} has no drawing");
     }
     let shot = d.join("shot.png");
-    let o = Command::new(chromium)
+    let o = Command::new("timeout")
+        .args(["120", chromium])
         .args(flags)
         .arg(format!("--user-data-dir={}", profile.display()))
         .args([&format!("--screenshot={}", shot.display()), "--window-size=1000,2400", &url])
