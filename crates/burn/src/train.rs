@@ -396,7 +396,11 @@ pub fn load_classifier(dir: &Path, device: &Device) -> Result<(ClassifyTrainConf
             message: "is not a classifier run folder (no config.json)".into(),
         });
     }
-    let config: ClassifyTrainConfig = read_json(&config_path)?;
+    let bytes = fs::read(&config_path).map_err(|e| stabilize_core::Error::io(&config_path, e))?;
+    let config: ClassifyTrainConfig = serde_json::from_slice(&bytes).map_err(|e| TrainError::Checkpoint {
+        path: dir.to_path_buf(),
+        message: format!("is not a classifier run ({e}); is this an embedding run?"),
+    })?;
     let model_path = dir.join("model.bpk");
     if !model_path.is_file() {
         return Err(TrainError::Checkpoint {

@@ -308,6 +308,10 @@ fn train_and_eval_embed_and_imagenet_on_real_photos() {
     // Wrong model kinds and bad settings are one-line errors.
     assert_one_line_error(&stabilize(&["eval", "embed", "--data-dir", d, "--model", d]), "not an embedding run");
     assert_one_line_error(
+        &stabilize(&["eval", "classify", "--data-dir", d, "--model", out.to_str().unwrap()]),
+        "is not a classifier run",
+    );
+    assert_one_line_error(
         &stabilize(&["train", "embed", "--data-dir", d, "--sigma", "3", "--out", "/tmp/x"]),
         "sigma is on the [0,1] pixel scale",
     );
