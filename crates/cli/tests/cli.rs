@@ -400,3 +400,78 @@ fn dupes_groups_planted_copies_and_reports_bad_files() {
     assert_one_line_error(&stabilize(&["dupes", d.to_str().unwrap(), "--hash", "md5"]), "unknown hash");
     assert_one_line_error(&stabilize(&["dupes", d.to_str().unwrap(), "--jobs", "0"]), "--jobs must be ≥ 1");
 }
+
+/// SIGKILL in the middle of an epoch, then `--resume`: the same final metrics as a run that was
+/// never interrupted (to 1e-6 relative: flex's threaded reductions may differ by an ulp between
+/// processes, though they have been bit-identical in practice).
+#[cfg(unix)]
+#[test]
+fn training_killed_mid_epoch_resumes_to_the_same_result() {
+    let Some(data) = fashion_mnist_data() else { return };
+    let d = data.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let args = |out: &Path| -> Vec<String> {
+        [
+            "train",
+            "classify",
+            "--data-dir",
+            d,
+            "--alpha",
+            "0.5",
+            "--sigma",
+            "0.1",
+            "--epochs",
+            "4",
+            "--train-subset",
+            "4096",
+            "--batch-size",
+            "64",
+            "--seed",
+            "11",
+            "--json",
+            "--out",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([out.display().to_string()])
+        .collect()
+    };
+    let full = dir.path().join("full");
+    let o = Command::new(env!("CARGO_BIN_EXE_stabilize")).args(args(&full)).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let killed = dir.path().join("killed");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stabilize"))
+        .args(args(&killed))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for the first epoch's checkpoint, then a little into the second epoch, and kill -9.
+    let state = killed.join("checkpoint/state.json");
+    let started = std::time::Instant::now();
+    while !state.is_file() {
+        assert!(started.elapsed().as_secs() < 300, "no checkpoint after 300 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+    assert!(!killed.join("model.bpk").exists(), "the run finished before it was killed; make it longer");
+    let o = Command::new(env!("CARGO_BIN_EXE_stabilize")).args(args(&killed)).arg("--resume").output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let read = |p: &Path| {
+        serde_json::from_slice::<serde_json::Value>(&std::fs::read(p.join("metrics.json")).unwrap()).unwrap()
+    };
+    let (a, b) = (read(&full), read(&killed));
+    let close = |x: &serde_json::Value, y: &serde_json::Value| {
+        let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+        (x - y).abs() <= 1e-6 * x.abs().max(y.abs()).max(1e-9)
+    };
+    assert!(close(&a["test_top1"], &b["test_top1"]), "{} vs {}", a["test_top1"], b["test_top1"]);
+    let (ha, hb) = (a["history"].as_array().unwrap(), b["history"].as_array().unwrap());
+    assert_eq!(ha.len(), 4);
+    assert_eq!(hb.len(), 4);
+    for (x, y) in ha.iter().zip(hb) {
+        assert!(close(&x["loss"], &y["loss"]) && close(&x["stability"], &y["stability"]), "{x} vs {y}");
+    }
+}
