@@ -27,7 +27,7 @@ use stabilize_core::fsutil::{ensure_writable_dir, write_atomic};
 use crate::embed::{EmbedNet, EmbedNetConfig, embed_loss};
 use crate::model::materialize;
 use crate::tensor::{images_to_tensor, planar_pixels};
-use crate::train::TrainError;
+use crate::train::{TrainError, read_json};
 
 /// Everything that defines an embedding run; saved as `config.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -173,11 +173,15 @@ pub fn step_triplets(photos: &[Photo], pool: &[usize], seed: u64, step: usize, b
 pub fn render_batch(photos: &[Photo], triplets: &[Triplet], size: u32) -> stabilize_core::Result<Vec<Image>> {
     let rendered: Vec<[Image; 3]> =
         triplets.par_iter().map(|t| render_triplet(photos, t, size)).collect::<stabilize_core::Result<_>>()?;
-    let mut out = Vec::with_capacity(3 * rendered.len());
-    for k in 0..3 {
-        out.extend(rendered.iter().map(|r| r[k].clone()));
+    let (mut q, mut p, mut n) = (Vec::new(), Vec::new(), Vec::new());
+    for [a, b, c] in rendered {
+        q.push(a);
+        p.push(b);
+        n.push(c);
     }
-    Ok(out)
+    q.append(&mut p);
+    q.append(&mut n);
+    Ok(q)
 }
 
 fn pixels(images: &[Image]) -> Vec<f32> {
@@ -371,12 +375,6 @@ fn checkpoint_paths(out: &Path, step: usize) -> (PathBuf, PathBuf) {
     (dir.join(format!("step-{step:06}.model.bpk")), dir.join(format!("step-{step:06}.optim.bpk")))
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, TrainError> {
-    let bytes = fs::read(path).map_err(|e| stabilize_core::Error::io(path, e))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| TrainError::Checkpoint { path: path.to_path_buf(), message: e.to_string() })
-}
-
 /// Loads an embedding run folder: its config and final model (on `device`, inference mode).
 pub fn load_embedder(dir: &Path, device: &Device) -> Result<(EmbedTrainConfig, EmbedNet), TrainError> {
     let config_path = dir.join("config.json");
@@ -406,28 +404,32 @@ pub fn load_embedder(dir: &Path, device: &Device) -> Result<(EmbedTrainConfig, E
     Ok((config, model))
 }
 
-/// Embeddings `[N·d]` (row-major) of same-sized RGB images, `batch` at a time, without autodiff.
-pub fn embed_images(model: &EmbedNet, images: &[Image], batch: usize, device: &Device) -> Vec<f32> {
+/// `f` of same-sized RGB images, `batch` at a time, without autodiff, row-major on the host.
+fn batched(
+    model: &EmbedNet,
+    images: &[Image],
+    batch: usize,
+    device: &Device,
+    f: impl Fn(&EmbedNet, Tensor<4>) -> Tensor<2>,
+) -> Vec<f32> {
     let model = model.valid();
     let mut out = Vec::new();
     for chunk in images.chunks(batch.max(1)) {
         let refs: Vec<&Image> = chunk.iter().collect();
-        out.extend(model.forward(images_to_tensor(&refs, device)).try_into_vec_as::<f32>().expect("float"));
+        out.extend(f(&model, images_to_tensor(&refs, device)).try_into_vec_as::<f32>().expect("float"));
     }
     out
+}
+
+/// Embeddings `[N·d]` (row-major) of same-sized RGB images, `batch` at a time, without autodiff.
+pub fn embed_images(model: &EmbedNet, images: &[Image], batch: usize, device: &Device) -> Vec<f32> {
+    batched(model, images, batch, device, |m, x| m.forward(x))
 }
 
 /// L2-normalised pooled ImageNet features `[N·1280]` of the backbone (the "pretrained, not
 /// fine-tuned" baseline), `batch` at a time.
 pub fn pretrained_features(model: &EmbedNet, images: &[Image], batch: usize, device: &Device) -> Vec<f32> {
-    let model = model.valid();
-    let mut out = Vec::new();
-    for chunk in images.chunks(batch.max(1)) {
-        let refs: Vec<&Image> = chunk.iter().collect();
-        let f = crate::embed::l2_normalize(model.pooled(images_to_tensor(&refs, device)));
-        out.extend(f.try_into_vec_as::<f32>().expect("float"));
-    }
-    out
+    batched(model, images, batch, device, |m, x| crate::embed::l2_normalize(m.pooled(x)))
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@
 pub mod bench;
 pub mod device;
 pub mod embed;
-pub mod embed_eval;
 pub mod embed_train;
 pub mod eval;
 pub mod imagenet;

@@ -381,7 +381,7 @@ fn checkpoint_paths(out: &Path, epoch: usize) -> (PathBuf, PathBuf) {
     (dir.join(format!("epoch-{epoch:03}.model.bpk")), dir.join(format!("epoch-{epoch:03}.optim.bpk")))
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, TrainError> {
+pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, TrainError> {
     let bytes = fs::read(path).map_err(|e| stabilize_core::Error::io(path, e))?;
     serde_json::from_slice(&bytes)
         .map_err(|e| TrainError::Checkpoint { path: path.to_path_buf(), message: e.to_string() })

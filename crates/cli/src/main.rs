@@ -827,8 +827,8 @@ fn eval_embed(
     run: &RunArgs,
     json: bool,
 ) -> Result<()> {
-    use stabilize_burn::embed_eval::{Descriptors, EmbedEval, EvalSet, disagreements, evaluate_method};
     use stabilize_burn::embed_train::{embed_images, load_embedder, pretrained_features, split_indices};
+    use stabilize_core::embed_eval::{Descriptors, EmbedEval, EvalSet, disagreements, evaluate_method};
     use stabilize_core::hash::HashKind;
     let started = Instant::now();
     let distortions = stabilize_core::distort::parse_list(distortions)?;
@@ -931,9 +931,9 @@ fn eval_embed(
                 "{:<12} {:<12} {:>7.4} {:>9.4} {:>10.4} {:>8}",
                 name,
                 r.spec,
-                r.ap,
-                r.precision_at_recall_0_9,
-                r.recall_at_precision_0_99,
+                r.detection.ap,
+                r.detection.precision_at_recall_0_9,
+                r.detection.recall_at_precision_0_99,
                 r.ranking_accuracy.map(|a| format!("{:.3}", a)).unwrap_or_default()
             );
         }
@@ -1206,8 +1206,8 @@ fn dupes(
     no_cache: bool,
     run: &RunArgs,
 ) -> Result<()> {
-    use stabilize_burn::embed_eval::Descriptors;
     use stabilize_core::dupes::{FileInfo, clusters, pairs_under};
+    use stabilize_core::embed_eval::Descriptors;
     use stabilize_core::hash::{HashKind, PerceptualHash};
     let started = Instant::now();
     if let Some(j) = jobs {
@@ -1247,7 +1247,7 @@ fn dupes(
                             dir.display()
                         )
                     })?;
-                    let eval: stabilize_core::report::EmbedEvalView = serde_json::from_slice(&bytes)
+                    let eval: stabilize_core::embed_eval::EmbedEval = serde_json::from_slice(&bytes)
                         .with_context(|| format!("{} is not an embedding evaluation", eval_path.display()))?;
                     // The recorded operating points (exact), else the stored curve.
                     let from_cal = eval

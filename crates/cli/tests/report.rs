@@ -44,7 +44,7 @@ fn embed_rows(spread: f64) -> Vec<Value> {
                 .map(|i| json!({"threshold": i as f64 / 10.0, "precision": 1.0 - spread * i as f64 / 20.0, "recall": i as f64 / 10.0}))
                 .collect();
             json!({"spec": s, "ap": 1.0 - spread / 2.0, "precision_at_recall_0.9": 0.9, "recall_at_precision_0.99": 0.5,
-                   "ranking_accuracy": 0.95, "near_dup_distances": dup, "distinct_distances": distinct, "pr_curve": curve})
+                   "ranking_accuracy": 0.95, "near_dup_distances": dup, "distinct_distances": distinct, "distinct_pairs": 400, "pr_curve": curve})
         })
         .collect()
 }

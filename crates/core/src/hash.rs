@@ -82,10 +82,6 @@ impl PerceptualHash {
     pub fn distance(&self, other: &Self) -> u32 {
         self.0.dist(&other.0)
     }
-
-    pub fn to_base64(&self) -> String {
-        self.0.to_base64()
-    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod assets;
 pub mod crops;
 pub mod distort;
 pub mod dupes;
+pub mod embed_eval;
 pub mod error;
 pub mod fashion_mnist;
 pub mod fsutil;

@@ -15,10 +15,11 @@ use base64::Engine as _;
 use plotters::prelude::*;
 use serde::Deserialize;
 
+use crate::embed_eval::{Disagreement, DistortionResult, EmbedEval};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::image::{Channels, Image};
-use crate::retrieval::{PrPoint, ecdf};
+use crate::retrieval::ecdf;
 
 /// Distortion rows of a classifier evaluation (`eval classify` → `eval.json`).
 #[derive(Clone, Debug, Deserialize)]
@@ -41,55 +42,11 @@ pub struct ClassifyEvalView {
     pub distortions: Vec<ClassifyRow>,
 }
 
-/// One distortion's detection results (`eval embed` → `eval.json`).
-#[derive(Clone, Debug, Deserialize)]
-pub struct EmbedRow {
-    pub spec: String,
-    pub ap: f64,
-    #[serde(rename = "precision_at_recall_0.9")]
-    pub precision_at_recall_0_9: f64,
-    #[serde(rename = "recall_at_precision_0.99")]
-    pub recall_at_precision_0_99: f64,
-    pub ranking_accuracy: Option<f64>,
-    pub near_dup_distances: Vec<f64>,
-    pub distinct_distances: Vec<f64>,
-    pub pr_curve: Vec<PrPoint>,
-    /// Operating points at fixed precisions (absent in older evaluations).
-    #[serde(default)]
-    pub calibration: Vec<PrPoint>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-pub struct MethodView {
-    pub name: String,
-    pub distortions: Vec<EmbedRow>,
-    pub pooled: EmbedRow,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-pub struct EmbedEvalView {
-    pub eval_images: usize,
-    pub test_photos: usize,
-    pub ranking_triplets: usize,
-    pub distortions: Vec<EmbedRow>,
-    pub pooled: EmbedRow,
-    pub baselines: Vec<MethodView>,
-    pub seconds: f64,
-}
-
-/// One example pair on which baseline and stabilized disagree (`examples/examples.json`).
-#[derive(Clone, Debug, Deserialize)]
-pub struct ExampleView {
-    pub index: usize,
-    pub baseline_distance: f64,
-    pub stabilized_distance: f64,
-}
-
 /// What a run folder holds.
 #[derive(Clone, Debug)]
 pub enum RunKind {
     Classify(ClassifyEvalView),
-    Embed { eval: EmbedEvalView, examples: Vec<(String, Vec<ExampleView>)> },
+    Embed { eval: EmbedEval, examples: Vec<(String, Vec<Disagreement>)> },
 }
 
 /// A run folder read for the report.
@@ -441,7 +398,7 @@ fn classifier_figures(base: &Run, stab: &[&Run]) -> Result<Vec<Figure>> {
 }
 
 /// The embedding figures: distance CDFs (Fig. 4) and PR curves (Fig. 5) per distortion.
-fn embed_figures(base: &EmbedEvalView, stab: &EmbedEvalView) -> Result<Vec<Figure>> {
+fn embed_figures(base: &EmbedEval, stab: &EmbedEval) -> Result<Vec<Figure>> {
     let max_d = base
         .distortions
         .iter()
@@ -490,7 +447,7 @@ fn embed_figures(base: &EmbedEvalView, stab: &EmbedEvalView) -> Result<Vec<Figur
         .collect();
     let cdf_svg =
         line_panels(&panels, "L2 distance between embeddings", "cumulative share", (0.0, max_d), (0.0, 1.0), 3)?;
-    let pr = |r: &EmbedRow| r.pr_curve.iter().map(|p| (p.recall, p.precision)).collect::<Vec<_>>();
+    let pr = |r: &DistortionResult| r.pr_curve.iter().map(|p| (p.recall, p.precision)).collect::<Vec<_>>();
     let panels: Vec<(String, Vec<Series>)> = base
         .distortions
         .iter()
@@ -539,8 +496,8 @@ pub struct Report {
     pub figures: Vec<Figure>,
 }
 
-/// Renders the report from runs. `examples_images(run, spec, rank)` returns the clean and the
-/// distorted image of an example pair (from the stabilized run's `examples/` folder).
+/// Renders the report from runs; example-pair images are read from the stabilized embedding run's
+/// `examples/` folder.
 pub fn render(runs: &[Run], meta: &ReportMeta) -> Result<Report> {
     let mut figures = Vec::new();
     let mut body = String::new();
@@ -646,7 +603,7 @@ fn push_figure(body: &mut String, f: &Figure) {
     let _ = writeln!(body, "<figure id=\"{}\">{}<figcaption>{}</figcaption></figure>", f.id, f.svg, esc(&f.caption));
 }
 
-fn embed_table(b: &EmbedEvalView, s: &EmbedEvalView) -> String {
+fn embed_table(b: &EmbedEval, s: &EmbedEval) -> String {
     let mut t = String::from("<h3>Detection and ranking, per distortion</h3><table><tr><th>method</th>");
     let specs: Vec<&str> = s.distortions.iter().map(|r| r.spec.as_str()).chain(["pooled"]).collect();
     for sp in &specs {
@@ -656,20 +613,23 @@ fn embed_table(b: &EmbedEvalView, s: &EmbedEvalView) -> String {
         let _ = write!(t, "<th>{sp}<br>ranking</th>");
     }
     t.push_str("</tr>");
-    let mut row = |name: &str, rows: &[EmbedRow], pooled: &EmbedRow, cmp: Option<(&[EmbedRow], &EmbedRow)>| {
+    let mut row = |name: &str,
+                   rows: &[DistortionResult],
+                   pooled: &DistortionResult,
+                   cmp: Option<(&[DistortionResult], &DistortionResult)>| {
         let _ = write!(t, "<tr><td>{}</td>", esc(name));
         for (i, r) in rows.iter().chain([pooled]).enumerate() {
             let class = cmp.map_or("", |(c, cp)| {
-                let other = if i < c.len() { c[i].ap } else { cp.ap };
-                if r.ap > other + 1e-9 {
+                let other = if i < c.len() { c[i].detection.ap } else { cp.detection.ap };
+                if r.detection.ap > other + 1e-9 {
                     "better"
-                } else if r.ap < other - 1e-9 {
+                } else if r.detection.ap < other - 1e-9 {
                     "worse"
                 } else {
                     ""
                 }
             });
-            let _ = write!(t, "<td class=\"{class}\">{:.3}</td>", r.ap);
+            let _ = write!(t, "<td class=\"{class}\">{:.3}</td>", r.detection.ap);
         }
         for r in rows {
             let _ = write!(t, "<td>{}</td>", r.ranking_accuracy.map(|a| format!("{a:.3}")).unwrap_or_default());
@@ -685,7 +645,7 @@ fn embed_table(b: &EmbedEvalView, s: &EmbedEvalView) -> String {
     t
 }
 
-fn examples_html(stab: &Run, examples: &[(String, Vec<ExampleView>)]) -> Result<String> {
+fn examples_html(stab: &Run, examples: &[(String, Vec<Disagreement>)]) -> Result<String> {
     let mut t = String::from(
         "<h3>Fig. 6: near-duplicate pairs where baseline and stabilized disagree most</h3><p>Each row: the held-out crop, its distorted copy, their difference amplified ×8, and the distance D under both models: the pairs where, relative to each model's median distinct-pair distance, the baseline puts the copy farthest from its original compared with the stabilized model.</p><table class=examples>",
     );

@@ -1,31 +1,31 @@
-//! Evaluation of an embedding run on the held-out photos, as in the paper (Figs. 4 and 5):
+//! Evaluation of an embedding (framework-free: the caller supplies the descriptors) run on the held-out photos, as in the paper (Figs. 4 and 5):
 //! near-duplicate detection by thresholding a distance, and triplet ranking with distorted
 //! queries, for the fine-tuned model and, in the same protocol, for the pretrained features
 //! and for perceptual hashes.
 //!
-//! **Protocol.** Evaluation images are the [`EVAL_CROPS`](stabilize_core::crops::EVAL_CROPS)
+//! **Protocol.** Evaluation images are the [`EVAL_CROPS`](crate::crops::EVAL_CROPS)
 //! corner crops of every test photo at the model's input size. For a distortion d:
 //! - near-duplicate pairs: `(x_i, d(x_i))` for every evaluation image i;
 //! - distinct pairs: `(x_i, d(x_j))` for every i, j from *different* photos (the distorted side
 //!   is distorted in both kinds, so "is the second image distorted" tells nothing);
 //! - detection: "duplicate iff D ≤ t" swept over t → PR curve, AP, precision at recall 0.9,
-//!   recall at precision 0.99 ([`stabilize_core::retrieval`]); `pooled` puts every distortion's
+//!   recall at precision 0.99 ([`crate::retrieval`]); `pooled` puts every distortion's
 //!   pairs into one experiment;
 //! - ranking: [`TRIPLETS_PER_PHOTO`] held-out triplets per test photo (rule in
-//!   `stabilize_core::crops`), accuracy = share with `D(d(q), p) < D(d(q), n)`.
+//!   [`crate::crops`]), accuracy = share with `D(d(q), p) < D(d(q), n)`.
 //!
 //! Distances: L2 between unit embeddings (fine-tuned: 128-d; pretrained: pooled 1280-d
 //! ImageNet features, L2-normalised), Hamming bits between 64-bit hashes.
 
+use crate::crops::{Photo, Triplet, sample_triplet};
+use crate::distort::item_seed;
+use crate::hash::{HashKind, PerceptualHash};
+use crate::retrieval::{PrPoint, detection, pr_curve, thin};
+use crate::{Distortion, Image, Result};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use stabilize_core::crops::{Photo, Triplet, sample_triplet};
-use stabilize_core::distort::item_seed;
-use stabilize_core::hash::{HashKind, PerceptualHash};
-use stabilize_core::retrieval::{PrPoint, detection, pr_curve, thin};
-use stabilize_core::{Distortion, Image, Result};
 
 /// Held-out ranking triplets drawn per test photo.
 pub const TRIPLETS_PER_PHOTO: usize = 4;
@@ -65,10 +65,8 @@ impl EvalSet {
         let mut rng = ChaCha8Rng::seed_from_u64(item_seed(seed ^ 0xE7A1_7219, 0));
         let triplets: Vec<Triplet> =
             test.iter().flat_map(|_| 0..TRIPLETS_PER_PHOTO).map(|_| sample_triplet(photos, test, &mut rng)).collect();
-        let rendered: Vec<[Image; 3]> = triplets
-            .par_iter()
-            .map(|t| stabilize_core::crops::render_triplet(photos, t, size))
-            .collect::<Result<_>>()?;
+        let rendered: Vec<[Image; 3]> =
+            triplets.par_iter().map(|t| crate::crops::render_triplet(photos, t, size)).collect::<Result<_>>()?;
         let queries: Vec<Image> = rendered.iter().map(|r| r[0].clone()).collect();
         let positives = rendered.iter().map(|r| r[1].clone()).collect();
         let negatives = rendered.iter().map(|r| r[2].clone()).collect();
@@ -127,13 +125,9 @@ impl Descriptors {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DistortionResult {
     pub spec: String,
-    pub ap: f64,
-    #[serde(rename = "precision_at_recall_0.9")]
-    pub precision_at_recall_0_9: f64,
-    #[serde(rename = "recall_at_precision_0.99")]
-    pub recall_at_precision_0_99: f64,
-    #[serde(rename = "threshold_at_precision_0.99")]
-    pub threshold_at_precision_0_99: Option<f64>,
+    /// AP, precision at recall 0.9, recall (and threshold) at precision 0.99.
+    #[serde(flatten)]
+    pub detection: crate::retrieval::Detection,
     /// Share of held-out triplets with `D(d(q), p) < D(d(q), n)` (`null` for the pooled entry).
     pub ranking_accuracy: Option<f64>,
     /// Every near-duplicate distance, in evaluation-image order.
@@ -163,10 +157,8 @@ pub struct MethodResult {
 fn result(spec: String, dup: Vec<f64>, mut distinct: Vec<f64>, ranking: Option<f64>) -> DistortionResult {
     let det = detection(&dup, &distinct);
     let full = pr_curve(&dup, &distinct);
-    let calibration = CALIBRATION_PRECISIONS
-        .iter()
-        .filter_map(|&p| stabilize_core::retrieval::point_at_precision(&full, p))
-        .collect();
+    let calibration =
+        CALIBRATION_PRECISIONS.iter().filter_map(|&p| crate::retrieval::point_at_precision(&full, p)).collect();
     // Keep the points where recall rises (and the last): the curve's shape, few points.
     let corners: Vec<PrPoint> = full
         .iter()
@@ -178,10 +170,7 @@ fn result(spec: String, dup: Vec<f64>, mut distinct: Vec<f64>, ranking: Option<f
     distinct.sort_by(f64::total_cmp);
     DistortionResult {
         spec,
-        ap: det.ap,
-        precision_at_recall_0_9: det.precision_at_recall_0_9,
-        recall_at_precision_0_99: det.recall_at_precision_0_99,
-        threshold_at_precision_0_99: det.threshold_at_precision_0_99,
+        detection: det,
         ranking_accuracy: ranking,
         near_dup_distances: dup,
         distinct_pairs: distinct.len(),
@@ -278,7 +267,7 @@ pub fn disagreements(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use stabilize_core::Channels;
+    use crate::Channels;
 
     fn photos() -> Vec<Photo> {
         (0..5u32)
@@ -299,7 +288,7 @@ mod tests {
     #[test]
     fn protocol_counts_and_a_perfect_method() {
         let ph = photos();
-        let ds = stabilize_core::distort::parse_list("jpeg:50,noise:0.05").unwrap();
+        let ds = crate::distort::parse_list("jpeg:50,noise:0.05").unwrap();
         let set = EvalSet::build(&ph, &[0, 1, 2, 3, 4], 32, &ds, 1).unwrap();
         assert_eq!(set.clean.len(), 20);
         assert_eq!(set.queries.len(), 5 * TRIPLETS_PER_PHOTO);
@@ -318,12 +307,12 @@ mod tests {
         let d = &r.distortions[0];
         assert_eq!(d.near_dup_distances.len(), 20);
         assert_eq!(d.distinct_pairs, 20 * 16);
-        assert!((d.ap - 20.0 / 340.0).abs() < 1e-12, "{}", d.ap);
+        assert!((d.detection.ap - 20.0 / 340.0).abs() < 1e-12, "{}", d.detection.ap);
         assert_eq!(d.ranking_accuracy, Some(0.0));
         assert_eq!(r.pooled.near_dup_distances.len(), 40);
         // pHash separates light JPEG copies of these textures better than chance.
         let h = evaluate_method("phash", &set, &mut |imgs| Descriptors::hashes(HashKind::Phash, imgs));
-        assert!(h.distortions[0].ap > 20.0 / 340.0, "{}", h.distortions[0].ap);
+        assert!(h.distortions[0].detection.ap > 20.0 / 340.0, "{}", h.distortions[0].detection.ap);
     }
 
     #[test]
