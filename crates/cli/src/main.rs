@@ -15,6 +15,10 @@ use stabilize_burn::train::{ClassifyTrainConfig, Event, train_classifier};
 use stabilize_core::fashion_mnist::FashionMnist;
 use stabilize_core::{Distortion, assets, load, metrics};
 
+mod collection;
+mod dupes;
+mod index;
+
 #[derive(Parser)]
 #[command(
     name = "stabilize",
@@ -114,6 +118,9 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
+    /// A persistent nearest-neighbour index of a collection's embeddings: build, add, query, bench.
+    #[command(subcommand)]
+    Index(index::IndexCommand),
     /// Render the HTML report (inline SVG figures, PNG copies) from evaluated run folders.
     Report {
         /// Evaluated run folders (classifier and/or embedding; α = 0 marks the baseline).
@@ -267,13 +274,13 @@ struct TrainClassifyArgs {
 
 /// Where data comes from and which backend computes.
 #[derive(clap::Args)]
-struct RunArgs {
+pub(crate) struct RunArgs {
     /// burn backend: flex (CPU, default), tch, cuda or wgpu (the last three need their cargo feature).
     #[arg(long, default_value = "flex")]
-    backend: String,
+    pub(crate) backend: String,
     /// Data dir [default: $STABILIZE_DATA, else ./data].
     #[arg(long)]
-    data_dir: Option<PathBuf>,
+    pub(crate) data_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -357,9 +364,19 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Compare { a, b, json } => compare(&a, &b, json),
         Command::Report { runs, out } => report(&runs, &out),
-        Command::Dupes { paths, model, hash, threshold, precision, json, csv, jobs, no_cache, run } => {
-            dupes(&paths, model.as_deref(), hash.as_deref(), threshold, precision, json, csv, jobs, no_cache, &run)
-        }
+        Command::Dupes { paths, model, hash, threshold, precision, json, csv, jobs, no_cache, run } => dupes::dupes(
+            &paths,
+            model.as_deref(),
+            hash.as_deref(),
+            threshold,
+            precision,
+            json,
+            csv,
+            jobs,
+            no_cache,
+            &run,
+        ),
+        Command::Index(cmd) => index::run(cmd),
         Command::Reproduce { quick, out, run } => reproduce(quick, &out, &run),
         Command::Imagenet { dump, run, json, paths } => imagenet(dump.as_deref(), &run, json, &paths),
         Command::Bench { batch_size, steps, backend, width, json } => bench(batch_size, steps, &backend, width, json),
@@ -504,7 +521,7 @@ fn measure(spec: &str, seed: u64, json: bool, paths: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
-fn device(backend: &str) -> Result<stabilize_burn::Device> {
+pub(crate) fn device(backend: &str) -> Result<stabilize_burn::Device> {
     let kind: BackendKind = backend.parse().map_err(anyhow::Error::msg)?;
     kind.device().map_err(anyhow::Error::msg)
 }
@@ -1166,267 +1183,5 @@ fn reproduce(quick: bool, out: &Path, run: &RunArgs) -> Result<()> {
         started.elapsed().as_secs_f64(),
         out.join("report.html").display()
     );
-    Ok(())
-}
-
-/// One cached embedding.
-#[derive(Serialize, serde::Deserialize)]
-struct CacheEntry {
-    size: u64,
-    mtime_ns: u128,
-    pixels: u64,
-    vector: Vec<f32>,
-}
-
-/// The embedding cache file of a model: keyed by the sha256 of its weights.
-fn embedding_cache_path(model_dir: &Path) -> Result<PathBuf> {
-    let digest = stabilize_core::fsutil::sha256_file(&model_dir.join("model.bpk"))?;
-    let base = std::env::var_os("STABILIZE_CACHE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("stabilize")))
-        .or_else(|| std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".cache/stabilize")))
-        .unwrap_or_else(|| std::env::temp_dir().join("stabilize-cache"));
-    Ok(base.join(format!("embeddings-{}.json", &digest[..16])))
-}
-
-/// Default Hamming thresholds (bits of 64) for the hashes when no calibration is given; imagededup
-/// uses 10 for its hashes.
-const HASH_THRESHOLD: f64 = 10.0;
-
-#[allow(clippy::too_many_arguments)]
-fn dupes(
-    paths: &[PathBuf],
-    model_dir: Option<&Path>,
-    hash: Option<&str>,
-    threshold: Option<f64>,
-    precision: Option<f64>,
-    json: bool,
-    csv: bool,
-    jobs: Option<usize>,
-    no_cache: bool,
-    run: &RunArgs,
-) -> Result<()> {
-    use stabilize_core::dupes::{FileInfo, clusters, pairs_under};
-    use stabilize_core::embed_eval::Descriptors;
-    use stabilize_core::hash::{HashKind, PerceptualHash};
-    let started = Instant::now();
-    if let Some(j) = jobs {
-        if j == 0 {
-            bail!("--jobs must be ≥ 1");
-        }
-        rayon::ThreadPoolBuilder::new().num_threads(j).build_global().context("setting the thread count")?;
-    }
-    if let Some(p) = precision {
-        if !(p > 0.0 && p <= 1.0) {
-            bail!("--precision must be in (0, 1], got {p}");
-        }
-    }
-    if let Some(t) = threshold {
-        if !(t.is_finite() && t >= 0.0) {
-            bail!("--threshold must be ≥ 0, got {t}");
-        }
-    }
-    // What describes an image, and the threshold.
-    enum Method {
-        Model { model: stabilize_burn::embed::EmbedNet, size: u32, dim: usize, device: stabilize_burn::Device },
-        Hash(HashKind),
-    }
-    let (method, threshold, method_name) = match model_dir {
-        Some(dir) => {
-            let device = device(&run.backend)?;
-            let (config, model) = stabilize_burn::embed_train::load_embedder(dir, &device)?;
-            let t = match threshold {
-                Some(t) => t,
-                None => {
-                    let p = precision.unwrap_or(0.99);
-                    let eval_path = dir.join("eval.json");
-                    let bytes = std::fs::read(&eval_path).with_context(|| {
-                        format!(
-                            "{}: no calibration (run `stabilize eval embed --model {}` or pass --threshold)",
-                            eval_path.display(),
-                            dir.display()
-                        )
-                    })?;
-                    let eval: stabilize_core::embed_eval::EmbedEval = serde_json::from_slice(&bytes)
-                        .with_context(|| format!("{} is not an embedding evaluation", eval_path.display()))?;
-                    // The recorded operating points (exact), else the stored curve.
-                    let from_cal = eval
-                        .pooled
-                        .calibration
-                        .iter()
-                        .filter(|c| c.precision >= p - 1e-12)
-                        .max_by(|a, b| a.recall.total_cmp(&b.recall));
-                    from_cal
-                        .copied()
-                        .or_else(|| stabilize_core::retrieval::point_at_precision(&eval.pooled.pr_curve, p))
-                        .map(|pt| pt.threshold)
-                        .with_context(|| {
-                            format!("the model's calibration never reaches precision {p}; pass --threshold")
-                        })?
-                }
-            };
-            let name = format!("model {}", dir.display());
-            (Method::Model { model, size: config.model.input_size as u32, dim: config.model.dim, device }, t, name)
-        }
-        None => {
-            let kind: HashKind = hash.unwrap_or("phash").parse()?;
-            if precision.is_some() {
-                bail!("--precision needs --model (the calibration is stored with the model's evaluation)");
-            }
-            (Method::Hash(kind), threshold.unwrap_or(HASH_THRESHOLD), kind.name().to_string())
-        }
-    };
-    let (files, mut skipped) = load::list_images(paths);
-    let pb = if json || csv { ProgressBar::hidden() } else { ProgressBar::new(files.len() as u64) };
-    pb.set_style(
-        ProgressStyle::with_template("[{elapsed_precise}] {bar:30} {pos}/{len} files ({per_sec}, ETA {eta}) {msg}")
-            .expect("valid template"),
-    );
-    let mut infos: Vec<FileInfo> = Vec::new();
-    let mut vectors: Vec<f32> = Vec::new();
-    let mut hashes: Vec<PerceptualHash> = Vec::new();
-    let opts = load::LoadOptions::default();
-    let hasher = if let Method::Hash(k) = &method { Some(k.hasher()) } else { None };
-    // Embedding cache: path → (size, mtime, pixels, vector), one file per model (by its sha256).
-    let cache_file = match (&method, model_dir, no_cache) {
-        (Method::Model { .. }, Some(dir), false) => Some(embedding_cache_path(dir)?),
-        _ => None,
-    };
-    let old_cache: std::collections::HashMap<String, CacheEntry> = cache_file
-        .as_ref()
-        .and_then(|p| std::fs::read(p).ok())
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    let mut new_cache: std::collections::HashMap<String, CacheEntry> = Default::default();
-    let mut cache_hits = 0usize;
-    enum Item {
-        Cached(FileInfo, Vec<f32>, u128),
-        Image(FileInfo, stabilize_core::Image, u128),
-        Hash(FileInfo, PerceptualHash),
-    }
-    for chunk in files.chunks(64) {
-        // Decode (and hash, or resize for the model) in parallel; embed the batch together.
-        let decoded: Vec<(PathBuf, Result<Item, String>)> = chunk
-            .par_iter()
-            .map(|p| {
-                let r = (|| {
-                    let meta = std::fs::metadata(p).map_err(|e| e.to_string())?;
-                    let mtime = meta
-                        .modified()
-                        .ok()
-                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                        .map_or(0, |d| d.as_nanos());
-                    let key = p.display().to_string();
-                    if let Some(c) = old_cache.get(&key).filter(|c| c.size == meta.len() && c.mtime_ns == mtime) {
-                        let info = FileInfo { path: key, pixels: c.pixels, bytes: c.size };
-                        return Ok(Item::Cached(info, c.vector.clone(), mtime));
-                    }
-                    let img = load::load_image_with(p, &opts).map_err(|e| e.to_string())?;
-                    let info = FileInfo { path: key, pixels: img.pixel_count() as u64, bytes: meta.len() };
-                    match (&method, &hasher) {
-                        (Method::Model { size, .. }, _) => {
-                            let small = stabilize_core::resize::resize(
-                                &img.to_rgb(),
-                                *size,
-                                *size,
-                                stabilize_core::resize::Filter::Bicubic,
-                            )
-                            .map_err(|e| e.to_string())?;
-                            Ok(Item::Image(info, small, mtime))
-                        }
-                        (Method::Hash(_), Some(h)) => Ok(Item::Hash(info, PerceptualHash::of(h, &img))),
-                        _ => unreachable!(),
-                    }
-                })();
-                pb.inc(1);
-                (p.clone(), r)
-            })
-            .collect();
-        let mut rows: Vec<(FileInfo, Option<Vec<f32>>, u128)> = Vec::new();
-        let mut batch = Vec::new();
-        for (p, r) in decoded {
-            match r {
-                Ok(Item::Cached(info, v, mtime)) => {
-                    cache_hits += 1;
-                    rows.push((info, Some(v), mtime));
-                }
-                Ok(Item::Image(info, img, mtime)) => {
-                    rows.push((info, None, mtime));
-                    batch.push(img);
-                }
-                Ok(Item::Hash(info, h)) => {
-                    infos.push(info);
-                    hashes.push(h);
-                }
-                Err(reason) => skipped.push(load::Skipped { path: p, reason }),
-            }
-        }
-        if let Method::Model { model, device, dim, .. } = &method {
-            let fresh = if batch.is_empty() {
-                Vec::new()
-            } else {
-                stabilize_burn::embed_train::embed_images(model, &batch, 64, device)
-            };
-            let mut fresh = fresh.chunks(*dim).map(|c| c.to_vec());
-            for (info, v, mtime) in rows {
-                let v = v.unwrap_or_else(|| fresh.next().expect("one embedding per image"));
-                vectors.extend_from_slice(&v);
-                new_cache.insert(
-                    info.path.clone(),
-                    CacheEntry { size: info.bytes, mtime_ns: mtime, pixels: info.pixels, vector: v },
-                );
-                infos.push(info);
-            }
-        }
-    }
-    if let Some(p) = &cache_file {
-        if let Some(parent) = p.parent() {
-            let _ = std::fs::create_dir_all(parent);
-        }
-        // A cache that cannot be written only costs speed next time.
-        if let Err(e) = stabilize_core::fsutil::write_atomic(p, &serde_json::to_vec(&new_cache)?) {
-            eprintln!("warning: embedding cache not saved: {e}");
-        }
-    }
-    pb.finish_and_clear();
-    let desc = match &method {
-        Method::Model { dim, .. } => Descriptors::Vectors { dim: *dim, data: vectors },
-        Method::Hash(_) => Descriptors::Hashes(hashes),
-    };
-    let pairs = pairs_under(infos.len(), threshold, &|i, j| desc.distance(i, &desc, j));
-    let found = clusters(&infos, &pairs);
-    let seconds = started.elapsed().as_secs_f64();
-    if json {
-        let v = serde_json::json!({
-            "clusters": found, "skipped": skipped, "files_seen": infos.len() + skipped.len(),
-            "seconds": seconds, "method": method_name, "threshold": threshold, "cache_hits": cache_hits,
-        });
-        println!("{}", serde_json::to_string(&v)?);
-    } else if csv {
-        println!("cluster,path,keep,max_distance");
-        for (k, c) in found.iter().enumerate() {
-            for f in &c.files {
-                let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
-                println!("{k},{},{},{}", q(f), f == &c.keep, c.max_distance);
-            }
-        }
-    } else {
-        for (k, c) in found.iter().enumerate() {
-            println!("cluster {} ({} files, max distance {:.3}):", k + 1, c.files.len(), c.max_distance);
-            for f in &c.files {
-                println!("  {} {f}", if f == &c.keep { "keep" } else { "    " });
-            }
-        }
-        for s in &skipped {
-            eprintln!("skipped {}: {}", s.path.display(), s.reason);
-        }
-        eprintln!(
-            "{} files, {} skipped, {} clusters ({} files in them) with {method_name} at threshold {threshold:.4} in {seconds:.1}s; nothing was moved or deleted",
-            infos.len(),
-            skipped.len(),
-            found.len(),
-            found.iter().map(|c| c.files.len()).sum::<usize>()
-        );
-    }
     Ok(())
 }

@@ -25,6 +25,101 @@ fn write_png(path: &Path) {
     img.save(path).unwrap();
 }
 
+/// The corpus of broken and odd images (issue 8): the fuzz seeds made by Pillow (`fuzz/corpus/image`:
+/// RGB PNG/JPEG/BMP/TIFF/WebP, CMYK JPEG, 16-bit PNG, gray+alpha, palette PNG, EXIF-rotated JPEG,
+/// animated GIF, a PNG declaring 100000×100000 pixels, a truncated JPEG) plus files made here: 0-byte,
+/// truncated PNG, garbage with an image extension, a directory named like an image, a file without
+/// read permission, a symlink loop. Returns (folder, names that must load, names that must be skipped).
+fn broken_corpus(root: &Path) -> (std::path::PathBuf, Vec<String>, Vec<String>) {
+    let dir = root.join("corpus");
+    std::fs::create_dir_all(&dir).unwrap();
+    let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/image");
+    for e in std::fs::read_dir(&seeds).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(dir.join("empty.jpg"), b"").unwrap();
+    let png = std::fs::read(dir.join("rgb.png")).unwrap();
+    std::fs::write(dir.join("truncated.png"), &png[..png.len() / 2]).unwrap();
+    std::fs::write(dir.join("garbage.jpg"), b"GIF89a? no: plain garbage with an image extension").unwrap();
+    std::fs::create_dir(dir.join("folder.jpg")).unwrap();
+    std::os::unix::fs::symlink(&dir, dir.join("loop")).unwrap();
+    let noperm = dir.join("noperm.png");
+    std::fs::write(&noperm, &png).unwrap();
+    std::fs::set_permissions(&noperm, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+    let mut ok: Vec<String> = [
+        "anim.gif",
+        "cmyk.jpg",
+        "exif-rot6.jpg",
+        "gray-alpha.png",
+        "gray16.png",
+        "palette.png",
+        "rgb.bmp",
+        "rgb.jpg",
+        "rgb.png",
+        "rgb.tif",
+        "rgb.webp",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut bad: Vec<String> =
+        ["bomb-header.png", "truncated.jpg", "empty.jpg", "truncated.png", "garbage.jpg", "folder.jpg"]
+            .map(String::from)
+            .to_vec();
+    // root reads files whatever their mode: then noperm.png is an ordinary image.
+    if std::fs::read(&noperm).is_ok() {
+        ok.push("noperm.png".into())
+    } else {
+        bad.push("noperm.png".into())
+    }
+    (dir, ok, bad)
+}
+
+fn file_names(v: &serde_json::Value, key: &str) -> Vec<String> {
+    let mut names: Vec<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| Path::new(x[key].as_str().unwrap()).file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn broken_and_odd_images_are_skipped_with_reasons_by_every_reader() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, mut ok, mut bad) = broken_corpus(tmp.path());
+    ok.sort();
+    bad.sort();
+    let d = dir.to_str().unwrap();
+    // measure: one row per readable image, a reason per unreadable one, exit 0.
+    let o = stabilize(&["measure", "--spec", "jpeg:50,thumb:50", "--json", d]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(file_names(&v["images"], "path"), ok, "{v}");
+    let skipped = file_names(&v["skipped"], "path");
+    for b in &bad {
+        assert!(skipped.contains(b), "{b} not reported: {skipped:?}");
+    }
+    for s in v["skipped"].as_array().unwrap() {
+        assert!(!s["reason"].as_str().unwrap().is_empty(), "{s}");
+    }
+    // dupes with a hash: the same files seen and skipped, and the loop did not hang the walk.
+    for hash in ["phash", "blockhash"] {
+        let o = stabilize(&["dupes", d, "--hash", hash, "--json"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let skipped = file_names(&v["skipped"], "path");
+        for b in &bad {
+            assert!(skipped.contains(b), "{hash}: {b} not reported: {skipped:?}");
+        }
+        assert!(skipped.iter().any(|s| s == "loop"), "the symlink loop is reported: {skipped:?}");
+        assert_eq!(v["files_seen"].as_u64().unwrap() as usize, ok.len() + skipped.len(), "{v}");
+    }
+}
+
 #[test]
 fn distort_writes_the_distorted_image() {
     let dir = tempfile::tempdir().unwrap();
@@ -213,6 +308,87 @@ fn photo_data() -> Option<std::path::PathBuf> {
     None
 }
 
+/// `index build/add/query` with a trained model on real photos and a distorted copy.
+fn check_index(model: &Path, photos: &Path, tmp: &Path) {
+    let coll = tmp.join("collection");
+    std::fs::create_dir_all(&coll).unwrap();
+    let mut names: Vec<_> = std::fs::read_dir(photos)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jpg"))
+        .collect();
+    names.sort();
+    for p in names.iter().take(24) {
+        std::fs::copy(p, coll.join(p.file_name().unwrap())).unwrap();
+    }
+    let original = coll.join(names[3].file_name().unwrap());
+    let copy = tmp.join("copy-jpeg50.jpg");
+    let o = stabilize(&["distort", "--spec", "jpeg:50", original.to_str().unwrap(), copy.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::write(coll.join("broken.png"), b"not a png").unwrap();
+    let cache = tmp.join("index-cache");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_stabilize")).env("STABILIZE_CACHE_DIR", &cache).args(args).output().unwrap()
+    };
+    let json = |o: &Output| -> serde_json::Value {
+        assert!(o.status.success(), "{}", stderr(o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let idx = tmp.join("photos.idx");
+    let (m, c, i) = (model.to_str().unwrap(), coll.to_str().unwrap(), idx.to_str().unwrap());
+    let built = json(&run(&["index", "build", c, "--model", m, "--out", i, "--json"]));
+    assert_eq!(built["added"], 24, "{built}");
+    assert_eq!(built["skipped"].as_array().unwrap().len(), 1);
+    // The JPEG copy finds its original first, by HNSW and by exact search alike.
+    for extra in [None, Some("--exact")] {
+        let mut args = vec!["index", "query", i, copy.to_str().unwrap(), "--k", "5", "--json"];
+        args.extend(extra);
+        let q = json(&run(&args));
+        let hits = q["results"][0]["neighbors"].as_array().unwrap();
+        assert_eq!(hits.len(), 5);
+        assert_eq!(hits[0]["path"].as_str().unwrap(), std::path::absolute(&original).unwrap().to_str().unwrap());
+        let d: Vec<f64> = hits.iter().map(|h| h["distance"].as_f64().unwrap()).collect();
+        assert!(d.windows(2).all(|w| w[0] <= w[1]), "{d:?}");
+    }
+    // add: one new file, one changed, the rest unchanged.
+    std::fs::copy(&copy, coll.join("new-copy.jpg")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let changed = coll.join(names[5].file_name().unwrap());
+    std::fs::copy(&names[6], &changed).unwrap();
+    let added = json(&run(&["index", "add", i, c, "--json"]));
+    assert_eq!((added["added"].as_u64(), added["replaced"].as_u64()), (Some(2), Some(1)), "{added}");
+    assert_eq!(added["unchanged"], 23);
+    assert_eq!(added["vectors"], 25);
+    // A damaged index file is a one-line error, and so is a missing one.
+    let mut bytes = std::fs::read(&idx).unwrap();
+    let n = bytes.len();
+    bytes[n - 100] ^= 0xFF;
+    std::fs::write(&idx, &bytes).unwrap();
+    assert_one_line_error(&run(&["index", "query", i, copy.to_str().unwrap()]), "checksum mismatch");
+    assert_one_line_error(&run(&["index", "query", "/no/such.idx", copy.to_str().unwrap()]), "/no/such.idx");
+    assert_one_line_error(&run(&["index", "query", i, copy.to_str().unwrap(), "--k", "0"]), "--k must be ≥ 1");
+    // The broken-image corpus through the model readers: dupes --model and index build.
+    let (corpus, ok, bad) = broken_corpus(tmp);
+    let cidx = tmp.join("corpus.idx");
+    let built = json(&run(&[
+        "index",
+        "build",
+        corpus.to_str().unwrap(),
+        "--model",
+        m,
+        "--out",
+        cidx.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(built["added"].as_u64().unwrap() as usize, ok.len(), "{built}");
+    let skipped = file_names(&built["skipped"], "path");
+    let v = json(&run(&["dupes", corpus.to_str().unwrap(), "--model", m, "--json"]));
+    assert_eq!(file_names(&v["skipped"], "path"), skipped);
+    for b in &bad {
+        assert!(skipped.contains(b), "{b} not reported: {skipped:?}");
+    }
+}
+
 #[test]
 fn train_and_eval_embed_and_imagenet_on_real_photos() {
     let Some(data) = photo_data() else { return };
@@ -305,6 +481,7 @@ fn train_and_eval_embed_and_imagenet_on_real_photos() {
     assert_eq!(second["cache_hits"], 164);
     assert_eq!(first["clusters"], second["clusters"]);
     assert!(first["threshold"].as_f64().unwrap() > 0.0);
+    check_index(&out, &photos, dir.path());
     // Wrong model kinds and bad settings are one-line errors.
     assert_one_line_error(&stabilize(&["eval", "embed", "--data-dir", d, "--model", d]), "not an embedding run");
     assert_one_line_error(

@@ -15,6 +15,8 @@ pub mod fsutil;
 pub mod hash;
 pub mod idx;
 pub mod image;
+pub mod index;
+pub mod index_bench;
 pub mod jpeg;
 pub mod load;
 pub mod metrics;

@@ -1,0 +1,457 @@
+//! `stabilize index build|add|query|bench`: a persistent nearest-neighbour index of a collection's
+//! embeddings (stabilize-core::index, HNSW by usearch), and its scale benchmark.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use serde::{Deserialize, Serialize};
+use stabilize_core::index::{IndexConfig, Quantization, VectorIndex};
+use stabilize_core::index_bench::{self, Synthetic};
+use stabilize_core::load;
+
+use crate::RunArgs;
+use crate::collection::{Cache, Embedder, embed_files, file_bar, stat};
+
+#[derive(Subcommand)]
+pub enum IndexCommand {
+    /// Embed every image under DIRs with a trained model and write an index file.
+    Build {
+        /// Folders (searched recursively) or files.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The embedding run folder (`train embed`).
+        #[arg(long)]
+        model: PathBuf,
+        /// The index file to write (atomically).
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        params: IndexParams,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Add files or folders to an index: new files are embedded, changed files (size or mtime)
+    /// re-embedded, unchanged ones left alone. The file is replaced atomically.
+    Add {
+        index: PathBuf,
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// The K nearest indexed images of each query image, with distances; those under the model's
+    /// calibrated threshold (precision 0.99) are marked as duplicates.
+    Query {
+        index: PathBuf,
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        /// Exact (brute-force) search instead of the HNSW graph.
+        #[arg(long)]
+        exact: bool,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Scale benchmark: build time, memory, query p50/p99 and recall@k against exact search, on
+    /// synthetic unit vectors (labelled as such) or on the vectors of a real index (--from).
+    Bench {
+        /// Synthetic vectors: clustered (groups, like a photo collection) or uniform (the hardest).
+        #[arg(long, default_value = "clustered", conflicts_with = "from")]
+        synthetic: String,
+        /// Use the vectors stored in this index file instead (queries: the indexed vectors).
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// Number of vectors.
+        #[arg(long, default_value_t = 1_000_000)]
+        n: usize,
+        #[arg(long, default_value_t = 128)]
+        dim: usize,
+        #[arg(long, default_value_t = 1000)]
+        queries: usize,
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Build threads [default: all cores].
+        #[arg(long)]
+        threads: Option<usize>,
+        #[command(flatten)]
+        params: IndexParams,
+        /// Also query the same index at these search sizes (comma-separated ef values).
+        #[arg(long, value_delimiter = ',')]
+        also_ef: Vec<usize>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// HNSW parameters.
+#[derive(clap::Args)]
+pub struct IndexParams {
+    /// Neighbours per node (M).
+    #[arg(long, default_value_t = 16)]
+    m: usize,
+    /// Candidates while inserting (efConstruction).
+    #[arg(long, default_value_t = 64)]
+    ef_construction: usize,
+    /// Candidates while searching (ef).
+    #[arg(long, default_value_t = 128)]
+    ef: usize,
+    /// Vector storage: f32, f16 or i8.
+    #[arg(long, default_value = "f16")]
+    quantization: String,
+}
+
+impl IndexParams {
+    fn config(&self, dim: usize) -> Result<IndexConfig> {
+        let quantization = match self.quantization.as_str() {
+            "f32" => Quantization::F32,
+            "f16" => Quantization::F16,
+            "i8" => Quantization::I8,
+            q => bail!("unknown --quantization '{q}' (f32, f16 or i8)"),
+        };
+        if self.m < 2 || self.ef_construction == 0 || self.ef == 0 {
+            bail!("--m must be ≥ 2, --ef-construction and --ef ≥ 1");
+        }
+        Ok(IndexConfig {
+            dim,
+            connectivity: self.m,
+            expansion_add: self.ef_construction,
+            expansion_search: self.ef,
+            quantization,
+        })
+    }
+}
+
+#[derive(clap::Args)]
+pub struct CommonArgs {
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// Worker threads [default: all cores].
+    #[arg(long)]
+    jobs: Option<usize>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// What an index file says about its vectors, beside them.
+#[derive(Serialize, Deserialize)]
+struct Manifest {
+    /// The embedding run that made the vectors (absolute path) and its weights' sha256.
+    model_dir: PathBuf,
+    weights_sha256: String,
+    /// The model's calibrated threshold at precision 0.99, when it had been evaluated.
+    threshold: Option<f64>,
+    /// Key k is `files[k]`; `None` where a file was replaced.
+    files: Vec<Option<IndexedFile>>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+struct IndexedFile {
+    path: String,
+    bytes: u64,
+    pixels: u64,
+    mtime_ns: u128,
+}
+
+fn absolute(paths: &[PathBuf]) -> Vec<PathBuf> {
+    paths.iter().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())).collect()
+}
+
+pub fn run(cmd: IndexCommand) -> Result<()> {
+    match cmd {
+        IndexCommand::Build { paths, model, out, params, common } => build(&paths, &model, &out, &params, &common),
+        IndexCommand::Add { index, paths, common } => add(&index, &paths, &common),
+        IndexCommand::Query { index, images, k, exact, common } => query(&index, &images, k, exact, &common),
+        IndexCommand::Bench { synthetic, from, n, dim, queries, k, seed, threads, params, also_ef, json } => {
+            bench(&synthetic, from.as_deref(), n, dim, queries, k, seed, threads, &params, &also_ef, json)
+        }
+    }
+}
+
+/// Embeds `paths` (absolute), adds them under fresh keys; returns (added, skipped).
+fn embed_and_add(
+    index: &VectorIndex,
+    manifest: &mut Manifest,
+    emb: &Embedder,
+    files: &[PathBuf],
+    quiet: bool,
+) -> Result<(usize, Vec<load::Skipped>)> {
+    let pb = file_bar(files.len(), quiet);
+    let mut cache = Cache::open(&emb.weights_sha256);
+    let (done, skipped, _) = embed_files(files, emb, Some(&mut cache), &pb);
+    pb.finish_and_clear();
+    cache.save();
+    let first = manifest.files.len() as u64;
+    let keys: Vec<u64> = (first..first + done.len() as u64).collect();
+    let mut data = Vec::with_capacity(done.len() * emb.dim);
+    for e in done {
+        data.extend_from_slice(&e.vector);
+        manifest.files.push(Some(IndexedFile {
+            path: e.info.path,
+            bytes: e.info.bytes,
+            pixels: e.info.pixels,
+            mtime_ns: e.mtime_ns,
+        }));
+    }
+    let threads = rayon::current_num_threads();
+    index.add_batch(&keys, &data, threads)?;
+    Ok((keys.len(), skipped))
+}
+
+fn report_skipped(skipped: &[load::Skipped], json: bool) {
+    if !json {
+        for s in skipped {
+            eprintln!("skipped {}: {}", s.path.display(), s.reason);
+        }
+    }
+}
+
+fn build(paths: &[PathBuf], model: &Path, out: &Path, params: &IndexParams, common: &CommonArgs) -> Result<()> {
+    let started = Instant::now();
+    crate::dupes::set_jobs(common.jobs)?;
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        stabilize_core::fsutil::ensure_writable_dir(dir)?;
+    }
+    let emb = Embedder::load(model, &common.run.backend)?;
+    let config = params.config(emb.dim)?;
+    let index = config.init()?;
+    let mut manifest = Manifest {
+        model_dir: std::path::absolute(model).unwrap_or_else(|_| model.to_path_buf()),
+        weights_sha256: emb.weights_sha256.clone(),
+        threshold: emb.calibrated_threshold(0.99).ok(),
+        files: Vec::new(),
+    };
+    let (files, mut skipped) = load::list_images(&absolute(paths));
+    let (added, bad) = embed_and_add(&index, &mut manifest, &emb, &files, common.json)?;
+    skipped.extend(bad);
+    index.save(out, &manifest)?;
+    let seconds = started.elapsed().as_secs_f64();
+    report_skipped(&skipped, common.json);
+    if common.json {
+        let v = serde_json::json!({"index": out, "added": added, "skipped": skipped, "vectors": index.len(),
+            "threshold": manifest.threshold, "seconds": seconds});
+        println!("{}", serde_json::to_string(&v)?);
+    } else {
+        eprintln!(
+            "indexed {added} images ({} skipped) in {seconds:.1}s → {}{}",
+            skipped.len(),
+            out.display(),
+            manifest.threshold.map(|t| format!("; duplicate threshold {t:.4}")).unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// Opens an index and the model that made it, checking that the weights are still the same.
+fn open_with_model(path: &Path, writable: bool, run: &RunArgs) -> Result<(VectorIndex, Manifest, Embedder)> {
+    let (index, manifest): (VectorIndex, Manifest) = VectorIndex::open(path, writable)?;
+    let emb = Embedder::load(&manifest.model_dir, &run.backend)
+        .with_context(|| format!("loading the model that built {}", path.display()))?;
+    if emb.weights_sha256 != manifest.weights_sha256 {
+        bail!(
+            "{}: the model at {} has changed since the index was built (weights sha256 {} ≠ {}); rebuild the index",
+            path.display(),
+            manifest.model_dir.display(),
+            &emb.weights_sha256[..12],
+            &manifest.weights_sha256[..12]
+        );
+    }
+    Ok((index, manifest, emb))
+}
+
+fn add(path: &Path, paths: &[PathBuf], common: &CommonArgs) -> Result<()> {
+    let started = Instant::now();
+    crate::dupes::set_jobs(common.jobs)?;
+    let (index, mut manifest, emb) = open_with_model(path, true, &common.run)?;
+    let (files, mut skipped) = load::list_images(&absolute(paths));
+    let mut known: std::collections::HashMap<String, u64> = Default::default();
+    for (k, f) in manifest.files.iter().enumerate() {
+        if let Some(f) = f {
+            known.insert(f.path.clone(), k as u64);
+        }
+    }
+    let (mut todo, mut unchanged, mut replaced) = (Vec::new(), 0usize, 0usize);
+    for f in files {
+        let key = f.display().to_string();
+        match known.get(&key) {
+            Some(&k) => {
+                let entry = manifest.files[k as usize].as_ref().expect("known keys are present");
+                if stat(&f).ok() == Some((entry.bytes, entry.mtime_ns)) {
+                    unchanged += 1;
+                    continue;
+                }
+                index.remove(k)?;
+                manifest.files[k as usize] = None;
+                replaced += 1;
+                todo.push(f);
+            }
+            None => todo.push(f),
+        }
+    }
+    let (added, bad) = embed_and_add(&index, &mut manifest, &emb, &todo, common.json)?;
+    skipped.extend(bad);
+    index.save(path, &manifest)?;
+    let seconds = started.elapsed().as_secs_f64();
+    report_skipped(&skipped, common.json);
+    if common.json {
+        let v = serde_json::json!({"index": path, "added": added, "replaced": replaced, "unchanged": unchanged,
+            "skipped": skipped, "vectors": index.len(), "seconds": seconds});
+        println!("{}", serde_json::to_string(&v)?);
+    } else {
+        eprintln!(
+            "added {added} images ({replaced} of them changed), {unchanged} unchanged, {} skipped; {} vectors in {} ({seconds:.1}s)",
+            skipped.len(),
+            index.len(),
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct Hit {
+    path: String,
+    distance: f32,
+    duplicate: bool,
+}
+
+fn query(path: &Path, images: &[PathBuf], k: usize, exact: bool, common: &CommonArgs) -> Result<()> {
+    if k == 0 {
+        bail!("--k must be ≥ 1");
+    }
+    crate::dupes::set_jobs(common.jobs)?;
+    let t = Instant::now();
+    let (index, manifest, emb) = open_with_model(path, false, &common.run)?;
+    let open_seconds = t.elapsed().as_secs_f64();
+    let (files, mut skipped) = load::list_images(images);
+    let pb = file_bar(files.len(), true);
+    let (done, bad, _) = embed_files(&files, &emb, None, &pb);
+    skipped.extend(bad);
+    let mut results = Vec::new();
+    for e in &done {
+        let t = Instant::now();
+        let found = if exact { index.exact_search(&e.vector, k)? } else { index.search(&e.vector, k)? };
+        let search_ms = t.elapsed().as_secs_f64() * 1e3;
+        let hits: Vec<Hit> = found
+            .iter()
+            .filter_map(|n| {
+                let f = manifest.files.get(n.key as usize)?.as_ref()?;
+                Some(Hit {
+                    path: f.path.clone(),
+                    distance: n.distance,
+                    duplicate: manifest.threshold.is_some_and(|th| f64::from(n.distance) <= th),
+                })
+            })
+            .collect();
+        results.push(serde_json::json!({"query": e.info.path, "neighbors": hits, "search_ms": search_ms}));
+        if !common.json {
+            println!("{}:", e.info.path);
+            for h in &hits {
+                println!("  {:.4} {}{}", h.distance, h.path, if h.duplicate { "  (duplicate)" } else { "" });
+            }
+        }
+    }
+    report_skipped(&skipped, common.json);
+    if common.json {
+        let v = serde_json::json!({"results": results, "skipped": skipped, "threshold": manifest.threshold,
+            "open_seconds": open_seconds, "exact": exact});
+        println!("{}", serde_json::to_string(&v)?);
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn bench(
+    synthetic: &str,
+    from: Option<&Path>,
+    n: usize,
+    dim: usize,
+    queries: usize,
+    k: usize,
+    seed: u64,
+    threads: Option<usize>,
+    params: &IndexParams,
+    also_ef: &[usize],
+    json: bool,
+) -> Result<()> {
+    if also_ef.contains(&0) {
+        bail!("--also-ef values must be ≥ 1");
+    }
+    if n == 0 || dim == 0 || queries == 0 || k == 0 {
+        bail!("--n, --dim, --queries and --k must be ≥ 1");
+    }
+    let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let (label, data, qs, dim) = match from {
+        Some(p) => {
+            // The real vectors of an index; queries are indexed vectors themselves.
+            let (index, manifest): (VectorIndex, Manifest) = VectorIndex::open(p, false)?;
+            let dim = index.config().dim;
+            let mut data = Vec::new();
+            for (key, f) in manifest.files.iter().enumerate() {
+                if f.is_some() {
+                    if let Some(v) = index.get(key as u64)? {
+                        data.extend_from_slice(&v);
+                    }
+                }
+            }
+            let count = data.len() / dim;
+            let step = (count / queries.min(count).max(1)).max(1);
+            let qs: Vec<f32> = data.chunks(dim).step_by(step).take(queries).flat_map(|v| v.iter().copied()).collect();
+            (format!("real: {}", p.display()), data, qs, dim)
+        }
+        None => {
+            let kind: Synthetic = synthetic.parse()?;
+            eprintln!("generating {n} synthetic {synthetic} unit vectors × {dim} (seed {seed})");
+            let (d, q) = index_bench::synthetic(kind, n, queries, dim, seed);
+            (format!("synthetic {synthetic}"), d, q, dim)
+        }
+    };
+    let config = params.config(dim)?;
+    let dir = tempfile::Builder::new().prefix("stabilize-index-bench-").tempdir()?;
+    let r = index_bench::run(&label, &data, &qs, &config, also_ef, k, threads, dir.path(), &|m| eprintln!("{m}"))?;
+    if json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!(
+            "{} — {} vectors × {}, {} build threads, M {} efC {} ef {} {:?}",
+            r.data,
+            r.n,
+            r.dim,
+            r.threads,
+            config.connectivity,
+            config.expansion_add,
+            config.expansion_search,
+            config.quantization
+        );
+        println!("  build        {:>9.1} s", r.build_seconds);
+        println!(
+            "  index memory {:>9.1} MiB (peak RSS {:.1} MiB)",
+            r.index_memory_bytes as f64 / 1048576.0,
+            r.peak_rss_bytes.unwrap_or(0) as f64 / 1048576.0
+        );
+        println!(
+            "  file         {:>9.1} MiB, save {:.2} s, open (mmap + checksums) {:.3} s",
+            r.file_bytes as f64 / 1048576.0,
+            r.save_seconds,
+            r.open_seconds
+        );
+        println!(
+            "  query        p50 {:.3} ms, p99 {:.3} ms (exact: p50 {:.1} ms)",
+            r.query_p50_ms, r.query_p99_ms, r.exact_query_p50_ms
+        );
+        println!("  recall@{}    {:.4} over {} queries", r.k, r.recall_at_k, r.queries);
+        for e in &r.by_ef {
+            println!(
+                "  at ef {:>4}: query p50 {:.3} ms, p99 {:.3} ms, recall@{} {:.4}",
+                e.ef, e.query_p50_ms, e.query_p99_ms, r.k, e.recall_at_k
+            );
+        }
+    }
+    Ok(())
+}

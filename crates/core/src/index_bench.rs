@@ -1,0 +1,275 @@
+//! The index scale benchmark: build time, memory, query latency and recall@k against exact
+//! search, on synthetic vectors (clearly labelled as such) or on the vectors of a real index.
+
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand_distr::{Distribution, Normal};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::index::{IndexConfig, Neighbor, VectorIndex, exact_knn, recall_at_k};
+
+/// Which synthetic vectors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synthetic {
+    /// Uniform on the unit sphere: no structure at all, the hardest case for a graph index.
+    Uniform,
+    /// Unit vectors in groups, like embeddings of a photo collection: `n / 16` centres uniform on
+    /// the sphere, each point its centre plus N(0, 0.35²/dim) per coordinate, renormalised.
+    Clustered,
+}
+
+impl std::str::FromStr for Synthetic {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "uniform" => Ok(Synthetic::Uniform),
+            "clustered" => Ok(Synthetic::Clustered),
+            _ => Err(Error::Invalid(format!("unknown synthetic data '{s}' (uniform or clustered)"))),
+        }
+    }
+}
+
+fn normalize(v: &mut [f32], dim: usize) {
+    for row in v.chunks_mut(dim) {
+        let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+        row.iter_mut().for_each(|x| *x /= norm);
+    }
+}
+
+/// `n` synthetic unit vectors of dimension `dim` (row-major), and `queries` more from the same
+/// distribution (for `Clustered`: new points around existing centres, i.e. near-duplicate
+/// look-ups). Deterministic in `seed`; generated in parallel blocks.
+pub fn synthetic(kind: Synthetic, n: usize, queries: usize, dim: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
+    use rayon::prelude::*;
+    let gauss = |count: usize, stream: u64| -> Vec<f32> {
+        let block = 4096 * dim;
+        let mut v = vec![0f32; count * dim];
+        v.par_chunks_mut(block).enumerate().for_each(|(b, chunk)| {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ (stream << 40) ^ b as u64);
+            let normal = Normal::new(0f32, 1.0).expect("valid");
+            chunk.iter_mut().for_each(|x| *x = normal.sample(&mut rng));
+        });
+        v
+    };
+    match kind {
+        Synthetic::Uniform => {
+            let (mut d, mut q) = (gauss(n, 1), gauss(queries, 2));
+            normalize(&mut d, dim);
+            normalize(&mut q, dim);
+            (d, q)
+        }
+        Synthetic::Clustered => {
+            let centres_n = (n / 16).max(1);
+            let mut centres = gauss(centres_n, 3);
+            normalize(&mut centres, dim);
+            let spread = 0.35 / (dim as f32).sqrt();
+            let place = |count: usize, stream: u64| {
+                let mut v = gauss(count, stream);
+                v.par_chunks_mut(dim).enumerate().for_each(|(i, row)| {
+                    // Point i belongs to centre (i · a prime) mod centres_n: spread evenly.
+                    let c = (i.wrapping_mul(2_654_435_761) ^ stream as usize) % centres_n;
+                    let centre = &centres[c * dim..(c + 1) * dim];
+                    row.iter_mut().zip(centre).for_each(|(x, m)| *x = m + spread * *x);
+                });
+                normalize(&mut v, dim);
+                v
+            };
+            (place(n, 4), place(queries, 5))
+        }
+    }
+}
+
+/// What the benchmark measured.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ScaleResult {
+    /// "synthetic uniform", "synthetic clustered", or the real index's path.
+    pub data: String,
+    pub n: usize,
+    pub dim: usize,
+    pub threads: usize,
+    pub config: IndexConfig,
+    pub build_seconds: f64,
+    /// usearch's own count of the index's bytes in memory.
+    pub index_memory_bytes: usize,
+    /// Peak resident memory of the process (VmHWM), when the OS reports it.
+    pub peak_rss_bytes: Option<u64>,
+    pub file_bytes: u64,
+    pub save_seconds: f64,
+    /// Time to open the saved file read-only (memory-mapped, checksums verified).
+    pub open_seconds: f64,
+    pub queries: usize,
+    pub k: usize,
+    /// Single-threaded query latency on the opened index, milliseconds.
+    pub query_p50_ms: f64,
+    pub query_p99_ms: f64,
+    /// Single-threaded exact (brute-force) query latency, milliseconds, on the first queries.
+    pub exact_query_p50_ms: f64,
+    pub recall_at_k: f64,
+    /// The same queries at other search sizes (ef) on the same index.
+    pub by_ef: Vec<EfResult>,
+}
+
+/// Query latency and recall at one search size.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EfResult {
+    pub ef: usize,
+    pub query_p50_ms: f64,
+    pub query_p99_ms: f64,
+    pub recall_at_k: f64,
+}
+
+/// Peak resident set size from /proc/self/status (Linux), in bytes.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[i]
+}
+
+/// Builds an index of `data` (`n × dim`), saves it under `dir`, reopens it read-only and
+/// measures queries (one at a time, single-threaded) and recall@k against [`exact_knn`].
+/// `progress` is told each phase.
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    label: &str,
+    data: &[f32],
+    queries: &[f32],
+    config: &IndexConfig,
+    other_ef: &[usize],
+    k: usize,
+    threads: usize,
+    dir: &std::path::Path,
+    progress: &dyn Fn(&str),
+) -> Result<ScaleResult> {
+    let dim = config.dim;
+    let n = data.len() / dim;
+    let nq = queries.len() / dim;
+    progress(&format!("building: {n} vectors × {dim} on {threads} threads"));
+    let t = Instant::now();
+    let index = config.init()?;
+    let keys: Vec<u64> = (0..n as u64).collect();
+    index.add_batch(&keys, data, threads)?;
+    let build_seconds = t.elapsed().as_secs_f64();
+    let index_memory_bytes = index.memory_usage();
+    progress("saving");
+    let path = dir.join("bench.idx");
+    let t = Instant::now();
+    index.save(&path, &())?;
+    let save_seconds = t.elapsed().as_secs_f64();
+    drop(index);
+    let file_bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let t = Instant::now();
+    let (mut index, ()) = VectorIndex::open(&path, false)?;
+    let open_seconds = t.elapsed().as_secs_f64();
+    progress("exact reference");
+    let truth = exact_knn(data, dim, queries, k);
+    let mut by_ef = Vec::new();
+    for &ef in std::iter::once(&config.expansion_search).chain(other_ef) {
+        progress(&format!("querying: {nq} queries at ef {ef}"));
+        index.set_expansion_search(ef);
+        let mut lat = Vec::with_capacity(nq);
+        let mut found: Vec<Vec<Neighbor>> = Vec::with_capacity(nq);
+        for q in queries.chunks(dim) {
+            let t = Instant::now();
+            found.push(index.search(q, k)?);
+            lat.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        lat.sort_by(f64::total_cmp);
+        by_ef.push(EfResult {
+            ef,
+            query_p50_ms: percentile(&lat, 0.5),
+            query_p99_ms: percentile(&lat, 0.99),
+            recall_at_k: recall_at_k(&found, &truth, k),
+        });
+    }
+    let main = by_ef.remove(0);
+    let mut exact_lat: Vec<f64> = queries
+        .chunks(dim)
+        .take(20)
+        .map(|q| {
+            let t = Instant::now();
+            let _ = exact_knn_single(data, dim, q, k);
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    exact_lat.sort_by(f64::total_cmp);
+    let _ = std::fs::remove_file(&path);
+    Ok(ScaleResult {
+        data: label.to_string(),
+        n,
+        dim,
+        threads,
+        config: config.clone(),
+        build_seconds,
+        index_memory_bytes,
+        peak_rss_bytes: peak_rss_bytes(),
+        file_bytes,
+        save_seconds,
+        open_seconds,
+        queries: nq,
+        k,
+        query_p50_ms: main.query_p50_ms,
+        query_p99_ms: main.query_p99_ms,
+        exact_query_p50_ms: percentile(&exact_lat, 0.5),
+        recall_at_k: main.recall_at_k,
+        by_ef,
+    })
+}
+
+/// One exact query on the calling thread (the latency reference).
+fn exact_knn_single(data: &[f32], dim: usize, q: &[f32], k: usize) -> Vec<Neighbor> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .map(|pool| pool.install(|| exact_knn(data, dim, q, k)))
+        .ok()
+        .and_then(|mut v| v.pop())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synthetic_vectors_are_unit_deterministic_and_clustered_ones_have_close_neighbours() {
+        let (a, qa) = synthetic(Synthetic::Clustered, 2000, 10, 16, 7);
+        let (b, _) = synthetic(Synthetic::Clustered, 2000, 10, 16, 7);
+        assert_eq!(a, b);
+        assert_eq!(qa.len(), 160);
+        for row in a.chunks(16) {
+            assert!((row.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-4);
+        }
+        // A clustered query's nearest neighbour is much closer than a uniform one's.
+        let (u, qu) = synthetic(Synthetic::Uniform, 2000, 10, 16, 7);
+        let near = |d: &[f32], q: &[f32]| exact_knn(d, 16, q, 1).iter().map(|r| r[0].distance).sum::<f32>() / 10.0;
+        assert!(near(&a, &qa) < 0.6 * near(&u, &qu), "{} vs {}", near(&a, &qa), near(&u, &qu));
+    }
+
+    #[test]
+    fn small_benchmark_reports_sane_numbers() {
+        let dim = 16;
+        let (d, q) = synthetic(Synthetic::Clustered, 3000, 30, dim, 1);
+        let dir = tempfile::tempdir().unwrap();
+        let r = run("synthetic clustered", &d, &q, &IndexConfig::new(dim), &[16], 10, 2, dir.path(), &|_| {}).unwrap();
+        assert_eq!((r.n, r.queries, r.k), (3000, 30, 10));
+        assert!(r.recall_at_k > 0.9, "{r:?}");
+        assert!(r.query_p50_ms <= r.query_p99_ms);
+        assert!(r.file_bytes > (3000 * dim * 4) as u64);
+        assert!(!dir.path().join("bench.idx").exists());
+        assert_eq!(r.by_ef.len(), 1);
+        assert_eq!(r.by_ef[0].ef, 16);
+        assert!(r.by_ef[0].recall_at_k <= r.recall_at_k + 0.02, "{r:?}");
+    }
+}
