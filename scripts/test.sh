@@ -16,3 +16,14 @@ if [ "${STABILIZE_TORCH_CHECK:-0}" = 1 ]; then
   .venv-torch/bin/python scripts/mobilenet_vs_pytorch.py --stabilize target/debug/stabilize --data "$STABILIZE_DATA"
 fi
 STABILIZE_REQUIRE_DATA=1 STABILIZE_REQUIRE_CHROMIUM=1 cargo test --workspace --locked
+# Fuzz smoke run: each cargo-fuzz target (libFuzzer; stable toolchain with RUSTC_BOOTSTRAP for the
+# sanitizer flags) replays its committed corpus, then fuzzes for 20 s. New inputs go to a
+# scratch dir, not the checkout.
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
+work=$(mktemp -d)
+for t in idx image spec torch_pickle; do
+  mkdir -p "$work/$t"
+  (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O "$t" "$work/$t" "corpus/$t" -- \
+    -max_total_time="${STABILIZE_FUZZ_SECONDS:-20}" -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 2>&1 | tail -n 30)
+done
+rm -rf "$work"

@@ -257,6 +257,9 @@ pub fn train_classifier(
     device.seed(config.seed);
     let mut model = config.model.init(&train_dev);
     materialize(&model);
+    // Two checkpoints (the old one stays until the new one is in place) of weights and AdamW's two
+    // moments, and the final model: found before the first epoch, not after the last.
+    stabilize_core::fsutil::ensure_space(out, model.num_params() as u64 * 4 * 7 + (16 << 20), "training")?;
     let mut optim = AdamWConfig::new().with_epsilon(1e-8).with_weight_decay(config.weight_decay as f32).init();
     if state.epochs_done > 0 {
         let (m, o) = checkpoint_paths(out, state.epochs_done);

@@ -386,6 +386,7 @@ fn bench(
     if n == 0 || dim == 0 || queries == 0 || k == 0 {
         bail!("--n, --dim, --queries and --k must be ≥ 1");
     }
+    params.config(dim)?; // bad parameters fail before any work
     let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let (label, data, qs, dim) = match from {
         Some(p) => {

@@ -86,6 +86,62 @@ fn file_names(v: &serde_json::Value, key: &str) -> Vec<String> {
     names
 }
 
+/// A 256 KiB tmpfs, unmounted on drop; `None` where this process may not mount (not root, or a
+/// container without the capability).
+struct SmallDisk(std::path::PathBuf);
+impl SmallDisk {
+    fn mount(at: &Path) -> Option<SmallDisk> {
+        std::fs::create_dir_all(at).ok()?;
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs", at.to_str()?])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        ok.then(|| SmallDisk(at.to_path_buf()))
+    }
+}
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).output();
+    }
+}
+
+#[test]
+fn a_full_disk_is_a_clear_error_before_the_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(&tmp.path().join("small")) else {
+        assert!(std::env::var("STABILIZE_REQUIRE_MOUNT").as_deref() != Ok("1"), "cannot mount a tmpfs");
+        eprintln!("skipping: cannot mount a small tmpfs here");
+        return;
+    };
+    let out = disk.0.join("run");
+    // Training checks the free space against its checkpoints before the first step.
+    if let Some(data) = fashion_mnist_data() {
+        let o = stabilize(&[
+            "train",
+            "classify",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--epochs",
+            "1",
+            "--train-subset",
+            "256",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_one_line_error(&o, "training needs about");
+        assert!(!out.join("model.bpk").exists());
+    }
+    // Writing a large output to the full disk: a one-line error, and no partial or temporary file.
+    std::fs::write(disk.0.join("filler"), vec![7u8; 200 << 10]).unwrap();
+    let target = disk.0.join("out.bmp");
+    let big_img = tmp.path().join("big.png");
+    image::RgbImage::from_fn(400, 300, |x, y| image::Rgb([x as u8, y as u8, 3])).save(&big_img).unwrap();
+    let o = stabilize(&["distort", "--spec", "jpeg:90", big_img.to_str().unwrap(), target.to_str().unwrap()]);
+    assert_one_line_error(&o, "No space left on device");
+    let left: Vec<_> = std::fs::read_dir(&disk.0).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left.len(), if out.exists() { 2 } else { 1 }, "temporary files left: {left:?}");
+}
+
 #[test]
 fn broken_and_odd_images_are_skipped_with_reasons_by_every_reader() {
     let tmp = tempfile::tempdir().unwrap();
@@ -117,6 +173,47 @@ fn broken_and_odd_images_are_skipped_with_reasons_by_every_reader() {
         }
         assert!(skipped.iter().any(|s| s == "loop"), "the symlink loop is reported: {skipped:?}");
         assert_eq!(v["files_seen"].as_u64().unwrap() as usize, ok.len() + skipped.len(), "{v}");
+    }
+}
+
+#[test]
+fn every_subcommand_rejects_bad_arguments_in_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path().join("x").to_string_lossy().into_owned();
+    let img = tmp.path().join("in.png");
+    write_png(&img);
+    let i = img.to_str().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["train", "classify", "--alpha=-1", "--out", &t], "alpha must be ≥ 0"),
+        (&["train", "classify", "--sigma", "2", "--out", &t], "0 ≤ σ ≤ 1"),
+        (&["train", "classify", "--loss", "hinge", "--out", &t], "hinge"),
+        (&["train", "classify", "--dataset", "cifar", "--out", &t], "unknown dataset 'cifar'"),
+        (&["train", "embed", "--alpha=-0.5", "--out", &t], "alpha must be ≥ 0"),
+        (&["train", "embed", "--sigma=-0.1", "--out", &t], "0 ≤ σ ≤ 1"),
+        (&["eval", "classify", "--model", "/no/such/run"], "/no/such/run"),
+        (&["eval", "embed", "--model", "/no/such/run"], "/no/such/run"),
+        (&["compare", "/no/such/a", "/no/such/b"], "/no/such/a"),
+        (&["distort", "--spec", "rotate:5", i, &t], "unknown distortion 'rotate'"),
+        (&["measure", "--spec", "noise:1.5", i], "0 ≤ σ ≤ 1"),
+        (&["dupes", i, "--hash", "xhash"], "xhash"),
+        (&["dupes", i, "--threshold=-1"], "--threshold must be ≥ 0"),
+        (&["dupes", i, "--jobs", "0"], "--jobs must be ≥ 1"),
+        (&["dupes", i, "--model", "/no/such/run"], "/no/such/run"),
+        (&["index", "build", i, "--model", "/no/such/run", "--out", &t], "/no/such/run"),
+        (&["index", "query", "/no/such.idx", i], "/no/such.idx"),
+        (&["index", "bench", "--n", "0"], "must be ≥ 1"),
+        (&["index", "bench", "--n", "10", "--quantization", "f8"], "unknown --quantization 'f8'"),
+        (&["report", "--runs", "/no/such/run", "--out", &t], "/no/such/run"),
+        (&["bench", "--backend", "abacus"], "abacus"),
+        (&["fetch", "imagenet-full", "--data-dir", &t], "imagenet-full"),
+    ];
+    for (args, want) in cases {
+        let o = stabilize(args);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        let err = stderr(&o);
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: not one line: {err:?}");
+        assert!(err.contains(want), "{args:?}: expected '{want}' in {err:?}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
 

@@ -72,6 +72,52 @@ pub fn ensure_writable_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Bytes available to this user on the file system holding `dir` (`statvfs`), if the OS says.
+pub fn available_space(dir: &Path) -> Option<u64> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: `c` is a valid NUL-terminated path and `st` a properly sized out-parameter.
+        if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+            return None;
+        }
+        Some(st.f_bavail as u64 * st.f_frsize as u64)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        None
+    }
+}
+
+/// Fails at once, with a clear message, when the file system holding `dir` has fewer than `need`
+/// bytes free for `what`: a full disk is found before hours of work, not after.
+pub fn ensure_space(dir: &Path, need: u64, what: &str) -> Result<()> {
+    match available_space(dir) {
+        Some(free) if free < need => Err(Error::Invalid(format!(
+            "{}: only {} free, {what} needs about {}; free some space or choose another --out",
+            dir.display(),
+            human_bytes(free),
+            human_bytes(need)
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// `1.5 MiB`-style sizes.
+pub fn human_bytes(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < units.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", units[u]) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,6 +138,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = write_atomic(&dir.path().join("no/such/dir/x"), b"x").unwrap_err();
         assert!(err.to_string().contains("does not exist"), "{err}");
+    }
+
+    #[test]
+    fn space_check_passes_with_room_and_names_the_shortfall() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(available_space(dir.path()).unwrap() > 0);
+        ensure_space(dir.path(), 1, "a test").unwrap();
+        let err = ensure_space(dir.path(), u64::MAX, "a test").unwrap_err().to_string();
+        assert!(err.contains("only ") && err.contains("a test needs about 16777216.0 TiB"), "{err}");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(12), "12 B");
     }
 
     #[test]

@@ -15,7 +15,9 @@ pub mod fsutil;
 pub mod hash;
 pub mod idx;
 pub mod image;
+#[cfg(feature = "index")]
 pub mod index;
+#[cfg(feature = "index")]
 pub mod index_bench;
 pub mod jpeg;
 pub mod load;
