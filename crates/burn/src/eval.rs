@@ -4,6 +4,7 @@ use burn::tensor::Device;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use stabilize_core::Distortion;
+use stabilize_core::corruptions::ImageOp;
 use stabilize_core::distort::item_seed;
 use stabilize_core::fashion_mnist::{SIDE, Split};
 use stabilize_core::metrics::classify::{flip_rate, mean, predictions, quantile, row_distances, top_k_accuracy};
@@ -43,15 +44,97 @@ pub struct ClassifyEval {
     pub seed: u64,
     pub clean: CleanEval,
     pub distortions: Vec<DistortionEval>,
+    /// With `--suite corruptions`: the per-corruption summary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corruptions: Option<CorruptionSummary>,
+}
+
+/// One corruption family over its five severities.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CorruptionRow {
+    pub corruption: String,
+    /// Top-1 error at severities 1..5.
+    pub error: Vec<f64>,
+    pub mean_error: f64,
+    /// Mean flip rate over the severities.
+    pub mean_flip_rate: f64,
+}
+
+/// The corruption suite's summary. The mean corruption error is **unnormalised**: the plain mean
+/// of top-1 error over all corruptions and severities (ImageNet-C divides each by AlexNet's error;
+/// there is no such reference model for Fashion-MNIST).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CorruptionSummary {
+    pub rows: Vec<CorruptionRow>,
+    pub mean_corruption_error: f64,
+    pub mean_flip_rate: f64,
+}
+
+impl CorruptionSummary {
+    /// Groups `name:severity` results (in suite order) by name.
+    pub fn from_results(results: &[DistortionEval]) -> Self {
+        let mut rows: Vec<CorruptionRow> = Vec::new();
+        for r in results {
+            let name = r.spec.split(':').next().unwrap_or(&r.spec).to_string();
+            if rows.last().is_none_or(|row| row.corruption != name) {
+                rows.push(CorruptionRow { corruption: name, error: Vec::new(), mean_error: 0.0, mean_flip_rate: 0.0 });
+            }
+            let row = rows.last_mut().expect("pushed");
+            row.error.push(1.0 - r.top1);
+            row.mean_flip_rate += r.flip_rate;
+        }
+        for row in &mut rows {
+            let n = row.error.len().max(1) as f64;
+            row.mean_error = row.error.iter().sum::<f64>() / n;
+            row.mean_flip_rate /= n;
+        }
+        let n = rows.len().max(1) as f64;
+        CorruptionSummary {
+            mean_corruption_error: rows.iter().map(|r| r.mean_error).sum::<f64>() / n,
+            mean_flip_rate: rows.iter().map(|r| r.mean_flip_rate).sum::<f64>() / n,
+            rows,
+        }
+    }
 }
 
 /// Evaluates `model` on `test`: clean, then each distortion applied to the 8-bit test images
 /// (decode → distort → re-quantise to 8 bits). `on_progress(i, total)` is called per distortion.
+#[allow(clippy::too_many_arguments)]
 pub fn evaluate_classifier(
     name: &str,
     model: &SmallCnn,
     test: &Split,
     distortions: &[Distortion],
+    seed: u64,
+    device: &Device,
+    on_progress: &mut dyn FnMut(usize, usize),
+) -> Result<ClassifyEval, stabilize_core::Error> {
+    let ops: Vec<&dyn ImageOp> = distortions.iter().map(|d| d as &dyn ImageOp).collect();
+    evaluate_classifier_ops(name, model, test, &ops, seed, device, on_progress)
+}
+
+/// The corruption suite (45 corruptions × severities) as an evaluation, with its summary.
+pub fn evaluate_corruptions(
+    name: &str,
+    model: &SmallCnn,
+    test: &Split,
+    seed: u64,
+    device: &Device,
+    on_progress: &mut dyn FnMut(usize, usize),
+) -> Result<ClassifyEval, stabilize_core::Error> {
+    let suite = stabilize_core::corruptions::suite();
+    let ops: Vec<&dyn ImageOp> = suite.iter().map(|c| c as &dyn ImageOp).collect();
+    let mut eval = evaluate_classifier_ops(name, model, test, &ops, seed, device, on_progress)?;
+    eval.corruptions = Some(CorruptionSummary::from_results(&eval.distortions));
+    Ok(eval)
+}
+
+/// [`evaluate_classifier`] over any image operations.
+pub fn evaluate_classifier_ops(
+    name: &str,
+    model: &SmallCnn,
+    test: &Split,
+    distortions: &[&dyn ImageOp],
     seed: u64,
     device: &Device,
     on_progress: &mut dyn FnMut(usize, usize),
@@ -70,13 +153,13 @@ pub fn evaluate_classifier(
         on_progress(k, distortions.len());
         let distorted: Vec<Vec<u8>> = (0..test.len())
             .into_par_iter()
-            .map(|i| d.apply(&test.image(i), item_seed(seed, i as u64)).map(|img| img.into_data()))
+            .map(|i| d.apply_op(&test.image(i), item_seed(seed, i as u64)).map(|img| img.into_data()))
             .collect::<Result<_, _>>()?;
         let px: Vec<&[u8]> = distorted.iter().map(Vec::as_slice).collect();
         let (dl, df) = infer(model, &px, 1, SIDE, batch, device);
         let distances = row_distances(&features, &df, dim);
         out.push(DistortionEval {
-            spec: d.to_string(),
+            spec: d.spec(),
             top1: top_k_accuracy(&dl, 10, &test.labels, 1),
             top5: top_k_accuracy(&dl, 10, &test.labels, 5),
             flip_rate: flip_rate(&clean_pred, &predictions(&dl, 10)),
@@ -85,5 +168,39 @@ pub fn evaluate_classifier(
         });
     }
     on_progress(distortions.len(), distortions.len());
-    Ok(ClassifyEval { model: name.to_string(), images: test.len(), seed, clean, distortions: out })
+    Ok(ClassifyEval { model: name.to_string(), images: test.len(), seed, clean, distortions: out, corruptions: None })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(spec: &str, top1: f64, flip: f64) -> DistortionEval {
+        DistortionEval {
+            spec: spec.into(),
+            top1,
+            top5: 1.0,
+            flip_rate: flip,
+            feature_distance_mean: 0.0,
+            feature_distance_p90: 0.0,
+        }
+    }
+
+    #[test]
+    fn corruption_summary_groups_by_family_and_averages_unnormalised() {
+        let results = vec![
+            row("contrast:1", 0.9, 0.1),
+            row("contrast:2", 0.7, 0.3),
+            row("jpeg:1", 0.8, 0.0),
+            row("jpeg:2", 0.8, 0.2),
+        ];
+        let s = CorruptionSummary::from_results(&results);
+        assert_eq!(s.rows.len(), 2);
+        assert_eq!(s.rows[0].corruption, "contrast");
+        assert!((s.rows[0].error[1] - 0.3).abs() < 1e-12);
+        assert!((s.rows[0].mean_error - 0.2).abs() < 1e-12);
+        assert!((s.rows[1].mean_flip_rate - 0.1).abs() < 1e-12);
+        assert!((s.mean_corruption_error - 0.2).abs() < 1e-12); // (0.2 + 0.2) / 2
+        assert!((s.mean_flip_rate - 0.15).abs() < 1e-12); // (0.2 + 0.1) / 2
+    }
 }

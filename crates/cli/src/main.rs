@@ -318,6 +318,11 @@ enum EvalCommand {
         /// Seed of the distortions' random parts.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// `corruptions`: the ImageNet-C-style suite (9 corruptions × 5 severities) instead of
+        /// --distortions; per-corruption error, flip rates and the (unnormalised) mean corruption
+        /// error, written to MODEL/eval-corruptions.json.
+        #[arg(long)]
+        suite: Option<String>,
         #[command(flatten)]
         run: RunArgs,
         /// Print one JSON object instead of a table.
@@ -356,9 +361,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Measure { spec, seed, json, paths } => measure(&spec, seed, json, &paths),
         Command::Train(TrainCommand::Classify(args)) => train_classify(args),
         Command::Train(TrainCommand::Embed(args)) => train_embed(args),
-        Command::Eval(EvalCommand::Classify { model, distortions, seed, run, json }) => {
-            eval_classify(&model, &distortions, seed, &run, json)
-        }
+        Command::Eval(EvalCommand::Classify { model, distortions, seed, suite, run, json }) => match suite.as_deref() {
+            None => eval_classify(&model, &distortions, seed, &run, json),
+            Some("corruptions") => eval_corruptions(&model, seed, &run, json),
+            Some(other) => bail!("unknown --suite '{other}' (known: corruptions)"),
+        },
         Command::Eval(EvalCommand::Embed { model, distortions, seed, baseline, run, json }) => {
             eval_embed(&model, &distortions, seed, baseline.as_deref(), &run, json)
         }
@@ -658,6 +665,52 @@ fn eval_classify(model_dir: &Path, distortions: &str, seed: u64, run: &RunArgs, 
             d.feature_distance_p90
         );
     }
+    Ok(())
+}
+
+fn eval_corruptions(model_dir: &Path, seed: u64, run: &RunArgs, json: bool) -> Result<()> {
+    let device = device(&run.backend)?;
+    let (config, model) = stabilize_burn::train::load_classifier(model_dir, &device)?;
+    let data = load_fashion_mnist(&config.dataset, run.data_dir.as_deref())?;
+    let pb = spinner(json);
+    let name = model_dir.display().to_string();
+    let started = Instant::now();
+    let eval = stabilize_burn::eval::evaluate_corruptions(&name, &model, &data.test, seed, &device, &mut |k, n| {
+        pb.set_message(format!("corruption {}/{n}", (k + 1).min(n)))
+    })?;
+    pb.finish_and_clear();
+    stabilize_core::fsutil::write_atomic(&model_dir.join("eval-corruptions.json"), &serde_json::to_vec_pretty(&eval)?)?;
+    if json {
+        println!("{}", serde_json::to_string(&eval)?);
+        return Ok(());
+    }
+    let summary = eval.corruptions.as_ref().expect("the suite fills the summary");
+    println!(
+        "{} on {} Fashion-MNIST test images; clean error {:.2}%",
+        eval.model,
+        eval.images,
+        (1.0 - eval.clean.top1) * 100.0
+    );
+    println!(
+        "{:<15} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}",
+        "corruption", "s1", "s2", "s3", "s4", "s5", "mean", "flip"
+    );
+    for r in &summary.rows {
+        let e: Vec<String> = r.error.iter().map(|e| format!("{:>6.2}%", e * 100.0)).collect();
+        println!(
+            "{:<15} {} {:>6.2}% {:>6.2}%",
+            r.corruption,
+            e.join(" "),
+            r.mean_error * 100.0,
+            r.mean_flip_rate * 100.0
+        );
+    }
+    println!(
+        "mean corruption error (unnormalised) {:.2}%, mean flip rate {:.2}% ({:.0}s)",
+        summary.mean_corruption_error * 100.0,
+        summary.mean_flip_rate * 100.0,
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

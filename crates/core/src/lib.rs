@@ -5,6 +5,7 @@
 //! depends on burn, so it is quick to build and test alone.
 
 pub mod assets;
+pub mod corruptions;
 pub mod crops;
 pub mod distort;
 pub mod dupes;

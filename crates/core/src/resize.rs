@@ -14,6 +14,8 @@ pub enum Filter {
     Bicubic,
     /// Lanczos, 3 lobes (Pillow `LANCZOS`).
     Lanczos3,
+    /// Box (area average down, pixel replication up; Pillow `BOX`): the pixelate corruption.
+    Box,
 }
 
 impl Filter {
@@ -22,6 +24,7 @@ impl Filter {
             Filter::Bilinear => fir::FilterType::Bilinear,
             Filter::Bicubic => fir::FilterType::CatmullRom,
             Filter::Lanczos3 => fir::FilterType::Lanczos3,
+            Filter::Box => fir::FilterType::Box,
         };
         fir::ResizeAlg::Convolution(f)
     }
