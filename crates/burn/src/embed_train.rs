@@ -244,8 +244,7 @@ pub fn train_embedder(
             .map_err(|e| TrainError::Checkpoint { path: weights.to_path_buf(), message: e.to_string() })?
     };
     materialize(&model);
-    // Two checkpoints (weights and AdamW's moments) and the final model, before the first step.
-    stabilize_core::fsutil::ensure_space(out, model.num_params() as u64 * 4 * 7 + (16 << 20), "training")?;
+    crate::train::ensure_checkpoint_space(out, model.num_params())?;
     let mut model = model.freeze_trunk();
     let mut optim = AdamWConfig::new().with_epsilon(1e-8).with_weight_decay(config.weight_decay as f32).init();
     if state.steps_done > 0 {

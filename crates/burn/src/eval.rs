@@ -99,7 +99,6 @@ impl CorruptionSummary {
 
 /// Evaluates `model` on `test`: clean, then each distortion applied to the 8-bit test images
 /// (decode → distort → re-quantise to 8 bits). `on_progress(i, total)` is called per distortion.
-#[allow(clippy::too_many_arguments)]
 pub fn evaluate_classifier(
     name: &str,
     model: &SmallCnn,

@@ -257,9 +257,7 @@ pub fn train_classifier(
     device.seed(config.seed);
     let mut model = config.model.init(&train_dev);
     materialize(&model);
-    // Two checkpoints (the old one stays until the new one is in place) of weights and AdamW's two
-    // moments, and the final model: found before the first epoch, not after the last.
-    stabilize_core::fsutil::ensure_space(out, model.num_params() as u64 * 4 * 7 + (16 << 20), "training")?;
+    ensure_checkpoint_space(out, model.num_params())?;
     let mut optim = AdamWConfig::new().with_epsilon(1e-8).with_weight_decay(config.weight_decay as f32).init();
     if state.epochs_done > 0 {
         let (m, o) = checkpoint_paths(out, state.epochs_done);
@@ -377,6 +375,13 @@ pub fn train_classifier(
     };
     write_atomic(&out.join("metrics.json"), &serde_json::to_vec_pretty(&summary).expect("serialisable"))?;
     Ok(summary)
+}
+
+/// Fails before training when `out`'s file system cannot hold two checkpoints (the old one stays
+/// until the new one is in place) of weights and AdamW's two moments, and the final model: a full
+/// disk is found before the first step, not after the last.
+pub(crate) fn ensure_checkpoint_space(out: &Path, num_params: usize) -> Result<(), TrainError> {
+    Ok(stabilize_core::fsutil::ensure_space(out, num_params as u64 * 4 * 7 + (16 << 20), "training")?)
 }
 
 fn checkpoint_paths(out: &Path, epoch: usize) -> (PathBuf, PathBuf) {

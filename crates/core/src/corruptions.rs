@@ -173,15 +173,14 @@ impl Corruption {
                         .collect()
                 }
                 Kind::GaussianBlur => {
-                    let k = gaussian_kernel(at([0.4f32, 0.6, 0.7, 0.8, 1.0], s));
-                    separable(&x, w as usize, h as usize, ch.count(), &k)
+                    let k = outer(&gaussian_kernel(at([0.4f32, 0.6, 0.7, 0.8, 1.0], s)));
+                    convolve2d(&x, w as usize, h as usize, ch.count(), &k)
                 }
                 Kind::DefocusBlur => {
                     let (radius, alias) = at([(0.3f32, 0.4f32), (0.4, 0.5), (0.5, 0.6), (1.0, 0.2), (1.5, 0.1)], s);
                     let disk = disk_kernel(radius);
                     let blurred = convolve2d(&x, w as usize, h as usize, ch.count(), &disk);
-                    let g = gaussian_kernel3(alias);
-                    separable(&blurred, w as usize, h as usize, ch.count(), &g)
+                    convolve2d(&blurred, w as usize, h as usize, ch.count(), &outer(&gaussian_kernel3(alias)))
                 }
                 Kind::Brightness => {
                     let c = at([0.05f32, 0.1, 0.15, 0.2, 0.3], s);
@@ -234,35 +233,9 @@ fn disk_kernel(radius: f32) -> (usize, Vec<f32>) {
     (size, k)
 }
 
-/// Horizontal then vertical pass of a symmetric 1-D kernel; edges replicate (nearest).
-fn separable(x: &[f32], w: usize, h: usize, c: usize, k: &[f32]) -> Vec<f32> {
-    let r = (k.len() / 2) as isize;
-    let clamp = |i: isize, n: usize| i.clamp(0, n as isize - 1) as usize;
-    let mut tmp = vec![0f32; x.len()];
-    for y in 0..h {
-        for xx in 0..w {
-            for ch in 0..c {
-                tmp[(y * w + xx) * c + ch] = k
-                    .iter()
-                    .enumerate()
-                    .map(|(j, kv)| kv * x[(y * w + clamp(xx as isize + j as isize - r, w)) * c + ch])
-                    .sum();
-            }
-        }
-    }
-    let mut out = vec![0f32; x.len()];
-    for y in 0..h {
-        for xx in 0..w {
-            for ch in 0..c {
-                out[(y * w + xx) * c + ch] = k
-                    .iter()
-                    .enumerate()
-                    .map(|(j, kv)| kv * tmp[(clamp(y as isize + j as isize - r, h) * w + xx) * c + ch])
-                    .sum();
-            }
-        }
-    }
-    out
+/// The square 2-D kernel `k kᵀ` of a 1-D kernel, as `(size, weights)`.
+fn outer(k: &[f32]) -> (usize, Vec<f32>) {
+    (k.len(), k.iter().flat_map(|a| k.iter().map(move |b| a * b)).collect())
 }
 
 /// 2-D convolution with a square kernel `(size, weights)`; edges replicate.
