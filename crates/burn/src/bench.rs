@@ -1,5 +1,10 @@
-//! Training-step throughput: the plain step against the stabilized step, same model and batch.
+//! Throughput of the classifier: the plain training step against the stabilized step (same model
+//! and batch), inference, and one end-to-end epoch on Fashion-MNIST.
+//!
+//! `scripts/bench_pytorch.py` is the same model, loss, optimiser and batch in PyTorch;
+//! `stabilize bench` runs both side by side.
 
+use std::path::Path;
 use std::time::Instant;
 
 use burn::module::Module;
@@ -70,4 +75,53 @@ pub fn train_step_throughput(
     let plain = rate(false);
     let stabilized = rate(true);
     StepThroughput { batch_size, steps, plain_img_per_s: plain, stabilized_img_per_s: stabilized }
+}
+
+/// Inference images per second of the Fashion-MNIST CNN on `device` (no autodiff): `steps`
+/// batches of `batch_size` random images after 3 warm-up batches, logits read back to the host
+/// each batch (as evaluation does).
+pub fn infer_throughput(model: &SmallCnnConfig, device: &Device, batch_size: usize, steps: usize) -> f64 {
+    device.seed(0);
+    let m = model.init(device);
+    materialize(&m);
+    let x = Tensor::<4>::random([batch_size, 1, 28, 28], burn::tensor::Distribution::Default, device);
+    let run = || {
+        let logits: Vec<f32> = m.forward(x.clone()).try_into_vec_as::<f32>().expect("float logits");
+        std::hint::black_box(logits);
+    };
+    for _ in 0..3 {
+        run();
+    }
+    let started = Instant::now();
+    for _ in 0..steps {
+        run();
+    }
+    (batch_size * steps) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// One end-to-end stabilized epoch (α 0.01, σ 0.04, the paper's loss, batch `batch_size`) over the
+/// first `images` Fashion-MNIST training images in `fashion_mnist_dir`, on `device`: reading and
+/// decoding the IDX files, batching, noise, training, the test-set evaluation and the checkpoint
+/// write all included. Returns (seconds, test top-1).
+pub fn epoch_seconds(
+    fashion_mnist_dir: &Path,
+    device: &Device,
+    batch_size: usize,
+    images: usize,
+    scratch: &Path,
+) -> Result<(f64, f64), crate::train::TrainError> {
+    use crate::train::{ClassifyTrainConfig, train_classifier};
+    let started = Instant::now();
+    let data = stabilize_core::fashion_mnist::FashionMnist::load(fashion_mnist_dir)?;
+    let config = ClassifyTrainConfig {
+        alpha: 0.01,
+        sigma: 0.04,
+        epochs: 1,
+        batch_size,
+        seed: 1,
+        train_subset: Some(images),
+        ..ClassifyTrainConfig::new()
+    };
+    let summary = train_classifier(&config, &data.train, &data.test, device, scratch, false, &mut |_| {})?;
+    Ok((started.elapsed().as_secs_f64(), summary.test_top1))
 }

@@ -24,7 +24,10 @@ use stabilize_core::crops::{Photo, Triplet, is_test, render_triplet, sample_trip
 use stabilize_core::distort::item_seed;
 use stabilize_core::fsutil::{ensure_writable_dir, write_atomic};
 
+use stabilize_core::perturb::Perturbation;
+
 use crate::embed::{EmbedNet, EmbedNetConfig, embed_loss};
+use crate::loss::Objective;
 use crate::model::materialize;
 use crate::tensor::{images_to_tensor, planar_pixels};
 use crate::train::{TrainError, read_json};
@@ -52,6 +55,13 @@ pub struct EmbedTrainConfig {
     /// Share of photos held out for evaluation (the split rule is in `stabilize_core::crops`).
     pub test_fraction: f64,
     pub checkpoint_every: usize,
+    /// `stability` (the paper) or `augment` (the triplet loss on `x'` only; α 0). JSD needs class
+    /// distributions and has no embedding form.
+    #[serde(default)]
+    pub objective: Objective,
+    /// How `x'` is drawn; `None` is the paper's `noise:σ` with `sigma` above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub perturb: Option<Perturbation>,
 }
 
 impl EmbedTrainConfig {
@@ -70,7 +80,14 @@ impl EmbedTrainConfig {
             seed: 0,
             test_fraction: 0.25,
             checkpoint_every: 50,
+            objective: Objective::Stability,
+            perturb: None,
         }
+    }
+
+    /// How `x'` is drawn: `perturb`, else the paper's noise with `sigma`.
+    pub fn perturbation(&self) -> Perturbation {
+        self.perturb.clone().unwrap_or(Perturbation::Noise { sigma: self.sigma })
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -84,8 +101,25 @@ impl EmbedTrainConfig {
         if !(self.sigma.is_finite() && (0.0..=1.0).contains(&self.sigma)) {
             return Err(format!("sigma is on the [0,1] pixel scale: 0 ≤ σ ≤ 1, got {}", self.sigma));
         }
-        if self.alpha > 0.0 && self.sigma == 0.0 {
-            return Err("alpha > 0 needs sigma > 0".into());
+        let views = self.objective.views(self.alpha);
+        if views > 0 && self.perturbation().paper_sigma() == Some(0.0) {
+            return Err(format!("the {} objective needs sigma > 0 or a --perturb", self.objective));
+        }
+        match self.objective {
+            Objective::Jsd => {
+                return Err(
+                    "the jsd objective needs class probabilities; embeddings train with stability or augment".into()
+                );
+            }
+            Objective::Augment if self.alpha != 0.0 => {
+                return Err(
+                    "the augment objective is the triplet loss on x' alone; --alpha does not apply (leave it 0)".into(),
+                );
+            }
+            _ => {}
+        }
+        if let Some(p) = &self.perturb {
+            p.check_side(self.model.input_size as u32).map_err(|e| e.to_string())?;
         }
         if !(self.margin.is_finite() && self.margin >= 0.0) {
             return Err(format!("margin must be ≥ 0, got {}", self.margin));
@@ -259,31 +293,64 @@ pub fn train_embedder(
 
     let size = config.model.input_size;
     let b = config.batch_size;
-    let stabilized = config.alpha > 0.0;
-    let noise = Normal::new(0.0f32, config.sigma.max(f64::MIN_POSITIVE) as f32).expect("valid sigma");
+    let views = config.objective.views(config.alpha);
+    let augment = config.objective == Objective::Augment;
+    let stabilized = views > 0 && !augment;
+    let perturb = config.perturbation();
+    let noise = Normal::new(0.0f32, perturb.paper_sigma().unwrap_or(config.sigma).max(f64::MIN_POSITIVE) as f32)
+        .expect("valid sigma");
     let run_started = Instant::now();
     let (mut sum_loss, mut sum_trip, mut sum_stab, mut ordered, mut seen) = (0.0, 0.0, 0.0, 0usize, 0usize);
     let mut interval_started = Instant::now();
-    for step in state.steps_done..config.steps {
+    // Triplet sampling, cropping and noise run on a second thread, two steps ahead of the device.
+    let first = state.steps_done;
+    let make_batch = |i: usize| -> stabilize_core::Result<(usize, Vec<f32>)> {
+        let step = first + i;
         let triplets = step_triplets(photos, &train_pool, config.seed, step, b);
         let images = render_batch(photos, &triplets, size as u32)?;
-        let mut x = pixels(&images);
-        if stabilized {
-            let mut rng = ChaCha8Rng::seed_from_u64(item_seed(config.seed ^ 0x5EED_0F_0015E, step as u64));
-            let noisy: Vec<f32> = x.iter().map(|&v| v + noise.sample(&mut rng)).collect();
-            x.extend(noisy);
+        let seed = item_seed(config.seed ^ 0x5EED_0F_0015E, step as u64);
+        let mut x = if augment { Vec::new() } else { pixels(&images) };
+        if views > 0 {
+            match perturb.paper_sigma() {
+                Some(_) => {
+                    let clean = if augment { pixels(&images) } else { x.clone() };
+                    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                    x.extend(clean.iter().map(|&v| v + noise.sample(&mut rng)));
+                }
+                None => {
+                    let perturbed: Vec<Image> = images
+                        .par_iter()
+                        .enumerate()
+                        .map(|(k, img)| perturb.apply(img, item_seed(seed, k as u64)))
+                        .collect::<stabilize_core::Result<_>>()?;
+                    x.extend(pixels(&perturbed));
+                }
+            }
         }
+        Ok((step, x))
+    };
+    let mut slot = Some(model);
+    crate::train::prefetch(config.steps - first, 2, make_batch, |batch| -> Result<(), TrainError> {
+        let (step, x) = batch?;
         let rows = if stabilized { 6 * b } else { 3 * b };
+        let model = slot.take().expect("model");
         let e = model.forward(Tensor::<4>::from_data(TensorData::new(x, [rows, 3, size, size]), &train_dev));
         let (clean, noisy) =
             if stabilized { (e.clone().narrow(0, 0, 3 * b), Some(e.narrow(0, 3 * b, 3 * b))) } else { (e, None) };
-        let host: Vec<f32> = clean.clone().try_into_vec_as::<f32>().expect("float embeddings");
+        // Triplets whose positive is nearer the query than the negative, counted on the device.
+        let c = clean.clone().detach();
+        let (q, pos, neg) = (c.clone().narrow(0, 0, b), c.clone().narrow(0, b, b), c.narrow(0, 2 * b, b));
+        let d_pos = (q.clone() - pos).powi_scalar(2).sum_dim(1);
+        let d_neg = (q - neg).powi_scalar(2).sum_dim(1);
+        let ordered_now = d_pos.lower(d_neg).int().sum().float();
         let loss = embed_loss(clean, noisy, config.margin, config.alpha);
+        // One read-back per step.
         let parts: Vec<f32> = Tensor::cat(
             vec![
-                loss.total.clone(),
-                loss.triplet.clone(),
-                loss.stability.clone().unwrap_or_else(|| loss.triplet.zeros_like()),
+                loss.total.clone().detach(),
+                loss.triplet.clone().detach(),
+                loss.stability.clone().map(|t| t.detach()).unwrap_or_else(|| loss.triplet.zeros_like().detach()),
+                ordered_now,
             ],
             0,
         )
@@ -298,13 +365,8 @@ pub fn train_embedder(
             });
         }
         let grads = GradientsParams::from_grads(loss.total.backward(), &model);
-        model = optim.step(config.lr_at(step), model, grads);
-        let d = config.model.dim;
-        for i in 0..b {
-            let row = |k: usize| &host[k * d..(k + 1) * d];
-            let dist = |a: &[f32], c: &[f32]| a.iter().zip(c).map(|(u, v)| (u - v) * (u - v)).sum::<f32>();
-            ordered += usize::from(dist(row(i), row(b + i)) < dist(row(i), row(2 * b + i)));
-        }
+        let model = optim.step(config.lr_at(step), model, grads);
+        ordered += parts[3] as usize;
         sum_loss += parts[0] as f64;
         sum_trip += parts[1] as f64;
         sum_stab += parts[2] as f64;
@@ -344,7 +406,10 @@ pub fn train_embedder(
             (sum_loss, sum_trip, sum_stab, ordered, seen) = (0.0, 0.0, 0.0, 0, 0);
             interval_started = Instant::now();
         }
-    }
+        slot = Some(model);
+        Ok(())
+    })?;
+    let model = slot.expect("model");
 
     let final_model = out.join("model.bpk");
     model

@@ -94,6 +94,64 @@ pub fn classification_loss(
     }
 }
 
+/// What a classifier is trained on (`--objective`); all use the same data, budget and `x'` draws.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Objective {
+    /// Stability training: `CE(x) + α·Lstab(x, x')` (the paper; α = 0 is the baseline).
+    #[default]
+    Stability,
+    /// Data augmentation: `CE(x')` only (the clean copy is not used).
+    Augment,
+    /// AugMix-style consistency: `CE(x) + α·JS(P(·|x), P(·|x'₁), P(·|x'₂))` with two independent
+    /// draws `x'₁`, `x'₂` (AugMix's λ = α; its reference value is 12).
+    Jsd,
+}
+
+impl Objective {
+    /// Perturbed copies per image the step needs (the stabilized baseline α = 0 needs none).
+    pub fn views(self, alpha: f64) -> usize {
+        match self {
+            Objective::Stability => usize::from(alpha > 0.0),
+            Objective::Augment => 1,
+            Objective::Jsd => 2,
+        }
+    }
+}
+
+impl std::str::FromStr for Objective {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "stability" => Ok(Objective::Stability),
+            "augment" => Ok(Objective::Augment),
+            "jsd" => Ok(Objective::Jsd),
+            other => Err(format!("unknown objective '{other}' (known: stability, augment, jsd)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Objective {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Objective::Stability => "stability",
+            Objective::Augment => "augment",
+            Objective::Jsd => "jsd",
+        })
+    }
+}
+
+/// AugMix's Jensen–Shannon consistency of three predictions, each logits `[N, K]`:
+/// `(KL(p₀‖M) + KL(p₁‖M) + KL(p₂‖M)) / 3` with `M = (p₀ + p₁ + p₂)/3` (clamped to ≥ 1e-7 before
+/// the log, as AugMix does), averaged over the batch; nats, one-element tensor.
+pub fn jensen_shannon(a: Tensor<2>, b: Tensor<2>, c: Tensor<2>) -> Tensor<1> {
+    let (la, lb, lc) = (log_softmax(a, 1), log_softmax(b, 1), log_softmax(c, 1));
+    let (pa, pb, pc) = (la.clone().exp(), lb.clone().exp(), lc.clone().exp());
+    let log_m = ((pa.clone() + pb.clone() + pc.clone()).div_scalar(3.0)).clamp(1e-7, 1.0).log();
+    let kl = |p: Tensor<2>, lp: Tensor<2>| (p * (lp - log_m.clone())).sum_dim(1).mean();
+    (kl(pa, la) + kl(pb, lb) + kl(pc, lc)).div_scalar(3.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +201,22 @@ mod tests {
         let p = softmax(z, 1);
         let entropy = scalar((p.clone() * p.log()).sum_dim(1).mean().neg());
         assert!((paper - entropy).abs() < 1e-6, "{paper} vs {entropy}");
+    }
+
+    #[test]
+    fn jensen_shannon_known_answer() {
+        // p = [¼, ¾], q = [¾, ¼], r = [½, ½]: M = [½, ½]; KL(p‖M) = KL(q‖M) = ¼ ln ½ + ¾ ln (3/2)
+        // = 0.1308120, KL(r‖M) = 0; JS = 2·0.1308120/3 = 0.0872080. Equal inputs give 0.
+        let device = Device::flex();
+        let ln3 = 3f32.ln();
+        let js = jensen_shannon(t2([[0.0, ln3]], &device), t2([[ln3, 0.0]], &device), t2([[0.0, 0.0]], &device));
+        assert!((scalar(js) - 0.0872080).abs() < 1e-5);
+        let z = t2([[0.3, -2.0]], &device);
+        assert!(scalar(jensen_shannon(z.clone(), z.clone(), z)).abs() < 1e-6);
+        assert_eq!(Objective::Stability.views(0.0), 0);
+        assert_eq!(Objective::Jsd.views(12.0), 2);
+        assert_eq!("JSD".parse::<Objective>().unwrap(), Objective::Jsd);
+        assert!("mixup".parse::<Objective>().is_err());
     }
 
     #[test]

@@ -21,9 +21,12 @@ use serde::{Deserialize, Serialize};
 use stabilize_core::distort::item_seed;
 use stabilize_core::fashion_mnist::{SIDE, Split};
 use stabilize_core::fsutil::{ensure_writable_dir, write_atomic};
-use stabilize_core::metrics::classify::{predictions, top_k_accuracy};
+use stabilize_core::metrics::classify::top_k_accuracy;
 
-use crate::loss::{StabilityForm, classification_loss};
+use stabilize_core::image::{Channels, Image};
+use stabilize_core::perturb::Perturbation;
+
+use crate::loss::{ClassificationLoss, Objective, StabilityForm, classification_loss, cross_entropy, jensen_shannon};
 use crate::model::{SmallCnn, SmallCnnConfig, materialize};
 
 /// Everything that defines a classifier training run; saved as `config.json` in the run folder.
@@ -46,6 +49,12 @@ pub struct ClassifyTrainConfig {
     pub seed: u64,
     /// Train on the first N training images only (for quick runs and sweeps).
     pub train_subset: Option<usize>,
+    /// What the step minimises (stability, augmentation or JSD consistency).
+    #[serde(default)]
+    pub objective: Objective,
+    /// How `x'` is drawn; `None` is the paper's `noise:σ` with `sigma` above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub perturb: Option<Perturbation>,
 }
 
 impl ClassifyTrainConfig {
@@ -63,7 +72,14 @@ impl ClassifyTrainConfig {
             weight_decay: 1e-4,
             seed: 0,
             train_subset: None,
+            objective: Objective::Stability,
+            perturb: None,
         }
+    }
+
+    /// How `x'` is drawn: `perturb`, else the paper's noise with `sigma`.
+    pub fn perturbation(&self) -> Perturbation {
+        self.perturb.clone().unwrap_or(Perturbation::Noise { sigma: self.sigma })
     }
 
     /// Checks the ranges; the message names the offending setting.
@@ -74,8 +90,24 @@ impl ClassifyTrainConfig {
         if !(self.sigma.is_finite() && self.sigma >= 0.0 && self.sigma <= 1.0) {
             return Err(format!("sigma is on the [0,1] pixel scale: 0 ≤ σ ≤ 1, got {}", self.sigma));
         }
-        if self.alpha > 0.0 && self.sigma == 0.0 {
-            return Err("alpha > 0 needs sigma > 0 (with σ = 0 the two branches are identical)".into());
+        let views = self.objective.views(self.alpha);
+        if views > 0 && self.perturbation().paper_sigma() == Some(0.0) {
+            return Err(format!(
+                "the {} objective needs sigma > 0 or a --perturb (with σ = 0 the copies are identical)",
+                self.objective
+            ));
+        }
+        match self.objective {
+            Objective::Augment if self.alpha != 0.0 => {
+                return Err("the augment objective is CE on x' alone; --alpha does not apply (leave it 0)".into());
+            }
+            Objective::Jsd if self.alpha <= 0.0 => {
+                return Err("the jsd objective needs --alpha > 0 (AugMix's λ; its reference value is 12)".into());
+            }
+            _ => {}
+        }
+        if let Some(p) = &self.perturb {
+            p.check_side(SIDE as u32).map_err(|e| e.to_string())?;
         }
         if self.epochs == 0 || self.batch_size == 0 {
             return Err("epochs and batch size must be ≥ 1".into());
@@ -180,6 +212,21 @@ fn gather(split: &Split, idx: &[usize]) -> (Vec<f32>, Vec<i64>) {
     (x, idx.iter().map(|&i| split.labels[i] as i64).collect())
 }
 
+/// `x'` of the training images `idx` under a mix of real distortions, `[n·784]` on [0,1]; image
+/// `i` gets seed `item_seed(seed, i)` (thread-count independent).
+fn perturb_batch(split: &Split, idx: &[usize], perturb: &Perturbation, seed: u64) -> Result<Vec<f32>, TrainError> {
+    use rayon::prelude::*;
+    let images: Vec<Vec<f32>> = idx
+        .par_iter()
+        .enumerate()
+        .map(|(i, &k)| {
+            let img = Image::new(SIDE as u32, SIDE as u32, Channels::Gray, split.pixels(k).to_vec())?;
+            Ok(perturb.apply(&img, item_seed(seed, i as u64))?.to_f32())
+        })
+        .collect::<Result<_, stabilize_core::Error>>()?;
+    Ok(images.concat())
+}
+
 /// Images per inference batch: large enough to keep the cores busy, small enough that the
 /// convolutions' im2col buffers stay in cache-friendly sizes.
 pub const INFER_BATCH: usize = 256;
@@ -274,8 +321,10 @@ pub fn train_classifier(
         start_step: state.epochs_done * steps_per_epoch,
         resumed_epochs: state.epochs_done,
     });
-    let noise = Normal::new(0.0f32, config.sigma.max(f64::MIN_POSITIVE) as f32).expect("valid sigma");
-    let stabilized = config.alpha > 0.0;
+    let perturb = config.perturbation();
+    let noise = Normal::new(0.0f32, perturb.paper_sigma().unwrap_or(config.sigma).max(f64::MIN_POSITIVE) as f32)
+        .expect("valid sigma");
+    let views = config.objective.views(config.alpha);
     let run_started = Instant::now();
 
     for epoch in state.epochs_done..config.epochs {
@@ -284,28 +333,61 @@ pub fn train_classifier(
         order.shuffle(&mut ChaCha8Rng::seed_from_u64(item_seed(config.seed, epoch as u64)));
         let (mut sum_loss, mut sum_ce, mut sum_stab, mut correct, mut seen) = (0.0, 0.0, 0.0, 0usize, 0usize);
         let mut lr = config.lr;
-        for (b, idx) in order.chunks(config.batch_size).enumerate() {
+        // The host side of each batch (gather, scale, noise) is prepared on a second thread, two
+        // batches ahead, while the device works on the current one.
+        let make_batch = |b: usize| -> Result<(usize, Vec<f32>, Vec<i64>), TrainError> {
+            let idx = &order[b * config.batch_size..((b + 1) * config.batch_size).min(n_train)];
             let step = epoch * steps_per_epoch + b;
-            lr = config.lr_at(step, total_steps);
-            let n = idx.len();
-            let (mut x, y) = gather(train, idx);
-            if stabilized {
-                let mut rng = ChaCha8Rng::seed_from_u64(item_seed(config.seed ^ 0x5EED_0F_0015E, step as u64));
-                let noisy: Vec<f32> = x.iter().map(|&v| v + noise.sample(&mut rng)).collect();
-                x.extend(noisy);
+            let (clean, y) = gather(train, idx);
+            let mut x = Vec::with_capacity(clean.len() * (views + 1));
+            if config.objective != Objective::Augment {
+                x.extend_from_slice(&clean);
             }
-            let rows = if stabilized { 2 * n } else { n };
+            for v in 0..views {
+                let seed = item_seed(config.seed ^ 0x5EED_0F_0015E ^ (v as u64 * 0xA5A5_0000), step as u64);
+                match perturb.paper_sigma() {
+                    Some(_) => {
+                        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                        x.extend(clean.iter().map(|&p| p + noise.sample(&mut rng)));
+                    }
+                    None => x.extend(perturb_batch(train, idx, &perturb, seed)?),
+                }
+            }
+            Ok((step, x, y))
+        };
+        let mut slot = Some(model);
+        let epoch_result = prefetch(steps_per_epoch, 2, make_batch, |batch| {
+            let (step, x, y) = batch?;
+            lr = config.lr_at(step, total_steps);
+            let n = y.len();
+            let rows = x.len() / (SIDE * SIDE);
             let xt = Tensor::<4>::from_data(TensorData::new(x, [rows, 1, SIDE, SIDE]), &train_dev);
-            let yt = Tensor::<1, Int>::from_data(TensorData::new(y.clone(), [n]), &train_dev);
-            let logits = model.forward(xt);
-            let (clean, noisy) = if stabilized {
-                (logits.clone().narrow(0, 0, n), Some(logits.narrow(0, n, n)))
-            } else {
-                (logits, None)
+            let yt = Tensor::<1, Int>::from_data(TensorData::new(y, [n]), &train_dev);
+            let logits = slot.as_ref().expect("model").forward(xt);
+            // The first n rows are the clean copies (the perturbed ones for augment).
+            let part = |k: usize| logits.clone().narrow(0, k * n, n);
+            let hits = part(0).detach().argmax(1).reshape([n]).equal(yt.clone()).int().sum().float();
+            let loss = match config.objective {
+                Objective::Stability | Objective::Augment => {
+                    let noisy = (rows > n).then(|| part(1));
+                    classification_loss(part(0), noisy, yt, config.alpha, config.form)
+                }
+                Objective::Jsd => {
+                    let ce = cross_entropy(part(0), yt);
+                    let js = jensen_shannon(part(0), part(1), part(2));
+                    ClassificationLoss {
+                        total: ce.clone() + js.clone().mul_scalar(config.alpha),
+                        ce,
+                        stability: Some(js),
+                    }
+                }
             };
-            let clean_host: Vec<f32> = clean.clone().try_into_vec_as::<f32>().expect("float logits");
-            let loss = classification_loss(clean, noisy, yt, config.alpha, config.form);
-            let total: f32 = loss.total.clone().into_scalar::<f32>();
+            // One read-back per step: total, CE, stability term and correct count together.
+            let stab = loss.stability.clone().unwrap_or_else(|| loss.ce.clone().zeros_like());
+            let stats =
+                Tensor::cat(vec![loss.total.clone().detach(), loss.ce.clone().detach(), stab.detach(), hits], 0);
+            let stats: Vec<f32> = stats.try_into_vec_as::<f32>().expect("float stats");
+            let total = stats[0];
             if !total.is_finite() {
                 return Err(TrainError::NonFinite {
                     epoch,
@@ -315,15 +397,13 @@ pub fn train_classifier(
                 });
             }
             sum_loss += total as f64 * n as f64;
-            sum_ce += loss.ce.clone().into_scalar::<f32>() as f64 * n as f64;
-            if let Some(s) = &loss.stability {
-                sum_stab += s.clone().into_scalar::<f32>() as f64 * n as f64;
-            }
-            let grads = GradientsParams::from_grads(loss.total.backward(), &model);
-            model = optim.step(lr, model, grads);
-            let labels: Vec<u8> = y.iter().map(|&v| v as u8).collect();
-            correct += predictions(&clean_host, 10).iter().zip(&labels).filter(|(p, l)| **p == **l as usize).count();
+            sum_ce += stats[1] as f64 * n as f64;
+            sum_stab += stats[2] as f64 * n as f64;
+            correct += stats[3] as usize;
             seen += n;
+            let m = slot.take().expect("model");
+            let grads = GradientsParams::from_grads(loss.total.backward(), &m);
+            slot = Some(optim.step(lr, m, grads));
             on(Event::Step {
                 step,
                 epoch,
@@ -331,7 +411,10 @@ pub fn train_classifier(
                 top1: correct as f64 / seen as f64,
                 img_per_s: seen as f64 / started.elapsed().as_secs_f64(),
             });
-        }
+            Ok(())
+        });
+        epoch_result?;
+        model = slot.expect("model");
         let train_seconds = started.elapsed().as_secs_f64();
         let stats = EpochStats {
             epoch: epoch + 1,
@@ -375,6 +458,32 @@ pub fn train_classifier(
     };
     write_atomic(&out.join("metrics.json"), &serde_json::to_vec_pretty(&summary).expect("serialisable"))?;
     Ok(summary)
+}
+
+/// Runs `consume` on `make(0)`, `make(1)`, …, `make(n - 1)` in order, with `make` running on a
+/// second thread up to `depth` items ahead. Stops at the first error of `consume` (the producer
+/// then stops too).
+pub(crate) fn prefetch<T: Send, E>(
+    n: usize,
+    depth: usize,
+    make: impl Fn(usize) -> T + Send + Sync,
+    mut consume: impl FnMut(T) -> Result<(), E>,
+) -> Result<(), E> {
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(depth);
+        let make = &make;
+        s.spawn(move || {
+            for i in 0..n {
+                if tx.send(make(i)).is_err() {
+                    break; // the consumer stopped
+                }
+            }
+        });
+        for item in rx.iter().take(n) {
+            consume(item)?;
+        }
+        Ok(())
+    })
 }
 
 /// Fails before training when `out`'s file system cannot hold two checkpoints (the old one stays

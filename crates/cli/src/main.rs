@@ -15,6 +15,7 @@ use stabilize_burn::train::{ClassifyTrainConfig, Event, train_classifier};
 use stabilize_core::fashion_mnist::FashionMnist;
 use stabilize_core::{Distortion, assets, load, metrics};
 
+mod bench;
 mod collection;
 mod dupes;
 mod index;
@@ -157,23 +158,9 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
-    /// Measure training-step throughput: plain vs stabilized step, same model and batch.
-    Bench {
-        /// Batch size.
-        #[arg(long, default_value_t = 128)]
-        batch_size: usize,
-        /// Timed steps per variant (after 3 warm-up steps).
-        #[arg(long, default_value_t = 20)]
-        steps: usize,
-        #[arg(long, default_value = "flex")]
-        backend: String,
-        /// Channels of the CNN's first convolution.
-        #[arg(long, default_value_t = 16)]
-        width: usize,
-        /// Print one JSON object.
-        #[arg(long)]
-        json: bool,
-    },
+    /// Benchmark against PyTorch and Pillow, side by side: training step (plain and stabilized) and
+    /// inference per backend, one end-to-end epoch, JPEG round trip and thumbnail resize.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -198,6 +185,13 @@ struct TrainEmbedArgs {
     /// Triplet margin g on the L2 distance between unit embeddings (distances lie in [0, 2]).
     #[arg(long, default_value_t = 1.0)]
     margin: f64,
+    /// stability (triplet + α·Σ‖f(x)−f(x')‖₂) or augment (triplet loss on x' only, α 0).
+    #[arg(long, default_value = "stability")]
+    objective: String,
+    /// How x' is drawn: noise:σ (the paper; default noise:<--sigma>) or a mix of real distortions
+    /// with ranges, one family per image, e.g. jpeg:10-90,thumb:25-75,crop:0-16,noise:0-0.1.
+    #[arg(long)]
+    perturb: Option<String>,
     #[arg(long, default_value_t = 300)]
     steps: usize,
     /// Triplets per step.
@@ -247,6 +241,14 @@ struct TrainClassifyArgs {
     /// Stability term: paper (−Σ P(y|x) log P(y|x')) or kl.
     #[arg(long, default_value = "paper")]
     loss: String,
+    /// stability (CE(x) + α·Lstab), augment (CE(x') only, α 0) or jsd (CE(x) + α·JS over x, x'₁,
+    /// x'₂; AugMix's λ = α, reference 12).
+    #[arg(long, default_value = "stability")]
+    objective: String,
+    /// How x' is drawn: noise:σ (the paper; default noise:<--sigma>) or a mix of real distortions
+    /// with ranges, one family per image, e.g. jpeg:10-90,thumb:25-75,crop:0-8,noise:0-0.1.
+    #[arg(long)]
+    perturb: Option<String>,
     #[arg(long, default_value_t = 10)]
     epochs: usize,
     #[arg(long, default_value_t = 128)]
@@ -386,7 +388,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Index(cmd) => index::run(cmd),
         Command::Reproduce { quick, out, run } => reproduce(quick, &out, &run),
         Command::Imagenet { dump, run, json, paths } => imagenet(dump.as_deref(), &run, json, &paths),
-        Command::Bench { batch_size, steps, backend, width, json } => bench(batch_size, steps, &backend, width, json),
+        Command::Bench(b) => bench::run(b),
     }
 }
 
@@ -528,6 +530,18 @@ fn measure(spec: &str, seed: u64, json: bool, paths: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
+/// Applies `--perturb`: a single `noise:σ` is the paper's noise (it sets σ); a mix is kept.
+fn with_perturb(mut config: ClassifyTrainConfig, spec: Option<&str>) -> Result<ClassifyTrainConfig> {
+    if let Some(spec) = spec {
+        let p: stabilize_core::perturb::Perturbation = spec.parse().context("--perturb")?;
+        match p.paper_sigma() {
+            Some(sigma) => config.sigma = sigma,
+            None => config.perturb = Some(p),
+        }
+    }
+    Ok(config)
+}
+
 pub(crate) fn device(backend: &str) -> Result<stabilize_burn::Device> {
     let kind: BackendKind = backend.parse().map_err(anyhow::Error::msg)?;
     kind.device().map_err(anyhow::Error::msg)
@@ -552,8 +566,10 @@ fn train_classify(args: TrainClassifyArgs) -> Result<()> {
         lr: args.lr,
         seed: args.seed,
         train_subset: args.train_subset,
+        objective: args.objective.parse().map_err(anyhow::Error::msg)?,
         ..ClassifyTrainConfig::new()
     };
+    let config = with_perturb(config, args.perturb.as_deref())?;
     config.validate().map_err(anyhow::Error::msg)?;
     let device = device(&args.run.backend)?;
     let data = load_fashion_mnist(&args.dataset, args.run.data_dir.as_deref())?;
@@ -768,27 +784,6 @@ fn compare(a: &Path, b: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn bench(batch_size: usize, steps: usize, backend: &str, width: usize, json: bool) -> Result<()> {
-    let device = device(backend)?;
-    let r = stabilize_burn::bench::train_step_throughput(
-        &stabilize_burn::model::SmallCnnConfig::new().with_width(width),
-        &device,
-        batch_size,
-        steps,
-    );
-    if json {
-        println!("{}", serde_json::to_string(&r)?);
-    } else {
-        println!(
-            "{backend}: batch {batch_size}, {steps} steps each: plain {:.0} img/s, stabilized {:.0} img/s, stabilized step = {:.2}x plain step",
-            r.plain_img_per_s,
-            r.stabilized_img_per_s,
-            r.plain_img_per_s / r.stabilized_img_per_s
-        );
-    }
-    Ok(())
-}
-
 /// The usable photo pool (`stabilize fetch photos`) prepared for crops of `input_size` px.
 fn photo_pool(data_dir: Option<&Path>, input_size: usize) -> Result<Vec<stabilize_core::crops::Photo>> {
     let dir = assets::asset_dir(&assets::data_dir(data_dir), "photos");
@@ -831,8 +826,17 @@ fn train_embed(args: TrainEmbedArgs) -> Result<()> {
         lr: args.lr,
         seed: args.seed,
         checkpoint_every: args.checkpoint_every,
+        objective: args.objective.parse().map_err(anyhow::Error::msg)?,
         ..EmbedTrainConfig::new()
     };
+    let mut config = config;
+    if let Some(spec) = &args.perturb {
+        let p: stabilize_core::perturb::Perturbation = spec.parse().context("--perturb")?;
+        match p.paper_sigma() {
+            Some(sigma) => config.sigma = sigma,
+            None => config.perturb = Some(p),
+        }
+    }
     config.validate().map_err(anyhow::Error::msg)?;
     let device = device(&args.run.backend)?;
     let weights = weights_path(args.run.data_dir.as_deref());

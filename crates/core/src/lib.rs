@@ -16,6 +16,7 @@ pub mod fsutil;
 pub mod hash;
 pub mod idx;
 pub mod image;
+pub mod image_bench;
 #[cfg(feature = "index")]
 pub mod index;
 #[cfg(feature = "index")]
@@ -24,6 +25,7 @@ pub mod jpeg;
 pub mod load;
 pub mod metrics;
 pub mod npy;
+pub mod perturb;
 pub mod report;
 pub mod resize;
 pub mod retrieval;

@@ -1,0 +1,325 @@
+//! `stabilize bench`: stabilize against PyTorch and Pillow on the same work, side by side in one
+//! invocation.
+//!
+//! - training step (plain and stabilized) and inference, images/s, for every compiled backend and
+//!   for PyTorch running `scripts/bench_pytorch.py` (the same model, loss, optimiser and batch);
+//! - one end-to-end stabilized Fashion-MNIST epoch (data pipeline included), seconds;
+//! - the JPEG-q round trip and the THUMB-s resize on the same photos, against Pillow
+//!   (`scripts/bench_pillow.py`).
+//!
+//! The reference scripts are compiled into the binary, so the reference is the one this build was
+//! measured against. A reference whose Python cannot run is left out (said on stderr), never faked.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use serde_json::Value;
+use stabilize_burn::BackendKind;
+use stabilize_core::{assets, image_bench, load};
+
+const PYTORCH_SCRIPT: &str = include_str!("../../../scripts/bench_pytorch.py");
+const PILLOW_SCRIPT: &str = include_str!("../../../scripts/bench_pillow.py");
+
+/// What `stabilize bench` measures and against what.
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Training batch size.
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// Timed steps (and inference batches) per variant, after 3 warm-up steps.
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// Backends to measure, comma-separated (default: every backend in this build).
+    #[arg(long, alias = "backend", value_delimiter = ',')]
+    pub backends: Vec<String>,
+    /// Channels of the CNN's first convolution.
+    #[arg(long, default_value_t = 16)]
+    pub width: usize,
+    /// Inference batch size.
+    #[arg(long, default_value_t = 256)]
+    pub infer_batch: usize,
+    /// Training images in the end-to-end epoch (0: skip it).
+    #[arg(long, default_value_t = 10000)]
+    pub epoch_images: usize,
+    /// Photos for the JPEG and resize measurements.
+    #[arg(long, default_value_t = 32)]
+    pub images: usize,
+    /// The photos are shrunk so that their longer side is at most this many pixels.
+    #[arg(long, default_value_t = 512)]
+    pub image_side: u32,
+    /// JPEG quality of the round trip.
+    #[arg(long, default_value_t = 50)]
+    pub quality: u8,
+    /// THUMB-s: percent of each side.
+    #[arg(long, default_value_t = 50.0)]
+    pub percent: f32,
+    /// Passes over the photos per image measurement.
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// Python with torch 2.9 for the PyTorch reference (default: .venv-torch/bin/python).
+    #[arg(long)]
+    pub pytorch_python: Option<PathBuf>,
+    /// Python with Pillow for the image reference (default: .venv-check/bin/python).
+    #[arg(long)]
+    pub pillow_python: Option<PathBuf>,
+    /// Skip the PyTorch and Pillow references.
+    #[arg(long)]
+    pub no_reference: bool,
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Print the result as one JSON object on the last line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The benchmark's result; the last line of `--json` output. A key per measured implementation
+/// (`flex`, `tch`, `cuda`, `wgpu`, `pytorch`; `stabilize`, `pillow`); absent ones were not run.
+#[derive(Debug, Default, Serialize)]
+pub struct BenchResult {
+    pub train_img_per_s: BTreeMap<String, f64>,
+    pub train_plain_img_per_s: BTreeMap<String, f64>,
+    pub infer_img_per_s: BTreeMap<String, f64>,
+    /// Stabilized step time / plain step time.
+    pub stability_overhead: BTreeMap<String, f64>,
+    pub epoch_seconds: BTreeMap<String, f64>,
+    pub jpeg_roundtrip_img_per_s: BTreeMap<String, f64>,
+    pub resize_img_per_s: BTreeMap<String, f64>,
+    /// stabilize over all cores (Pillow has no parallel equivalent to compare with).
+    pub jpeg_roundtrip_parallel_img_per_s: f64,
+    pub resize_parallel_img_per_s: f64,
+    pub settings: Value,
+}
+
+fn python_default(explicit: &Option<PathBuf>, venv: &str) -> Option<PathBuf> {
+    if let Some(p) = explicit {
+        return Some(p.clone());
+    }
+    let p = PathBuf::from(venv).join("bin/python");
+    p.is_file().then_some(p)
+}
+
+/// Runs an embedded reference script with `python`; its last stdout line is one JSON object.
+fn run_reference(python: &Path, name: &str, script: &str, args: &[String]) -> Result<Value> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join(name);
+    std::fs::write(&path, script)?;
+    let out =
+        Command::new(python).arg(&path).args(args).output().with_context(|| format!("running {}", python.display()))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        bail!("{name} failed: {}", err.lines().last().unwrap_or("no output"));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().context("no output")?;
+    serde_json::from_str(line).with_context(|| format!("{name} printed no JSON: {line}"))
+}
+
+fn num(v: &Value, key: &str) -> Option<f64> {
+    v.get(key).and_then(Value::as_f64)
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    if args.batch_size == 0 || args.steps == 0 || args.infer_batch == 0 || args.repeats == 0 || args.images == 0 {
+        bail!("--batch-size, --steps, --infer-batch, --repeats and --images must be ≥ 1");
+    }
+    if !(1..=100).contains(&args.quality) || !(args.percent > 0.0 && args.percent <= 100.0) {
+        bail!("--quality must be in 1..=100 and --percent in (0, 100]");
+    }
+    let kinds: Vec<BackendKind> = if args.backends.is_empty() {
+        BackendKind::compiled()
+    } else {
+        args.backends.iter().map(|b| b.parse().map_err(anyhow::Error::msg)).collect::<Result<_>>()?
+    };
+    let devices: Vec<(BackendKind, stabilize_burn::Device)> =
+        kinds.iter().map(|k| Ok((*k, k.device().map_err(anyhow::Error::msg)?))).collect::<Result<_>>()?;
+    let data = assets::data_dir(args.data_dir.as_deref());
+    let fm_dir = assets::asset_dir(&data, "fashion-mnist");
+    let photos_dir = assets::asset_dir(&data, "photos");
+    if args.epoch_images > 0 && !fm_dir.is_dir() {
+        bail!(
+            "no Fashion-MNIST in {} (run `stabilize fetch fashion-mnist`, or pass --epoch-images 0)",
+            fm_dir.display()
+        );
+    }
+    if !photos_dir.is_dir() {
+        bail!("no photos in {} (run `stabilize fetch photos`)", photos_dir.display());
+    }
+    let say = |s: String| {
+        if !args.json {
+            println!("{s}");
+        } else {
+            eprintln!("{s}");
+        }
+    };
+    let model = stabilize_burn::model::SmallCnnConfig::new().with_width(args.width);
+    let mut r = BenchResult {
+        settings: serde_json::json!({
+            "batch_size": args.batch_size, "steps": args.steps, "width": args.width,
+            "infer_batch": args.infer_batch, "epoch_images": args.epoch_images,
+            "images": args.images, "image_side": args.image_side, "quality": args.quality,
+            "percent": args.percent, "repeats": args.repeats,
+            "threads": rayon::current_num_threads(),
+        }),
+        ..Default::default()
+    };
+
+    say(format!(
+        "training step: Fashion-MNIST CNN (width {}), batch {}, {} timed steps; stabilized = CE + 0.01·Lstab, σ 0.04",
+        args.width, args.batch_size, args.steps
+    ));
+    for (kind, device) in &devices {
+        let name = kind.to_string();
+        let t = stabilize_burn::bench::train_step_throughput(&model, device, args.batch_size, args.steps);
+        let inf = stabilize_burn::bench::infer_throughput(&model, device, args.infer_batch, args.steps);
+        say(format!(
+            "  {name:<8} plain {:>7.0} img/s   stabilized {:>7.0} img/s   overhead {:.2}x   inference {:>7.0} img/s",
+            t.plain_img_per_s,
+            t.stabilized_img_per_s,
+            t.plain_img_per_s / t.stabilized_img_per_s,
+            inf
+        ));
+        r.train_plain_img_per_s.insert(name.clone(), t.plain_img_per_s);
+        r.train_img_per_s.insert(name.clone(), t.stabilized_img_per_s);
+        r.stability_overhead.insert(name.clone(), t.plain_img_per_s / t.stabilized_img_per_s);
+        r.infer_img_per_s.insert(name, inf);
+    }
+    let torch_python = if args.no_reference { None } else { python_default(&args.pytorch_python, ".venv-torch") };
+    let mut torch_ref = None;
+    match &torch_python {
+        Some(py) => {
+            let mut a = vec![
+                format!("--batch-size={}", args.batch_size),
+                format!("--steps={}", args.steps),
+                format!("--width={}", args.width),
+                format!("--infer-batch={}", args.infer_batch),
+            ];
+            if args.epoch_images > 0 {
+                a.push(format!("--epoch-images={}", args.epoch_images));
+                a.push(format!("--data={}", data.display()));
+            }
+            match run_reference(py, "bench_pytorch.py", PYTORCH_SCRIPT, &a) {
+                Ok(v) => {
+                    let (p, s, i) =
+                        (num(&v, "train_plain_img_per_s"), num(&v, "train_img_per_s"), num(&v, "infer_img_per_s"));
+                    if let (Some(p), Some(s), Some(i)) = (p, s, i) {
+                        say(format!(
+                            "  {:<8} plain {p:>7.0} img/s   stabilized {s:>7.0} img/s   overhead {:.2}x   inference {i:>7.0} img/s   (torch {}, {} threads)",
+                            "pytorch",
+                            p / s,
+                            v.get("torch").and_then(Value::as_str).unwrap_or("?"),
+                            v.get("threads").and_then(Value::as_u64).unwrap_or(0)
+                        ));
+                        r.train_plain_img_per_s.insert("pytorch".into(), p);
+                        r.train_img_per_s.insert("pytorch".into(), s);
+                        r.stability_overhead.insert("pytorch".into(), p / s);
+                        r.infer_img_per_s.insert("pytorch".into(), i);
+                    }
+                    torch_ref = Some(v);
+                }
+                Err(e) => eprintln!("PyTorch reference left out: {e:#}"),
+            }
+        }
+        None if !args.no_reference => {
+            eprintln!("PyTorch reference left out: no .venv-torch/bin/python (pass --pytorch-python)")
+        }
+        None => {}
+    }
+    if let Some(pt) = r.train_img_per_s.get("pytorch").copied() {
+        for (k, v) in &r.train_img_per_s {
+            if k != "pytorch" {
+                let plain = r.train_plain_img_per_s[k] / r.train_plain_img_per_s["pytorch"];
+                say(format!("  {k} / pytorch: stabilized step {:.2}x, plain step {plain:.2}x", v / pt));
+            }
+        }
+    }
+
+    if args.epoch_images > 0 {
+        say(format!(
+            "end-to-end epoch: {} Fashion-MNIST training images, stabilized, IDX decode to test top-1",
+            args.epoch_images
+        ));
+        for (kind, device) in &devices {
+            let scratch = tempfile::tempdir()?;
+            let (secs, top1) = stabilize_burn::bench::epoch_seconds(
+                &fm_dir,
+                device,
+                args.batch_size,
+                args.epoch_images,
+                scratch.path(),
+            )?;
+            say(format!("  {:<8} {secs:>7.1} s   test top-1 {:.2} %", kind.to_string(), top1 * 100.0));
+            r.epoch_seconds.insert(kind.to_string(), secs);
+        }
+        if let Some(v) = &torch_ref
+            && let Some(secs) = num(v, "epoch_seconds")
+        {
+            say(format!(
+                "  {:<8} {secs:>7.1} s   test top-1 {:.2} %",
+                "pytorch",
+                num(v, "epoch_test_top1").unwrap_or(f64::NAN) * 100.0
+            ));
+            r.epoch_seconds.insert("pytorch".into(), secs);
+        }
+    }
+
+    let (paths, _) = load::list_images(&[photos_dir]);
+    let images = image_bench::prepare(&paths, args.image_side, args.images)?;
+    let ops = image_bench::measure(&images, args.quality, args.percent, args.repeats)?;
+    say(format!(
+        "image ops: {} photos, longer side ≤ {} px (mean {:.0} kpx), one image at a time on one thread; jpeg:{} round trip, thumb:{}",
+        ops.images,
+        args.image_side,
+        ops.mean_pixels / 1e3,
+        args.quality,
+        args.percent
+    ));
+    r.jpeg_roundtrip_img_per_s.insert("stabilize".into(), ops.jpeg_roundtrip_img_per_s);
+    r.resize_img_per_s.insert("stabilize".into(), ops.resize_img_per_s);
+    r.jpeg_roundtrip_parallel_img_per_s = ops.jpeg_roundtrip_parallel_img_per_s;
+    r.resize_parallel_img_per_s = ops.resize_parallel_img_per_s;
+    let pillow_python = if args.no_reference { None } else { python_default(&args.pillow_python, ".venv-check") };
+    if let Some(py) = pillow_python {
+        let dir = tempfile::tempdir()?;
+        for (i, img) in images.iter().enumerate() {
+            img.save(&dir.path().join(format!("{i:04}.png")))?;
+        }
+        let a = vec![
+            dir.path().display().to_string(),
+            format!("--quality={}", args.quality),
+            format!("--percent={}", args.percent),
+            format!("--repeats={}", args.repeats),
+        ];
+        match run_reference(&py, "bench_pillow.py", PILLOW_SCRIPT, &a) {
+            Ok(v) => {
+                if let (Some(j), Some(z)) = (num(&v, "jpeg_roundtrip_img_per_s"), num(&v, "resize_img_per_s")) {
+                    r.jpeg_roundtrip_img_per_s.insert("pillow".into(), j);
+                    r.resize_img_per_s.insert("pillow".into(), z);
+                }
+            }
+            Err(e) => eprintln!("Pillow reference left out: {e:#}"),
+        }
+    } else if !args.no_reference {
+        eprintln!("Pillow reference left out: no .venv-check/bin/python (pass --pillow-python)");
+    }
+    for (what, m) in [("jpeg round trip", &r.jpeg_roundtrip_img_per_s), ("thumb resize", &r.resize_img_per_s)] {
+        let ours = m["stabilize"];
+        match m.get("pillow") {
+            Some(p) => say(format!(
+                "  {what:<16} stabilize {ours:>7.1} img/s   pillow {p:>7.1} img/s   ratio {:.2}x",
+                ours / p
+            )),
+            None => say(format!("  {what:<16} stabilize {ours:>7.1} img/s")),
+        }
+    }
+    say(format!(
+        "  all cores: jpeg round trip {:.1} img/s, thumb resize {:.1} img/s",
+        r.jpeg_roundtrip_parallel_img_per_s, r.resize_parallel_img_per_s
+    ));
+    if args.json {
+        println!("{}", serde_json::to_string(&r)?);
+    }
+    Ok(())
+}
