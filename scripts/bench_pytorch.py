@@ -2,10 +2,10 @@
 """PyTorch reference for `stabilize bench`: the same model, loss, optimiser and batch, in PyTorch.
 
 The model is stabilize's Fashion-MNIST CNN (crates/burn/src/model.rs):
-    standardise → conv3×3(1→w) → ReLU → maxpool 2 → conv3×3(w→2w) → ReLU → maxpool 2
+    standardise → conv3×3(1→w) → maxpool 2 → ReLU → conv3×3(w→2w) → maxpool 2 → ReLU
     → linear(2w·7·7→128) → ReLU → linear(128→10)
 The stabilized step is stabilize's (crates/burn/src/bench.rs): the clean batch x and x' = x + N(0, 0.04²)
-go through the model as one 2N batch; loss = CE(clean) + 0.01·(−Σ P(·|x) log P(·|x')), AdamW lr 1e-3.
+go through the same weights as two forward passes; loss = CE(clean) + 0.01·(−Σ P(·|x) log P(·|x')), AdamW lr 1e-3.
 Every image is counted once (a stabilized step over N images counts N).
 
     python3 scripts/bench_pytorch.py --batch-size 128 --steps 20 [--epoch-images 10000 --data data]
@@ -13,6 +13,11 @@ Every image is counted once (a stabilized step over N images counts N).
 Prints one JSON object: train_img_per_s, train_plain_img_per_s, infer_img_per_s and, with
 --epoch-images, epoch_seconds (one stabilized epoch over that many Fashion-MNIST training images,
 data pipeline included, then top-1 on the 10k test images).
+
+With --serve it instead answers requests on stdin, one per line, so that `stabilize bench` can
+alternate its own measurements with PyTorch's round by round (this machine's speed drifts):
+    train_plain STEPS | train STEPS | infer STEPS   ->  {"img_per_s": ...}
+    epoch IMAGES                                    ->  {"epoch_seconds": ..., "epoch_test_top1": ...}
 """
 import argparse
 import gzip
@@ -40,19 +45,18 @@ class SmallCnn(nn.Module):
 
     def forward(self, x):
         x = (x - MEAN) / STD
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = F.relu(F.max_pool2d(self.conv1(x), 2))  # stabilize's order: pool, then ReLU (they commute)
+        x = F.relu(F.max_pool2d(self.conv2(x), 2))
         x = F.relu(self.fc1(x.flatten(1)))
         return self.fc2(x)
 
 
 def step_loss(model, x, y, stabilized, alpha=0.01, sigma=0.04):
-    n = x.shape[0]
     if not stabilized:
         return F.cross_entropy(model(x), y)
-    both = torch.cat([x, x + sigma * torch.randn_like(x)], 0)
-    logits = model(both)
-    clean, noisy = logits[:n], logits[n:]
+    # As stabilize does: the two copies through the same weights as two forward passes.
+    clean = model(x)
+    noisy = model(x + sigma * torch.randn_like(x))
     stab = -(F.softmax(clean, 1) * F.log_softmax(noisy, 1)).sum(1).mean()
     return F.cross_entropy(clean, y) + alpha * stab
 
@@ -140,7 +144,26 @@ def main():
     ap.add_argument("--infer-batch", type=int, default=256)
     ap.add_argument("--epoch-images", type=int, default=0, help="also time one epoch over this many images")
     ap.add_argument("--data", default="data", help="stabilize's data folder (for --epoch-images)")
+    ap.add_argument("--serve", action="store_true", help="answer requests on stdin (see above)")
     args = ap.parse_args()
+    if args.serve:
+        print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads()}), flush=True)
+        for line in sys.stdin:
+            kind, n = line.split()
+            n = int(n)
+            if kind == "train_plain":
+                out = {"img_per_s": train_rate(args.width, args.batch_size, n, False)}
+            elif kind == "train":
+                out = {"img_per_s": train_rate(args.width, args.batch_size, n, True)}
+            elif kind == "infer":
+                out = {"img_per_s": infer_rate(args.width, args.infer_batch, n)}
+            elif kind == "epoch":
+                secs, top1 = epoch_seconds(args.data, args.width, args.batch_size, n)
+                out = {"epoch_seconds": secs, "epoch_test_top1": top1}
+            else:
+                out = {"error": f"unknown request {kind}"}
+            print(json.dumps(out), flush=True)
+        return 0
     out = {
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),

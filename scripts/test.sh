@@ -6,16 +6,25 @@ cd "$(dirname "$0")/.."
 export STABILIZE_DATA="${STABILIZE_DATA:-$PWD/data}"
 
 scripts/setup.sh
-cargo build --workspace --locked
+# PyTorch 2.9.0 from PyPI (a 3 GB download): its libtorch is the `tch` backend's, and it is the
+# reference of the MobileNetV2 check and of `stabilize bench`. The whole workspace is built and
+# tested once with `--features stabilize/tch`, so the tests run on flex (the default backend) and
+# tch both. STABILIZE_TCH=0 skips all of it (flex only, no PyTorch).
+features=()
+if [ "${STABILIZE_TCH:-1}" = 1 ]; then
+  scripts/setup-torch.sh
+  # shellcheck source=/dev/null
+  source scripts/torch-env.sh
+  features=(--features stabilize/tch)
+fi
+cargo build --workspace --locked "${features[@]}"
 target/debug/stabilize fetch all
 .venv-check/bin/python scripts/jpeg_vs_pillow.py --stabilize target/debug/stabilize --photos "$STABILIZE_DATA/photos"
-# Optional (PyTorch is a 3 GB download): the MobileNetV2 logits against PyTorch's.
-if [ "${STABILIZE_TORCH_CHECK:-0}" = 1 ]; then
-  [ -x .venv-torch/bin/python ] || python3 -m venv .venv-torch
-  .venv-torch/bin/pip install -q --disable-pip-version-check -r scripts/requirements-torch.txt
+if [ "${STABILIZE_TCH:-1}" = 1 ]; then
   .venv-torch/bin/python scripts/mobilenet_vs_pytorch.py --stabilize target/debug/stabilize --data "$STABILIZE_DATA"
 fi
-STABILIZE_REQUIRE_DATA=1 STABILIZE_REQUIRE_CHROMIUM=1 cargo test --workspace --locked
+STABILIZE_REQUIRE_DATA=1 STABILIZE_REQUIRE_CHROMIUM=1 STABILIZE_REQUIRE_TCH="${STABILIZE_TCH:-1}" \
+  cargo test --workspace --locked "${features[@]}"
 # Fuzz smoke run: each cargo-fuzz target (libFuzzer; stable toolchain with RUSTC_BOOTSTRAP for the
 # sanitizer flags) replays its committed corpus, then fuzzes for 20 s. New inputs go to a
 # scratch dir, not the checkout.

@@ -334,9 +334,10 @@ pub fn train_embedder(
         let (step, x) = batch?;
         let rows = if stabilized { 6 * b } else { 3 * b };
         let model = slot.take().expect("model");
-        let e = model.forward(Tensor::<4>::from_data(TensorData::new(x, [rows, 3, size, size]), &train_dev));
-        let (clean, noisy) =
-            if stabilized { (e.clone().narrow(0, 0, 3 * b), Some(e.narrow(0, 3 * b, 3 * b))) } else { (e, None) };
+        let xt = Tensor::<4>::from_data(TensorData::new(x, [rows, 3, size, size]), &train_dev);
+        // The clean and the perturbed copies through the same weights, as two forward passes.
+        let clean = model.forward(xt.clone().narrow(0, 0, 3 * b));
+        let noisy = stabilized.then(|| model.forward(xt.narrow(0, 3 * b, 3 * b)));
         // Triplets whose positive is nearer the query than the negative, counted on the device.
         let c = clean.clone().detach();
         let (q, pos, neg) = (c.clone().narrow(0, 0, b), c.clone().narrow(0, b, b), c.narrow(0, 2 * b, b));

@@ -1,6 +1,7 @@
 //! The small classifier CNN for Fashion-MNIST-sized inputs (28×28×1, or 32×32×3).
 //!
-//! `conv3×3(C→w) → ReLU → maxpool 2 → conv3×3(w→2w) → ReLU → maxpool 2 → linear(2w·(S/4)²→F) → ReLU`
+//! `conv3×3(C→w) → maxpool 2 → ReLU → conv3×3(w→2w) → maxpool 2 → ReLU → linear(2w·(S/4)²→F) → ReLU`
+//! (pool and ReLU commute; pooling first does the activation on a quarter of the values)
 //! gives the penultimate features `[N, F]`; a last linear layer gives the logits `[N, K]`. Inputs
 //! are `[N, C, S, S]` on the [0,1] scale; the model standardises them with the dataset's mean and
 //! standard deviation itself, so noise and distortions are always expressed on the [0,1] scale.
@@ -76,8 +77,10 @@ impl SmallCnn {
     /// Penultimate features `[N, F]` (after ReLU) of inputs `[N, C, S, S]` on [0,1].
     pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
         let x = x.sub_scalar(self.pixel_mean).div_scalar(self.pixel_std);
-        let x = self.pool.forward(self.relu.forward(self.conv1.forward(x)));
-        let x = self.pool.forward(self.relu.forward(self.conv2.forward(x)));
+        // ReLU after the pool: max-pooling and ReLU commute (ReLU is monotonic), so this is the
+        // same function, with the activation and its backward on a quarter of the values.
+        let x = self.relu.forward(self.pool.forward(self.conv1.forward(x)));
+        let x = self.relu.forward(self.pool.forward(self.conv2.forward(x)));
         let x: Tensor<2> = x.flatten(1, 3);
         self.relu.forward(self.fc1.forward(x))
     }

@@ -29,9 +29,12 @@ pub struct BenchArgs {
     /// Training batch size.
     #[arg(long, default_value_t = 128)]
     pub batch_size: usize,
-    /// Timed steps (and inference batches) per variant, after 3 warm-up steps.
-    #[arg(long, default_value_t = 20)]
+    /// Timed steps (and inference batches) per variant and round, after 3 warm-up steps.
+    #[arg(long, default_value_t = 10)]
     pub steps: usize,
+    /// Rounds; every implementation is measured once per round, and the median is reported.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
     /// Backends to measure, comma-separated (default: every backend in this build).
     #[arg(long, alias = "backend", value_delimiter = ',')]
     pub backends: Vec<String>,
@@ -117,13 +120,95 @@ fn run_reference(python: &Path, name: &str, script: &str, args: &[String]) -> Re
     serde_json::from_str(line).with_context(|| format!("{name} printed no JSON: {line}"))
 }
 
+/// `scripts/bench_pytorch.py --serve`, kept running so that its measurements alternate with ours.
+struct TorchServer {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+    version: String,
+    threads: u64,
+    _dir: tempfile::TempDir,
+}
+
+impl TorchServer {
+    fn start(python: &Path, args: &BenchArgs, data: &Path) -> Result<Self> {
+        use std::process::Stdio;
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("bench_pytorch.py");
+        std::fs::write(&path, PYTORCH_SCRIPT)?;
+        let mut child = Command::new(python)
+            .arg(&path)
+            .arg("--serve")
+            .arg(format!("--batch-size={}", args.batch_size))
+            .arg(format!("--width={}", args.width))
+            .arg(format!("--infer-batch={}", args.infer_batch))
+            .arg(format!("--data={}", data.display()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("running {}", python.display()))?;
+        let stdin = child.stdin.take().expect("piped");
+        let stdout = std::io::BufReader::new(child.stdout.take().expect("piped"));
+        let mut t = TorchServer { child, stdin, stdout, version: String::new(), threads: 0, _dir: dir };
+        let hello = t.read().context("bench_pytorch.py did not start (is torch installed?)")?;
+        t.version = hello.get("torch").and_then(Value::as_str).unwrap_or("?").to_string();
+        t.threads = hello.get("threads").and_then(Value::as_u64).unwrap_or(0);
+        Ok(t)
+    }
+
+    fn read(&mut self) -> Result<Value> {
+        use std::io::BufRead;
+        let mut line = String::new();
+        if self.stdout.read_line(&mut line)? == 0 {
+            bail!("bench_pytorch.py exited");
+        }
+        serde_json::from_str(line.trim()).with_context(|| format!("bench_pytorch.py printed no JSON: {line}"))
+    }
+
+    fn ask(&mut self, kind: &str, n: usize) -> Result<Value> {
+        use std::io::Write;
+        writeln!(self.stdin, "{kind} {n}")?;
+        self.stdin.flush()?;
+        let v = self.read()?;
+        if let Some(e) = v.get("error") {
+            bail!("bench_pytorch.py: {e}");
+        }
+        Ok(v)
+    }
+
+    fn ask_rate(&mut self, kind: &str, n: usize) -> Result<f64> {
+        num(&self.ask(kind, n)?, "img_per_s").context("no img_per_s")
+    }
+}
+
+impl Drop for TorchServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) }
+}
+
 fn num(v: &Value, key: &str) -> Option<f64> {
     v.get(key).and_then(Value::as_f64)
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
-    if args.batch_size == 0 || args.steps == 0 || args.infer_batch == 0 || args.repeats == 0 || args.images == 0 {
-        bail!("--batch-size, --steps, --infer-batch, --repeats and --images must be ≥ 1");
+    if args.batch_size == 0
+        || args.steps == 0
+        || args.rounds == 0
+        || args.infer_batch == 0
+        || args.repeats == 0
+        || args.images == 0
+    {
+        bail!("--batch-size, --steps, --rounds, --infer-batch, --repeats and --images must be ≥ 1");
     }
     if !(1..=100).contains(&args.quality) || !(args.percent > 0.0 && args.percent <= 100.0) {
         bail!("--quality must be in 1..=100 and --percent in (0, 100]");
@@ -157,7 +242,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let model = stabilize_burn::model::SmallCnnConfig::new().with_width(args.width);
     let mut r = BenchResult {
         settings: serde_json::json!({
-            "batch_size": args.batch_size, "steps": args.steps, "width": args.width,
+            "batch_size": args.batch_size, "steps": args.steps, "rounds": args.rounds, "width": args.width,
             "infer_batch": args.infer_batch, "epoch_images": args.epoch_images,
             "images": args.images, "image_side": args.image_side, "quality": args.quality,
             "percent": args.percent, "repeats": args.repeats,
@@ -167,71 +252,83 @@ pub fn run(args: BenchArgs) -> Result<()> {
     };
 
     say(format!(
-        "training step: Fashion-MNIST CNN (width {}), batch {}, {} timed steps; stabilized = CE + 0.01·Lstab, σ 0.04",
-        args.width, args.batch_size, args.steps
+        "training step: Fashion-MNIST CNN (width {}), batch {}; stabilized = CE + 0.01·Lstab, σ 0.04; median of {} rounds × {} steps, implementations alternating each round",
+        args.width, args.batch_size, args.rounds, args.steps
     ));
-    for (kind, device) in &devices {
-        let name = kind.to_string();
-        let t = stabilize_burn::bench::train_step_throughput(&model, device, args.batch_size, args.steps);
-        let inf = stabilize_burn::bench::infer_throughput(&model, device, args.infer_batch, args.steps);
-        say(format!(
-            "  {name:<8} plain {:>7.0} img/s   stabilized {:>7.0} img/s   overhead {:.2}x   inference {:>7.0} img/s",
-            t.plain_img_per_s,
-            t.stabilized_img_per_s,
-            t.plain_img_per_s / t.stabilized_img_per_s,
-            inf
-        ));
-        r.train_plain_img_per_s.insert(name.clone(), t.plain_img_per_s);
-        r.train_img_per_s.insert(name.clone(), t.stabilized_img_per_s);
-        r.stability_overhead.insert(name.clone(), t.plain_img_per_s / t.stabilized_img_per_s);
-        r.infer_img_per_s.insert(name, inf);
-    }
     let torch_python = if args.no_reference { None } else { python_default(&args.pytorch_python, ".venv-torch") };
-    let mut torch_ref = None;
-    match &torch_python {
-        Some(py) => {
-            let mut a = vec![
-                format!("--batch-size={}", args.batch_size),
-                format!("--steps={}", args.steps),
-                format!("--width={}", args.width),
-                format!("--infer-batch={}", args.infer_batch),
-            ];
-            if args.epoch_images > 0 {
-                a.push(format!("--epoch-images={}", args.epoch_images));
-                a.push(format!("--data={}", data.display()));
+    let mut torch = match &torch_python {
+        Some(py) => match TorchServer::start(py, &args, &data) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("PyTorch reference left out: {e:#}");
+                None
             }
-            match run_reference(py, "bench_pytorch.py", PYTORCH_SCRIPT, &a) {
+        },
+        None => {
+            if !args.no_reference {
+                eprintln!("PyTorch reference left out: no .venv-torch/bin/python (pass --pytorch-python)");
+            }
+            None
+        }
+    };
+    // name -> (plain, stabilized, inference) samples, one per round.
+    let mut samples: BTreeMap<String, [Vec<f64>; 3]> = BTreeMap::new();
+    for _ in 0..args.rounds {
+        for (kind, device) in &devices {
+            let t = stabilize_burn::bench::train_step_throughput(&model, device, args.batch_size, args.steps);
+            let inf = stabilize_burn::bench::infer_throughput(&model, device, args.infer_batch, args.steps);
+            let e = samples.entry(kind.to_string()).or_default();
+            e[0].push(t.plain_img_per_s);
+            e[1].push(t.stabilized_img_per_s);
+            e[2].push(inf);
+        }
+        if let Some(t) = torch.as_mut() {
+            let got = (|| -> Result<[f64; 3]> {
+                Ok([
+                    t.ask_rate("train_plain", args.steps)?,
+                    t.ask_rate("train", args.steps)?,
+                    t.ask_rate("infer", args.steps)?,
+                ])
+            })();
+            match got {
                 Ok(v) => {
-                    let (p, s, i) =
-                        (num(&v, "train_plain_img_per_s"), num(&v, "train_img_per_s"), num(&v, "infer_img_per_s"));
-                    if let (Some(p), Some(s), Some(i)) = (p, s, i) {
-                        say(format!(
-                            "  {:<8} plain {p:>7.0} img/s   stabilized {s:>7.0} img/s   overhead {:.2}x   inference {i:>7.0} img/s   (torch {}, {} threads)",
-                            "pytorch",
-                            p / s,
-                            v.get("torch").and_then(Value::as_str).unwrap_or("?"),
-                            v.get("threads").and_then(Value::as_u64).unwrap_or(0)
-                        ));
-                        r.train_plain_img_per_s.insert("pytorch".into(), p);
-                        r.train_img_per_s.insert("pytorch".into(), s);
-                        r.stability_overhead.insert("pytorch".into(), p / s);
-                        r.infer_img_per_s.insert("pytorch".into(), i);
+                    let e = samples.entry("pytorch".into()).or_default();
+                    for k in 0..3 {
+                        e[k].push(v[k]);
                     }
-                    torch_ref = Some(v);
                 }
-                Err(e) => eprintln!("PyTorch reference left out: {e:#}"),
+                Err(e) => {
+                    eprintln!("PyTorch reference left out: {e:#}");
+                    torch = None;
+                    samples.remove("pytorch");
+                }
             }
         }
-        None if !args.no_reference => {
-            eprintln!("PyTorch reference left out: no .venv-torch/bin/python (pass --pytorch-python)")
-        }
-        None => {}
+    }
+    for (name, [plain, stab, inf]) in &samples {
+        let (p, s, i) = (median(plain), median(stab), median(inf));
+        let extra = match (name.as_str(), &torch) {
+            ("pytorch", Some(t)) => format!("   (torch {}, {} threads)", t.version, t.threads),
+            _ => String::new(),
+        };
+        say(format!(
+            "  {name:<8} plain {p:>7.0} img/s   stabilized {s:>7.0} img/s   overhead {:.2}x   inference {i:>7.0} img/s{extra}",
+            p / s
+        ));
+        r.train_plain_img_per_s.insert(name.clone(), p);
+        r.train_img_per_s.insert(name.clone(), s);
+        r.stability_overhead.insert(name.clone(), p / s);
+        r.infer_img_per_s.insert(name.clone(), i);
     }
     if let Some(pt) = r.train_img_per_s.get("pytorch").copied() {
         for (k, v) in &r.train_img_per_s {
             if k != "pytorch" {
                 let plain = r.train_plain_img_per_s[k] / r.train_plain_img_per_s["pytorch"];
-                say(format!("  {k} / pytorch: stabilized step {:.2}x, plain step {plain:.2}x", v / pt));
+                let inf = r.infer_img_per_s[k] / r.infer_img_per_s["pytorch"];
+                say(format!(
+                    "  {k} / pytorch: stabilized step {:.2}x, plain step {plain:.2}x, inference {inf:.2}x",
+                    v / pt
+                ));
             }
         }
     }
@@ -253,13 +350,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
             say(format!("  {:<8} {secs:>7.1} s   test top-1 {:.2} %", kind.to_string(), top1 * 100.0));
             r.epoch_seconds.insert(kind.to_string(), secs);
         }
-        if let Some(v) = &torch_ref
-            && let Some(secs) = num(v, "epoch_seconds")
+        if let Some(v) = torch.as_mut().and_then(|t| t.ask("epoch", args.epoch_images).ok())
+            && let Some(secs) = num(&v, "epoch_seconds")
         {
             say(format!(
                 "  {:<8} {secs:>7.1} s   test top-1 {:.2} %",
                 "pytorch",
-                num(v, "epoch_test_top1").unwrap_or(f64::NAN) * 100.0
+                num(&v, "epoch_test_top1").unwrap_or(f64::NAN) * 100.0
             ));
             r.epoch_seconds.insert("pytorch".into(), secs);
         }

@@ -19,6 +19,7 @@ mod bench;
 mod collection;
 mod dupes;
 mod index;
+mod sweep;
 
 #[derive(Parser)]
 #[command(
@@ -130,7 +131,13 @@ enum Command {
         /// The HTML file to write; figures go to <stem>-figures/ beside it.
         #[arg(long, default_value = "report.html")]
         out: PathBuf,
+        /// A `stabilize sweep` folder: adds the α/σ frontier figure and table.
+        #[arg(long)]
+        sweep: Option<PathBuf>,
     },
+    /// Train and evaluate the classifier over an α × σ grid and plot the frontier between clean
+    /// accuracy and mean flip rate (sweep.json, sweep.md, frontier.svg).
+    Sweep(sweep::SweepArgs),
     /// Run the whole study: fetch → classifiers (baseline, stabilized) → eval → embeddings
     /// (baseline, stabilized) → eval → report. Re-running skips finished stages.
     Reproduce {
@@ -372,7 +379,8 @@ fn run(cli: Cli) -> Result<()> {
             eval_embed(&model, &distortions, seed, baseline.as_deref(), &run, json)
         }
         Command::Compare { a, b, json } => compare(&a, &b, json),
-        Command::Report { runs, out } => report(&runs, &out),
+        Command::Report { runs, out, sweep } => report(&runs, &out, sweep.as_deref()),
+        Command::Sweep(a) => sweep::run(a),
         Command::Dupes { paths, model, hash, threshold, precision, json, csv, jobs, no_cache, run } => dupes::dupes(
             &paths,
             model.as_deref(),
@@ -547,7 +555,7 @@ pub(crate) fn device(backend: &str) -> Result<stabilize_burn::Device> {
     kind.device().map_err(anyhow::Error::msg)
 }
 
-fn load_fashion_mnist(dataset: &str, data_dir: Option<&Path>) -> Result<FashionMnist> {
+pub(crate) fn load_fashion_mnist(dataset: &str, data_dir: Option<&Path>) -> Result<FashionMnist> {
     if dataset != "fashion-mnist" {
         bail!("unknown dataset '{dataset}' (known: fashion-mnist)");
     }
@@ -1070,7 +1078,7 @@ fn imagenet(dump: Option<&Path>, run: &RunArgs, json: bool, paths: &[PathBuf]) -
     Ok(())
 }
 
-fn report(runs: &[PathBuf], out: &Path) -> Result<()> {
+fn report(runs: &[PathBuf], out: &Path, sweep: Option<&Path>) -> Result<()> {
     use stabilize_core::report::{ReportMeta, Run, render, write};
     let runs: Vec<Run> = runs.iter().map(|d| Run::load(d)).collect::<Result<_, _>>()?;
     let meta = ReportMeta {
@@ -1078,6 +1086,15 @@ fn report(runs: &[PathBuf], out: &Path) -> Result<()> {
         generated: humantime_now(),
         version: env!("CARGO_PKG_VERSION").into(),
         notes: Vec::new(),
+        sweep: match sweep {
+            Some(dir) => {
+                let path = dir.join("sweep.json");
+                let bytes = std::fs::read(&path)
+                    .with_context(|| format!("{}: not a sweep folder (run `stabilize sweep --out`)", path.display()))?;
+                Some(serde_json::from_slice(&bytes).with_context(|| format!("{}: unreadable", path.display()))?)
+            }
+            None => None,
+        },
     };
     let rendered = render(&runs, &meta)?;
     let figures = write(&rendered, out)?;
@@ -1234,7 +1251,7 @@ fn reproduce(quick: bool, out: &Path, run: &RunArgs) -> Result<()> {
         .iter()
         .map(|n| p(n))
         .collect();
-    report(&runs, &out.join("report.html")).context("stage report failed; the runs are kept")?;
+    report(&runs, &out.join("report.html"), None).context("stage report failed; the runs are kept")?;
     eprintln!(
         "reproduce finished in {:.0}s; open {}",
         started.elapsed().as_secs_f64(),

@@ -29,6 +29,7 @@ pub mod perturb;
 pub mod report;
 pub mod resize;
 pub mod retrieval;
+pub mod sweep;
 
 pub use distort::Distortion;
 pub use error::{Error, Result};

@@ -488,6 +488,8 @@ pub struct ReportMeta {
     pub version: String,
     /// Extra provenance lines (commands, wall times) shown verbatim.
     pub notes: Vec<String>,
+    /// An α/σ sweep (`stabilize sweep`) to show as the frontier figure and its table.
+    pub sweep: Option<crate::sweep::Sweep>,
 }
 
 /// The rendered report: the HTML and the figures (for PNG copies).
@@ -580,6 +582,34 @@ pub fn render(runs: &[Run], meta: &ReportMeta) -> Result<Report> {
             esc(&r.name),
             esc(&serde_json::to_string_pretty(&r.config).unwrap_or_default())
         );
+    }
+    if let Some(sweep) = &meta.sweep {
+        let _ = writeln!(body, "<h2>α/σ sweep: the accuracy–stability frontier</h2>");
+        let f = Figure {
+            id: "sweep-frontier".into(),
+            caption: format!(
+                "Clean top-1 against the mean flip rate over {} for every grid point; the grey line joins the Pareto-optimal points (no other point is both more accurate and more stable).",
+                sweep.distortions.join(", ")
+            ),
+            svg: crate::sweep::frontier_svg(&sweep.points)?,
+        };
+        push_figure(&mut body, &f);
+        figures.push(f);
+        body.push_str("<table><tr><th>α</th><th>σ</th><th>clean top-1</th><th>mean distorted top-1</th><th>mean flip rate</th><th>training time</th><th>frontier</th></tr>");
+        for (i, p) in sweep.points.iter().enumerate() {
+            let _ = write!(
+                body,
+                "<tr><td>{}</td><td>{}</td><td>{:.2} %</td><td>{:.2} %</td><td>{:.2} %</td><td>{:.0} s</td><td>{}</td></tr>",
+                p.alpha,
+                p.sigma,
+                p.clean_top1 * 100.0,
+                p.mean_distorted_top1 * 100.0,
+                p.mean_flip_rate * 100.0,
+                p.train_seconds,
+                if sweep.frontier.contains(&i) { "✓" } else { "" }
+            );
+        }
+        body.push_str("</table>");
     }
     if !meta.notes.is_empty() {
         let _ = writeln!(body, "<pre>{}</pre>", esc(&meta.notes.join("\n")));

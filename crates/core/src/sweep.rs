@@ -1,0 +1,162 @@
+//! The α/σ sweep: one classifier per grid point, each summarised by its clean top-1 and its mean
+//! flip rate under the distortions, and the frontier between the two (higher accuracy and fewer
+//! flips are both better).
+
+use std::fmt::Write as _;
+
+use plotters::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// One trained and evaluated grid point.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SweepPoint {
+    pub alpha: f64,
+    pub sigma: f64,
+    /// Run folder name inside the sweep folder.
+    pub run: String,
+    /// Top-1 on the clean test set, in [0, 1].
+    pub clean_top1: f64,
+    /// Mean over the distortions of the share of test images whose prediction changes, in [0, 1].
+    pub mean_flip_rate: f64,
+    /// Mean top-1 over the distortions, in [0, 1].
+    pub mean_distorted_top1: f64,
+    /// Training wall time, seconds.
+    pub train_seconds: f64,
+}
+
+/// The sweep's summary (`sweep.json`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Sweep {
+    pub distortions: Vec<String>,
+    pub points: Vec<SweepPoint>,
+    /// Indices into `points` of the Pareto-optimal ones, by increasing flip rate.
+    pub frontier: Vec<usize>,
+}
+
+/// Indices of the points no other point beats on both axes (higher `clean_top1` and lower
+/// `mean_flip_rate`, at least one strictly), sorted by flip rate.
+pub fn pareto_front(points: &[SweepPoint]) -> Vec<usize> {
+    let dominated = |i: usize| {
+        let p = &points[i];
+        points.iter().any(|q| {
+            q.clean_top1 >= p.clean_top1
+                && q.mean_flip_rate <= p.mean_flip_rate
+                && (q.clean_top1 > p.clean_top1 || q.mean_flip_rate < p.mean_flip_rate)
+        })
+    };
+    let mut front: Vec<usize> = (0..points.len()).filter(|&i| !dominated(i)).collect();
+    front.sort_by(|&a, &b| points[a].mean_flip_rate.total_cmp(&points[b].mean_flip_rate));
+    front
+}
+
+/// The frontier figure: every point (clean top-1 % against mean flip rate %), labelled α/σ, the
+/// baseline (α = 0) in red, and the Pareto front as a line. SVG.
+pub fn frontier_svg(points: &[SweepPoint]) -> Result<String> {
+    if points.is_empty() {
+        return Err(Error::Invalid("no sweep points to plot".into()));
+    }
+    let xs: Vec<f64> = points.iter().map(|p| p.mean_flip_rate * 100.0).collect();
+    let ys: Vec<f64> = points.iter().map(|p| p.clean_top1 * 100.0).collect();
+    let pad = |lo: f64, hi: f64| {
+        let m = ((hi - lo) * 0.12).max(0.5);
+        (lo - m, hi + m)
+    };
+    let (x0, x1) = pad(xs.iter().copied().fold(f64::MAX, f64::min), xs.iter().copied().fold(f64::MIN, f64::max));
+    let (y0, y1) = pad(ys.iter().copied().fold(f64::MAX, f64::min), ys.iter().copied().fold(f64::MIN, f64::max));
+    let err = |e: &dyn std::fmt::Debug| Error::Invalid(format!("plotting: {e:?}"));
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (720, 460)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("α/σ sweep: clean accuracy against stability", ("sans-serif", 17))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .build_cartesian_2d(x0.max(0.0)..x1, y0..y1.min(100.0))
+            .map_err(|e| err(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("mean flip rate under the distortions (%)")
+            .y_desc("clean top-1 (%)")
+            .label_style(("sans-serif", 12))
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .map_err(|e| err(&e))?;
+        let front: Vec<(f64, f64)> = pareto_front(points).iter().map(|&i| (xs[i], ys[i])).collect();
+        chart
+            .draw_series(LineSeries::new(front, ShapeStyle::from(&RGBColor(120, 120, 120)).stroke_width(1)))
+            .map_err(|e| err(&e))?;
+        for (i, p) in points.iter().enumerate() {
+            let colour = if p.alpha == 0.0 { RGBColor(214, 39, 40) } else { RGBColor(31, 119, 180) };
+            let label = if p.alpha == 0.0 { "baseline".to_string() } else { format!("α {} σ {}", p.alpha, p.sigma) };
+            chart.draw_series(std::iter::once(Circle::new((xs[i], ys[i]), 4, colour.filled()))).map_err(|e| err(&e))?;
+            chart
+                .draw_series(std::iter::once(Text::new(label, (xs[i], ys[i]), ("sans-serif", 10))))
+                .map_err(|e| err(&e))?;
+        }
+        root.present().map_err(|e| err(&e))?;
+    }
+    Ok(svg)
+}
+
+/// A Markdown table of the points, frontier points marked with `*`.
+pub fn markdown_table(sweep: &Sweep) -> String {
+    let mut s = String::from(
+        "| α | σ | clean top-1 | mean distorted top-1 | mean flip rate | train s | frontier |\n|---:|---:|---:|---:|---:|---:|:---:|\n",
+    );
+    for (i, p) in sweep.points.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.2} % | {:.2} % | {:.2} % | {:.0} | {} |",
+            p.alpha,
+            p.sigma,
+            p.clean_top1 * 100.0,
+            p.mean_distorted_top1 * 100.0,
+            p.mean_flip_rate * 100.0,
+            p.train_seconds,
+            if sweep.frontier.contains(&i) { "*" } else { "" }
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(alpha: f64, top1: f64, flip: f64) -> SweepPoint {
+        SweepPoint {
+            alpha,
+            sigma: 0.1,
+            run: format!("a{alpha}"),
+            clean_top1: top1,
+            mean_flip_rate: flip,
+            mean_distorted_top1: top1 - 0.05,
+            train_seconds: 1.0,
+        }
+    }
+
+    #[test]
+    fn pareto_front_keeps_only_undominated_points_sorted_by_flip_rate() {
+        let pts =
+            vec![p(0.0, 0.90, 0.10), p(0.1, 0.89, 0.05), p(1.0, 0.85, 0.06), p(2.0, 0.80, 0.02), p(3.0, 0.90, 0.10)];
+        // (0.85, 0.06) is beaten by (0.89, 0.05); the two identical points both stay.
+        assert_eq!(pareto_front(&pts), vec![3, 1, 0, 4]);
+        assert!(pareto_front(&[]).is_empty());
+    }
+
+    #[test]
+    fn figure_and_table_render() {
+        let pts = vec![p(0.0, 0.9, 0.1), p(0.1, 0.89, 0.05)];
+        let svg = frontier_svg(&pts).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("baseline") && svg.contains("α 0.1 σ 0.1"));
+        let sweep = Sweep { distortions: vec!["jpeg:10".into()], frontier: pareto_front(&pts), points: pts };
+        let t = markdown_table(&sweep);
+        assert_eq!(t.lines().count(), 4);
+        assert!(t.contains("| 0.1 | 0.1 | 89.00 % | 84.00 % | 5.00 % | 1 | * |"), "{t}");
+        assert!(frontier_svg(&[]).is_err());
+    }
+}
