@@ -143,6 +143,9 @@ impl TorchServer {
             .arg(format!("--width={}", args.width))
             .arg(format!("--infer-batch={}", args.infer_batch))
             .arg(format!("--data={}", data.display()))
+            // The same allocator settings as this process (see `tune_allocator`), unless the
+            // caller chose their own: the comparison is of compute, not of malloc defaults.
+            .env("GLIBC_TUNABLES", std::env::var("GLIBC_TUNABLES").unwrap_or_else(|_| crate::GLIBC_TUNABLES.into()))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

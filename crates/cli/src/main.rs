@@ -340,7 +340,23 @@ enum EvalCommand {
     },
 }
 
+/// glibc's allocator settings for tensor work: allocations up to 256 MiB come from the heap and
+/// freed memory stays mapped up to 1 GiB, instead of every large activation buffer being
+/// `mmap`ed, page-faulted in and `munmap`ed again at each training step (measured with
+/// `stabilize bench`: the stabilized tch step went from 2.39× to 1.96× the plain step).
+pub(crate) const GLIBC_TUNABLES: &str = "glibc.malloc.mmap_threshold=268435456:glibc.malloc.trim_threshold=1073741824";
+
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
