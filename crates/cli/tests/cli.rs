@@ -206,6 +206,9 @@ fn every_subcommand_rejects_bad_arguments_in_one_line() {
         (&["index", "bench", "--n", "10", "--quantization", "f8"], "unknown --quantization 'f8'"),
         (&["report", "--runs", "/no/such/run", "--out", &t], "/no/such/run"),
         (&["bench", "--backend", "abacus"], "abacus"),
+        (&["bench", "--rounds", "0"], "must be ≥ 1"),
+        (&["sweep", "--alpha", "0.1", "--sigma", "0", "--out", &t], "needs sigma > 0"),
+        (&["train", "classify", "--perturb", "jpeg:0-50", "--out", &t], "1..=100"),
         (&["fetch", "imagenet-full", "--data-dir", &t], "imagenet-full"),
     ];
     for (args, want) in cases {

@@ -91,12 +91,25 @@ fn report_renders_every_figure_in_headless_chromium() {
     let out = d.join("out/report.html");
     std::fs::create_dir_all(out.parent().unwrap()).unwrap();
     let runs: Vec<String> = ["cb", "cs", "eb", "es"].iter().map(|n| d.join(n).display().to_string()).collect();
-    let mut args = vec!["report", "--out", out.to_str().unwrap(), "--runs"];
+    // An α/σ sweep (the shape `stabilize sweep` writes) adds the frontier figure.
+    let pt = |alpha: f64, sigma: f64, top1: f64, flip: f64| {
+        json!({"alpha": alpha, "sigma": sigma, "run": format!("a{alpha}"), "clean_top1": top1,
+               "mean_flip_rate": flip, "mean_distorted_top1": top1 - 0.05, "train_seconds": 10.0})
+    };
+    write(
+        &d.join("sweep/sweep.json"),
+        &json!({"distortions": ["jpeg:10", "thumb:30"],
+                "points": [pt(0.0, 0.04, 0.83, 0.11), pt(0.1, 0.04, 0.82, 0.08), pt(1.0, 0.2, 0.78, 0.09)],
+                "frontier": [1, 0]}),
+    );
+    let sweep = d.join("sweep").display().to_string();
+    let mut args = vec!["report", "--out", out.to_str().unwrap(), "--sweep", &sweep, "--runs"];
     args.extend(runs.iter().map(|s| s.as_str()));
     let o = stabilize(&args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let html = std::fs::read_to_string(&out).unwrap();
-    let ids = ["embed-cdf", "embed-pr", "classify-jpeg", "classify-thumb", "classify-flip"];
+    assert!(html.contains("α/σ sweep") && html.contains("78.00 %"), "sweep table missing");
+    let ids = ["embed-cdf", "embed-pr", "classify-jpeg", "classify-thumb", "classify-flip", "sweep-frontier"];
     for id in ids {
         assert!(html.contains(&format!("<figure id=\"{id}\"><svg")), "figure {id} missing");
         let png = d.join(format!("out/report-figures/{id}.png"));
@@ -108,6 +121,9 @@ fn report_renders_every_figure_in_headless_chromium() {
     for fetch in ["src=\"http", "href=\"http", "url(http", "@import", "<script src", "<link"] {
         assert!(!html.contains(fetch), "the report must not reach the network: found {fetch}");
     }
+    // A --sweep folder without sweep.json is a one-line error.
+    let o = stabilize(&["report", "--out", out.to_str().unwrap(), "--sweep", runs[0].as_str(), "--runs", runs[0].as_str()]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("not a sweep folder"));
     // A run folder without eval.json is a one-line error.
     let o = stabilize(&["report", "--out", out.to_str().unwrap(), "--runs", d.join("out").to_str().unwrap()]);
     assert!(!o.status.success());

@@ -133,7 +133,7 @@ impl FromStr for Perturbation {
             };
             // Each end must be a valid distortion on its own (the same checks as `--spec`).
             let end = |v: &str| -> Result<f64> {
-                Distortion::from_str(&format!("{family}:{v}")).map_err(|e| bad(e.to_string()))?;
+                Distortion::from_str(&format!("{family}:{v}"))?;
                 Ok(v.parse().expect("checked by the distortion parser"))
             };
             let (lo, hi) = (end(lo)?, end(hi)?);
