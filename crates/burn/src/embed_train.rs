@@ -615,4 +615,40 @@ mod tests {
         assert!(e.to_string().contains("w.pth"), "{e}");
         assert!(load_embedder(dir.path().join("nothing").as_path(), &Device::flex()).is_err());
     }
+
+    #[test]
+    fn real_distortion_perturbations_and_augmentation_train() {
+        let _guard = crate::test_rng_lock();
+        let dir = tempfile::tempdir().unwrap();
+        let mix: Perturbation = "jpeg:10-90,thumb:25-75,crop:0-4".parse().unwrap();
+        let run = |cfg: EmbedTrainConfig, name: &str| {
+            train_embedder(
+                &cfg,
+                &photos(),
+                Path::new("unused"),
+                &Device::flex(),
+                &dir.path().join(name),
+                false,
+                &mut |_| {},
+            )
+            .unwrap()
+        };
+        // Stability against real distortions: a positive, finite stability term.
+        let s = run(EmbedTrainConfig { perturb: Some(mix.clone()), ..tiny(0.1) }, "stab");
+        assert!(s.history.iter().all(|h| h.stability > 0.0 && h.loss.is_finite()), "{:?}", s.history);
+        // Augmentation: the triplet loss on x' only, no stability term; its config round-trips.
+        let a = run(EmbedTrainConfig { objective: Objective::Augment, perturb: Some(mix.clone()), ..tiny(0.0) }, "aug");
+        assert!(a.history.iter().all(|h| h.stability == 0.0 && h.triplet.is_finite()));
+        let cfg: EmbedTrainConfig =
+            serde_json::from_slice(&std::fs::read(dir.path().join("aug/config.json")).unwrap()).unwrap();
+        assert_eq!((cfg.objective, cfg.perturb), (Objective::Augment, Some(mix.clone())));
+        for bad in [
+            EmbedTrainConfig { objective: Objective::Jsd, ..tiny(0.1) },
+            EmbedTrainConfig { objective: Objective::Augment, ..tiny(0.1) },
+            EmbedTrainConfig { perturb: Some("crop:0-40".parse().unwrap()), ..tiny(0.1) },
+            EmbedTrainConfig { sigma: 0.0, ..tiny(0.1) },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+    }
 }

@@ -122,7 +122,8 @@ fn report_renders_every_figure_in_headless_chromium() {
         assert!(!html.contains(fetch), "the report must not reach the network: found {fetch}");
     }
     // A --sweep folder without sweep.json is a one-line error.
-    let o = stabilize(&["report", "--out", out.to_str().unwrap(), "--sweep", runs[0].as_str(), "--runs", runs[0].as_str()]);
+    let o =
+        stabilize(&["report", "--out", out.to_str().unwrap(), "--sweep", runs[0].as_str(), "--runs", runs[0].as_str()]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("not a sweep folder"));
     // A run folder without eval.json is a one-line error.
     let o = stabilize(&["report", "--out", out.to_str().unwrap(), "--runs", d.join("out").to_str().unwrap()]);
