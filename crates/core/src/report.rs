@@ -601,7 +601,7 @@ pub fn render(runs: &[Run], meta: &ReportMeta) -> Result<Report> {
                 body,
                 "<tr><td>{}</td><td>{}</td><td>{:.2} %</td><td>{:.2} %</td><td>{:.2} %</td><td>{:.0} s</td><td>{}</td></tr>",
                 p.alpha,
-                p.sigma,
+                if p.alpha == 0.0 { "–".to_string() } else { p.sigma.to_string() },
                 p.clean_top1 * 100.0,
                 p.mean_distorted_top1 * 100.0,
                 p.mean_flip_rate * 100.0,

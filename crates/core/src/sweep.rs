@@ -22,7 +22,7 @@ pub struct SweepPoint {
     pub mean_flip_rate: f64,
     /// Mean top-1 over the distortions, in [0, 1].
     pub mean_distorted_top1: f64,
-    /// Training wall time, seconds.
+    /// Training wall time, seconds. (σ is unused when α = 0: the baseline has no x'.)
     pub train_seconds: f64,
 }
 
@@ -64,6 +64,7 @@ pub fn frontier_svg(points: &[SweepPoint]) -> Result<String> {
         (lo - m, hi + m)
     };
     let (x0, x1) = pad(xs.iter().copied().fold(f64::MAX, f64::min), xs.iter().copied().fold(f64::MIN, f64::max));
+    let x1 = x1 + (x1 - x0) * 0.08; // room for the labels right of the points
     let (y0, y1) = pad(ys.iter().copied().fold(f64::MAX, f64::min), ys.iter().copied().fold(f64::MIN, f64::max));
     let err = |e: &dyn std::fmt::Debug| Error::Invalid(format!("plotting: {e:?}"));
     let mut svg = String::new();
@@ -112,7 +113,7 @@ pub fn markdown_table(sweep: &Sweep) -> String {
             s,
             "| {} | {} | {:.2} % | {:.2} % | {:.2} % | {:.0} | {} |",
             p.alpha,
-            p.sigma,
+            if p.alpha == 0.0 { "–".to_string() } else { p.sigma.to_string() },
             p.clean_top1 * 100.0,
             p.mean_distorted_top1 * 100.0,
             p.mean_flip_rate * 100.0,
