@@ -313,9 +313,13 @@ pub fn train_embedder(
         if views > 0 {
             match perturb.paper_sigma() {
                 Some(_) => {
-                    let clean = if augment { pixels(&images) } else { x.clone() };
                     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-                    x.extend(clean.iter().map(|&v| v + noise.sample(&mut rng)));
+                    let noisy: Vec<f32> = if augment {
+                        pixels(&images).into_iter().map(|v| v + noise.sample(&mut rng)).collect()
+                    } else {
+                        x.iter().map(|&v| v + noise.sample(&mut rng)).collect()
+                    };
+                    x.extend(noisy);
                 }
                 None => {
                     let perturbed: Vec<Image> = images

@@ -554,16 +554,21 @@ fn measure(spec: &str, seed: u64, json: bool, paths: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
-/// Applies `--perturb`: a single `noise:σ` is the paper's noise (it sets σ); a mix is kept.
-fn with_perturb(mut config: ClassifyTrainConfig, spec: Option<&str>) -> Result<ClassifyTrainConfig> {
+/// Applies `--perturb` to a run's σ and perturbation (the same for classifiers and embeddings):
+/// a single `noise:σ` is the paper's noise and sets σ; a mix is kept.
+fn apply_perturb(
+    spec: Option<&str>,
+    sigma: &mut f64,
+    perturb: &mut Option<stabilize_core::perturb::Perturbation>,
+) -> Result<()> {
     if let Some(spec) = spec {
         let p: stabilize_core::perturb::Perturbation = spec.parse().context("--perturb")?;
         match p.paper_sigma() {
-            Some(sigma) => config.sigma = sigma,
-            None => config.perturb = Some(p),
+            Some(s) => *sigma = s,
+            None => *perturb = Some(p),
         }
     }
-    Ok(config)
+    Ok(())
 }
 
 pub(crate) fn device(backend: &str) -> Result<stabilize_burn::Device> {
@@ -593,7 +598,8 @@ fn train_classify(args: TrainClassifyArgs) -> Result<()> {
         objective: args.objective.parse().map_err(anyhow::Error::msg)?,
         ..ClassifyTrainConfig::new()
     };
-    let config = with_perturb(config, args.perturb.as_deref())?;
+    let mut config = config;
+    apply_perturb(args.perturb.as_deref(), &mut config.sigma, &mut config.perturb)?;
     config.validate().map_err(anyhow::Error::msg)?;
     let device = device(&args.run.backend)?;
     let data = load_fashion_mnist(&args.dataset, args.run.data_dir.as_deref())?;
@@ -854,13 +860,7 @@ fn train_embed(args: TrainEmbedArgs) -> Result<()> {
         ..EmbedTrainConfig::new()
     };
     let mut config = config;
-    if let Some(spec) = &args.perturb {
-        let p: stabilize_core::perturb::Perturbation = spec.parse().context("--perturb")?;
-        match p.paper_sigma() {
-            Some(sigma) => config.sigma = sigma,
-            None => config.perturb = Some(p),
-        }
-    }
+    apply_perturb(args.perturb.as_deref(), &mut config.sigma, &mut config.perturb)?;
     config.validate().map_err(anyhow::Error::msg)?;
     let device = device(&args.run.backend)?;
     let weights = weights_path(args.run.data_dir.as_deref());

@@ -117,32 +117,25 @@ fn tch_backend_trains_and_evaluates_classifiers_and_embeddings() {
     let cls = dir.path().join("cls");
     let s = train_classify(d, &cls, "tch", &["--alpha", "1", "--sigma", "0.1", "--loss", "kl"]);
     assert!(s["test_top1"].as_f64().unwrap() > 0.5, "{s}");
-    let e = ok_json(stabilize(&[
-        "eval",
-        "classify",
-        "--backend",
-        "tch",
-        "--data-dir",
-        d,
-        "--model",
-        cls.to_str().unwrap(),
-        "--distortions",
-        "jpeg:10",
-        "--json",
-    ]));
+    let eval_on = |backend: &str| {
+        ok_json(stabilize(&[
+            "eval",
+            "classify",
+            "--backend",
+            backend,
+            "--data-dir",
+            d,
+            "--model",
+            cls.to_str().unwrap(),
+            "--distortions",
+            "jpeg:10",
+            "--json",
+        ]))
+    };
+    let e = eval_on("tch");
     assert!((e["clean"]["top1"].as_f64().unwrap() - s["test_top1"].as_f64().unwrap()).abs() < 1e-9, "{e}");
     // The same weights evaluated on flex agree with tch.
-    let f = ok_json(stabilize(&[
-        "eval",
-        "classify",
-        "--data-dir",
-        d,
-        "--model",
-        cls.to_str().unwrap(),
-        "--distortions",
-        "jpeg:10",
-        "--json",
-    ]));
+    let f = eval_on("flex");
     let (a, b) = (e["clean"]["top1"].as_f64().unwrap(), f["clean"]["top1"].as_f64().unwrap());
     assert!((a - b).abs() <= 0.002, "tch {a} vs flex {b}");
 

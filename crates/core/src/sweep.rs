@@ -103,23 +103,29 @@ pub fn frontier_svg(points: &[SweepPoint]) -> Result<String> {
     Ok(svg)
 }
 
+impl SweepPoint {
+    /// The table cells: α, σ (– for the baseline, which has no x'), clean top-1, mean distorted
+    /// top-1, mean flip rate, training seconds.
+    pub fn cells(&self) -> [String; 6] {
+        [
+            self.alpha.to_string(),
+            if self.alpha == 0.0 { "–".to_string() } else { self.sigma.to_string() },
+            format!("{:.2} %", self.clean_top1 * 100.0),
+            format!("{:.2} %", self.mean_distorted_top1 * 100.0),
+            format!("{:.2} %", self.mean_flip_rate * 100.0),
+            format!("{:.0}", self.train_seconds),
+        ]
+    }
+}
+
 /// A Markdown table of the points, frontier points marked with `*`.
 pub fn markdown_table(sweep: &Sweep) -> String {
     let mut s = String::from(
         "| α | σ | clean top-1 | mean distorted top-1 | mean flip rate | train s | frontier |\n|---:|---:|---:|---:|---:|---:|:---:|\n",
     );
     for (i, p) in sweep.points.iter().enumerate() {
-        let _ = writeln!(
-            s,
-            "| {} | {} | {:.2} % | {:.2} % | {:.2} % | {:.0} | {} |",
-            p.alpha,
-            if p.alpha == 0.0 { "–".to_string() } else { p.sigma.to_string() },
-            p.clean_top1 * 100.0,
-            p.mean_distorted_top1 * 100.0,
-            p.mean_flip_rate * 100.0,
-            p.train_seconds,
-            if sweep.frontier.contains(&i) { "*" } else { "" }
-        );
+        let mark = if sweep.frontier.contains(&i) { "*" } else { "" };
+        let _ = writeln!(s, "| {} | {mark} |", p.cells().join(" | "));
     }
     s
 }
