@@ -11,6 +11,7 @@ pub mod embed;
 pub mod embed_train;
 pub mod eval;
 pub mod imagenet;
+pub mod layers;
 pub mod loss;
 pub mod mobilenet;
 pub mod model;

@@ -10,8 +10,10 @@
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::nn::{Linear, LinearConfig, PaddingConfig2d, Relu};
+use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
+
+use crate::layers::{conv2d, max_pool2d, relu};
 
 /// Configuration (data) of [`SmallCnn`]; saved with every run as JSON.
 #[derive(Config, Debug, PartialEq)]
@@ -47,7 +49,6 @@ pub struct SmallCnn {
     pool: MaxPool2d,
     fc1: Linear,
     fc2: Linear,
-    relu: Relu,
     pixel_mean: f64,
     pixel_std: f64,
 }
@@ -66,7 +67,6 @@ impl SmallCnnConfig {
             pool: MaxPool2dConfig::new([2, 2]).init(),
             fc1: LinearConfig::new(2 * w * side * side, self.features).init(device),
             fc2: LinearConfig::new(self.features, self.num_classes).init(device),
-            relu: Relu::new(),
             pixel_mean: self.pixel_mean,
             pixel_std: self.pixel_std,
         }
@@ -79,10 +79,12 @@ impl SmallCnn {
         let x = x.sub_scalar(self.pixel_mean).div_scalar(self.pixel_std);
         // ReLU after the pool: max-pooling and ReLU commute (ReLU is monotonic), so this is the
         // same function, with the activation and its backward on a quarter of the values.
-        let x = self.relu.forward(self.pool.forward(self.conv1.forward(x)));
-        let x = self.relu.forward(self.pool.forward(self.conv2.forward(x)));
+        // Convolution, pooling and ReLU go through `layers`, which uses each backend's fastest
+        // kernels where burn's defaults are slow (libtorch).
+        let x = relu(max_pool2d(&self.pool, conv2d(&self.conv1, x)));
+        let x = relu(max_pool2d(&self.pool, conv2d(&self.conv2, x)));
         let x: Tensor<2> = x.flatten(1, 3);
-        self.relu.forward(self.fc1.forward(x))
+        relu(self.fc1.forward(x))
     }
 
     /// Logits `[N, K]` from penultimate features `[N, F]`.

@@ -1,0 +1,587 @@
+//! ReLU and 2-D convolution as a burn backend extension, so that each backend computes their
+//! backward pass with its own best kernels.
+//!
+//! burn 0.22's autodiff computes, on every backend, the ReLU gradient as a comparison plus a
+//! masked fill, and a convolution's weight and bias gradients as a convolution over
+//! batch-and-channel-swapped tensors and a sum over a transposed copy (the `burn-backend`
+//! defaults; burn-tch overrides neither). On libtorch both are several times slower than
+//! libtorch's own kernels, the ones PyTorch uses (`threshold_backward`, `convolution_backward`):
+//! together they were the difference between burn-tch and PyTorch on the classifier's training
+//! step (docs/benchmarks.md).
+//!
+//! [`relu`] and [`conv2d`] route through the [`LayerOps`] extension. Under autodiff, the backward
+//! step asks the concrete backend's [`LayerGrads`] for the gradients: libtorch answers with its
+//! native kernels (the convolution's through libtorch's own autograd, which holds the
+//! convolution's inputs in place of burn's checkpoint), every other backend with burn's defaults,
+//! unchanged. Without autodiff both are the backend's plain `relu` and `conv2d`. The functions are
+//! the same on every backend; the tests compare values and gradients with burn's own layers.
+
+// burn-tch's `LibTorch` is deprecated upstream, and still the fastest CPU backend here.
+#![allow(deprecated)]
+
+use std::fmt::Debug;
+
+use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn::backend::tensor::{FloatTensor, IntTensor};
+use burn::backend::{Autodiff, Backend, Dispatch, TensorMetadata, backend_extension, get_or_init_device_settings};
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2d;
+use burn::nn::pool::MaxPool2d;
+use burn::tensor::Tensor;
+use burn::tensor::ops::ConvOptions;
+
+/// The layers whose backward pass a backend may compute itself; see the module docs.
+#[backend_extension(
+    Autodiff,
+    Flex: cfg(feature = "flex"),
+    LibTorch: cfg(feature = "tch"),
+    Cube: cfg(any(feature = "wgpu", feature = "cuda"))
+)]
+pub trait LayerOps: Backend {
+    /// `max(x, 0)`, any shape.
+    fn layer_relu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::relu(x)
+    }
+
+    /// 2-D convolution with bias: x `[N, C_in, H, W]`, weight `[C_out, C_in / groups, kH, kW]`,
+    /// bias `[C_out]` → `[N, C_out, H', W']`.
+    fn layer_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::conv2d(x, weight, Some(bias), options)
+    }
+
+    /// 2-D max pooling: x `[N, C, H, W]` → `[N, C, H', W']`.
+    fn layer_max_pool2d(x: FloatTensor<Self>, options: PoolOptions) -> FloatTensor<Self> {
+        let PoolOptions { kernel_size, stride, padding, dilation, ceil_mode } = options;
+        Self::max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode)
+    }
+}
+
+/// Settings of a 2-D max pooling (symmetric padding), as burn's `max_pool2d` takes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolOptions {
+    /// Window `[kH, kW]`.
+    pub kernel_size: [usize; 2],
+    /// Step `[sH, sW]`.
+    pub stride: [usize; 2],
+    /// Padding on each side `[pH, pW]`.
+    pub padding: [usize; 2],
+    /// Spacing of the window's elements.
+    pub dilation: [usize; 2],
+    /// Output size rounded up instead of down.
+    pub ceil_mode: bool,
+}
+
+/// How a concrete backend computes the gradients of [`LayerOps`] under autodiff.
+pub trait LayerGrads: LayerOps {
+    /// What a tracked convolution keeps from its forward pass for its backward pass.
+    type ConvSaved: Clone + Send + Debug + 'static;
+
+    /// The convolution's output and what its backward pass needs.
+    fn conv2d_saving(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> (FloatTensor<Self>, Self::ConvSaved);
+
+    /// Gradients of the loss for `[x, weight, bias]` from the output's gradient `grad`, each only
+    /// where `needed` says so (`None` elsewhere).
+    fn conv2d_grads(
+        saved: Self::ConvSaved,
+        grad: FloatTensor<Self>,
+        needed: [bool; 3],
+    ) -> [Option<FloatTensor<Self>>; 3];
+
+    /// What a tracked max pooling keeps from its forward pass for its backward pass.
+    type PoolSaved: Clone + Send + Debug + 'static;
+
+    /// The pooling's output and what its backward pass needs.
+    fn max_pool2d_saving(x: FloatTensor<Self>, options: PoolOptions) -> (FloatTensor<Self>, Self::PoolSaved);
+
+    /// The pooling's input gradient from the output's gradient.
+    fn max_pool2d_grad(saved: Self::PoolSaved, grad: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// The ReLU's input gradient from its output and the output's gradient.
+    fn relu_grad(output: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::relu_backward(output, grad)
+    }
+}
+
+/// burn's own convolution backward: the inputs kept, the gradients from `burn-backend`'s
+/// `conv2d_{x,weight,bias}_backward`.
+#[derive(Clone, Debug)]
+pub struct BurnConvSaved<B: Backend> {
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: FloatTensor<B>,
+    options: ConvOptions<2>,
+}
+
+impl<B: Backend> BurnConvSaved<B> {
+    fn forward(
+        x: FloatTensor<B>,
+        weight: FloatTensor<B>,
+        bias: FloatTensor<B>,
+        options: ConvOptions<2>,
+    ) -> (FloatTensor<B>, Self) {
+        let out = B::conv2d(x.clone(), weight.clone(), Some(bias.clone()), options.clone());
+        (out, Self { x, weight, bias, options })
+    }
+
+    fn grads(self, grad: FloatTensor<B>, needed: [bool; 3]) -> [Option<FloatTensor<B>>; 3] {
+        let Self { x, weight, bias, options } = self;
+        let gx = needed[0].then(|| B::conv2d_x_backward(x.clone(), weight.clone(), grad.clone(), options.clone()));
+        let gw = needed[1].then(|| B::conv2d_weight_backward(x.clone(), weight, grad.clone(), options));
+        let gb = needed[2].then(|| B::conv2d_bias_backward(x, bias, grad));
+        [gx, gw, gb]
+    }
+}
+
+/// burn's own max-pooling backward: the input and the arg-max indices kept.
+#[derive(Clone, Debug)]
+pub struct BurnPoolSaved<B: Backend> {
+    x: FloatTensor<B>,
+    indices: IntTensor<B>,
+    options: PoolOptions,
+}
+
+impl<B: Backend> BurnPoolSaved<B> {
+    fn forward(x: FloatTensor<B>, options: PoolOptions) -> (FloatTensor<B>, Self) {
+        let PoolOptions { kernel_size, stride, padding, dilation, ceil_mode } = options;
+        let int_dtype = get_or_init_device_settings::<B>(&x.device()).int_dtype;
+        let pooled = B::max_pool2d_with_indices(x.clone(), kernel_size, stride, padding, dilation, ceil_mode, int_dtype);
+        (pooled.output, Self { x, indices: pooled.indices, options })
+    }
+
+    fn grad(self, grad: FloatTensor<B>) -> FloatTensor<B> {
+        let PoolOptions { kernel_size, stride, padding, dilation, ceil_mode } = self.options;
+        B::max_pool2d_with_indices_backward(self.x, kernel_size, stride, padding, dilation, ceil_mode, grad, self.indices)
+            .x_grad
+    }
+}
+
+/// [`LayerGrads`] with burn's default gradients, for backends that have nothing better.
+macro_rules! burn_default_grads {
+    ($backend:ty) => {
+        impl LayerOps for $backend {}
+
+        impl LayerGrads for $backend {
+            type ConvSaved = BurnConvSaved<$backend>;
+            type PoolSaved = BurnPoolSaved<$backend>;
+
+            fn conv2d_saving(
+                x: FloatTensor<Self>,
+                weight: FloatTensor<Self>,
+                bias: FloatTensor<Self>,
+                options: ConvOptions<2>,
+            ) -> (FloatTensor<Self>, Self::ConvSaved) {
+                BurnConvSaved::forward(x, weight, bias, options)
+            }
+
+            fn conv2d_grads(
+                saved: Self::ConvSaved,
+                grad: FloatTensor<Self>,
+                needed: [bool; 3],
+            ) -> [Option<FloatTensor<Self>>; 3] {
+                saved.grads(grad, needed)
+            }
+
+            fn max_pool2d_saving(x: FloatTensor<Self>, options: PoolOptions) -> (FloatTensor<Self>, Self::PoolSaved) {
+                BurnPoolSaved::forward(x, options)
+            }
+
+            fn max_pool2d_grad(saved: Self::PoolSaved, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+                saved.grad(grad)
+            }
+        }
+    };
+}
+
+#[cfg(feature = "flex")]
+burn_default_grads!(burn::backend::Flex);
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+burn_default_grads!(burn::backend::Cube);
+
+#[cfg(feature = "tch")]
+mod libtorch {
+    use super::*;
+    use burn::backend::LibTorch;
+    use burn::backend::libtorch::TchTensor;
+
+    /// A tracked convolution on libtorch: the output with libtorch's autograd graph, whose leaves
+    /// are detached aliases of the inputs (no copy), so that the backward pass runs libtorch's
+    /// `convolution_backward`. Asymmetric padding keeps burn's path.
+    #[derive(Clone, Debug)]
+    pub enum TorchConvSaved {
+        Graph { output: TchTensor, leaves: [TchTensor; 3] },
+        Burn(BurnConvSaved<LibTorch>),
+    }
+
+    /// A tracked max pooling on libtorch: the input and libtorch's arg-max indices (int64,
+    /// NCHW-contiguous), for `max_pool2d_with_indices_backward`.
+    #[derive(Clone, Debug)]
+    pub struct TorchPoolSaved {
+        x: TchTensor,
+        indices: TchTensor,
+        options: PoolOptions,
+    }
+
+    fn ints(v: [usize; 2]) -> [i64; 2] {
+        v.map(|v| v as i64)
+    }
+
+    /// `x` `[N, C, H, W]` with channels-last strides (NHWC in memory): libtorch's CPU max pooling
+    /// vectorises over channels in that layout, and its NCHW kernel does not; measured 3–4×
+    /// faster here even with the two layout copies (docs/benchmarks.md).
+    fn channels_last(x: &tch::Tensor) -> tch::Tensor {
+        x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+    }
+
+    impl LayerOps for LibTorch {
+        fn layer_max_pool2d(x: TchTensor, options: PoolOptions) -> TchTensor {
+            let PoolOptions { kernel_size, stride, padding, dilation, ceil_mode } = options;
+            let out = channels_last(&x.tensor).max_pool2d(
+                ints(kernel_size),
+                ints(stride),
+                ints(padding),
+                ints(dilation),
+                ceil_mode,
+            );
+            TchTensor::new(out.contiguous())
+        }
+    }
+
+    impl LayerGrads for LibTorch {
+        type ConvSaved = TorchConvSaved;
+        type PoolSaved = TorchPoolSaved;
+
+        fn max_pool2d_saving(x: TchTensor, options: PoolOptions) -> (TchTensor, TorchPoolSaved) {
+            let PoolOptions { kernel_size, stride, padding, dilation, ceil_mode } = options;
+            let (out, indices) = channels_last(&x.tensor).max_pool2d_with_indices(
+                ints(kernel_size),
+                ints(stride),
+                ints(padding),
+                ints(dilation),
+                ceil_mode,
+            );
+            let saved = TorchPoolSaved { x, indices: TchTensor::new(indices.contiguous()), options };
+            (TchTensor::new(out.contiguous()), saved)
+        }
+
+        fn max_pool2d_grad(saved: TorchPoolSaved, grad: TchTensor) -> TchTensor {
+            let PoolOptions { kernel_size, stride, padding, dilation, ceil_mode } = saved.options;
+            TchTensor::new(saved.x.tensor.max_pool2d_with_indices_backward(
+                &grad.tensor,
+                ints(kernel_size),
+                ints(stride),
+                ints(padding),
+                ints(dilation),
+                ceil_mode,
+                &saved.indices.tensor,
+            ))
+        }
+
+        fn conv2d_saving(
+            x: TchTensor,
+            weight: TchTensor,
+            bias: TchTensor,
+            options: ConvOptions<2>,
+        ) -> (TchTensor, TorchConvSaved) {
+            if options.is_asymmetric() {
+                let (out, saved) = BurnConvSaved::forward(x, weight, bias, options);
+                return (out, TorchConvSaved::Burn(saved));
+            }
+            tch::with_grad(|| {
+                let leaves = [x, weight, bias].map(|t| t.tensor.detach().requires_grad_(true));
+                let output = tch::Tensor::conv2d(
+                    &leaves[0],
+                    &leaves[1],
+                    Some(&leaves[2]),
+                    options.stride.map(|v| v as i64),
+                    options.padding_begin().map(|v| v as i64),
+                    options.dilation.map(|v| v as i64),
+                    options.groups as i64,
+                );
+                // burn gets a graph-free alias, so nothing downstream is recorded by libtorch.
+                let out = TchTensor::new(output.detach());
+                (out, TorchConvSaved::Graph { output: TchTensor::new(output), leaves: leaves.map(TchTensor::new) })
+            })
+        }
+
+        fn conv2d_grads(saved: TorchConvSaved, grad: TchTensor, needed: [bool; 3]) -> [Option<TchTensor>; 3] {
+            let (output, leaves) = match saved {
+                TorchConvSaved::Burn(saved) => return saved.grads(grad, needed),
+                TorchConvSaved::Graph { output, leaves } => (output, leaves),
+            };
+            let wanted: Vec<usize> = (0..3).filter(|&i| needed[i]).collect();
+            if wanted.is_empty() {
+                return [None, None, None];
+            }
+            // d(Σ output·grad)/d(input) is the convolution's vector-Jacobian product with `grad`:
+            // libtorch's autograd runs its convolution_backward for exactly the wanted inputs.
+            let mut computed = tch::with_grad(|| {
+                let seed = output.tensor.reshape([-1]).dot(&grad.tensor.reshape([-1]));
+                let inputs: Vec<&tch::Tensor> = wanted.iter().map(|&i| &leaves[i].tensor).collect();
+                tch::Tensor::run_backward(&[seed], &inputs, false, false)
+            })
+            .into_iter();
+            let mut result = [None, None, None];
+            for i in wanted {
+                result[i] = computed.next().map(TchTensor::new);
+            }
+            result
+        }
+
+        fn relu_grad(output: TchTensor, grad: TchTensor) -> TchTensor {
+            TchTensor::new(output.tensor.threshold_backward(&grad.tensor, 0.0))
+        }
+    }
+}
+
+impl<B: LayerGrads, C: CheckpointStrategy> LayerOps for Autodiff<B, C> {
+    fn layer_relu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct ReluStep;
+
+        impl<B: LayerGrads> Backward<B, 1> for ReluStep {
+            type State = FloatTensor<B>;
+
+            fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+                let output = ops.state;
+                unary::<B, _>(ops.parents, ops.node, grads, |grad| B::relu_grad(output, grad));
+            }
+        }
+
+        let (x, node) = x.into_parts();
+        match ReluStep.prepare::<C>([node]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let output = B::relu(x);
+                prep.finish(output.clone(), output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::layer_relu(x)),
+        }
+    }
+
+    fn layer_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct ConvStep;
+
+        impl<B: LayerGrads> Backward<B, 3> for ConvStep {
+            type State = B::ConvSaved;
+
+            fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+                let grad = grads.consume::<B>(&ops.node);
+                let [px, pw, pb] = ops.parents;
+                let needed = [px.is_some(), pw.is_some(), pb.is_some()];
+                let computed = B::conv2d_grads(ops.state, grad, needed);
+                for (parent, g) in [px, pw, pb].into_iter().zip(computed) {
+                    if let (Some(parent), Some(g)) = (parent, g) {
+                        grads.register::<B>(parent.id, g);
+                    }
+                }
+            }
+        }
+
+        let (x, nx) = x.into_parts();
+        let (weight, nw) = weight.into_parts();
+        let (bias, nb) = bias.into_parts();
+        match ConvStep.prepare::<C>([nx, nw, nb]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (output, saved) = B::conv2d_saving(x, weight, bias, options);
+                prep.finish(saved, output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::layer_conv2d(x, weight, bias, options)),
+        }
+    }
+
+    fn layer_max_pool2d(x: FloatTensor<Self>, options: PoolOptions) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct PoolStep;
+
+        impl<B: LayerGrads> Backward<B, 1> for PoolStep {
+            type State = B::PoolSaved;
+
+            fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+                let saved = ops.state;
+                unary::<B, _>(ops.parents, ops.node, grads, |grad| B::max_pool2d_grad(saved, grad));
+            }
+        }
+
+        let (x, node) = x.into_parts();
+        match PoolStep.prepare::<C>([node]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (output, saved) = B::max_pool2d_saving(x, options);
+                prep.finish(saved, output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::layer_max_pool2d(x, options)),
+        }
+    }
+}
+
+/// `max(x, 0)` through [`LayerOps`]; the same function as `burn::tensor::activation::relu`.
+pub fn relu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as LayerOps>::layer_relu(x.into_dispatch()))
+}
+
+/// `pool.forward(x)` (x `[N, C, H, W]`) through [`LayerOps`] when its padding is explicit and
+/// symmetric, or none; burn's own forward otherwise.
+pub fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
+    let padding = match pool.padding {
+        PaddingConfig2d::Valid => [0, 0],
+        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => [top, left],
+        _ => return pool.forward(x),
+    };
+    let options = PoolOptions {
+        kernel_size: pool.kernel_size,
+        stride: pool.stride,
+        padding,
+        dilation: pool.dilation,
+        ceil_mode: pool.ceil_mode,
+    };
+    Tensor::from_dispatch(<Dispatch as LayerOps>::layer_max_pool2d(x.into_dispatch(), options))
+}
+
+/// `conv.forward(x)` (x `[N, C_in, H, W]` → `[N, C_out, H', W']`) through [`LayerOps`] when the
+/// layer has a bias and explicit or no padding; burn's own forward otherwise.
+pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let padding = match conv.padding {
+        PaddingConfig2d::Valid => [(0, 0), (0, 0)],
+        PaddingConfig2d::Explicit(top, left, bottom, right) => [(top, bottom), (left, right)],
+        PaddingConfig2d::Same => return conv.forward(x),
+    };
+    let Some(bias) = conv.bias.as_ref() else {
+        return conv.forward(x);
+    };
+    let options = ConvOptions::new_with_padding(conv.stride, padding, conv.dilation, conv.groups);
+    Tensor::from_dispatch(<Dispatch as LayerOps>::layer_conv2d(
+        x.into_dispatch(),
+        conv.weight.val().into_dispatch(),
+        bias.val().into_dispatch(),
+        options,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::module::{Module, Param};
+    use burn::nn::conv::Conv2dConfig;
+    use burn::nn::pool::MaxPool2dConfig;
+    use burn::tensor::{Device, Distribution, TensorData, Tolerance, activation};
+
+    fn data4(v: Vec<f32>, shape: [usize; 4], device: &Device) -> Tensor<4> {
+        Tensor::from_data(TensorData::new(v, shape), device)
+    }
+
+    /// Hand-computed: a 1×1 convolution with weight 2 and bias 1 on [1, 2, 3, 4] gives
+    /// [3, 5, 7, 9]; the gradients of Σ relu(y − 6) are ∂x = 2·[0, 0, 1, 1], ∂w = 3 + 4 = 7,
+    /// ∂b = 2.
+    fn hand_computed(device: Device) {
+        let x = data4(vec![1., 2., 3., 4.], [1, 1, 2, 2], &device).require_grad();
+        let mut conv = Conv2dConfig::new([1, 1], [1, 1]).init(&device);
+        conv.weight = Param::from_tensor(Tensor::full([1, 1, 1, 1], 2.0, &device));
+        conv.bias = Some(Param::from_tensor(Tensor::full([1], 1.0, &device)));
+        let y = conv2d(&conv, x.clone());
+        y.to_data().assert_approx_eq::<f32>(&TensorData::new(vec![3f32, 5., 7., 9.], [1, 1, 2, 2]), Tolerance::absolute(1e-6));
+        let grads = relu(y.sub_scalar(6.0)).sum().backward();
+        let tol = Tolerance::absolute(1e-6);
+        x.grad(&grads).unwrap().to_data().assert_approx_eq::<f32>(&TensorData::new(vec![0f32, 0., 2., 2.], [1, 1, 2, 2]), tol);
+        conv.weight.val().grad(&grads).unwrap().to_data().assert_approx_eq::<f32>(&TensorData::new(vec![7f32], [1, 1, 1, 1]), tol);
+        let bias = conv.bias.as_ref().unwrap().val();
+        bias.grad(&grads).unwrap().to_data().assert_approx_eq::<f32>(&TensorData::from([2f32]), tol);
+    }
+
+    /// Values and every gradient equal burn's own `Conv2d::forward` and `activation::relu`, for
+    /// strides, groups and symmetric and asymmetric padding, with and without autodiff.
+    fn same_as_burn(device: Device) {
+        let plain = device.clone();
+        let device = device.autodiff();
+        let tol = Tolerance::absolute(2e-4);
+        let pool2 = MaxPool2dConfig::new([2, 2]).init();
+        let pool3 = MaxPool2dConfig::new([3, 3]).with_strides([2, 2]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)).init();
+        for (channels, stride, groups, padding, pool) in [
+            ([3, 4], [1, 1], 1, PaddingConfig2d::Explicit(1, 1, 1, 1), &pool2),
+            ([4, 6], [2, 1], 2, PaddingConfig2d::Explicit(1, 1, 1, 1), &pool3),
+            ([3, 5], [1, 2], 1, PaddingConfig2d::Valid, &pool3),
+            ([2, 3], [1, 1], 1, PaddingConfig2d::Explicit(1, 0, 0, 1), &pool2),
+        ] {
+            let case = format!("{channels:?} stride {stride:?} groups {groups} {padding:?} pool {:?}", pool.kernel_size);
+            let conv = Conv2dConfig::new(channels, [3, 3])
+                .with_stride(stride)
+                .with_groups(groups)
+                .with_padding(padding)
+                .init(&device);
+            let x = Tensor::<4>::random([2, channels[0], 7, 6], Distribution::Normal(0.0, 1.0), &device);
+            let run = |ours: bool| {
+                let x = x.clone().detach().require_grad();
+                let y = if ours {
+                    relu(max_pool2d(pool, conv2d(&conv, x.clone())))
+                } else {
+                    activation::relu(pool.forward(conv.forward(x.clone())))
+                };
+                let weights = y.random_like(Distribution::Normal(0.0, 1.0));
+                (x, y, weights)
+            };
+            let (x_ours, y_ours, r) = run(true);
+            let (x_burn, y_burn, _) = run(false);
+            y_ours.to_data().assert_approx_eq::<f32>(&y_burn.to_data(), tol);
+            assert!(y_ours.clone().lower_elem(0.0).any().into_scalar::<bool>() == false, "{case}: relu output < 0");
+            let g_ours = (y_ours * r.clone()).sum().backward();
+            let g_burn = (y_burn * r).sum().backward();
+            let grad = |t: &Tensor<4>, g| t.grad(g).expect("tracked");
+            grad(&x_ours, &g_ours).to_data().assert_approx_eq::<f32>(&grad(&x_burn, &g_burn).to_data(), tol);
+            let w = conv.weight.val();
+            w.grad(&g_ours).unwrap().to_data().assert_approx_eq::<f32>(&w.grad(&g_burn).unwrap().to_data(), tol);
+            let b = conv.bias.as_ref().unwrap().val();
+            b.grad(&g_ours).unwrap().to_data().assert_approx_eq::<f32>(&b.grad(&g_burn).unwrap().to_data(), tol);
+
+            // Without autodiff: the backend's plain convolution.
+            let conv = conv.valid();
+            let x = x.clone().detach().to_device(&plain);
+            let ours = max_pool2d(pool, conv2d(&conv, x.clone()));
+            ours.to_data().assert_approx_eq::<f32>(&pool.forward(conv.forward(x)).to_data(), tol);
+        }
+    }
+
+    /// Only the gradients that something asks for are computed: a frozen input gets none.
+    fn untracked_input(device: Device) {
+        let device = device.autodiff();
+        let conv = Conv2dConfig::new([2, 3], [3, 3]).init(&device);
+        let x = Tensor::<4>::random([1, 2, 5, 5], Distribution::Default, &device);
+        let grads = relu(conv2d(&conv, x.clone())).sum().backward();
+        assert!(x.grad(&grads).is_none());
+        assert!(conv.weight.val().grad(&grads).is_some());
+    }
+
+    #[test]
+    fn flex_matches_hand_computation_and_burn() {
+        let _guard = crate::test_rng_lock();
+        let device = Device::flex();
+        device.seed(3);
+        hand_computed(device.clone().autodiff());
+        same_as_burn(device.clone());
+        untracked_input(device);
+    }
+
+    #[cfg(feature = "tch")]
+    #[test]
+    fn libtorch_matches_hand_computation_and_burn() {
+        let device = Device::libtorch();
+        device.seed(3);
+        hand_computed(device.clone().autodiff());
+        same_as_burn(device.clone());
+        untracked_input(device);
+    }
+}
