@@ -308,29 +308,30 @@ pub fn run(args: BenchArgs) -> Result<()> {
             }
         }
     }
+    // Ratios are medians of per-round ratios: the two sides of a ratio ran back to back in the
+    // same round, so the machine's drift between rounds cancels out of them.
+    let ratio = |a: &[f64], b: &[f64]| median(&a.iter().zip(b).map(|(x, y)| x / y).collect::<Vec<_>>());
     for (name, [plain, stab, inf]) in &samples {
         let (p, s, i) = (median(plain), median(stab), median(inf));
+        let overhead = ratio(plain, stab);
         let extra = match (name.as_str(), &torch) {
             ("pytorch", Some(t)) => format!("   (torch {}, {} threads)", t.version, t.threads),
             _ => String::new(),
         };
         say(format!(
-            "  {name:<8} plain {p:>7.0} img/s   stabilized {s:>7.0} img/s   overhead {:.2}x   inference {i:>7.0} img/s{extra}",
-            p / s
+            "  {name:<8} plain {p:>7.0} img/s   stabilized {s:>7.0} img/s   overhead {overhead:.2}x   inference {i:>7.0} img/s{extra}"
         ));
         r.train_plain_img_per_s.insert(name.clone(), p);
         r.train_img_per_s.insert(name.clone(), s);
-        r.stability_overhead.insert(name.clone(), p / s);
+        r.stability_overhead.insert(name.clone(), overhead);
         r.infer_img_per_s.insert(name.clone(), i);
     }
-    if let Some(pt) = r.train_img_per_s.get("pytorch").copied() {
-        for (k, v) in &r.train_img_per_s {
+    if let Some(pt) = samples.get("pytorch") {
+        for (k, v) in &samples {
             if k != "pytorch" {
-                let plain = r.train_plain_img_per_s[k] / r.train_plain_img_per_s["pytorch"];
-                let inf = r.infer_img_per_s[k] / r.infer_img_per_s["pytorch"];
+                let [plain, stab, inf] = [0, 1, 2].map(|j| ratio(&v[j], &pt[j]));
                 say(format!(
-                    "  {k} / pytorch: stabilized step {:.2}x, plain step {plain:.2}x, inference {inf:.2}x",
-                    v / pt
+                    "  {k} / pytorch: stabilized step {stab:.2}x, plain step {plain:.2}x, inference {inf:.2}x (medians of per-round ratios)"
                 ));
             }
         }
