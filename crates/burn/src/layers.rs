@@ -45,6 +45,11 @@ pub trait LayerOps: Backend {
         Self::relu(x)
     }
 
+    /// `min(max(x, 0), 6)` (MobileNetV2's activation), any shape.
+    fn layer_relu6(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::float_clamp(x, 0.0.into(), 6.0.into())
+    }
+
     /// 2-D convolution with bias: x `[N, C_in, H, W]`, weight `[C_out, C_in / groups, kH, kW]`,
     /// bias `[C_out]` → `[N, C_out, H', W']`.
     fn layer_conv2d(
@@ -111,6 +116,16 @@ pub trait LayerGrads: LayerOps {
     /// The ReLU's input gradient from its output and the output's gradient.
     fn relu_grad(output: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
         Self::relu_backward(output, grad)
+    }
+
+    /// ReLU6's input gradient from its output and the output's gradient: `grad` where
+    /// 0 < output < 6, zero elsewhere (PyTorch's `hardtanh` convention at the two kinks).
+    fn relu6_grad(output: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        let bool_dtype = get_or_init_device_settings::<Self>(&output.device()).bool_dtype;
+        let low = Self::float_lower_equal_elem(output.clone(), 0.0.into(), bool_dtype);
+        let high = Self::float_greater_equal_elem(output, 6.0.into(), bool_dtype);
+        let grad = Self::float_mask_fill(grad, low, 0.0.into());
+        Self::float_mask_fill(grad, high, 0.0.into())
     }
 }
 
@@ -342,6 +357,14 @@ mod libtorch {
         fn relu_grad(output: TchTensor, grad: TchTensor) -> TchTensor {
             TchTensor::new(output.tensor.threshold_backward(&grad.tensor, 0.0))
         }
+
+        fn relu6_grad(output: TchTensor, grad: TchTensor) -> TchTensor {
+            // tch does not wrap hardtanh_backward: two vectorised threshold_backward passes
+            // (zero where output ≤ 0, then where 6 − output ≤ 0) instead of masked fills.
+            let low = output.tensor.threshold_backward(&grad.tensor, 0.0);
+            let headroom = output.tensor.neg() + 6.0;
+            TchTensor::new(headroom.threshold_backward(&low, 0.0))
+        }
     }
 }
 
@@ -366,6 +389,29 @@ impl<B: LayerGrads, C: CheckpointStrategy> LayerOps for Autodiff<B, C> {
                 prep.finish(output.clone(), output)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::layer_relu(x)),
+        }
+    }
+
+    fn layer_relu6(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct Relu6Step;
+
+        impl<B: LayerGrads> Backward<B, 1> for Relu6Step {
+            type State = FloatTensor<B>;
+
+            fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+                let output = ops.state;
+                unary::<B, _>(ops.parents, ops.node, grads, |grad| B::relu6_grad(output, grad));
+            }
+        }
+
+        let (x, node) = x.into_parts();
+        match Relu6Step.prepare::<C>([node]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let output = B::layer_relu6(x);
+                prep.finish(output.clone(), output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::layer_relu6(x)),
         }
     }
 
@@ -435,6 +481,11 @@ pub fn relu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as LayerOps>::layer_relu(x.into_dispatch()))
 }
 
+/// `x.clamp(0, 6)` through [`LayerOps`], with PyTorch's gradient convention at 0 and 6 (zero).
+pub fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as LayerOps>::layer_relu6(x.into_dispatch()))
+}
+
 /// `pool.forward(x)` (x `[N, C, H, W]`) through [`LayerOps`] when its padding is explicit and
 /// symmetric, or none; burn's own forward otherwise.
 pub fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
@@ -454,21 +505,24 @@ pub fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
 }
 
 /// `conv.forward(x)` (x `[N, C_in, H, W]` → `[N, C_out, H', W']`) through [`LayerOps`] when the
-/// layer has a bias and explicit or no padding; burn's own forward otherwise.
+/// padding is explicit or none (a layer without bias gets a constant zero bias, which nothing
+/// differentiates); burn's own forward otherwise.
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let padding = match conv.padding {
         PaddingConfig2d::Valid => [(0, 0), (0, 0)],
         PaddingConfig2d::Explicit(top, left, bottom, right) => [(top, bottom), (left, right)],
         PaddingConfig2d::Same => return conv.forward(x),
     };
-    let Some(bias) = conv.bias.as_ref() else {
-        return conv.forward(x);
+    let weight = conv.weight.val();
+    let bias = match conv.bias.as_ref() {
+        Some(bias) => bias.val(),
+        None => Tensor::zeros([weight.dims()[0]], &weight.device()),
     };
     let options = ConvOptions::new_with_padding(conv.stride, padding, conv.dilation, conv.groups);
     Tensor::from_dispatch(<Dispatch as LayerOps>::layer_conv2d(
         x.into_dispatch(),
-        conv.weight.val().into_dispatch(),
-        bias.val().into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
         options,
     ))
 }
@@ -555,6 +609,36 @@ mod tests {
         }
     }
 
+    /// ReLU6 after a convolution without bias (MobileNetV2's pattern): values and gradients equal
+    /// burn's `Conv2d::forward` followed by `clamp(0, 6)` (inputs spread over [−3, 9], so both
+    /// kinks are crossed; none sits exactly on one).
+    fn relu6_and_bias_free_conv(device: Device) {
+        let device = device.autodiff();
+        let tol = Tolerance::absolute(2e-4);
+        let conv = Conv2dConfig::new([4, 4], [3, 3])
+            .with_groups(4)
+            .with_bias(false)
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .init(&device);
+        let x = Tensor::<4>::random([2, 4, 6, 6], Distribution::Uniform(-3.0, 9.0), &device);
+        let r = Tensor::<4>::random([2, 4, 6, 6], Distribution::Normal(0.0, 1.0), &device);
+        let run = |ours: bool| {
+            let x = x.clone().detach().require_grad();
+            let y = if ours { relu6(conv2d(&conv, x.clone())) } else { conv.forward(x.clone()).clamp(0.0, 6.0) };
+            let grads = (y.clone() * r.clone()).sum().backward();
+            (y, x.grad(&grads).unwrap(), conv.weight.val().grad(&grads).unwrap())
+        };
+        let (y, gx, gw) = run(true);
+        let (y_ref, gx_ref, gw_ref) = run(false);
+        y.to_data().assert_approx_eq::<f32>(&y_ref.to_data(), tol);
+        gx.to_data().assert_approx_eq::<f32>(&gx_ref.to_data(), tol);
+        gw.to_data().assert_approx_eq::<f32>(&gw_ref.to_data(), tol);
+        // The identity part alone: gradient 1 strictly inside (0, 6), 0 outside.
+        let v = Tensor::<1>::from_floats([-1.0, 0.5, 5.5, 7.0], &device).require_grad();
+        let grads = relu6(v.clone()).sum().backward();
+        v.grad(&grads).unwrap().to_data().assert_approx_eq::<f32>(&TensorData::from([0f32, 1., 1., 0.]), tol);
+    }
+
     /// Only the gradients that something asks for are computed: a frozen input gets none.
     fn untracked_input(device: Device) {
         let device = device.autodiff();
@@ -572,6 +656,7 @@ mod tests {
         device.seed(3);
         hand_computed(device.clone().autodiff());
         same_as_burn(device.clone());
+        relu6_and_bias_free_conv(device.clone());
         untracked_input(device);
     }
 
@@ -582,6 +667,7 @@ mod tests {
         device.seed(3);
         hand_computed(device.clone().autodiff());
         same_as_burn(device.clone());
+        relu6_and_bias_free_conv(device.clone());
         untracked_input(device);
     }
 }

@@ -18,6 +18,8 @@ use burn::module::{Module, Param, RunningState};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
+
+use crate::layers::{conv2d, relu6};
 use burn::store::pytorch_reader::{DType, PytorchReader};
 
 /// ImageNet channel means on [0,1] (torchvision's `Normalize`).
@@ -65,8 +67,10 @@ impl ConvBn {
 
     /// `[N, Cin, H, W]` → `[N, Cout, H/stride, W/stride]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = self.bn.forward(self.conv.forward(x));
-        if self.relu6 { x.clamp(0.0, 6.0) } else { x }
+        // Through `layers`: libtorch gets its native convolution gradients and a vectorised ReLU6
+        // backward instead of burn's masked fills.
+        let x = self.bn.forward(conv2d(&self.conv, x));
+        if self.relu6 { relu6(x) } else { x }
     }
 }
 
