@@ -183,6 +183,7 @@ impl<B: Backend> BurnPoolSaved<B> {
 }
 
 /// [`LayerGrads`] with burn's default gradients, for backends that have nothing better.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
 macro_rules! burn_default_grads {
     ($backend:ty) => {
         impl LayerOps for $backend {}
@@ -220,7 +221,7 @@ macro_rules! burn_default_grads {
 }
 
 #[cfg(feature = "flex")]
-burn_default_grads!(burn::backend::Flex);
+mod flex;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 burn_default_grads!(burn::backend::Cube);
 

@@ -1,0 +1,182 @@
+//! flex: burn's default gradients, except for the 2×2, stride-2 max pooling of the classifier CNN.
+//!
+//! burn-flex pools through its generic 3-D kernel, one window element at a time with bounds
+//! checks (`max_pool3d_with_indices`, 22 % of the flex training step), and its backward scatters
+//! through the same machinery. This kernel does the common 2×2 / stride 2 / no padding case over
+//! two input rows at a time, keeps the arg-max as one byte per output (its position in the window),
+//! and writes the input gradient window by window. Same semantics as burn-flex: the first maximum
+//! in window order wins, a NaN always wins (the last one). Every other pooling keeps burn's path.
+
+use std::sync::Arc;
+
+use burn::backend::Flex;
+use burn::backend::ops::ModuleOps;
+use burn::backend::flex::FlexTensor;
+use burn::tensor::{DType, TensorData};
+use rayon::prelude::*;
+
+use super::*;
+
+/// A tracked max pooling on flex.
+#[derive(Clone, Debug)]
+pub enum FlexPoolSaved {
+    /// The 2×2 kernel's arg-max positions (0..4 in window order, one per output) and the input
+    /// shape `[N, C, H, W]`.
+    Window2 { positions: Arc<Vec<u8>>, input: [usize; 4] },
+    Burn(BurnPoolSaved<Flex>),
+}
+
+/// `[N, C, H, W]` of a contiguous f32 flex tensor that the 2×2 kernel can pool, or `None`.
+fn window2_shape(x: &FlexTensor, options: &PoolOptions) -> Option<[usize; 4]> {
+    let plain = PoolOptions { kernel_size: [2, 2], stride: [2, 2], padding: [0, 0], dilation: [1, 1], ceil_mode: false };
+    let dims: [usize; 4] = x.layout().shape().dims();
+    let even = dims[2] % 2 == 0 && dims[3] % 2 == 0;
+    let fits = *options == plain || (*options == PoolOptions { ceil_mode: true, ..plain } && even);
+    (fits && x.dtype() == DType::F32 && dims[2] >= 2 && dims[3] >= 2).then_some(dims)
+}
+
+/// Max of each 2×2 window of `x` `[N, C, H, W]` → `[N, C, H/2, W/2]`, and the winners' positions.
+fn pool2(x: &FlexTensor, [n, c, h, w]: [usize; 4]) -> (FlexTensor, Vec<u8>) {
+    let contiguous;
+    let data: &[f32] = match x.as_slice::<f32>() {
+        Some(data) => data,
+        None => {
+            contiguous = x.to_contiguous();
+            contiguous.as_slice::<f32>().expect("contiguous f32")
+        }
+    };
+    let (oh, ow) = (h / 2, w / 2);
+    let mut out = vec![0f32; n * c * oh * ow];
+    let mut pos = vec![0u8; n * c * oh * ow];
+    out.par_chunks_mut(oh * ow).zip(pos.par_chunks_mut(oh * ow)).enumerate().for_each(|(plane, (out, pos))| {
+        let input = &data[plane * h * w..(plane + 1) * h * w];
+        for r in 0..oh {
+            let top = &input[2 * r * w..2 * r * w + w];
+            let bottom = &input[(2 * r + 1) * w..(2 * r + 1) * w + w];
+            for q in 0..ow {
+                let window = [top[2 * q], top[2 * q + 1], bottom[2 * q], bottom[2 * q + 1]];
+                let (mut best, mut at) = (window[0], 0u8);
+                for (k, &v) in window.iter().enumerate().skip(1) {
+                    if v > best || v.is_nan() {
+                        best = v;
+                        at = k as u8;
+                    }
+                }
+                out[r * ow + q] = best;
+                pos[r * ow + q] = at;
+            }
+        }
+    });
+    (FlexTensor::from_data(TensorData::new(out, [n, c, oh, ow])), pos)
+}
+
+/// The input gradient `[N, C, H, W]`: each output's gradient at its window's winner, zero elsewhere.
+fn unpool2(grad: &FlexTensor, positions: &[u8], [n, c, h, w]: [usize; 4]) -> FlexTensor {
+    let contiguous;
+    let g: &[f32] = match grad.as_slice::<f32>() {
+        Some(g) => g,
+        None => {
+            contiguous = grad.to_contiguous();
+            contiguous.as_slice::<f32>().expect("contiguous f32")
+        }
+    };
+    let (oh, ow) = (h / 2, w / 2);
+    let mut dx = vec![0f32; n * c * h * w];
+    dx.par_chunks_mut(h * w).enumerate().for_each(|(plane, dx)| {
+        let g = &g[plane * oh * ow..(plane + 1) * oh * ow];
+        let p = &positions[plane * oh * ow..(plane + 1) * oh * ow];
+        for r in 0..oh {
+            for q in 0..ow {
+                let k = p[r * ow + q] as usize;
+                dx[(2 * r + k / 2) * w + 2 * q + k % 2] = g[r * ow + q];
+            }
+        }
+    });
+    FlexTensor::from_data(TensorData::new(dx, [n, c, h, w]))
+}
+
+impl LayerOps for Flex {
+    fn layer_max_pool2d(x: FlexTensor, options: PoolOptions) -> FlexTensor {
+        match window2_shape(&x, &options) {
+            Some(dims) => pool2(&x, dims).0,
+            None => {
+                let PoolOptions { kernel_size, stride, padding, dilation, ceil_mode } = options;
+                Self::max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode)
+            }
+        }
+    }
+}
+
+impl LayerGrads for Flex {
+    type ConvSaved = BurnConvSaved<Flex>;
+    type PoolSaved = FlexPoolSaved;
+
+    fn conv2d_saving(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, options: ConvOptions<2>) -> (FlexTensor, Self::ConvSaved) {
+        BurnConvSaved::forward(x, weight, bias, options)
+    }
+
+    fn conv2d_grads(saved: Self::ConvSaved, grad: FlexTensor, needed: [bool; 3]) -> [Option<FlexTensor>; 3] {
+        saved.grads(grad, needed)
+    }
+
+    fn max_pool2d_saving(x: FlexTensor, options: PoolOptions) -> (FlexTensor, FlexPoolSaved) {
+        match window2_shape(&x, &options) {
+            Some(dims) => {
+                let (out, positions) = pool2(&x, dims);
+                (out, FlexPoolSaved::Window2 { positions: Arc::new(positions), input: dims })
+            }
+            None => {
+                let (out, saved) = BurnPoolSaved::forward(x, options);
+                (out, FlexPoolSaved::Burn(saved))
+            }
+        }
+    }
+
+    fn max_pool2d_grad(saved: FlexPoolSaved, grad: FlexTensor) -> FlexTensor {
+        match saved {
+            FlexPoolSaved::Window2 { positions, input } => unpool2(&grad, &positions, input),
+            FlexPoolSaved::Burn(saved) => saved.grad(grad),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::nn::pool::MaxPool2dConfig;
+    use burn::tensor::{Device, Tensor, TensorData};
+
+    use crate::layers::max_pool2d;
+
+    /// Ours and burn-flex's pooling on `values` `[1, 2, 4, 5]`: outputs (NaN-aware) and input
+    /// gradients of Σ output·weights must be identical.
+    fn same_as_burn_flex(values: Vec<f32>) {
+        let device = Device::flex().autodiff();
+        let pool = MaxPool2dConfig::new([2, 2]).init();
+        let weights = Tensor::<4>::from_data(TensorData::new((1..=8).map(|v| v as f32).collect::<Vec<_>>(), [1, 2, 2, 2]), &device);
+        let run = |ours: bool| {
+            let x = Tensor::<4>::from_data(TensorData::new(values.clone(), [1, 2, 4, 5]), &device).require_grad();
+            let y = if ours { max_pool2d(&pool, x.clone()) } else { pool.forward(x.clone()) };
+            let grads = (y.clone() * weights.clone()).sum().backward();
+            let y: Vec<f32> = y.into_data().to_vec().unwrap();
+            let g: Vec<f32> = x.grad(&grads).unwrap().into_data().to_vec().unwrap();
+            (y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), g)
+        };
+        assert_eq!(run(true), run(false));
+    }
+
+    #[test]
+    fn ties_and_nans_follow_burn_flex() {
+        let _guard = crate::test_rng_lock();
+        // Ties everywhere (a blank background): the first element of each window wins.
+        same_as_burn_flex(vec![0.5; 40]);
+        // NaNs win; with two in a window the last one does; -inf and ties around them.
+        let mut v: Vec<f32> = (0..40).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
+        v[1] = f32::NAN;
+        v[6] = f32::NAN;
+        v[2] = f32::NEG_INFINITY;
+        v[22] = 9.0;
+        v[23] = 9.0;
+        v[27] = 9.0;
+        same_as_burn_flex(v);
+    }
+}
