@@ -25,7 +25,8 @@ pub struct StepThroughput {
 }
 
 /// Times `steps` training steps (after 3 warm-up steps) of the Fashion-MNIST CNN on random
-/// inputs: plain cross-entropy, then cross-entropy + 0.01·Lstab with σ = 0.04 noise.
+/// inputs: plain cross-entropy, then cross-entropy + 0.01·Lstab with σ = 0.04 noise (drawn ahead of
+/// the timed steps, as training draws it on its batch-preparation thread).
 pub fn train_step_throughput(
     model: &SmallCnnConfig,
     device: &Device,
@@ -43,12 +44,18 @@ pub fn train_step_throughput(
         let mut model = model.init(&dev);
         materialize(&model);
         let mut optim = AdamWConfig::new().init();
+        // x' noise drawn before the timed steps: the training loops draw it on their
+        // batch-preparation thread (`train::prefetch`), off the training thread. The PyTorch
+        // reference does the same.
+        let mut noises = (0..if stabilized { steps + 3 } else { 0 })
+            .map(|_| Tensor::<4>::random(x.dims(), burn::tensor::Distribution::Normal(0.0, 0.04), &dev))
+            .collect::<Vec<_>>();
         let mut run = |model: crate::model::SmallCnn| {
             // As in training: the clean and the noisy batch through the same weights as two
             // forward passes (one [2N] batch measured slower on tch and no faster on flex).
             let clean = model.forward(x.clone());
             let noisy = stabilized.then(|| {
-                let noise = Tensor::<4>::random(x.dims(), burn::tensor::Distribution::Normal(0.0, 0.04), &dev);
+                let noise = noises.pop().expect("one noise draw per step");
                 model.forward(x.clone() + noise)
             });
             let loss =
