@@ -171,14 +171,24 @@ impl<B: Backend> BurnPoolSaved<B> {
     fn forward(x: FloatTensor<B>, options: PoolOptions) -> (FloatTensor<B>, Self) {
         let PoolOptions { kernel_size, stride, padding, dilation, ceil_mode } = options;
         let int_dtype = get_or_init_device_settings::<B>(&x.device()).int_dtype;
-        let pooled = B::max_pool2d_with_indices(x.clone(), kernel_size, stride, padding, dilation, ceil_mode, int_dtype);
+        let pooled =
+            B::max_pool2d_with_indices(x.clone(), kernel_size, stride, padding, dilation, ceil_mode, int_dtype);
         (pooled.output, Self { x, indices: pooled.indices, options })
     }
 
     fn grad(self, grad: FloatTensor<B>) -> FloatTensor<B> {
         let PoolOptions { kernel_size, stride, padding, dilation, ceil_mode } = self.options;
-        B::max_pool2d_with_indices_backward(self.x, kernel_size, stride, padding, dilation, ceil_mode, grad, self.indices)
-            .x_grad
+        B::max_pool2d_with_indices_backward(
+            self.x,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            ceil_mode,
+            grad,
+            self.indices,
+        )
+        .x_grad
     }
 }
 
@@ -549,11 +559,20 @@ mod tests {
         conv.weight = Param::from_tensor(Tensor::full([1, 1, 1, 1], 2.0, &device));
         conv.bias = Some(Param::from_tensor(Tensor::full([1], 1.0, &device)));
         let y = conv2d(&conv, x.clone());
-        y.to_data().assert_approx_eq::<f32>(&TensorData::new(vec![3f32, 5., 7., 9.], [1, 1, 2, 2]), Tolerance::absolute(1e-6));
+        y.to_data()
+            .assert_approx_eq::<f32>(&TensorData::new(vec![3f32, 5., 7., 9.], [1, 1, 2, 2]), Tolerance::absolute(1e-6));
         let grads = relu(y.sub_scalar(6.0)).sum().backward();
         let tol = Tolerance::absolute(1e-6);
-        x.grad(&grads).unwrap().to_data().assert_approx_eq::<f32>(&TensorData::new(vec![0f32, 0., 2., 2.], [1, 1, 2, 2]), tol);
-        conv.weight.val().grad(&grads).unwrap().to_data().assert_approx_eq::<f32>(&TensorData::new(vec![7f32], [1, 1, 1, 1]), tol);
+        x.grad(&grads)
+            .unwrap()
+            .to_data()
+            .assert_approx_eq::<f32>(&TensorData::new(vec![0f32, 0., 2., 2.], [1, 1, 2, 2]), tol);
+        conv.weight
+            .val()
+            .grad(&grads)
+            .unwrap()
+            .to_data()
+            .assert_approx_eq::<f32>(&TensorData::new(vec![7f32], [1, 1, 1, 1]), tol);
         let bias = conv.bias.as_ref().unwrap().val();
         bias.grad(&grads).unwrap().to_data().assert_approx_eq::<f32>(&TensorData::from([2f32]), tol);
     }
@@ -565,14 +584,18 @@ mod tests {
         let device = device.autodiff();
         let tol = Tolerance::absolute(2e-4);
         let pool2 = MaxPool2dConfig::new([2, 2]).init();
-        let pool3 = MaxPool2dConfig::new([3, 3]).with_strides([2, 2]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)).init();
+        let pool3 = MaxPool2dConfig::new([3, 3])
+            .with_strides([2, 2])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .init();
         for (channels, stride, groups, padding, pool) in [
             ([3, 4], [1, 1], 1, PaddingConfig2d::Explicit(1, 1, 1, 1), &pool2),
             ([4, 6], [2, 1], 2, PaddingConfig2d::Explicit(1, 1, 1, 1), &pool3),
             ([3, 5], [1, 2], 1, PaddingConfig2d::Valid, &pool3),
             ([2, 3], [1, 1], 1, PaddingConfig2d::Explicit(1, 0, 0, 1), &pool2),
         ] {
-            let case = format!("{channels:?} stride {stride:?} groups {groups} {padding:?} pool {:?}", pool.kernel_size);
+            let case =
+                format!("{channels:?} stride {stride:?} groups {groups} {padding:?} pool {:?}", pool.kernel_size);
             let conv = Conv2dConfig::new(channels, [3, 3])
                 .with_stride(stride)
                 .with_groups(groups)
@@ -592,7 +615,7 @@ mod tests {
             let (x_ours, y_ours, r) = run(true);
             let (x_burn, y_burn, _) = run(false);
             y_ours.to_data().assert_approx_eq::<f32>(&y_burn.to_data(), tol);
-            assert!(y_ours.clone().lower_elem(0.0).any().into_scalar::<bool>() == false, "{case}: relu output < 0");
+            assert!(!y_ours.clone().lower_elem(0.0).any().into_scalar::<bool>(), "{case}: relu output < 0");
             let g_ours = (y_ours * r.clone()).sum().backward();
             let g_burn = (y_burn * r).sum().backward();
             let grad = |t: &Tensor<4>, g| t.grad(g).expect("tracked");

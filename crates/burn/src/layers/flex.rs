@@ -10,8 +10,8 @@
 use std::sync::Arc;
 
 use burn::backend::Flex;
-use burn::backend::ops::ModuleOps;
 use burn::backend::flex::FlexTensor;
+use burn::backend::ops::ModuleOps;
 use burn::tensor::{DType, TensorData};
 use rayon::prelude::*;
 
@@ -22,15 +22,19 @@ use super::*;
 pub enum FlexPoolSaved {
     /// The 2×2 kernel's arg-max positions (0..4 in window order, one per output) and the input
     /// shape `[N, C, H, W]`.
-    Window2 { positions: Arc<Vec<u8>>, input: [usize; 4] },
-    Burn(BurnPoolSaved<Flex>),
+    Window2 {
+        positions: Arc<Vec<u8>>,
+        input: [usize; 4],
+    },
+    Burn(Box<BurnPoolSaved<Flex>>),
 }
 
 /// `[N, C, H, W]` of a contiguous f32 flex tensor that the 2×2 kernel can pool, or `None`.
 fn window2_shape(x: &FlexTensor, options: &PoolOptions) -> Option<[usize; 4]> {
-    let plain = PoolOptions { kernel_size: [2, 2], stride: [2, 2], padding: [0, 0], dilation: [1, 1], ceil_mode: false };
+    let plain =
+        PoolOptions { kernel_size: [2, 2], stride: [2, 2], padding: [0, 0], dilation: [1, 1], ceil_mode: false };
     let dims: [usize; 4] = x.layout().shape().dims();
-    let even = dims[2] % 2 == 0 && dims[3] % 2 == 0;
+    let even = dims[2].is_multiple_of(2) && dims[3].is_multiple_of(2);
     let fits = *options == plain || (*options == PoolOptions { ceil_mode: true, ..plain } && even);
     (fits && x.dtype() == DType::F32 && dims[2] >= 2 && dims[3] >= 2).then_some(dims)
 }
@@ -111,7 +115,12 @@ impl LayerGrads for Flex {
     type ConvSaved = BurnConvSaved<Flex>;
     type PoolSaved = FlexPoolSaved;
 
-    fn conv2d_saving(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, options: ConvOptions<2>) -> (FlexTensor, Self::ConvSaved) {
+    fn conv2d_saving(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        options: ConvOptions<2>,
+    ) -> (FlexTensor, Self::ConvSaved) {
         BurnConvSaved::forward(x, weight, bias, options)
     }
 
@@ -127,7 +136,7 @@ impl LayerGrads for Flex {
             }
             None => {
                 let (out, saved) = BurnPoolSaved::forward(x, options);
-                (out, FlexPoolSaved::Burn(saved))
+                (out, FlexPoolSaved::Burn(Box::new(saved)))
             }
         }
     }
@@ -152,7 +161,10 @@ mod tests {
     fn same_as_burn_flex(values: Vec<f32>) {
         let device = Device::flex().autodiff();
         let pool = MaxPool2dConfig::new([2, 2]).init();
-        let weights = Tensor::<4>::from_data(TensorData::new((1..=8).map(|v| v as f32).collect::<Vec<_>>(), [1, 2, 2, 2]), &device);
+        let weights = Tensor::<4>::from_data(
+            TensorData::new((1..=8).map(|v| v as f32).collect::<Vec<_>>(), [1, 2, 2, 2]),
+            &device,
+        );
         let run = |ours: bool| {
             let x = Tensor::<4>::from_data(TensorData::new(values.clone(), [1, 2, 4, 5]), &device).require_grad();
             let y = if ours { max_pool2d(&pool, x.clone()) } else { pool.forward(x.clone()) };
