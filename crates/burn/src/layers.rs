@@ -1,20 +1,24 @@
-//! ReLU and 2-D convolution as a burn backend extension, so that each backend computes their
-//! backward pass with its own best kernels.
+//! ReLU, ReLU6, 2-D convolution and max pooling as a burn backend extension, so that each backend
+//! runs them, and computes their backward pass, with its own best kernels.
 //!
-//! burn 0.22's autodiff computes, on every backend, the ReLU gradient as a comparison plus a
-//! masked fill, and a convolution's weight and bias gradients as a convolution over
-//! batch-and-channel-swapped tensors and a sum over a transposed copy (the `burn-backend`
-//! defaults; burn-tch overrides neither). On libtorch both are several times slower than
-//! libtorch's own kernels, the ones PyTorch uses (`threshold_backward`, `convolution_backward`):
-//! together they were the difference between burn-tch and PyTorch on the classifier's training
-//! step (docs/benchmarks.md).
+//! burn 0.22's autodiff computes, through the `burn-backend` defaults that burn-tch does not
+//! override, the ReLU gradient as a comparison plus a masked fill, ReLU6 as a clamp built from
+//! comparisons and masked fills, and a convolution's weight and bias gradients as a convolution
+//! over batch-and-channel-swapped tensors and a sum over a transposed copy; and libtorch's NCHW
+//! max pooling does not vectorise. On libtorch each of these is several times slower than the
+//! kernels PyTorch uses (`threshold_backward`, `hardtanh_backward`, `convolution_backward`,
+//! channels-last pooling); together they were the difference between burn-tch and PyTorch on the
+//! classifier's training step (docs/benchmarks.md). burn-flex pools through a generic 3-D kernel;
+//! [`flex`] has a 2×2 one.
 //!
-//! [`relu`] and [`conv2d`] route through the [`LayerOps`] extension. Under autodiff, the backward
-//! step asks the concrete backend's [`LayerGrads`] for the gradients: libtorch answers with its
-//! native kernels (the convolution's through libtorch's own autograd, which holds the
-//! convolution's inputs in place of burn's checkpoint), every other backend with burn's defaults,
-//! unchanged. Without autodiff both are the backend's plain `relu` and `conv2d`. The functions are
-//! the same on every backend; the tests compare values and gradients with burn's own layers.
+//! [`relu`], [`relu6`], [`conv2d`] and [`max_pool2d`] route through the [`LayerOps`] extension.
+//! Under autodiff, the backward step asks the concrete backend's [`LayerGrads`] for the gradients:
+//! libtorch answers with its native kernels (the convolution's through libtorch's own autograd,
+//! whose graph keeps the convolution's inputs in place of burn's checkpoint, and its output, which
+//! the consumer usually keeps anyway), flex with burn's defaults except for the 2×2 pooling, every
+//! other backend with burn's defaults, unchanged. Without autodiff they are the backend's plain
+//! kernels, except the pooling on libtorch (channels-last) and flex (2×2). The functions are the
+//! same on every backend; the tests compare values and gradients with burn's own layers.
 
 // burn-tch's `LibTorch` is deprecated upstream, and still the fastest CPU backend here.
 #![allow(deprecated)]
@@ -325,19 +329,24 @@ mod libtorch {
                 return (out, TorchConvSaved::Burn(saved));
             }
             tch::with_grad(|| {
-                let leaves = [x, weight, bias].map(|t| t.tensor.detach().requires_grad_(true));
+                // The leaves alias the inputs and share burn-tch's ownership count of their
+                // storage, so burn never updates an input in place while libtorch's graph holds it.
+                let leaves = [x, weight, bias]
+                    .map(|t| TchTensor::from_existing(t.tensor.detach().requires_grad_(true), t.storage.clone()));
                 let output = tch::Tensor::conv2d(
-                    &leaves[0],
-                    &leaves[1],
-                    Some(&leaves[2]),
+                    &leaves[0].tensor,
+                    &leaves[1].tensor,
+                    Some(&leaves[2].tensor),
                     options.stride.map(|v| v as i64),
                     options.padding_begin().map(|v| v as i64),
                     options.dilation.map(|v| v as i64),
                     options.groups as i64,
                 );
-                // burn gets a graph-free alias, so nothing downstream is recorded by libtorch.
+                // burn gets a graph-free alias, so nothing downstream is recorded by libtorch. It
+                // may update that alias in place: the convolution's backward does not read its
+                // output, and the seed below only needs its shape and graph.
                 let out = TchTensor::new(output.detach());
-                (out, TorchConvSaved::Graph { output: TchTensor::new(output), leaves: leaves.map(TchTensor::new) })
+                (out, TorchConvSaved::Graph { output: TchTensor::new(output), leaves })
             })
         }
 
@@ -370,11 +379,9 @@ mod libtorch {
         }
 
         fn relu6_grad(output: TchTensor, grad: TchTensor) -> TchTensor {
-            // tch does not wrap hardtanh_backward: two vectorised threshold_backward passes
-            // (zero where output ≤ 0, then where 6 − output ≤ 0) instead of masked fills.
-            let low = output.tensor.threshold_backward(&grad.tensor, 0.0);
-            let headroom = output.tensor.neg() + 6.0;
-            TchTensor::new(headroom.threshold_backward(&low, 0.0))
+            // PyTorch's ReLU6 backward; on the output it selects the same elements (0 < y < 6
+            // exactly where 0 < x < 6).
+            TchTensor::new(output.tensor.hardtanh_backward(&grad.tensor, 0.0, 6.0))
         }
     }
 }
@@ -663,6 +670,33 @@ mod tests {
         v.grad(&grads).unwrap().to_data().assert_approx_eq::<f32>(&TensorData::from([0f32, 1., 1., 0.]), tol);
     }
 
+    /// A convolution's input used again after it (`conv(x)` and `relu(x)`): burn must not update
+    /// the input in place while the convolution's backward still needs it.
+    fn input_reused_after_conv(device: Device) {
+        let device = device.autodiff();
+        let conv = Conv2dConfig::new([2, 3], [3, 3]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)).init(&device);
+        let x = Tensor::<4>::random([2, 2, 5, 5], Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let run = |ours: bool| {
+            let x = x.clone().detach().require_grad();
+            // An intermediate (not a leaf), whose last handle goes to the ReLU after the conv.
+            let h = x.clone().mul_scalar(2.0);
+            let (y, z) = if ours {
+                let y = conv2d(&conv, h.clone());
+                (y, relu(h))
+            } else {
+                let y = conv.forward(h.clone());
+                (y, activation::relu(h))
+            };
+            let grads = (y.sum() + z.sum()).backward();
+            (x.grad(&grads).unwrap(), conv.weight.val().grad(&grads).unwrap())
+        };
+        let (gx, gw) = run(true);
+        let (gx_ref, gw_ref) = run(false);
+        let tol = Tolerance::absolute(2e-4);
+        gx.to_data().assert_approx_eq::<f32>(&gx_ref.to_data(), tol);
+        gw.to_data().assert_approx_eq::<f32>(&gw_ref.to_data(), tol);
+    }
+
     /// Only the gradients that something asks for are computed: a frozen input gets none.
     fn untracked_input(device: Device) {
         let device = device.autodiff();
@@ -681,6 +715,7 @@ mod tests {
         hand_computed(device.clone().autodiff());
         same_as_burn(device.clone());
         relu6_and_bias_free_conv(device.clone());
+        input_reused_after_conv(device.clone());
         untracked_input(device);
     }
 
@@ -692,6 +727,7 @@ mod tests {
         hand_computed(device.clone().autodiff());
         same_as_burn(device.clone());
         relu6_and_bias_free_conv(device.clone());
+        input_reused_after_conv(device.clone());
         untracked_input(device);
     }
 }

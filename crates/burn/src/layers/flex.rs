@@ -29,7 +29,7 @@ pub enum FlexPoolSaved {
     Burn(Box<BurnPoolSaved<Flex>>),
 }
 
-/// `[N, C, H, W]` of a contiguous f32 flex tensor that the 2×2 kernel can pool, or `None`.
+/// `[N, C, H, W]` of an f32 flex tensor that the 2×2 kernel can pool (any layout), or `None`.
 fn window2_shape(x: &FlexTensor, options: &PoolOptions) -> Option<[usize; 4]> {
     let plain =
         PoolOptions { kernel_size: [2, 2], stride: [2, 2], padding: [0, 0], dilation: [1, 1], ceil_mode: false };
