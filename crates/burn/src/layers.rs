@@ -196,48 +196,47 @@ impl<B: Backend> BurnPoolSaved<B> {
     }
 }
 
-/// [`LayerGrads`] with burn's default gradients, for backends that have nothing better.
-#[cfg(any(feature = "wgpu", feature = "cuda"))]
-macro_rules! burn_default_grads {
-    ($backend:ty) => {
-        impl LayerOps for $backend {}
-
-        impl LayerGrads for $backend {
-            type ConvSaved = BurnConvSaved<$backend>;
-            type PoolSaved = BurnPoolSaved<$backend>;
-
-            fn conv2d_saving(
-                x: FloatTensor<Self>,
-                weight: FloatTensor<Self>,
-                bias: FloatTensor<Self>,
-                options: ConvOptions<2>,
-            ) -> (FloatTensor<Self>, Self::ConvSaved) {
-                BurnConvSaved::forward(x, weight, bias, options)
-            }
-
-            fn conv2d_grads(
-                saved: Self::ConvSaved,
-                grad: FloatTensor<Self>,
-                needed: [bool; 3],
-            ) -> [Option<FloatTensor<Self>>; 3] {
-                saved.grads(grad, needed)
-            }
-
-            fn max_pool2d_saving(x: FloatTensor<Self>, options: PoolOptions) -> (FloatTensor<Self>, Self::PoolSaved) {
-                BurnPoolSaved::forward(x, options)
-            }
-
-            fn max_pool2d_grad(saved: Self::PoolSaved, grad: FloatTensor<Self>) -> FloatTensor<Self> {
-                saved.grad(grad)
-            }
-        }
-    };
-}
-
 #[cfg(feature = "flex")]
 mod flex;
+
+/// The CubeCL backends (wgpu, cuda): burn's default kernels and gradients.
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
-burn_default_grads!(burn::backend::Cube);
+mod cube {
+    use super::*;
+    use burn::backend::Cube;
+
+    impl LayerOps for Cube {}
+
+    impl LayerGrads for Cube {
+        type ConvSaved = BurnConvSaved<Cube>;
+        type PoolSaved = BurnPoolSaved<Cube>;
+
+        fn conv2d_saving(
+            x: FloatTensor<Self>,
+            weight: FloatTensor<Self>,
+            bias: FloatTensor<Self>,
+            options: ConvOptions<2>,
+        ) -> (FloatTensor<Self>, Self::ConvSaved) {
+            BurnConvSaved::forward(x, weight, bias, options)
+        }
+
+        fn conv2d_grads(
+            saved: Self::ConvSaved,
+            grad: FloatTensor<Self>,
+            needed: [bool; 3],
+        ) -> [Option<FloatTensor<Self>>; 3] {
+            saved.grads(grad, needed)
+        }
+
+        fn max_pool2d_saving(x: FloatTensor<Self>, options: PoolOptions) -> (FloatTensor<Self>, Self::PoolSaved) {
+            BurnPoolSaved::forward(x, options)
+        }
+
+        fn max_pool2d_grad(saved: Self::PoolSaved, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+            saved.grad(grad)
+        }
+    }
+}
 
 #[cfg(feature = "tch")]
 mod libtorch {
@@ -386,51 +385,64 @@ mod libtorch {
     }
 }
 
-impl<B: LayerGrads, C: CheckpointStrategy> LayerOps for Autodiff<B, C> {
-    fn layer_relu(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct ReluStep;
+/// The element-wise activations of [`LayerOps`], whose gradients need only their output.
+#[derive(Clone, Copy, Debug)]
+enum Activation {
+    Relu,
+    Relu6,
+}
 
-        impl<B: LayerGrads> Backward<B, 1> for ReluStep {
-            type State = FloatTensor<B>;
-
-            fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-                let output = ops.state;
-                unary::<B, _>(ops.parents, ops.node, grads, |grad| B::relu_grad(output, grad));
-            }
-        }
-
-        let (x, node) = x.into_parts();
-        match ReluStep.prepare::<C>([node]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
-                let output = B::relu(x);
-                prep.finish(output.clone(), output)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::layer_relu(x)),
+impl Activation {
+    fn forward<B: LayerGrads>(self, x: FloatTensor<B>) -> FloatTensor<B> {
+        match self {
+            Activation::Relu => B::layer_relu(x),
+            Activation::Relu6 => B::layer_relu6(x),
         }
     }
 
+    fn grad<B: LayerGrads>(self, output: FloatTensor<B>, grad: FloatTensor<B>) -> FloatTensor<B> {
+        match self {
+            Activation::Relu => B::relu_grad(output, grad),
+            Activation::Relu6 => B::relu6_grad(output, grad),
+        }
+    }
+}
+
+/// An activation under autodiff: the concrete backend's forward; its output kept for
+/// [`Activation::grad`].
+fn activation<B: LayerGrads, C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<B, C>>,
+    act: Activation,
+) -> FloatTensor<Autodiff<B, C>> {
+    #[derive(Debug)]
+    struct ActivationStep(Activation);
+
+    impl<B: LayerGrads> Backward<B, 1> for ActivationStep {
+        type State = FloatTensor<B>;
+
+        fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+            let output = ops.state;
+            unary::<B, _>(ops.parents, ops.node, grads, |grad| self.0.grad::<B>(output, grad));
+        }
+    }
+
+    let (x, node) = x.into_parts();
+    match ActivationStep(act).prepare::<C>([node]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => {
+            let output = act.forward::<B>(x);
+            prep.finish(output.clone(), output)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(act.forward::<B>(x)),
+    }
+}
+
+impl<B: LayerGrads, C: CheckpointStrategy> LayerOps for Autodiff<B, C> {
+    fn layer_relu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        activation::<B, C>(x, Activation::Relu)
+    }
+
     fn layer_relu6(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct Relu6Step;
-
-        impl<B: LayerGrads> Backward<B, 1> for Relu6Step {
-            type State = FloatTensor<B>;
-
-            fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-                let output = ops.state;
-                unary::<B, _>(ops.parents, ops.node, grads, |grad| B::relu6_grad(output, grad));
-            }
-        }
-
-        let (x, node) = x.into_parts();
-        match Relu6Step.prepare::<C>([node]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
-                let output = B::layer_relu6(x);
-                prep.finish(output.clone(), output)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::layer_relu6(x)),
-        }
+        activation::<B, C>(x, Activation::Relu6)
     }
 
     fn layer_conv2d(

@@ -39,16 +39,15 @@ fn window2_shape(x: &FlexTensor, options: &PoolOptions) -> Option<[usize; 4]> {
     (fits && x.dtype() == DType::F32 && dims[2] >= 2 && dims[3] >= 2).then_some(dims)
 }
 
+/// The values of a contiguous f32 tensor, in order.
+fn f32_values(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>().expect("a contiguous f32 tensor")
+}
+
 /// Max of each 2×2 window of `x` `[N, C, H, W]` → `[N, C, H/2, W/2]`, and the winners' positions.
 fn pool2(x: &FlexTensor, [n, c, h, w]: [usize; 4]) -> (FlexTensor, Vec<u8>) {
-    let contiguous;
-    let data: &[f32] = match x.as_slice::<f32>() {
-        Some(data) => data,
-        None => {
-            contiguous = x.to_contiguous();
-            contiguous.as_slice::<f32>().expect("contiguous f32")
-        }
-    };
+    let contiguous = x.as_slice::<f32>().is_none().then(|| x.to_contiguous());
+    let data = f32_values(contiguous.as_ref().unwrap_or(x));
     let (oh, ow) = (h / 2, w / 2);
     let mut out = vec![0f32; n * c * oh * ow];
     let mut pos = vec![0u8; n * c * oh * ow];
@@ -76,14 +75,8 @@ fn pool2(x: &FlexTensor, [n, c, h, w]: [usize; 4]) -> (FlexTensor, Vec<u8>) {
 
 /// The input gradient `[N, C, H, W]`: each output's gradient at its window's winner, zero elsewhere.
 fn unpool2(grad: &FlexTensor, positions: &[u8], [n, c, h, w]: [usize; 4]) -> FlexTensor {
-    let contiguous;
-    let g: &[f32] = match grad.as_slice::<f32>() {
-        Some(g) => g,
-        None => {
-            contiguous = grad.to_contiguous();
-            contiguous.as_slice::<f32>().expect("contiguous f32")
-        }
-    };
+    let contiguous = grad.as_slice::<f32>().is_none().then(|| grad.to_contiguous());
+    let g = f32_values(contiguous.as_ref().unwrap_or(grad));
     let (oh, ow) = (h / 2, w / 2);
     let mut dx = vec![0f32; n * c * h * w];
     dx.par_chunks_mut(h * w).enumerate().for_each(|(plane, dx)| {
