@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and checking stabilize needs on a fresh Debian/Ubuntu machine:
 #   - cmake and nasm, to build libjpeg-turbo (the JPEG codec) from source with SIMD;
-#   - dpkg-dev tools (apt-get download, dpkg -x) used by `stabilize fetch` (present on Debian);
+#   - Debian's apt-get and dpkg-deb, used by `stabilize fetch` (present on Debian);
 #   - chromium, to render the HTML report headless in the tests;
 #   - a Python venv (.venv-check) with Pillow and numpy for the reference checks (not needed at run time).
 set -euo pipefail

