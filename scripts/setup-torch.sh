@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv-torch/bin/python ] || python3 -m venv .venv-torch
-.venv-torch/bin/pip install -q --disable-pip-version-check -r scripts/requirements-torch.txt
+# --no-cache-dir: the wheels (3 GB with the CUDA libraries PyPI's torch depends on) would otherwise
+# stay in pip's cache beside the 6.8 GB they install to.
+.venv-torch/bin/pip install -q --disable-pip-version-check --no-cache-dir -r scripts/requirements-torch.txt
