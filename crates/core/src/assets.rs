@@ -224,7 +224,7 @@ impl Archive {
     fn read(&mut self, member: &str) -> Result<Vec<u8>> {
         match &mut self.kind {
             ArchiveKind::Members(members) => {
-                members.remove(member).ok_or_else(|| Error::Asset(format!("package has no member {member}")))
+                members.get(member).cloned().ok_or_else(|| Error::Asset(format!("package has no member {member}")))
             }
             ArchiveKind::Zip(z) => {
                 let mut entry =
