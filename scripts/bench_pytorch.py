@@ -32,6 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# The stabilized step's loss weight and noise level, as in crates/burn/src/bench.rs.
+ALPHA = 0.01
+SIGMA = 0.04
+
 MEAN, STD = 0.2860, 0.3530
 
 
@@ -51,7 +55,7 @@ class SmallCnn(nn.Module):
         return self.fc2(x)
 
 
-def step_loss(model, x, y, stabilized, alpha=0.01, sigma=0.04, noise=None):
+def step_loss(model, x, y, stabilized, alpha=ALPHA, sigma=SIGMA, noise=None):
     if not stabilized:
         return F.cross_entropy(model(x), y)
     # As stabilize does: the two copies through the same weights as two forward passes.
@@ -69,7 +73,7 @@ def train_rate(width, batch, steps, stabilized):
     y = torch.arange(batch) % 10
     # x' noise drawn before the timed steps, as stabilize's bench does (its training loops draw it
     # on their batch-preparation thread, off the training thread).
-    noises = [0.04 * torch.randn_like(x) for _ in range(steps + 3)] if stabilized else []
+    noises = [SIGMA * torch.randn_like(x) for _ in range(steps + 3)] if stabilized else []
 
     def step():
         loss = step_loss(model, x, y, stabilized, noise=noises.pop() if stabilized else None)
