@@ -114,16 +114,15 @@ pub fn epoch_seconds(
 ) -> Result<(f64, f64), crate::train::TrainError> {
     use crate::train::{ClassifyTrainConfig, train_classifier};
     let started = Instant::now();
-    let data = stabilize_core::fashion_mnist::FashionMnist::load(fashion_mnist_dir)?;
-    let config = ClassifyTrainConfig {
-        alpha: 0.01,
-        sigma: 0.04,
-        epochs: 1,
+    let data = stabilize_core::data::fashion_mnist::FashionMnist::load(fashion_mnist_dir)?;
+    let mut config = ClassifyTrainConfig { epochs: 1,
         batch_size,
         seed: 1,
         train_subset: Some(images),
         ..ClassifyTrainConfig::new()
     };
+    config.stability.alpha = 0.01;
+    config.stability.sigma = 0.04;
     let summary = train_classifier(&config, &data.train, &data.test, device, scratch, false, &mut |_| {})?;
     Ok((started.elapsed().as_secs_f64(), summary.test_top1))
 }

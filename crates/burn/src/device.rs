@@ -10,10 +10,12 @@ use std::str::FromStr;
 use burn::tensor::Device;
 
 /// A backend name as given on the command line (`--backend`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
     /// burn's pure-Rust CPU backend (SIMD, all cores through rayon).
+    #[default]
     Flex,
     /// libtorch (CPU), through PyTorch's shared libraries.
     Tch,

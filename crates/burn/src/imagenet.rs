@@ -3,7 +3,7 @@
 //! on the [0,1] scale (the model normalises itself).
 
 use burn::prelude::*;
-use stabilize_core::resize::{Filter, resize_region};
+use stabilize_core::image::resize::{Filter, resize_region};
 use stabilize_core::{Image, Result};
 
 use crate::tensor::images_to_tensor;

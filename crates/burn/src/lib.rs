@@ -1,20 +1,33 @@
 //! # stabilize-burn
 //!
-//! The burn layer of `stabilize`: backend/device selection, image ↔ tensor conversion, and (in
-//! later modules) models, stability losses, training loops and feature extraction. Model code is
-//! written against burn 0.22's runtime [`burn::tensor::Device`], so it runs unchanged on every
-//! backend this build has (see [`device::BackendKind`]).
+//! The burn layer of `stabilize`. Model code is written against burn 0.22's runtime
+//! [`burn::tensor::Device`], so it runs unchanged on every backend this build has (see
+//! [`device::BackendKind`]).
+//!
+//! | module | what is in it |
+//! |---|---|
+//! | [`device`], [`tensor`] | backend/device choice; images ↔ tensors |
+//! | [`layers`] | ReLU, ReLU6, conv2d, max-pool as a backend extension (libtorch gradients, a flex pooling kernel) |
+//! | [`model`], [`mobilenet`], [`embed`], [`imagenet`] | the Fashion-MNIST CNN; MobileNetV2 and its torchvision weights; the embedding net and its loss; the ImageNet transform |
+//! | [`loss`], [`stability`] | stability losses and objectives; the shared stability settings, their validation and the drawing of x' |
+//! | [`train`] | the one training loop (run folders, checkpoints, resume, schedule, NaN stop) and its tasks: [`train::classify`], [`train::embed`] |
+//! | [`infer`], [`eval`] | batched inference and feature extraction; classifier and embedding evaluation |
+//! | [`collection`], [`dupes`] | embedding image collections from disk with a trained model (cache, calibration); the near-duplicate search with its parameters and report |
+//! | [`bench`] | training and inference throughput |
 
 pub mod bench;
+pub mod collection;
 pub mod device;
+pub mod dupes;
 pub mod embed;
-pub mod embed_train;
 pub mod eval;
 pub mod imagenet;
+pub mod infer;
 pub mod layers;
 pub mod loss;
 pub mod mobilenet;
 pub mod model;
+pub mod stability;
 pub mod tensor;
 pub mod train;
 

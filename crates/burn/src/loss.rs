@@ -8,6 +8,7 @@ use burn::tensor::{Int, Tensor};
 
 /// Which divergence measures the change of the class distribution from `x` to `x'`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum StabilityForm {
     /// The paper's form: cross-entropy of `P(·|x')` under `P(·|x)`, `−Σ_j P(y_j|x) log P(y_j|x')`.
@@ -96,6 +97,7 @@ pub fn classification_loss(
 
 /// What a classifier is trained on (`--objective`); all use the same data, budget and `x'` draws.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Objective {
     /// Stability training: `CE(x) + α·Lstab(x, x')` (the paper; α = 0 is the baseline).

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use stabilize_burn::Device;
 use stabilize_burn::imagenet::{imagenet_input, top5};
 use stabilize_burn::mobilenet::MobileNetV2;
-use stabilize_core::assets::{self, FileState};
-use stabilize_core::load::load_image;
+use stabilize_core::data::assets::{self, FileState};
+use stabilize_core::data::dirs;
+use stabilize_core::image::load::load_image;
 
 fn data_dir() -> PathBuf {
     std::env::var_os("STABILIZE_DATA")
@@ -20,7 +21,7 @@ fn asset(name: &str) -> Option<PathBuf> {
     let m = assets::manifest(name).unwrap();
     let ok = assets::verify(&m, &data_dir()).unwrap().iter().all(|(_, s)| *s == FileState::Ok);
     if ok {
-        return Some(assets::asset_dir(&data_dir(), name));
+        return Some(dirs::asset_dir(&data_dir(), name));
     }
     if std::env::var("STABILIZE_REQUIRE_DATA").is_ok_and(|v| v == "1") {
         panic!("asset {name} is not complete in {}; run `stabilize fetch {name}`", data_dir().display());

@@ -18,7 +18,8 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use serde_json::Value;
 use stabilize_burn::BackendKind;
-use stabilize_core::{assets, image_bench, load};
+use stabilize_core::data::dirs;
+use stabilize_core::image::{bench as image_bench, load};
 
 const PYTORCH_SCRIPT: &str = include_str!("../../../scripts/bench_pytorch.py");
 const PILLOW_SCRIPT: &str = include_str!("../../../scripts/bench_pillow.py");
@@ -223,9 +224,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     };
     let devices: Vec<(BackendKind, stabilize_burn::Device)> =
         kinds.iter().map(|k| Ok((*k, k.device().map_err(anyhow::Error::msg)?))).collect::<Result<_>>()?;
-    let data = assets::data_dir(args.data_dir.as_deref());
-    let fm_dir = assets::asset_dir(&data, "fashion-mnist");
-    let photos_dir = assets::asset_dir(&data, "photos");
+    let data = dirs::data_dir(args.data_dir.as_deref());
+    let fm_dir = dirs::asset_dir(&data, "fashion-mnist");
+    let photos_dir = dirs::asset_dir(&data, "photos");
     if args.epoch_images > 0 && !fm_dir.is_dir() {
         bail!(
             "no Fashion-MNIST in {} (run `stabilize fetch fashion-mnist`, or pass --epoch-images 0)",

@@ -7,12 +7,14 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use serde::{Deserialize, Serialize};
-use stabilize_core::index::{IndexConfig, Quantization, VectorIndex};
-use stabilize_core::index_bench::{self, Synthetic};
-use stabilize_core::load;
+use stabilize_core::dedup::index::{IndexConfig, Quantization, VectorIndex};
+use stabilize_core::dedup::index_bench::{self, Synthetic};
+use stabilize_core::image::load;
 
-use crate::RunArgs;
-use crate::collection::{Cache, Embedder, embed_files, file_bar, stat};
+use stabilize_burn::collection::{Embedder, embed_files};
+use stabilize_core::dedup::cache::{Cache, stat};
+
+use crate::args::{RunArgs, bar, set_jobs};
 
 #[derive(Subcommand)]
 pub enum IndexCommand {
@@ -182,11 +184,13 @@ fn embed_and_add(
     files: &[PathBuf],
     quiet: bool,
 ) -> Result<(usize, Vec<load::Skipped>)> {
-    let pb = file_bar(files.len(), quiet);
+    let pb = bar(files.len(), "files", quiet);
     let mut cache = Cache::open(&emb.weights_sha256);
-    let (done, skipped, _) = embed_files(files, emb, Some(&mut cache), &pb);
+    let (done, skipped, _) = embed_files(files, emb, Some(&mut cache), &|| pb.inc(1));
     pb.finish_and_clear();
-    cache.save();
+    if let Err(e) = cache.save() {
+        eprintln!("warning: embedding cache not saved: {e}");
+    }
     let first = manifest.files.len() as u64;
     let keys: Vec<u64> = (first..first + done.len() as u64).collect();
     let mut data = Vec::with_capacity(done.len() * emb.dim);
@@ -214,17 +218,17 @@ fn report_skipped(skipped: &[load::Skipped], json: bool) {
 
 fn build(paths: &[PathBuf], model: &Path, out: &Path, params: &IndexParams, common: &CommonArgs) -> Result<()> {
     let started = Instant::now();
-    crate::dupes::set_jobs(common.jobs)?;
+    set_jobs(common.jobs)?;
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         stabilize_core::fsutil::ensure_writable_dir(dir)?;
     }
-    let emb = Embedder::load(model, &common.run.backend)?;
+    let emb = Embedder::load(model, &common.run.device()?)?;
     let config = params.config(emb.dim)?;
     let index = config.init()?;
     let mut manifest = Manifest {
         model_dir: std::path::absolute(model).unwrap_or_else(|_| model.to_path_buf()),
         weights_sha256: emb.weights_sha256.clone(),
-        threshold: emb.calibrated_threshold(0.99).ok(),
+        threshold: emb.calibrated_threshold(stabilize_burn::dupes::DEFAULT_PRECISION).ok(),
         files: Vec::new(),
     };
     let (files, mut skipped) = load::list_images(&absolute(paths));
@@ -251,7 +255,7 @@ fn build(paths: &[PathBuf], model: &Path, out: &Path, params: &IndexParams, comm
 /// Opens an index and the model that made it, checking that the weights are still the same.
 fn open_with_model(path: &Path, writable: bool, run: &RunArgs) -> Result<(VectorIndex, Manifest, Embedder)> {
     let (index, manifest): (VectorIndex, Manifest) = VectorIndex::open(path, writable)?;
-    let emb = Embedder::load(&manifest.model_dir, &run.backend)
+    let emb = Embedder::load(&manifest.model_dir, &run.device()?)
         .with_context(|| format!("loading the model that built {}", path.display()))?;
     if emb.weights_sha256 != manifest.weights_sha256 {
         bail!(
@@ -267,7 +271,7 @@ fn open_with_model(path: &Path, writable: bool, run: &RunArgs) -> Result<(Vector
 
 fn add(path: &Path, paths: &[PathBuf], common: &CommonArgs) -> Result<()> {
     let started = Instant::now();
-    crate::dupes::set_jobs(common.jobs)?;
+    set_jobs(common.jobs)?;
     let (index, mut manifest, emb) = open_with_model(path, true, &common.run)?;
     let (files, mut skipped) = load::list_images(&absolute(paths));
     let mut known: std::collections::HashMap<String, u64> = Default::default();
@@ -325,13 +329,12 @@ fn query(path: &Path, images: &[PathBuf], k: usize, exact: bool, common: &Common
     if k == 0 {
         bail!("--k must be ≥ 1");
     }
-    crate::dupes::set_jobs(common.jobs)?;
+    set_jobs(common.jobs)?;
     let t = Instant::now();
     let (index, manifest, emb) = open_with_model(path, false, &common.run)?;
     let open_seconds = t.elapsed().as_secs_f64();
     let (files, mut skipped) = load::list_images(images);
-    let pb = file_bar(files.len(), true);
-    let (done, bad, _) = embed_files(&files, &emb, None, &pb);
+    let (done, bad, _) = embed_files(&files, &emb, None, &|| {});
     skipped.extend(bad);
     let mut results = Vec::new();
     for e in &done {

@@ -6,12 +6,20 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use stabilize_burn::eval::{ClassifyEval, DEFAULT_DISTORTIONS, evaluate_classifier};
-use stabilize_burn::train::{ClassifyTrainConfig, Event, TrainSummary, train_classifier};
+use stabilize_burn::eval::evaluate_classifier;
+use stabilize_burn::loss::StabilityForm;
+use stabilize_burn::train::{ClassifyTrainConfig, TrainSummary, load_classifier, train_classifier};
+use stabilize_core::eval::ClassifyEval;
+use stabilize_core::eval::classify::DEFAULT_DISTORTIONS;
+use stabilize_core::eval::sweep::{Sweep, SweepPoint, markdown_table, pareto_front};
 use stabilize_core::fsutil::write_atomic;
-use stabilize_core::sweep::{Sweep, SweepPoint, frontier_svg, markdown_table, pareto_front};
+use stabilize_core::report::frontier_svg;
+use stabilize_core::run_files;
 
-use crate::RunArgs;
+use crate::args::RunArgs;
+
+/// The sweep's summary file in its folder (read by `report --sweep`).
+pub const SWEEP_JSON: &str = "sweep.json";
 
 /// The grid and the shared training settings.
 #[derive(clap::Args)]
@@ -23,8 +31,8 @@ pub struct SweepArgs {
     #[arg(long, value_delimiter = ',', default_value = "0.01,0.04,0.1,0.2")]
     pub sigma: Vec<f64>,
     /// Stability term: paper or kl.
-    #[arg(long, default_value = "paper")]
-    pub loss: String,
+    #[arg(long, value_enum, default_value_t = StabilityForm::Paper)]
+    pub loss: StabilityForm,
     #[arg(long, default_value_t = 3)]
     pub epochs: usize,
     /// Train on the first N training images (the whole grid uses the same ones).
@@ -54,7 +62,7 @@ pub fn run(args: SweepArgs) -> Result<()> {
         bail!("--alpha and --sigma need at least one value each");
     }
     let distortions = stabilize_core::distort::parse_list(&args.distortions)?;
-    let form = args.loss.parse().map_err(anyhow::Error::msg)?;
+    let form = args.loss;
     // The grid, the baseline once; every config is checked before anything trains.
     let mut grid: Vec<(f64, f64)> = Vec::new();
     for &a in &args.alpha {
@@ -68,38 +76,36 @@ pub fn run(args: SweepArgs) -> Result<()> {
     let configs: Vec<ClassifyTrainConfig> = grid
         .iter()
         .map(|&(alpha, sigma)| {
-            let c = ClassifyTrainConfig {
-                alpha,
-                sigma,
-                form,
+            let mut c = ClassifyTrainConfig {
                 epochs: args.epochs,
                 seed: args.seed,
                 train_subset: Some(args.train_subset),
                 ..ClassifyTrainConfig::new()
             };
+            (c.stability.alpha, c.stability.sigma, c.stability.form) = (alpha, sigma, Some(form));
             c.validate().map_err(|e| anyhow::anyhow!("α {alpha}, σ {sigma}: {e}"))?;
             Ok(c)
         })
         .collect::<Result<_>>()?;
-    let device = crate::device(&args.run.backend)?;
-    let data = crate::load_fashion_mnist("fashion-mnist", args.run.data_dir.as_deref())?;
+    let device = args.run.device()?;
+    let data = args.run.fashion_mnist()?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
 
     let pb = if args.json { ProgressBar::hidden() } else { ProgressBar::new(grid.len() as u64) };
     pb.set_style(ProgressStyle::with_template("[{elapsed_precise}] {bar:30} {pos}/{len} runs {msg}").expect("valid"));
     let mut points = Vec::new();
     for config in &configs {
-        let name = run_name(config.alpha, config.sigma);
+        let name = run_name(config.stability.alpha, config.stability.sigma);
         let dir = args.out.join(&name);
         pb.set_message(format!("{name}: training"));
-        let summary: TrainSummary = if dir.join("model.bpk").is_file() {
-            serde_json::from_slice(&std::fs::read(dir.join("metrics.json"))?)
+        let summary: TrainSummary = if dir.join(run_files::MODEL).is_file() {
+            serde_json::from_slice(&std::fs::read(dir.join(run_files::METRICS))?)
                 .with_context(|| format!("{}: unreadable metrics.json", dir.display()))?
         } else {
-            let resume = dir.join("checkpoint/state.json").is_file();
-            train_classifier(config, &data.train, &data.test, &device, &dir, resume, &mut |_: Event| {})?
+            let resume = dir.join(run_files::STATE).is_file();
+            train_classifier(config, &data.train, &data.test, &device, &dir, resume, &mut |_| {})?
         };
-        let eval_path = dir.join("eval.json");
+        let eval_path = dir.join(run_files::EVAL);
         let specs: Vec<String> = distortions.iter().map(|d| d.to_string()).collect();
         let cached: Option<ClassifyEval> = std::fs::read(&eval_path)
             .ok()
@@ -109,7 +115,7 @@ pub fn run(args: SweepArgs) -> Result<()> {
             Some(e) => e,
             None => {
                 pb.set_message(format!("{name}: evaluating"));
-                let (_, model) = stabilize_burn::train::load_classifier(&dir, &device)?;
+                let (_, model) = load_classifier(&dir, &device)?;
                 let e = evaluate_classifier(&name, &model, &data.test, &distortions, 0, &device, &mut |_, _| {})?;
                 write_atomic(&eval_path, &serde_json::to_vec_pretty(&e)?)?;
                 e
@@ -117,8 +123,8 @@ pub fn run(args: SweepArgs) -> Result<()> {
         };
         let n = eval.distortions.len().max(1) as f64;
         points.push(SweepPoint {
-            alpha: config.alpha,
-            sigma: config.sigma,
+            alpha: config.stability.alpha,
+            sigma: config.stability.sigma,
             run: name,
             clean_top1: eval.clean.top1,
             mean_flip_rate: eval.distortions.iter().map(|d| d.flip_rate).sum::<f64>() / n,
@@ -133,7 +139,7 @@ pub fn run(args: SweepArgs) -> Result<()> {
         frontier: pareto_front(&points),
         points,
     };
-    write_atomic(&args.out.join("sweep.json"), &serde_json::to_vec_pretty(&sweep)?)?;
+    write_atomic(&args.out.join(SWEEP_JSON), &serde_json::to_vec_pretty(&sweep)?)?;
     write_atomic(&args.out.join("frontier.svg"), frontier_svg(&sweep.points)?.as_bytes())?;
     let table = markdown_table(&sweep);
     write_atomic(&args.out.join("sweep.md"), table.as_bytes())?;
@@ -141,7 +147,7 @@ pub fn run(args: SweepArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&sweep)?);
     } else {
         print!("{table}");
-        println!("wrote {}", Path::new(&args.out).join("sweep.json").display());
+        println!("wrote {}", Path::new(&args.out).join(SWEEP_JSON).display());
     }
     Ok(())
 }

@@ -6,10 +6,11 @@
 
 use std::path::PathBuf;
 
-use stabilize_core::assets::{self, FileState};
-use stabilize_core::fashion_mnist::{CLASSES, FashionMnist};
-use stabilize_core::load::{LoadOptions, load_all};
-use stabilize_core::metrics::psnr;
+use stabilize_core::data::assets::{self, FileState};
+use stabilize_core::data::dirs;
+use stabilize_core::data::fashion_mnist::{CLASSES, FashionMnist};
+use stabilize_core::image::load::{LoadOptions, load_all};
+use stabilize_core::eval::metrics::psnr;
 use stabilize_core::{Channels, Distortion};
 
 fn data_dir() -> PathBuf {
@@ -25,7 +26,7 @@ fn asset(name: &str) -> Option<PathBuf> {
     let bad: Vec<_> =
         states.iter().filter(|(_, s)| *s != FileState::Ok).map(|(f, s)| format!("{} {s:?}", f.name)).collect();
     if bad.is_empty() {
-        return Some(assets::asset_dir(&data_dir(), name));
+        return Some(dirs::asset_dir(&data_dir(), name));
     }
     if std::env::var("STABILIZE_REQUIRE_DATA").is_ok_and(|v| v == "1") {
         panic!("asset {name} is not complete in {}: {bad:?}; run `stabilize fetch {name}`", data_dir().display());

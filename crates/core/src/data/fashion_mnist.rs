@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::idx::read_idx_file;
+use crate::data::idx::read_idx_file;
 use crate::image::{Channels, Image};
 
 /// Class names, indexed by label.
@@ -78,7 +78,7 @@ fn load_split(dir: &Path, prefix: &str) -> Result<Split> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::idx::encode_idx;
+    use crate::data::idx::encode_idx;
     use std::io::Write;
 
     fn write_gz(path: &Path, bytes: &[u8]) {

@@ -122,7 +122,7 @@ mod tests {
         let flat = Image::filled(16, 16, Channels::Gray, 128).unwrap();
         assert_eq!(round_trip(&flat, 10).unwrap(), flat);
         let img = gradient(Channels::Rgb);
-        let mse = |q| crate::metrics::mse(&img, &round_trip(&img, q).unwrap()).unwrap();
+        let mse = |q| crate::eval::metrics::mse(&img, &round_trip(&img, q).unwrap()).unwrap();
         assert!(mse(10) > mse(50), "q10 {} vs q50 {}", mse(10), mse(50));
         assert!(mse(50) > mse(95), "q50 {} vs q95 {}", mse(50), mse(95));
     }

@@ -14,8 +14,8 @@ use serde::Serialize;
 use crate::distort::Distortion;
 use crate::error::{Error, Result};
 use crate::image::Image;
-use crate::load::{LoadOptions, load_image_with};
-use crate::resize::{Filter, resize};
+use crate::image::load::{LoadOptions, load_image_with};
+use crate::image::resize::{Filter, resize};
 
 /// Images per second of each operation.
 #[derive(Clone, Debug, Serialize)]

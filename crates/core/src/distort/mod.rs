@@ -1,4 +1,6 @@
-//! The distortion suite of the paper's evaluation: JPEG-q, THUMB-s, CROP-o and Gaussian noise.
+//! Distortions: the suite of the paper's evaluation (JPEG-q, THUMB-s, CROP-o and Gaussian noise,
+//! here), how training draws `x'` ([`perturb`]), and the ImageNet-C-style corruption suite
+//! ([`corruptions`]).
 //!
 //! Every distortion maps an 8-bit image to an 8-bit image of the same size and channels, is
 //! deterministic given `(image, seed)`, and is re-quantised to 8 bits as a real pipeline would.
@@ -6,13 +8,16 @@
 //! comma-separated.
 //!
 //! - `jpeg:q` — encode at quality q (1..=100, libjpeg scaling, 4:2:0 chroma) and decode, through
-//!   libjpeg-turbo: see [`crate::jpeg`].
+//!   libjpeg-turbo: see [`crate::image::jpeg`].
 //! - `thumb:s` — downscale to s % of each side (0 < s ≤ 100, rounded, at least 1 px) and back up to
 //!   the original size, both with the antialiased bicubic (Catmull-Rom) filter, Pillow's default.
 //! - `crop:o` — take the `(w−o)×(h−o)` window anchored at one of the four corners (picked by the
 //!   seed), so the content shifts by o px along each axis, and resize it back to `w×h` (bicubic).
 //! - `noise:σ` — add independent N(0, σ²) to every sample on the [0,1] scale, clamp to [0,1] and
 //!   round to 8 bits.
+
+pub mod corruptions;
+pub mod perturb;
 
 use std::fmt;
 use std::str::FromStr;
@@ -24,7 +29,8 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::image::{Image, quantize};
-use crate::resize::{Filter, resize, resize_region};
+use crate::image::resize::{Filter, resize, resize_region};
+use crate::seeds::{CROP_CORNER, item_seed, splitmix64};
 
 /// One distortion with its strength.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -57,7 +63,7 @@ impl Distortion {
     /// Applies the distortion to one image. `seed` drives the random parts (crop corner, noise).
     pub fn apply(&self, img: &Image, seed: u64) -> Result<Image> {
         match *self {
-            Distortion::Jpeg { quality } => crate::jpeg::round_trip(img, quality),
+            Distortion::Jpeg { quality } => crate::image::jpeg::round_trip(img, quality),
             Distortion::Thumb { percent } => {
                 let scale = |side: u32| ((side as f64 * percent as f64 / 100.0).round() as u32).max(1);
                 let small = resize(img, scale(img.width()), scale(img.height()), RESAMPLE_FILTER)?;
@@ -102,20 +108,8 @@ impl Distortion {
 
 /// The top-left corner of the `crop:o` window: one of (0,0), (o,0), (0,o), (o,o), by seed.
 pub fn crop_corner(offset: u32, seed: u64) -> (u32, u32) {
-    let k = splitmix64(seed ^ 0xC0FF_EE00_0000_0001) & 3;
+    let k = splitmix64(seed ^ CROP_CORNER) & 3;
     ((k & 1) as u32 * offset, (k >> 1) as u32 * offset)
-}
-
-/// Derives the seed of item `index` from a batch seed (SplitMix64 of both).
-pub fn item_seed(seed: u64, index: u64) -> u64 {
-    splitmix64(seed ^ splitmix64(index.wrapping_add(0x9E37_79B9_7F4A_7C15)))
-}
-
-fn splitmix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 impl fmt::Display for Distortion {
@@ -199,7 +193,7 @@ pub fn parse_list(specs: &str) -> Result<Vec<Distortion>> {
 mod tests {
     use super::*;
     use crate::image::Channels;
-    use crate::metrics::mse;
+    use crate::eval::metrics::mse;
 
     fn textured(w: u32, h: u32, channels: Channels) -> Image {
         let mut data = Vec::with_capacity((w * h) as usize * channels.count());
@@ -279,7 +273,7 @@ mod tests {
     fn jpeg_is_the_codec_round_trip() {
         let img = textured(32, 32, Channels::Rgb);
         let d: Distortion = "jpeg:30".parse().unwrap();
-        assert_eq!(d.apply(&img, 0).unwrap(), crate::jpeg::round_trip(&img, 30).unwrap());
+        assert_eq!(d.apply(&img, 0).unwrap(), crate::image::jpeg::round_trip(&img, 30).unwrap());
         // Lower quality, more error.
         let e10 = mse(&img, &"jpeg:10".parse::<Distortion>().unwrap().apply(&img, 0).unwrap()).unwrap();
         let e90 = mse(&img, &"jpeg:90".parse::<Distortion>().unwrap().apply(&img, 0).unwrap()).unwrap();

@@ -1,7 +1,17 @@
-//! The in-memory image type shared by loaders, distortions, hashes and the burn layer.
+//! Images: the in-memory [`Image`] type shared by loaders, distortions, hashes and the burn layer,
+//! and what reads, writes and measures it — the JPEG codec ([`jpeg`]), resampling ([`resize`]),
+//! loading files and folders ([`load`]), perceptual hashes ([`hash`]) and codec throughput
+//! ([`bench`]).
 //!
 //! Pixels are 8-bit, interleaved, row-major (`[y][x][c]`), with 1 (grayscale) or 3 (RGB) channels.
 //! That is what decoders produce and what a real pipeline re-quantises to after every distortion.
+
+#[cfg(feature = "bench")]
+pub mod bench;
+pub mod hash;
+pub mod jpeg;
+pub mod load;
+pub mod resize;
 
 use std::path::Path;
 
@@ -168,7 +178,7 @@ impl Image {
     pub fn save(&self, path: &Path) -> Result<()> {
         let ext = path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase());
         let bytes = match ext.as_deref() {
-            Some("jpg") | Some("jpeg") => crate::jpeg::encode(self, 95)?,
+            Some("jpg") | Some("jpeg") => crate::image::jpeg::encode(self, 95)?,
             Some(e) => {
                 let format = image::ImageFormat::from_extension(e)
                     .ok_or_else(|| Error::Unsupported(format!("output format '.{e}'")))?;

@@ -17,9 +17,10 @@ use std::str::FromStr;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::distort::{Distortion, item_seed};
+use crate::distort::Distortion;
 use crate::error::{Error, Result};
 use crate::image::Image;
+use crate::seeds::{PERTURB_DRAW, item_seed};
 
 /// One family of a mix with its strength range (inclusive).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -52,7 +53,7 @@ impl Perturbation {
     /// The distortion drawn for seed `seed` (a mix), or `None` for the paper's noise.
     pub fn draw(&self, seed: u64) -> Option<Distortion> {
         let Perturbation::Mix(families) = self else { return None };
-        let mut rng = ChaCha8Rng::seed_from_u64(item_seed(seed, 0x9E27_B5D0));
+        let mut rng = ChaCha8Rng::seed_from_u64(item_seed(seed, PERTURB_DRAW));
         let f = families[rng.random_range(0..families.len())];
         let u: f64 = rng.random();
         let v = f.lo + u * (f.hi - f.lo);

@@ -62,9 +62,9 @@ pub fn decode_image(bytes: &[u8], opts: &LoadOptions) -> std::result::Result<Ima
     }
     let format = image::guess_format(bytes).map_err(|_| "not a recognised image format".to_string())?;
     if format == image::ImageFormat::Jpeg {
-        let (w, h) = crate::jpeg::dimensions(bytes).map_err(|e| e.to_string())?;
+        let (w, h) = crate::image::jpeg::dimensions(bytes).map_err(|e| e.to_string())?;
         check_pixels(w, h, opts)?;
-        if let Ok(img) = crate::jpeg::decode(bytes) {
+        if let Ok(img) = crate::image::jpeg::decode(bytes) {
             let orientation = ImageReader::with_format(Cursor::new(bytes), format)
                 .into_decoder()
                 .and_then(|mut d| d.orientation())
@@ -229,9 +229,9 @@ mod tests {
     #[test]
     fn jpeg_decodes_like_the_codec() {
         let img = sample(16, 16);
-        let bytes = crate::jpeg::encode(&img, 90).unwrap();
+        let bytes = crate::image::jpeg::encode(&img, 90).unwrap();
         let via_loader = decode_image(&bytes, &LoadOptions::default()).unwrap();
-        assert_eq!(via_loader, crate::jpeg::decode(&bytes).unwrap());
+        assert_eq!(via_loader, crate::image::jpeg::decode(&bytes).unwrap());
     }
 
     #[test]
@@ -250,7 +250,7 @@ mod tests {
                 .collect(),
         )
         .unwrap();
-        let jpeg = crate::jpeg::encode(&img, 95).unwrap();
+        let jpeg = crate::image::jpeg::encode(&img, 95).unwrap();
         let tagged = with_exif_orientation(&jpeg, 6);
         let out = decode_image(&tagged, &LoadOptions::default()).unwrap();
         assert_eq!((out.width(), out.height()), (8, 16));
@@ -284,7 +284,7 @@ mod tests {
         let d = dir.path();
         std::fs::write(d.join("empty.jpg"), b"").unwrap();
         std::fs::write(d.join("garbage.png"), b"this is not an image at all").unwrap();
-        let good = crate::jpeg::encode(&sample(64, 64), 80).unwrap();
+        let good = crate::image::jpeg::encode(&sample(64, 64), 80).unwrap();
         std::fs::write(d.join("truncated.jpg"), &good[..good.len() / 3]).unwrap();
         std::fs::create_dir(d.join("folder.jpg")).unwrap();
         std::fs::write(d.join("ok.jpg"), &good).unwrap();

@@ -12,40 +12,26 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
-use plotters::prelude::*;
 use serde::Deserialize;
 
-use crate::embed_eval::{Disagreement, DistortionResult, EmbedEval};
+use crate::eval::ClassifyEval;
+use crate::eval::embed::{Disagreement, DistortionResult, EmbedEval};
+use crate::run_files;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::image::{Channels, Image};
-use crate::retrieval::ecdf;
 
-/// Distortion rows of a classifier evaluation (`eval classify` → `eval.json`).
-#[derive(Clone, Debug, Deserialize)]
-pub struct ClassifyRow {
-    pub spec: String,
-    pub top1: f64,
-    pub top5: f64,
-    pub flip_rate: f64,
-}
+mod figures;
+mod plot;
 
-#[derive(Clone, Debug, Deserialize)]
-pub struct ClassifyClean {
-    pub top1: f64,
-    pub top5: f64,
-}
+use figures::{classifier_figures, embed_figures};
+pub use plot::{Figure, Series, amplified_difference, frontier_svg, grouped_bars, line_panels, svg_to_png};
 
-#[derive(Clone, Debug, Deserialize)]
-pub struct ClassifyEvalView {
-    pub clean: ClassifyClean,
-    pub distortions: Vec<ClassifyRow>,
-}
 
 /// What a run folder holds.
 #[derive(Clone, Debug)]
 pub enum RunKind {
-    Classify(ClassifyEvalView),
+    Classify(ClassifyEval),
     Embed { eval: EmbedEval, examples: Vec<(String, Vec<Disagreement>)> },
 }
 
@@ -75,14 +61,14 @@ impl Run {
     /// Reads `config.json`, `eval.json` and (if present) `metrics.json`, `run.json` and
     /// `examples/examples.json` of a run folder.
     pub fn load(dir: &Path) -> Result<Run> {
-        let config: serde_json::Value = read_json(&dir.join("config.json"))?;
-        let eval_path = dir.join("eval.json");
+        let config: serde_json::Value = read_json(&dir.join(run_files::CONFIG))?;
+        let eval_path = dir.join(run_files::EVAL);
         if !eval_path.is_file() {
             return Err(Error::Invalid(format!("{}: no eval.json (run `stabilize eval` on it first)", dir.display())));
         }
         let eval: serde_json::Value = read_json(&eval_path)?;
         let kind = if eval.get("baselines").is_some() {
-            let ex_path = dir.join("examples/examples.json");
+            let ex_path = dir.join(run_files::EXAMPLES);
             let examples = if ex_path.is_file() { read_json(&ex_path)? } else { Vec::new() };
             RunKind::Embed {
                 eval: serde_json::from_value(eval)
@@ -95,9 +81,9 @@ impl Run {
             )
         };
         let metrics: Option<serde_json::Value> =
-            if dir.join("metrics.json").is_file() { Some(read_json(&dir.join("metrics.json"))?) } else { None };
+            if dir.join(run_files::METRICS).is_file() { Some(read_json(&dir.join(run_files::METRICS))?) } else { None };
         let run_json: Option<serde_json::Value> =
-            if dir.join("run.json").is_file() { Some(read_json(&dir.join("run.json"))?) } else { None };
+            if dir.join(run_files::RUN).is_file() { Some(read_json(&dir.join(run_files::RUN))?) } else { None };
         let num = |k: &str| config.get(k).and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
         Ok(Run {
             dir: dir.to_path_buf(),
@@ -123,180 +109,6 @@ impl Run {
             format!("stabilized (α = {}, σ = {})", self.alpha, self.sigma)
         }
     }
-}
-
-/// Figure size in SVG/PNG pixels.
-const W: u32 = 900;
-const H: u32 = 420;
-const BLUE: RGBColor = RGBColor(31, 119, 180);
-const ORANGE: RGBColor = RGBColor(214, 39, 40);
-const GREY: RGBColor = RGBColor(120, 120, 120);
-const HASH_COLOURS: [RGBColor; 4] =
-    [RGBColor(44, 160, 44), RGBColor(148, 103, 189), RGBColor(140, 86, 75), RGBColor(227, 119, 194)];
-
-/// One line of a chart.
-pub struct Series {
-    pub label: String,
-    pub colour: RGBColor,
-    pub dashed: bool,
-    pub points: Vec<(f64, f64)>,
-}
-
-/// A figure: its id (file name), caption and SVG.
-pub struct Figure {
-    pub id: String,
-    pub caption: String,
-    pub svg: String,
-}
-
-fn plot_err<E: std::fmt::Debug>(e: E) -> Error {
-    Error::Invalid(format!("plotting: {e:?}"))
-}
-
-/// Small-multiple line charts: one panel per `(title, series)`, sharing axes and the legend.
-pub fn line_panels(
-    panels: &[(String, Vec<Series>)],
-    x_label: &str,
-    y_label: &str,
-    x_range: (f64, f64),
-    y_range: (f64, f64),
-    columns: usize,
-) -> Result<String> {
-    let columns = columns.max(1).min(panels.len().max(1));
-    let rows = panels.len().div_ceil(columns).max(1);
-    let (w, h) = (W, (H / 2 + 40) * rows as u32 + 60);
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
-        root.fill(&WHITE).map_err(plot_err)?;
-        let (body, legend) = root.split_vertically(h - 60);
-        let areas = body.split_evenly((rows, columns));
-        for ((title, series), area) in panels.iter().zip(areas.iter()) {
-            let mut chart = ChartBuilder::on(area)
-                .caption(title, ("sans-serif", 16))
-                .margin(8)
-                .x_label_area_size(36)
-                .y_label_area_size(48)
-                .build_cartesian_2d(x_range.0..x_range.1, y_range.0..y_range.1)
-                .map_err(plot_err)?;
-            chart
-                .configure_mesh()
-                .x_desc(x_label)
-                .y_desc(y_label)
-                .x_labels(6)
-                .y_labels(5)
-                .label_style(("sans-serif", 12))
-                .light_line_style(RGBColor(235, 235, 235))
-                .draw()
-                .map_err(plot_err)?;
-            for s in series {
-                let style = ShapeStyle::from(&s.colour).stroke_width(2);
-                if s.dashed {
-                    chart.draw_series(DashedLineSeries::new(s.points.clone(), 6, 4, style)).map_err(plot_err)?;
-                } else {
-                    chart.draw_series(LineSeries::new(s.points.clone(), style)).map_err(plot_err)?;
-                }
-            }
-        }
-        // One shared legend under the panels.
-        if let Some((_, series)) = panels.first() {
-            let n = series.len().max(1) as i32;
-            let slot = (w as i32 - 20) / n;
-            for (i, s) in series.iter().enumerate() {
-                let x = 10 + i as i32 * slot;
-                let style = ShapeStyle::from(&s.colour).stroke_width(3);
-                if s.dashed {
-                    for k in 0..3 {
-                        legend
-                            .draw(&PathElement::new(vec![(x + k * 10, 30), (x + k * 10 + 6, 30)], style))
-                            .map_err(plot_err)?;
-                    }
-                } else {
-                    legend.draw(&PathElement::new(vec![(x, 30), (x + 26, 30)], style)).map_err(plot_err)?;
-                }
-                legend.draw(&Text::new(s.label.clone(), (x + 32, 24), ("sans-serif", 13))).map_err(plot_err)?;
-            }
-        }
-        root.present().map_err(plot_err)?;
-    }
-    Ok(svg)
-}
-
-/// Grouped bars: `groups` along x (labels), one bar per series in each group.
-pub fn grouped_bars(groups: &[String], series: &[(String, RGBColor, Vec<f64>)], y_label: &str) -> Result<String> {
-    let y_max = series.iter().flat_map(|s| s.2.iter().copied()).fold(0.0f64, f64::max).max(1e-6) * 1.15;
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
-        root.fill(&WHITE).map_err(plot_err)?;
-        let n = groups.len();
-        let mut chart = ChartBuilder::on(&root)
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(56)
-            .build_cartesian_2d(0f64..n as f64, 0f64..y_max)
-            .map_err(plot_err)?;
-        let labels = groups.to_vec();
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(n * 2 + 1)
-            .x_label_formatter(&|x| {
-                let i = x.floor() as usize;
-                if (x - i as f64 - 0.5).abs() < 0.26 && i < labels.len() { labels[i].clone() } else { String::new() }
-            })
-            .y_desc(y_label)
-            .label_style(("sans-serif", 12))
-            .draw()
-            .map_err(plot_err)?;
-        let k = series.len().max(1) as f64;
-        for (si, (label, colour, values)) in series.iter().enumerate() {
-            let c = *colour;
-            chart
-                .draw_series(values.iter().enumerate().map(|(g, &v)| {
-                    let x0 = g as f64 + 0.1 + 0.8 * si as f64 / k;
-                    Rectangle::new([(x0, 0.0), (x0 + 0.8 / k - 0.02, v)], c.filled())
-                }))
-                .map_err(plot_err)?
-                .label(label.clone())
-                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], c.filled()));
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 13))
-            .draw()
-            .map_err(plot_err)?;
-        root.present().map_err(plot_err)?;
-    }
-    Ok(svg)
-}
-
-/// Renders an SVG to PNG bytes with the embedded DejaVu Sans for text.
-pub fn svg_to_png(svg: &str) -> Result<Vec<u8>> {
-    let mut opt = resvg::usvg::Options::default();
-    let db = opt.fontdb_mut();
-    db.load_font_data(dejavu::sans::regular().to_vec());
-    db.set_sans_serif_family("DejaVu Sans");
-    let tree = resvg::usvg::Tree::from_str(svg, &opt).map_err(|e| Error::Invalid(format!("svg: {e}")))?;
-    let size = tree.size().to_int_size();
-    let mut pixmap = resvg::tiny_skia::Pixmap::new(size.width(), size.height())
-        .ok_or_else(|| Error::Invalid("svg: empty size".into()))?;
-    pixmap.fill(resvg::tiny_skia::Color::WHITE);
-    resvg::render(&tree, resvg::tiny_skia::Transform::identity(), &mut pixmap.as_mut());
-    pixmap.encode_png().map_err(|e| Error::Invalid(format!("png: {e}")))
-}
-
-/// `|a − b| × gain`, clamped: the "amplified difference" image of the examples.
-pub fn amplified_difference(a: &Image, b: &Image, gain: f64) -> Result<Image> {
-    if (a.width(), a.height(), a.channels()) != (b.width(), b.height(), b.channels()) {
-        return Err(Error::Invalid("difference of images of different shapes".into()));
-    }
-    let data =
-        a.data().iter().zip(b.data()).map(|(&x, &y)| ((x as f64 - y as f64).abs() * gain).min(255.0) as u8).collect();
-    Image::new(a.width(), a.height(), a.channels(), data)
 }
 
 fn png_data_uri(img: &Image) -> Result<String> {
@@ -330,157 +142,6 @@ fn spec_value(spec: &str) -> Option<(String, f64)> {
     Some((name.to_string(), v.parse().ok()?))
 }
 
-/// The classifier figures: top-1 against JPEG quality and against thumbnail scale, flip rates.
-fn classifier_figures(base: &Run, stab: &[&Run]) -> Result<Vec<Figure>> {
-    let RunKind::Classify(b) = &base.kind else { return Ok(Vec::new()) };
-    let mut runs: Vec<(&Run, &ClassifyEvalView)> = vec![(base, b)];
-    for s in stab {
-        if let RunKind::Classify(e) = &s.kind {
-            runs.push((s, e));
-        }
-    }
-    let colours = [BLUE, ORANGE, RGBColor(44, 160, 44), RGBColor(148, 103, 189)];
-    let mut figures = Vec::new();
-    for (family, x_label, id) in
-        [("jpeg", "JPEG quality q", "classify-jpeg"), ("thumb", "thumbnail scale s (%)", "classify-thumb")]
-    {
-        let mut series = Vec::new();
-        for (i, (run, ev)) in runs.iter().enumerate() {
-            let mut pts: Vec<(f64, f64)> = ev
-                .distortions
-                .iter()
-                .filter_map(|r| spec_value(&r.spec).filter(|(n, _)| n == family).map(|(_, v)| (v, r.top1 * 100.0)))
-                .collect();
-            if pts.is_empty() {
-                continue;
-            }
-            pts.push((100.0, ev.clean.top1 * 100.0));
-            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-            series.push(Series { label: run.label(), colour: colours[i % 4], dashed: false, points: pts });
-        }
-        if series.is_empty() {
-            continue;
-        }
-        let lo = series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).fold(f64::INFINITY, f64::min);
-        let hi = series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).fold(0.0f64, f64::max);
-        let svg = line_panels(
-            &[(format!("top-1 accuracy under {family} (100 = clean)"), series)],
-            x_label,
-            "top-1 accuracy (%)",
-            (0.0, 100.0),
-            ((lo - 2.0).max(0.0), (hi + 1.0).min(100.0)),
-            1,
-        )?;
-        figures.push(Figure {
-            id: id.into(),
-            caption: format!("Classifier top-1 accuracy against {x_label}; the point at 100 is the clean test set."),
-            svg,
-        });
-    }
-    let specs: Vec<String> = b.distortions.iter().map(|r| r.spec.clone()).collect();
-    let bars: Vec<(String, RGBColor, Vec<f64>)> = runs
-        .iter()
-        .enumerate()
-        .map(|(i, (run, ev))| {
-            let v = specs
-                .iter()
-                .map(|s| ev.distortions.iter().find(|r| &r.spec == s).map_or(0.0, |r| r.flip_rate * 100.0))
-                .collect();
-            (run.label(), colours[i % 4], v)
-        })
-        .collect();
-    figures.push(Figure {
-        id: "classify-flip".into(),
-        caption: "Flip rate: share of test images whose prediction on the distorted copy differs from the clean one (lower is more stable).".into(),
-        svg: grouped_bars(&specs, &bars, "flip rate (%)")?,
-    });
-    Ok(figures)
-}
-
-/// The embedding figures: distance CDFs (Fig. 4) and PR curves (Fig. 5) per distortion.
-fn embed_figures(base: &EmbedEval, stab: &EmbedEval) -> Result<Vec<Figure>> {
-    let max_d = base
-        .distortions
-        .iter()
-        .chain(&stab.distortions)
-        .flat_map(|r| r.near_dup_distances.iter().chain(&r.distinct_distances))
-        .copied()
-        .fold(0.0f64, f64::max)
-        .max(1e-6);
-    let grid: Vec<f64> = (0..=200).map(|i| max_d * i as f64 / 200.0).collect();
-    let cdf = |v: &[f64]| grid.iter().copied().zip(ecdf(v, &grid)).collect::<Vec<_>>();
-    let panels: Vec<(String, Vec<Series>)> = base
-        .distortions
-        .iter()
-        .zip(&stab.distortions)
-        .map(|(b, s)| {
-            (
-                b.spec.clone(),
-                vec![
-                    Series {
-                        label: "baseline: near-duplicates".into(),
-                        colour: BLUE,
-                        dashed: false,
-                        points: cdf(&b.near_dup_distances),
-                    },
-                    Series {
-                        label: "baseline: distinct".into(),
-                        colour: BLUE,
-                        dashed: true,
-                        points: cdf(&b.distinct_distances),
-                    },
-                    Series {
-                        label: "stabilized: near-duplicates".into(),
-                        colour: ORANGE,
-                        dashed: false,
-                        points: cdf(&s.near_dup_distances),
-                    },
-                    Series {
-                        label: "stabilized: distinct".into(),
-                        colour: ORANGE,
-                        dashed: true,
-                        points: cdf(&s.distinct_distances),
-                    },
-                ],
-            )
-        })
-        .collect();
-    let cdf_svg =
-        line_panels(&panels, "L2 distance between embeddings", "cumulative share", (0.0, max_d), (0.0, 1.0), 3)?;
-    let pr = |r: &DistortionResult| r.pr_curve.iter().map(|p| (p.recall, p.precision)).collect::<Vec<_>>();
-    let panels: Vec<(String, Vec<Series>)> = base
-        .distortions
-        .iter()
-        .enumerate()
-        .map(|(k, b)| {
-            let s = &stab.distortions[k];
-            let mut series = vec![
-                Series { label: "stabilized".into(), colour: ORANGE, dashed: false, points: pr(s) },
-                Series { label: "baseline".into(), colour: BLUE, dashed: false, points: pr(b) },
-            ];
-            for (i, m) in stab.baselines.iter().enumerate() {
-                let (colour, dashed) =
-                    if m.name == "pretrained" { (GREY, false) } else { (HASH_COLOURS[(i + 3) % 4], true) };
-                series.push(Series { label: m.name.clone(), colour, dashed, points: pr(&m.distortions[k]) });
-            }
-            (b.spec.clone(), series)
-        })
-        .collect();
-    let pr_svg = line_panels(&panels, "recall", "precision", (0.0, 1.0), (0.0, 1.02), 3)?;
-    Ok(vec![
-        Figure {
-            id: "embed-cdf".into(),
-            caption: "Fig. 4: cumulative distribution of the embedding distance D(f(x), f(x')) for near-duplicate pairs (solid) and for distinct pairs (dashed), baseline (blue) and stabilized (red). Stability training has worked when the red solid curve rises earlier than the blue one while the red dashed curve stays as far right as the blue dashed one: AP depends on how much the two curves of one model overlap.".into(),
-            svg: cdf_svg,
-        },
-        Figure {
-            id: "embed-pr".into(),
-            caption: "Fig. 5: precision–recall of near-duplicate detection by thresholding the distance, per distortion: stabilized and baseline embeddings, the pretrained ImageNet features, and perceptual hashes (Hamming distance).".into(),
-            svg: pr_svg,
-        },
-    ])
-}
-
 /// Everything a report needs besides the runs.
 pub struct ReportMeta {
     pub title: String,
@@ -489,7 +150,7 @@ pub struct ReportMeta {
     /// Extra provenance lines (commands, wall times) shown verbatim.
     pub notes: Vec<String>,
     /// An α/σ sweep (`stabilize sweep`) to show as the frontier figure and its table.
-    pub sweep: Option<crate::sweep::Sweep>,
+    pub sweep: Option<crate::eval::sweep::Sweep>,
 }
 
 /// The rendered report: the HTML and the figures (for PNG copies).
@@ -591,7 +252,7 @@ pub fn render(runs: &[Run], meta: &ReportMeta) -> Result<Report> {
                 "Clean top-1 against the mean flip rate over {} for every grid point; the grey line joins the Pareto-optimal points (no other point is both more accurate and more stable).",
                 sweep.distortions.join(", ")
             ),
-            svg: crate::sweep::frontier_svg(&sweep.points)?,
+            svg: frontier_svg(&sweep.points)?,
         };
         push_figure(&mut body, &f);
         figures.push(f);
@@ -674,8 +335,8 @@ fn examples_html(stab: &Run, examples: &[(String, Vec<Disagreement>)]) -> Result
         let dir = stab.dir.join("examples").join(spec.replace(':', "-"));
         let _ = write!(t, "<tr><th colspan=8>{}</th></tr><tr>", esc(spec));
         for (r, ex) in rows.iter().enumerate().take(4) {
-            let clean = crate::load::load_image(&dir.join(format!("{r}-clean.png")))?;
-            let dist = crate::load::load_image(&dir.join(format!("{r}-distorted.png")))?;
+            let clean = crate::image::load::load_image(&dir.join(format!("{r}-clean.png")))?;
+            let dist = crate::image::load::load_image(&dir.join(format!("{r}-distorted.png")))?;
             let diff = amplified_difference(&clean, &dist, 8.0)?;
             let _ = write!(
                 t,
@@ -696,7 +357,7 @@ fn examples_html(stab: &Run, examples: &[(String, Vec<Disagreement>)]) -> Result
 fn classify_table(b: &Run, stab: &[&Run]) -> String {
     let RunKind::Classify(be) = &b.kind else { return String::new() };
     let mut t = String::from("<h3>Top-1 (%) and flip rate (%), per distortion</h3><table><tr><th>distortion</th>");
-    let runs: Vec<(&Run, &ClassifyEvalView)> = std::iter::once((b, be))
+    let runs: Vec<(&Run, &ClassifyEval)> = std::iter::once((b, be))
         .chain(stab.iter().filter_map(|r| if let RunKind::Classify(e) = &r.kind { Some((*r, e)) } else { None }))
         .collect();
     for (r, _) in &runs {
@@ -742,6 +403,7 @@ pub fn write(report: &Report, out: &Path) -> Result<Vec<PathBuf>> {
 
 #[cfg(test)]
 mod tests {
+    use super::plot::{BLUE, H, ORANGE, W};
     use super::*;
 
     #[test]

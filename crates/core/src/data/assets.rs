@@ -18,14 +18,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{sha256_bytes, sha256_file, write_atomic};
+use super::dirs::asset_dir;
 
 /// Names accepted by [`manifest`], in fetch order.
 pub const ASSET_NAMES: [&str; 3] = ["fashion-mnist", "mobilenet-v2", "photos"];
 
 const MANIFESTS: [(&str, &str); 3] = [
-    ("fashion-mnist", include_str!("../assets/fashion-mnist.json")),
-    ("mobilenet-v2", include_str!("../assets/mobilenet-v2.json")),
-    ("photos", include_str!("../assets/photos.json")),
+    ("fashion-mnist", include_str!("../../assets/fashion-mnist.json")),
+    ("mobilenet-v2", include_str!("../../assets/mobilenet-v2.json")),
+    ("photos", include_str!("../../assets/photos.json")),
 ];
 
 /// Where a package comes from.
@@ -91,19 +92,6 @@ pub fn manifest(name: &str) -> Result<Manifest> {
         }
     }
     Ok(m)
-}
-
-/// The data dir: the given one, else `$STABILIZE_DATA`, else `./data`.
-pub fn data_dir(explicit: Option<&Path>) -> PathBuf {
-    match explicit {
-        Some(p) => p.to_path_buf(),
-        None => std::env::var_os("STABILIZE_DATA").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("data")),
-    }
-}
-
-/// Where an asset's files live: `<data_dir>/<name>/`.
-pub fn asset_dir(data_dir: &Path, name: &str) -> PathBuf {
-    data_dir.join(name)
 }
 
 /// State of one file on disk.

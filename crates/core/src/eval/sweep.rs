@@ -4,10 +4,8 @@
 
 use std::fmt::Write as _;
 
-use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
 
 /// One trained and evaluated grid point.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -52,56 +50,6 @@ pub fn pareto_front(points: &[SweepPoint]) -> Vec<usize> {
 }
 
 /// The frontier figure: every point (clean top-1 % against mean flip rate %), labelled α/σ, the
-/// baseline (α = 0) in red, and the Pareto front as a line. SVG.
-pub fn frontier_svg(points: &[SweepPoint]) -> Result<String> {
-    if points.is_empty() {
-        return Err(Error::Invalid("no sweep points to plot".into()));
-    }
-    let xs: Vec<f64> = points.iter().map(|p| p.mean_flip_rate * 100.0).collect();
-    let ys: Vec<f64> = points.iter().map(|p| p.clean_top1 * 100.0).collect();
-    let pad = |lo: f64, hi: f64| {
-        let m = ((hi - lo) * 0.12).max(0.5);
-        (lo - m, hi + m)
-    };
-    let (x0, x1) = pad(xs.iter().copied().fold(f64::MAX, f64::min), xs.iter().copied().fold(f64::MIN, f64::max));
-    let x1 = x1 + (x1 - x0) * 0.08; // room for the labels right of the points
-    let (y0, y1) = pad(ys.iter().copied().fold(f64::MAX, f64::min), ys.iter().copied().fold(f64::MIN, f64::max));
-    let err = |e: &dyn std::fmt::Debug| Error::Invalid(format!("plotting: {e:?}"));
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (720, 460)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(&e))?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption("α/σ sweep: clean accuracy against stability", ("sans-serif", 17))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(56)
-            .build_cartesian_2d(x0.max(0.0)..x1, y0..y1.min(100.0))
-            .map_err(|e| err(&e))?;
-        chart
-            .configure_mesh()
-            .x_desc("mean flip rate under the distortions (%)")
-            .y_desc("clean top-1 (%)")
-            .label_style(("sans-serif", 12))
-            .light_line_style(RGBColor(235, 235, 235))
-            .draw()
-            .map_err(|e| err(&e))?;
-        let front: Vec<(f64, f64)> = pareto_front(points).iter().map(|&i| (xs[i], ys[i])).collect();
-        chart
-            .draw_series(LineSeries::new(front, ShapeStyle::from(&RGBColor(120, 120, 120)).stroke_width(1)))
-            .map_err(|e| err(&e))?;
-        for (i, p) in points.iter().enumerate() {
-            let colour = if p.alpha == 0.0 { RGBColor(214, 39, 40) } else { RGBColor(31, 119, 180) };
-            let label = if p.alpha == 0.0 { "baseline".to_string() } else { format!("α {} σ {}", p.alpha, p.sigma) };
-            chart.draw_series(std::iter::once(Circle::new((xs[i], ys[i]), 4, colour.filled()))).map_err(|e| err(&e))?;
-            chart
-                .draw_series(std::iter::once(Text::new(label, (xs[i], ys[i]), ("sans-serif", 10))))
-                .map_err(|e| err(&e))?;
-        }
-        root.present().map_err(|e| err(&e))?;
-    }
-    Ok(svg)
-}
 
 impl SweepPoint {
     /// The table cells: α, σ (– for the baseline, which has no x'), clean top-1, mean distorted
@@ -155,8 +103,10 @@ mod tests {
         assert!(pareto_front(&[]).is_empty());
     }
 
+    #[cfg(feature = "report")]
     #[test]
     fn figure_and_table_render() {
+        use crate::report::frontier_svg;
         let pts = vec![p(0.0, 0.9, 0.1), p(0.1, 0.89, 0.05)];
         let svg = frontier_svg(&pts).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("baseline") && svg.contains("α 0.1 σ 0.1"));

@@ -24,7 +24,7 @@ use rand_distr::{Distribution as _, Normal, Poisson};
 
 use crate::error::{Error, Result};
 use crate::image::{Channels, Image};
-use crate::resize::{Filter, resize};
+use crate::image::resize::{Filter, resize};
 
 /// The corruption families.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -200,7 +200,7 @@ impl Corruption {
                     let small = resize(img, sw, sh, Filter::Box)?;
                     return resize(&small, w, h, Filter::Box);
                 }
-                Kind::Jpeg => return crate::jpeg::round_trip(img, at([25, 18, 15, 10, 7], s)),
+                Kind::Jpeg => return crate::image::jpeg::round_trip(img, at([25, 18, 15, 10, 7], s)),
             };
         Image::from_f32(w, h, ch, &out)
     }

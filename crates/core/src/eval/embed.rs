@@ -3,24 +3,24 @@
 //! queries, for the fine-tuned model and, in the same protocol, for the pretrained features
 //! and for perceptual hashes.
 //!
-//! **Protocol.** Evaluation images are the [`EVAL_CROPS`](crate::crops::EVAL_CROPS)
+//! **Protocol.** Evaluation images are the [`EVAL_CROPS`](crate::data::crops::EVAL_CROPS)
 //! corner crops of every test photo at the model's input size. For a distortion d:
 //! - near-duplicate pairs: `(x_i, d(x_i))` for every evaluation image i;
 //! - distinct pairs: `(x_i, d(x_j))` for every i, j from *different* photos (the distorted side
 //!   is distorted in both kinds, so "is the second image distorted" tells nothing);
 //! - detection: "duplicate iff D ≤ t" swept over t → PR curve, AP, precision at recall 0.9,
-//!   recall at precision 0.99 ([`crate::retrieval`]); `pooled` puts every distortion's
+//!   recall at precision 0.99 ([`crate::eval::retrieval`]); `pooled` puts every distortion's
 //!   pairs into one experiment;
 //! - ranking: [`TRIPLETS_PER_PHOTO`] held-out triplets per test photo (rule in
-//!   [`crate::crops`]), accuracy = share with `D(d(q), p) < D(d(q), n)`.
+//!   [`crate::data::crops`]), accuracy = share with `D(d(q), p) < D(d(q), n)`.
 //!
 //! Distances: L2 between unit embeddings (fine-tuned: 128-d; pretrained: pooled 1280-d
 //! ImageNet features, L2-normalised), Hamming bits between 64-bit hashes.
 
-use crate::crops::{Photo, Triplet, sample_triplet};
-use crate::distort::item_seed;
-use crate::hash::{HashKind, PerceptualHash};
-use crate::retrieval::{PrPoint, detection, pr_curve, thin};
+use crate::data::crops::{Photo, Triplet, sample_triplet};
+use crate::seeds::{EVAL_STREAM, EVAL_QUERY_STREAM, item_seed};
+use crate::image::hash::{HashKind, PerceptualHash};
+use crate::eval::retrieval::{PrPoint, detection, pr_curve, thin};
 use crate::{Distortion, Image, Result};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -62,11 +62,11 @@ impl EvalSet {
                 photo_of.push(i);
             }
         }
-        let mut rng = ChaCha8Rng::seed_from_u64(item_seed(seed ^ 0xE7A1_7219, 0));
+        let mut rng = ChaCha8Rng::seed_from_u64(item_seed(seed ^ EVAL_STREAM, 0));
         let triplets: Vec<Triplet> =
             test.iter().flat_map(|_| 0..TRIPLETS_PER_PHOTO).map(|_| sample_triplet(photos, test, &mut rng)).collect();
         let rendered: Vec<[Image; 3]> =
-            triplets.par_iter().map(|t| crate::crops::render_triplet(photos, t, size)).collect::<Result<_>>()?;
+            triplets.par_iter().map(|t| crate::data::crops::render_triplet(photos, t, size)).collect::<Result<_>>()?;
         let queries: Vec<Image> = rendered.iter().map(|r| r[0].clone()).collect();
         let positives = rendered.iter().map(|r| r[1].clone()).collect();
         let negatives = rendered.iter().map(|r| r[2].clone()).collect();
@@ -74,7 +74,7 @@ impl EvalSet {
         let mut queries_distorted = Vec::new();
         for (k, d) in distortions.iter().enumerate() {
             distorted.push(d.apply_batch(&clean, item_seed(seed, k as u64))?);
-            queries_distorted.push(d.apply_batch(&queries, item_seed(seed ^ 0x0BE7, k as u64))?);
+            queries_distorted.push(d.apply_batch(&queries, item_seed(seed ^ EVAL_QUERY_STREAM, k as u64))?);
         }
         Ok(Self {
             clean,
@@ -127,7 +127,7 @@ pub struct DistortionResult {
     pub spec: String,
     /// AP, precision at recall 0.9, recall (and threshold) at precision 0.99.
     #[serde(flatten)]
-    pub detection: crate::retrieval::Detection,
+    pub detection: crate::eval::retrieval::Detection,
     /// Share of held-out triplets with `D(d(q), p) < D(d(q), n)` (`null` for the pooled entry).
     pub ranking_accuracy: Option<f64>,
     /// Every near-duplicate distance, in evaluation-image order.
@@ -158,7 +158,7 @@ fn result(spec: String, dup: Vec<f64>, mut distinct: Vec<f64>, ranking: Option<f
     let det = detection(&dup, &distinct);
     let full = pr_curve(&dup, &distinct);
     let calibration =
-        CALIBRATION_PRECISIONS.iter().filter_map(|&p| crate::retrieval::point_at_precision(&full, p)).collect();
+        CALIBRATION_PRECISIONS.iter().filter_map(|&p| crate::eval::retrieval::point_at_precision(&full, p)).collect();
     // Keep the points where recall rises (and the last): the curve's shape, few points.
     let corners: Vec<PrPoint> = full
         .iter()

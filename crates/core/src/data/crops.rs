@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::Result;
 use crate::image::Image;
-use crate::resize::{Filter, resize, resize_region};
+use crate::image::resize::{Filter, resize, resize_region};
 
 /// Photos with a shorter side below this are not used (CIFAR thumbnails, icons).
 pub const MIN_SIDE: u32 = 160;
@@ -103,8 +103,8 @@ impl Photo {
 /// The usable photo pool under `dir` (recursively), in file-name order, each prepared with
 /// [`Photo::prepare`]; returns the pool, the files that could not be loaded (with reasons), and
 /// how many were too small.
-pub fn load_pool(dir: &std::path::Path, work_side: u32) -> Result<(Vec<Photo>, Vec<crate::load::Skipped>, usize)> {
-    let loaded = crate::load::load_all(&[dir.to_path_buf()], &crate::load::LoadOptions::default());
+pub fn load_pool(dir: &std::path::Path, work_side: u32) -> Result<(Vec<Photo>, Vec<crate::image::load::Skipped>, usize)> {
+    let loaded = crate::image::load::load_all(&[dir.to_path_buf()], &crate::image::load::LoadOptions::default());
     let prepared: Vec<Result<Option<Photo>>> = {
         use rayon::prelude::*;
         loaded

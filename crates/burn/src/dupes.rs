@@ -1,0 +1,175 @@
+//! The near-duplicate search behind `stabilize dupes`, czkawka-style: a parameters struct
+//! ([`DupesParams`]), one search ([`find_dupes`]), and results ([`DupesReport`]) that a CLI or a
+//! GUI prints. Files are walked, decoded in parallel (EXIF-rotated, bomb-limited), described by a
+//! trained embedding model (cached per model) or a perceptual hash, every pair under the
+//! threshold is found, and pairs are grouped into clusters with a suggested file to keep.
+//! Nothing is moved or deleted.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::tensor::Device;
+use rayon::prelude::*;
+use serde::Serialize;
+use stabilize_core::dedup::cache::Cache;
+use stabilize_core::dedup::{Cluster, FileInfo, clusters, pairs_under};
+use stabilize_core::eval::embed::Descriptors;
+use stabilize_core::image::hash::{HashKind, PerceptualHash};
+use stabilize_core::image::load;
+
+use crate::collection::{CollectionError, Embedder, embed_files};
+
+/// Hamming threshold (bits of 64) for the hashes when none is given; imagededup uses 10.
+pub const DEFAULT_HASH_THRESHOLD: f64 = 10.0;
+/// The precision a model's calibrated threshold is taken at when none is given.
+pub const DEFAULT_PRECISION: f64 = 0.99;
+
+/// How files are described.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Method {
+    /// A trained embedding run folder (`train embed`, calibrated by `eval embed`).
+    Model(PathBuf),
+    Hash(HashKind),
+}
+
+/// What to search and how.
+#[derive(Clone, Debug)]
+pub struct DupesParams {
+    /// Folders (searched recursively) or files.
+    pub paths: Vec<PathBuf>,
+    pub method: Method,
+    /// The distance under which two files are duplicates (L2 for a model, Hamming bits for a
+    /// hash); `None`: the model's calibrated distance at `precision`, or
+    /// [`DEFAULT_HASH_THRESHOLD`] bits.
+    pub threshold: Option<f64>,
+    /// The precision of a model's calibrated threshold (models only) [default 0.99].
+    pub precision: Option<f64>,
+    /// Read and write the model's embedding cache.
+    pub cache: bool,
+}
+
+/// Progress of [`find_dupes`], from worker threads.
+pub enum DupesProgress {
+    /// `n` files will be read.
+    Files(usize),
+    /// One more file read.
+    File,
+}
+
+/// What a search found (`dupes --json` prints it).
+#[derive(Clone, Debug, Serialize)]
+pub struct DupesReport {
+    /// Files whose embedding came from the cache.
+    pub cache_hits: usize,
+    pub clusters: Vec<Cluster>,
+    pub files_seen: usize,
+    /// `model DIR` or the hash's name.
+    pub method: String,
+    pub seconds: f64,
+    /// Files that could not be read, with the reason.
+    pub skipped: Vec<load::Skipped>,
+    pub threshold: f64,
+}
+
+/// Why a search could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DupesError {
+    #[error("{0}")]
+    Model(#[from] CollectionError),
+    #[error("{0}")]
+    Params(String),
+}
+
+/// Runs the search; `device` embeds (unused for hashes).
+pub fn find_dupes(
+    params: &DupesParams,
+    device: &Device,
+    progress: &(dyn Fn(DupesProgress) + Sync),
+) -> Result<DupesReport, DupesError> {
+    let started = Instant::now();
+    let (files, mut skipped) = load::list_images(&params.paths);
+    progress(DupesProgress::Files(files.len()));
+    let on_file = || progress(DupesProgress::File);
+    let mut cache_hits = 0;
+    let (infos, desc, threshold, method) = match &params.method {
+        Method::Model(dir) => {
+            let emb = Embedder::load(dir, device)?;
+            let t = match params.threshold {
+                Some(t) => t,
+                None => emb.calibrated_threshold(params.precision.unwrap_or(DEFAULT_PRECISION))?,
+            };
+            let mut cache = params.cache.then(|| Cache::open(&emb.weights_sha256));
+            let (done, bad, hits) = embed_files(&files, &emb, cache.as_mut(), &on_file);
+            if let Some(Err(e)) = cache.as_ref().map(Cache::save) {
+                eprintln!("warning: embedding cache not saved: {e}");
+            }
+            cache_hits = hits;
+            skipped.extend(bad);
+            let mut data = Vec::with_capacity(done.len() * emb.dim);
+            let infos: Vec<FileInfo> = done
+                .into_iter()
+                .map(|e| {
+                    data.extend_from_slice(&e.vector);
+                    e.info
+                })
+                .collect();
+            (infos, Descriptors::Vectors { dim: emb.dim, data }, t, format!("model {}", dir.display()))
+        }
+        Method::Hash(kind) => {
+            if params.precision.is_some() {
+                return Err(DupesError::Params(
+                    "--precision needs --model (the calibration is stored with the model's evaluation)".into(),
+                ));
+            }
+            let (infos, hashes, bad) = hash_files(&files, *kind, &on_file);
+            skipped.extend(bad);
+            let t = params.threshold.unwrap_or(DEFAULT_HASH_THRESHOLD);
+            (infos, Descriptors::Hashes(hashes), t, kind.name().to_string())
+        }
+    };
+    let pairs = pairs_under(infos.len(), threshold, &|i, j| desc.distance(i, &desc, j));
+    let found = clusters(&infos, &pairs);
+    Ok(DupesReport {
+        cache_hits,
+        clusters: found,
+        files_seen: infos.len() + skipped.len(),
+        method,
+        seconds: started.elapsed().as_secs_f64(),
+        skipped,
+        threshold,
+    })
+}
+
+/// Hashes `files` in parallel with `kind`: the readable files, their hashes, the unreadable ones.
+pub fn hash_files(
+    files: &[PathBuf],
+    kind: HashKind,
+    on_file: &(dyn Fn() + Sync),
+) -> (Vec<FileInfo>, Vec<PerceptualHash>, Vec<load::Skipped>) {
+    let hasher = kind.hasher();
+    let opts = load::LoadOptions::default();
+    let results: Vec<(PathBuf, Result<(FileInfo, PerceptualHash), String>)> = files
+        .par_iter()
+        .map(|p| {
+            let r = (|| {
+                let bytes = std::fs::metadata(p).map_err(|e| e.to_string())?.len();
+                let img = load::load_image_with(p, &opts).map_err(|e| e.to_string())?;
+                let info = FileInfo { path: p.display().to_string(), pixels: img.pixel_count() as u64, bytes };
+                Ok((info, PerceptualHash::of(&hasher, &img)))
+            })();
+            on_file();
+            (p.clone(), r)
+        })
+        .collect();
+    let (mut infos, mut hashes, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
+    for (path, r) in results {
+        match r {
+            Ok((i, h)) => {
+                infos.push(i);
+                hashes.push(h);
+            }
+            Err(reason) => skipped.push(load::Skipped { path, reason }),
+        }
+    }
+    (infos, hashes, skipped)
+}

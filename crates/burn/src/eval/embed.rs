@@ -1,0 +1,148 @@
+//! Evaluating an embedding run folder on the held-out photos: near-duplicate detection and
+//! ranking for the fine-tuned model, the pretrained MobileNetV2 features and the four perceptual
+//! hashes, in one protocol ([`stabilize_core::eval::embed`]); written to the run's `eval.json`,
+//! and with a baseline, the pairs where the two disagree most to `examples/`.
+
+use std::path::Path;
+use std::time::Instant;
+
+use burn::tensor::Device;
+use stabilize_core::data::crops::Photo;
+use stabilize_core::eval::embed::{Descriptors, EmbedEval, EvalSet, disagreements, evaluate_method};
+use stabilize_core::fsutil::write_atomic;
+use stabilize_core::image::hash::HashKind;
+use stabilize_core::{Distortion, Error, Image, run_files};
+
+use crate::embed::EmbedNetConfig;
+use crate::infer::{EMBED_BATCH, embed_images, pretrained_features};
+use crate::mobilenet::FEATURES;
+use crate::train::TrainError;
+use crate::train::embed::{load_embedder, split_indices};
+
+/// Pairs per distortion written to `examples/` where the model and its baseline disagree most.
+pub const EXAMPLES_PER_DISTORTION: usize = 8;
+
+/// Why an embedding evaluation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error("{0}")]
+    Run(#[from] TrainError),
+    #[error("{0}")]
+    Core(#[from] stabilize_core::Error),
+    #[error("{0}")]
+    Weights(String),
+    #[error("{0}")]
+    Baseline(String),
+}
+
+/// Progress of [`evaluate_embedding_run`].
+pub enum EvalEvent {
+    /// The held-out set is built; `images` will be embedded in all (model and pretrained).
+    Start { images: usize },
+    /// Now describing with this method (`fine-tuned model`, `pretrained features`, `hashes`).
+    Method(&'static str),
+    /// `n` more images embedded.
+    Embedded(usize),
+}
+
+/// A finished evaluation and the held-out set it ran on (for the examples).
+pub struct EmbeddingEvaluation {
+    pub eval: EmbedEval,
+    pub set: EvalSet,
+}
+
+/// Reads a run's `eval.json` as an embedding evaluation (`what` names it in errors).
+pub fn read_embed_eval(dir: &Path) -> Result<EmbedEval, EvalError> {
+    let p = dir.join(run_files::EVAL);
+    let bytes = std::fs::read(&p)
+        .map_err(|e| EvalError::Baseline(format!("reading {} (evaluate the baseline first): {e}", p.display())))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| EvalError::Baseline(format!("{} is not an embedding evaluation: {e}", p.display())))
+}
+
+/// Evaluates the embedding run `model_dir` on the held-out photos of `photos` (the run's split),
+/// under `distortions` (their random parts and the ranking triplets seeded by `seed`), beside the
+/// pretrained features (`weights`) and the hashes; writes `eval.json`. With `baseline` (an
+/// evaluation of the same images), also writes the disagreements to `examples/`.
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate_embedding_run(
+    model_dir: &Path,
+    photos: &[Photo],
+    weights: &Path,
+    distortions: &[Distortion],
+    seed: u64,
+    baseline: Option<&EmbedEval>,
+    device: &Device,
+    on: &mut dyn FnMut(EvalEvent),
+) -> Result<EmbeddingEvaluation, EvalError> {
+    let started = Instant::now();
+    let (config, model) = load_embedder(model_dir, device)?;
+    let size = config.model.input_size;
+    let (_, test) = split_indices(photos, config.test_fraction);
+    let set = EvalSet::build(photos, &test, size as u32, distortions, seed)?;
+    on(EvalEvent::Start { images: set.image_count() * 2 });
+    on(EvalEvent::Method("fine-tuned model"));
+    let mut describe = |imgs: &[Image]| {
+        let data = embed_images(&model, imgs, EMBED_BATCH, device);
+        on(EvalEvent::Embedded(imgs.len()));
+        Descriptors::Vectors { dim: config.model.dim, data }
+    };
+    let main = evaluate_method("model", &set, &mut describe);
+    on(EvalEvent::Method("pretrained features"));
+    let pretrained = EmbedNetConfig::new()
+        .with_input_size(size)
+        .with_frozen_blocks(0)
+        .init_pretrained(weights, device)
+        .map_err(|e| EvalError::Weights(format!("{}: {e}", weights.display())))?;
+    let mut describe_pre = |imgs: &[Image]| {
+        let data = pretrained_features(&pretrained, imgs, EMBED_BATCH, device);
+        on(EvalEvent::Embedded(imgs.len()));
+        Descriptors::Vectors { dim: FEATURES, data }
+    };
+    let mut baselines = vec![evaluate_method("pretrained", &set, &mut describe_pre)];
+    on(EvalEvent::Method("hashes"));
+    for kind in HashKind::ALL {
+        baselines.push(evaluate_method(kind.name(), &set, &mut |imgs| Descriptors::hashes(kind, imgs)));
+    }
+    let eval = EmbedEval {
+        model: model_dir.display().to_string(),
+        seed,
+        test_photos: test.len(),
+        eval_images: set.clean.len(),
+        ranking_triplets: set.queries.len(),
+        distortions: main.distortions,
+        pooled: main.pooled,
+        baselines,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    write_atomic(&model_dir.join(run_files::EVAL), &serde_json::to_vec(&eval).expect("serialisable"))?;
+    let evaluation = EmbeddingEvaluation { eval, set };
+    if let Some(base) = baseline {
+        write_examples(model_dir, base, &evaluation)?;
+    }
+    Ok(evaluation)
+}
+
+/// Writes the pairs per distortion where `evaluation` and `baseline` disagree most to
+/// `model_dir/examples/` (clean and distorted PNGs, and `examples.json`).
+pub fn write_examples(model_dir: &Path, baseline: &EmbedEval, evaluation: &EmbeddingEvaluation) -> Result<(), EvalError> {
+    let (eval, set) = (&evaluation.eval, &evaluation.set);
+    if baseline.eval_images != eval.eval_images || baseline.seed != eval.seed {
+        return Err(EvalError::Baseline(format!(
+            "the baseline was evaluated on other images (seed {}, {} images); re-evaluate it with --seed {}",
+            baseline.seed, baseline.eval_images, eval.seed
+        )));
+    }
+    let examples = disagreements(&baseline.distortions, &eval.distortions, EXAMPLES_PER_DISTORTION);
+    let dir = model_dir.join(run_files::EXAMPLES_DIR);
+    for (k, (spec, rows)) in examples.iter().enumerate() {
+        let sub = dir.join(spec.replace(':', "-"));
+        std::fs::create_dir_all(&sub).map_err(|e| Error::io(&sub, e))?;
+        for (r, row) in rows.iter().enumerate() {
+            set.clean[row.index].save(&sub.join(format!("{r}-clean.png")))?;
+            set.distorted[k][row.index].save(&sub.join(format!("{r}-distorted.png")))?;
+        }
+    }
+    write_atomic(&model_dir.join(run_files::EXAMPLES), &serde_json::to_vec_pretty(&examples).expect("serialisable"))?;
+    Ok(())
+}

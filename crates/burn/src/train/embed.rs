@@ -1,0 +1,544 @@
+//! The embedding task: MobileNetV2 → pool → linear d → L2-normalise, fine-tuned on triplets from
+//! the training photos with `triplet hinge + α·Σ‖f(x) − f(x')‖₂` ([`embed_loss`]), a checkpoint
+//! every `checkpoint_every` steps.
+//!
+//! Step `s` draws its triplets and its perturbation from streams keyed by `(seed, s)`
+//! ([`stabilize_core::seeds`]), so a resumed run sees exactly the data an uninterrupted one would.
+//! The clean triplet images `[3B, 3, S, S]` (queries, then positives, then negatives) and, when
+//! α > 0, their perturbed copies `x'` go through the same weights as two forward passes, with
+//! gradients through both branches.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::prelude::*;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use stabilize_core::Image;
+use stabilize_core::data::crops::{Photo, Triplet, is_test, render_triplet, sample_triplet};
+use stabilize_core::seeds::{TRIPLET_STREAM, item_seed};
+
+use super::{OptimizerConfig, Plan, Progress, StepLoss, Task, TrainError, Unit};
+use crate::embed::{EmbedNet, EmbedNetConfig, embed_loss};
+use crate::loss::Objective;
+use crate::stability::{ConfigError, PerturbSampler, StabilityConfig, Target};
+use crate::tensor::planar_pixels;
+
+/// Where the backbone's weights come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "kebab-case")]
+pub enum Init {
+    /// torchvision's ImageNet weights (`stabilize fetch mobilenet-v2`).
+    #[default]
+    MobilenetV2,
+    /// Random weights (from scratch; for tests and ablations).
+    Random,
+}
+
+impl std::fmt::Display for Init {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Init::MobilenetV2 => "mobilenet-v2",
+            Init::Random => "random",
+        })
+    }
+}
+
+/// Everything that defines an embedding run; saved as `config.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EmbedTrainConfig {
+    pub init: Init,
+    pub model: EmbedNetConfig,
+    /// α, σ, the objective (`stability`, or `augment`: the triplet loss on `x'` only, α 0; JSD
+    /// needs class distributions and has no embedding form) and the perturbation.
+    #[serde(flatten)]
+    pub stability: StabilityConfig,
+    /// Triplet margin g on the L2 distance between unit embeddings (distances lie in [0, 2]).
+    pub margin: f64,
+    pub steps: usize,
+    /// Triplets per step.
+    pub batch_size: usize,
+    /// AdamW's peak learning rate and weight decay.
+    #[serde(flatten)]
+    pub optimizer: OptimizerConfig,
+    pub seed: u64,
+    /// Share of photos held out for evaluation (the split rule is in `stabilize_core::data::crops`).
+    pub test_fraction: f64,
+    pub checkpoint_every: usize,
+}
+
+impl burn::config::Config for EmbedTrainConfig {}
+
+impl EmbedTrainConfig {
+    /// Defaults: the baseline (α = 0) with the paper's σ = 0.2 for when α is set, margin 1,
+    /// 300 steps of 8 triplets, lr 3e-4, weight decay 1e-4, a quarter of the photos held out,
+    /// a checkpoint every 50 steps.
+    pub fn new() -> Self {
+        Self {
+            init: Init::MobilenetV2,
+            model: EmbedNetConfig::new(),
+            stability: StabilityConfig::new(0.2),
+            margin: 1.0,
+            steps: 300,
+            batch_size: 8,
+            optimizer: OptimizerConfig::new(3e-4),
+            seed: 0,
+            test_fraction: 0.25,
+            checkpoint_every: 50,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.model.validate().map_err(ConfigError::Model)?;
+        self.stability.validate(Target::Embedding, self.model.input_size as u32)?;
+        if !(self.margin.is_finite() && self.margin >= 0.0) {
+            return Err(ConfigError::OutOfRange { setting: "margin", rule: "≥ 0", value: self.margin });
+        }
+        if self.steps == 0 || self.batch_size == 0 || self.checkpoint_every == 0 {
+            return Err(ConfigError::Zero("steps, batch size and checkpoint interval"));
+        }
+        self.optimizer.validate()?;
+        if !(self.test_fraction > 0.0 && self.test_fraction < 1.0) {
+            return Err(ConfigError::OutOfRange { setting: "test fraction", rule: "in (0, 1)", value: self.test_fraction });
+        }
+        Ok(())
+    }
+}
+
+impl Default for EmbedTrainConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Means over one checkpoint interval.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct IntervalStats {
+    /// Steps done at the end of the interval.
+    pub step: usize,
+    pub loss: f64,
+    pub triplet: f64,
+    /// Mean stability term (before α); 0 for the baseline.
+    pub stability: f64,
+    /// Share of the interval's training triplets already ordered D(q,p) < D(q,n).
+    pub train_order_accuracy: f64,
+    pub seconds: f64,
+    /// Triplets per second.
+    pub triplets_per_s: f64,
+}
+
+/// The result of a run (`metrics.json`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EmbedSummary {
+    pub config: EmbedTrainConfig,
+    pub history: Vec<IntervalStats>,
+    pub train_photos: usize,
+    pub test_photos: usize,
+    /// Wall time of the steps run by this invocation.
+    pub seconds: f64,
+    pub trainable_parameters: usize,
+}
+
+/// Indices of the training and the test photos under the config's split.
+pub fn split_indices(photos: &[Photo], test_fraction: f64) -> (Vec<usize>, Vec<usize>) {
+    (0..photos.len()).partition(|&i| !is_test(&photos[i].name, test_fraction))
+}
+
+/// The triplets of step `step` (deterministic in seed and step).
+pub fn step_triplets(photos: &[Photo], pool: &[usize], seed: u64, step: usize, batch: usize) -> Vec<Triplet> {
+    let mut rng = ChaCha8Rng::seed_from_u64(item_seed(seed ^ TRIPLET_STREAM, step as u64));
+    (0..batch).map(|_| sample_triplet(photos, pool, &mut rng)).collect()
+}
+
+/// Renders triplets as `[q…, p…, n…]` images (3B of them, queries first).
+pub fn render_batch(photos: &[Photo], triplets: &[Triplet], size: u32) -> stabilize_core::Result<Vec<Image>> {
+    let rendered: Vec<[Image; 3]> =
+        triplets.par_iter().map(|t| render_triplet(photos, t, size)).collect::<stabilize_core::Result<_>>()?;
+    let (mut q, mut p, mut n) = (Vec::new(), Vec::new(), Vec::new());
+    for [a, b, c] in rendered {
+        q.push(a);
+        p.push(b);
+        n.push(c);
+    }
+    q.append(&mut p);
+    q.append(&mut n);
+    Ok(q)
+}
+
+/// The embedding task over a photo pool (the whole usable pool; the split is the config's).
+pub struct EmbedTask<'a> {
+    config: EmbedTrainConfig,
+    photos: &'a [Photo],
+    weights: PathBuf,
+    train_pool: Vec<usize>,
+    test_photos: usize,
+    sampler: PerturbSampler,
+}
+
+/// Sums over a checkpoint interval.
+#[derive(Default)]
+pub struct IntervalSums {
+    loss: f64,
+    triplet: f64,
+    stability: f64,
+    ordered: usize,
+    steps: usize,
+}
+
+impl<'a> EmbedTask<'a> {
+    /// `weights`: torchvision's MobileNetV2 file (unused with [`Init::Random`]).
+    pub fn new(config: &EmbedTrainConfig, photos: &'a [Photo], weights: &Path) -> Result<Self, TrainError> {
+        config.validate()?;
+        let (train_pool, test_pool) = split_indices(photos, config.test_fraction);
+        if train_pool.len() < 2 || test_pool.len() < 2 {
+            return Err(ConfigError::Data(format!(
+                "need ≥ 2 usable photos in each split, have {} train / {} test",
+                train_pool.len(),
+                test_pool.len()
+            ))
+            .into());
+        }
+        Ok(Self {
+            config: config.clone(),
+            photos,
+            weights: weights.to_path_buf(),
+            test_photos: test_pool.len(),
+            train_pool,
+            sampler: PerturbSampler::new(&config.stability),
+        })
+    }
+
+    /// Whether the step has perturbed copies beside the clean images (stability with α > 0).
+    fn stabilized(&self) -> bool {
+        self.config.stability.views() > 0 && self.config.stability.objective != Objective::Augment
+    }
+}
+
+impl Task for EmbedTask<'_> {
+    type Config = EmbedTrainConfig;
+    type Model = EmbedNet;
+    /// `[rows·3·S·S]` pixels: the clean `3B` images and, when stabilized, their `3B` copies
+    /// (the copies alone for augment).
+    type Batch = Vec<f32>;
+    type Running = IntervalSums;
+    type Interval = IntervalStats;
+    type Summary = EmbedSummary;
+
+    fn config(&self) -> &EmbedTrainConfig {
+        &self.config
+    }
+
+    fn seed(&self) -> u64 {
+        self.config.seed
+    }
+
+    fn optimizer(&self) -> &OptimizerConfig {
+        &self.config.optimizer
+    }
+
+    fn plan(&self) -> Plan {
+        Plan { total_steps: self.config.steps, interval: self.config.checkpoint_every, unit: Unit::Step }
+    }
+
+    fn init(&self, device: &Device) -> Result<EmbedNet, TrainError> {
+        match self.config.init {
+            Init::Random => Ok(self.config.model.init(device)),
+            Init::MobilenetV2 => {
+                self.config.model.init_pretrained(&self.weights, device).map_err(|e| TrainError::file(&self.weights, e))
+            }
+        }
+    }
+
+    fn prepare(&self, model: EmbedNet) -> EmbedNet {
+        model.freeze_trunk()
+    }
+
+    fn batch(&self, step: usize) -> Result<Vec<f32>, TrainError> {
+        let c = &self.config;
+        let triplets = step_triplets(self.photos, &self.train_pool, c.seed, step, c.batch_size);
+        let images = render_batch(self.photos, &triplets, c.model.input_size as u32)?;
+        let clean = planar_pixels(&images.iter().collect::<Vec<_>>());
+        let views = c.stability.views();
+        let mut x = if c.stability.objective == Objective::Augment { Vec::new() } else { clean.clone() };
+        if views > 0 {
+            let seed = PerturbSampler::view_seed(c.seed, 0, step);
+            x.extend(self.sampler.draw(&clean, images.len(), |i| Ok(Cow::Borrowed(&images[i])), seed)?);
+        }
+        Ok(x)
+    }
+
+    fn step(&self, model: &EmbedNet, x: Vec<f32>, device: &Device) -> StepLoss {
+        let (b, size) = (self.config.batch_size, self.config.model.input_size);
+        let stabilized = self.stabilized();
+        let rows = if stabilized { 6 * b } else { 3 * b };
+        let xt = Tensor::<4>::from_data(TensorData::new(x, [rows, 3, size, size]), device);
+        let clean = model.forward(xt.clone().narrow(0, 0, 3 * b));
+        let noisy = stabilized.then(|| model.forward(xt.narrow(0, 3 * b, 3 * b)));
+        // Triplets whose positive is nearer the query than the negative, counted on the device.
+        let c = clean.clone().detach();
+        let (q, pos, neg) = (c.clone().narrow(0, 0, b), c.clone().narrow(0, b, b), c.narrow(0, 2 * b, b));
+        let d_pos = (q.clone() - pos).powi_scalar(2).sum_dim(1);
+        let d_neg = (q - neg).powi_scalar(2).sum_dim(1);
+        let ordered = d_pos.lower(d_neg).int().sum().float();
+        let loss = embed_loss(clean, noisy, self.config.margin, self.config.stability.alpha);
+        let stab = loss.stability.clone().map(|t| t.detach()).unwrap_or_else(|| loss.triplet.zeros_like().detach());
+        let stats = Tensor::cat(vec![loss.total.clone().detach(), loss.triplet.detach(), stab, ordered], 0);
+        StepLoss { loss: loss.total, stats }
+    }
+
+    fn record(&self, s: &mut IntervalSums, _step: usize, stats: &[f32], seconds: f64) -> Progress {
+        // Stats: total, triplet, stability (means over the step's triplets), ordered count.
+        s.loss += stats[0] as f64;
+        s.triplet += stats[1] as f64;
+        s.stability += stats[2] as f64;
+        s.ordered += stats[3] as usize;
+        s.steps += 1;
+        let triplets = (s.steps * self.config.batch_size) as f64;
+        Progress { loss: s.loss / s.steps as f64, accuracy: s.ordered as f64 / triplets, items_per_s: triplets / seconds }
+    }
+
+    fn interval(
+        &self,
+        s: IntervalSums,
+        _model: &EmbedNet,
+        steps_done: usize,
+        _lr: f64,
+        train_seconds: f64,
+        _device: &Device,
+    ) -> IntervalStats {
+        let triplets = (s.steps * self.config.batch_size) as f64;
+        IntervalStats {
+            step: steps_done,
+            loss: s.loss / s.steps as f64,
+            triplet: s.triplet / s.steps as f64,
+            stability: s.stability / s.steps as f64,
+            train_order_accuracy: s.ordered as f64 / triplets,
+            seconds: train_seconds,
+            triplets_per_s: triplets / train_seconds,
+        }
+    }
+
+    fn summary(&self, history: Vec<IntervalStats>, model: &EmbedNet, seconds: f64) -> EmbedSummary {
+        EmbedSummary {
+            config: self.config.clone(),
+            history,
+            train_photos: self.train_pool.len(),
+            test_photos: self.test_photos,
+            seconds,
+            trainable_parameters: trainable_parameters(model, self.config.model.frozen_blocks),
+        }
+    }
+}
+
+/// Parameters that receive gradients (not frozen).
+fn trainable_parameters(model: &EmbedNet, k: usize) -> usize {
+    let blocks: usize = model.backbone.blocks[k..].iter().map(|b| b.num_params()).sum();
+    blocks + model.backbone.last.num_params() + model.proj.num_params()
+}
+
+/// Fine-tunes from the pretrained weights at `weights` (unused with [`Init::Random`]) into the
+/// run folder `out`; see [`super::run`]. `photos` is the whole usable pool.
+pub fn train_embedder(
+    config: &EmbedTrainConfig,
+    photos: &[Photo],
+    weights: &Path,
+    device: &Device,
+    out: &Path,
+    resume: bool,
+    on: &mut dyn FnMut(super::Event<IntervalStats>),
+) -> Result<EmbedSummary, TrainError> {
+    super::run(&EmbedTask::new(config, photos, weights)?, device, out, resume, on)
+}
+
+/// Loads an embedding run folder: its config and final model (on `device`, inference mode).
+pub fn load_embedder(dir: &Path, device: &Device) -> Result<(EmbedTrainConfig, EmbedNet), TrainError> {
+    super::load_run(dir, "an embedding", "a classifier", |c: &EmbedTrainConfig| c.model.init(device))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Event;
+    use super::*;
+    use stabilize_core::Channels;
+    use stabilize_core::distort::perturb::Perturbation;
+
+    use crate::infer::embed_images;
+
+    /// Six textured "photos" of 200×170 px, each with its own pattern.
+    fn photos() -> Vec<Photo> {
+        (3..9u32)
+            .map(|k| {
+                let (w, h) = (200u32, 170u32);
+                let data = (0..w * h * 3)
+                    .map(|i| {
+                        let (p, c) = (i / 3, i % 3);
+                        let (x, y) = (p % w, p / w);
+                        ((x * (k + 1) + y * (2 * k + 3) + c * 40 + (x / (k + 5)) * 17) % 256) as u8
+                    })
+                    .collect();
+                let img = Image::new(w, h, Channels::Rgb, data).unwrap();
+                Photo::prepare(&format!("p{k}.png"), &img, 256).unwrap().unwrap()
+            })
+            .collect()
+    }
+
+    fn tiny(alpha: f64) -> EmbedTrainConfig {
+        EmbedTrainConfig {
+            init: Init::Random,
+            model: EmbedNetConfig::new().with_dim(8).with_input_size(32).with_frozen_blocks(16),
+            stability: StabilityConfig { alpha, ..StabilityConfig::new(0.1) },
+            steps: 4,
+            batch_size: 2,
+            optimizer: OptimizerConfig::new(1e-3),
+            seed: 3,
+            test_fraction: 0.34,
+            checkpoint_every: 2,
+            ..EmbedTrainConfig::new()
+        }
+    }
+
+    fn with(alpha: f64, f: impl Fn(&mut EmbedTrainConfig)) -> EmbedTrainConfig {
+        let mut c = tiny(alpha);
+        f(&mut c);
+        c
+    }
+
+    #[test]
+    fn same_seed_same_run_and_resume_matches() {
+        let _guard = crate::test_rng_lock();
+        let dir = tempfile::tempdir().unwrap();
+        let ph = photos();
+        let (train, test) = split_indices(&ph, 0.34);
+        assert!(train.len() >= 2 && test.len() >= 2, "{train:?} {test:?}");
+        let cfg = tiny(0.1);
+        let run = |out: &Path, resume: bool, on: &mut dyn FnMut(Event<IntervalStats>)| {
+            train_embedder(&cfg, &ph, Path::new("unused"), &Device::flex(), out, resume, on)
+        };
+        let a = run(&dir.path().join("a"), false, &mut |_| {}).unwrap();
+        let b = run(&dir.path().join("b"), false, &mut |_| {}).unwrap();
+        let key = |s: &EmbedSummary| s.history.iter().map(|h| (h.loss, h.stability)).collect::<Vec<_>>();
+        assert_eq!(a.history.len(), 2);
+        assert_eq!(b.history.len(), 2);
+        assert!(a.history[0].stability > 0.0);
+        // Interrupted after the first checkpoint, then resumed: the same numbers.
+        let c_dir = dir.path().join("c");
+        let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run(&c_dir, false, &mut |e| {
+                if let Event::Checkpoint(s) = e {
+                    assert!(s.step < 2, "simulated crash");
+                }
+            })
+        }));
+        assert!(crashed.is_err());
+        assert!(run(&c_dir, false, &mut |_| {}).unwrap_err().to_string().contains("--resume"));
+        let c = run(&c_dir, true, &mut |_| {}).unwrap();
+        // flex's multi-threaded reductions are not bit-reproducible between runs (a 1-ulp f32
+        // difference in the loss was seen), so compare to 1e-6 relative.
+        let close = |x: f64, y: f64| (x - y).abs() <= 1e-6 * x.abs().max(y.abs()).max(1e-9);
+        for (u, v) in key(&c).iter().zip(key(&a)) {
+            assert!(close(u.0, v.0) && close(u.1, v.1), "{:?} vs {:?}", key(&c), key(&a));
+        }
+        // The saved model gives the same embeddings as the one that trained.
+        let (loaded_cfg, m) = load_embedder(&c_dir, &Device::flex()).unwrap();
+        assert_eq!(loaded_cfg, cfg);
+        let imgs = render_batch(&ph, &step_triplets(&ph, &test, 9, 0, 2), 32).unwrap();
+        let e = embed_images(&m, &imgs, 4, &Device::flex());
+        let (_, m_a) = load_embedder(&dir.path().join("a"), &Device::flex()).unwrap();
+        let e_a = embed_images(&m_a, &imgs, 4, &Device::flex());
+        assert!(e.iter().zip(&e_a).all(|(u, v)| (u - v).abs() < 1e-5), "{e:?} vs {e_a:?}");
+        assert_eq!(e.len(), 6 * 8);
+    }
+
+    #[test]
+    fn baseline_has_no_stability_term_and_bad_settings_are_refused() {
+        let _guard = crate::test_rng_lock();
+        let dir = tempfile::tempdir().unwrap();
+        let s =
+            train_embedder(&tiny(0.0), &photos(), Path::new("unused"), &Device::flex(), dir.path(), false, &mut |_| {})
+                .unwrap();
+        assert!(s.history.iter().all(|h| h.stability == 0.0));
+        assert!(s.trainable_parameters > 0);
+        for bad in [
+            with(0.0, |c| c.stability.alpha = -0.1),
+            with(0.0, |c| c.stability.sigma = 1.5),
+            with(0.0, |c| c.steps = 0),
+            with(0.0, |c| c.stability.form = Some(crate::loss::StabilityForm::Kl)),
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+        let missing = EmbedTrainConfig { init: Init::MobilenetV2, ..tiny(0.0) };
+        let e = train_embedder(
+            &missing,
+            &photos(),
+            Path::new("/nonexistent/w.pth"),
+            &Device::flex(),
+            &dir.path().join("m"),
+            false,
+            &mut |_| {},
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("w.pth"), "{e}");
+        assert!(load_embedder(dir.path().join("nothing").as_path(), &Device::flex()).is_err());
+    }
+
+    #[test]
+    fn real_distortion_perturbations_and_augmentation_train() {
+        let _guard = crate::test_rng_lock();
+        let dir = tempfile::tempdir().unwrap();
+        let mix: Perturbation = "jpeg:10-90,thumb:25-75,crop:0-4".parse().unwrap();
+        let run = |cfg: EmbedTrainConfig, name: &str| {
+            train_embedder(
+                &cfg,
+                &photos(),
+                Path::new("unused"),
+                &Device::flex(),
+                &dir.path().join(name),
+                false,
+                &mut |_| {},
+            )
+            .unwrap()
+        };
+        // Stability against real distortions: a positive, finite stability term.
+        let s = run(with(0.1, |c| c.stability.perturb = Some(mix.clone())), "stab");
+        assert!(s.history.iter().all(|h| h.stability > 0.0 && h.loss.is_finite()), "{:?}", s.history);
+        // Augmentation: the triplet loss on x' only, no stability term; its config round-trips.
+        let a = run(
+            with(0.0, |c| (c.stability.objective, c.stability.perturb) = (Objective::Augment, Some(mix.clone()))),
+            "aug",
+        );
+        assert!(a.history.iter().all(|h| h.stability == 0.0 && h.triplet.is_finite()));
+        let cfg: EmbedTrainConfig =
+            serde_json::from_slice(&std::fs::read(dir.path().join("aug/config.json")).unwrap()).unwrap();
+        assert_eq!((cfg.stability.objective, cfg.stability.perturb), (Objective::Augment, Some(mix.clone())));
+        for bad in [
+            with(0.1, |c| c.stability.objective = Objective::Jsd),
+            with(0.1, |c| c.stability.objective = Objective::Augment),
+            with(0.1, |c| c.stability.perturb = Some("crop:0-40".parse().unwrap())),
+            with(0.1, |c| c.stability.sigma = 0.0),
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod config_tests {
+    use super::*;
+
+    #[test]
+    fn old_embedding_configs_load_and_keep_their_json_shape() {
+        let old = r#"{"init":"mobilenet-v2","model":{"dim":128,"input_size":64,"frozen_blocks":12},
+            "alpha":0.1,"sigma":0.2,"margin":1.0,"steps":40,"batch_size":8,"lr":0.0003,
+            "weight_decay":0.0001,"seed":0,"test_fraction":0.25,"checkpoint_every":20}"#;
+        let c: EmbedTrainConfig = serde_json::from_str(old).unwrap();
+        assert_eq!((c.init, c.stability.alpha, c.stability.form, c.optimizer.lr), (Init::MobilenetV2, 0.1, None, 3e-4));
+        let v = serde_json::to_value(&c).unwrap();
+        assert_eq!(v["init"], "mobilenet-v2");
+        assert!(v.get("form").is_none() && v.get("alpha").is_some() && v.get("lr").is_some(), "{v}");
+        assert!(serde_json::from_str::<EmbedTrainConfig>(&old.replace("mobilenet-v2", "resnet")).is_err());
+    }
+}

@@ -1,0 +1,104 @@
+//! What several commands share: where data comes from and which backend computes, the worker
+//! count and the threshold checks, and the progress bars.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use stabilize_burn::BackendKind;
+use stabilize_core::data::dirs;
+use stabilize_core::data::fashion_mnist::FashionMnist;
+
+/// Where data comes from and which backend computes.
+#[derive(clap::Args, Clone)]
+pub struct RunArgs {
+    /// burn backend (tch, cuda and wgpu need their cargo feature).
+    #[arg(long, value_enum, default_value_t = BackendKind::default())]
+    pub backend: BackendKind,
+    /// Data dir [default: $STABILIZE_DATA, else ./data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl RunArgs {
+    pub fn device(&self) -> Result<stabilize_burn::Device> {
+        self.backend.device().map_err(anyhow::Error::msg)
+    }
+
+    /// The data dir in effect.
+    pub fn data(&self) -> PathBuf {
+        dirs::data_dir(self.data_dir.as_deref())
+    }
+
+    /// The `--backend`/`--data-dir` arguments that reproduce these settings in a child command.
+    pub fn to_args(&self, with_backend: bool) -> Vec<String> {
+        let mut v = Vec::new();
+        if with_backend {
+            v.extend(["--backend".into(), self.backend.to_string()]);
+        }
+        if let Some(d) = &self.data_dir {
+            v.extend(["--data-dir".into(), d.display().to_string()]);
+        }
+        v
+    }
+
+    pub fn fashion_mnist(&self) -> Result<FashionMnist> {
+        Ok(FashionMnist::load(&dirs::asset_dir(&self.data(), "fashion-mnist"))?)
+    }
+}
+
+/// A spinner with a message (hidden when `quiet`).
+pub fn spinner(quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new_spinner();
+    pb.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}").expect("valid template"));
+    pb.enable_steady_tick(std::time::Duration::from_millis(120));
+    pb
+}
+
+/// A bar over `n` items of `what` with a message (hidden when `quiet`).
+pub fn bar(n: usize, what: &str, quiet: bool) -> ProgressBar {
+    let pb = if quiet { ProgressBar::hidden() } else { ProgressBar::new(n as u64) };
+    let template = format!("[{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}} {what} ({{per_sec}}, ETA {{eta}}) {{msg}}");
+    pb.set_style(ProgressStyle::with_template(&template).expect("valid template"));
+    pb
+}
+
+/// A line above the bar, or on stderr when the bar is hidden (no terminal, `--json`).
+pub fn log_line(pb: &ProgressBar, line: String) {
+    if pb.is_hidden() { eprintln!("{line}") } else { pb.println(line) }
+}
+
+/// Checks `--precision` and `--threshold` values.
+pub fn check_threshold_args(threshold: Option<f64>, precision: Option<f64>) -> Result<()> {
+    if let Some(p) = precision {
+        if !(p > 0.0 && p <= 1.0) {
+            bail!("--precision must be in (0, 1], got {p}");
+        }
+    }
+    if let Some(t) = threshold {
+        if !(t.is_finite() && t >= 0.0) {
+            bail!("--threshold must be ≥ 0, got {t}");
+        }
+    }
+    Ok(())
+}
+
+/// Sets the global worker count (`--jobs`).
+pub fn set_jobs(jobs: Option<usize>) -> Result<()> {
+    if let Some(j) = jobs {
+        if j == 0 {
+            bail!("--jobs must be ≥ 1");
+        }
+        rayon::ThreadPoolBuilder::new().num_threads(j).build_global().context("setting the thread count")?;
+    }
+    Ok(())
+}
+
+/// Writes `value` as JSON to `path` atomically (pretty unless `compact`).
+pub fn write_json(path: &Path, value: &impl serde::Serialize, compact: bool) -> Result<()> {
+    let bytes = if compact { serde_json::to_vec(value)? } else { serde_json::to_vec_pretty(value)? };
+    Ok(stabilize_core::fsutil::write_atomic(path, &bytes)?)
+}

@@ -1,0 +1,283 @@
+//! `stabilize eval classify|embed` and `stabilize compare`: run the library's evaluations on a
+//! run folder, write `eval.json`, print a table or JSON.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use stabilize_burn::eval::{EvalEvent, evaluate_classifier, evaluate_corruptions, evaluate_embedding_run, read_embed_eval};
+use stabilize_burn::train::{load_classifier, load_embedder};
+use stabilize_core::data::dirs;
+use stabilize_core::eval::ClassifyEval;
+use stabilize_core::eval::classify::DEFAULT_DISTORTIONS;
+use stabilize_core::run_files;
+
+use crate::args::{RunArgs, bar, spinner, write_json};
+
+/// A fixed evaluation suite instead of `--distortions`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Suite {
+    /// The ImageNet-C-style corruption suite (9 corruptions × 5 severities).
+    Corruptions,
+}
+
+#[derive(Subcommand)]
+pub enum EvalCommand {
+    /// Evaluate an embedding run on the held-out photos: near-duplicate detection (PR, AP, CDFs)
+    /// and ranking under distortions, beside the pretrained features and perceptual hashes.
+    Embed {
+        /// The run folder written by `train embed`.
+        #[arg(long)]
+        model: PathBuf,
+        /// Comma-separated distortion specs.
+        #[arg(long, default_value = "jpeg:50,jpeg:10,thumb:30,thumb:50,crop:10,noise:0.05")]
+        distortions: String,
+        /// Seed of the distortions' random parts and of the held-out triplets.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// A baseline run already evaluated (its eval.json): write the 8 pairs per distortion where
+        /// the two disagree most to MODEL/examples/ (images and distances).
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        #[command(flatten)]
+        run: RunArgs,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evaluate a classifier run on the Fashion-MNIST test set, clean and under distortions.
+    Classify {
+        /// The run folder written by `train classify`.
+        #[arg(long)]
+        model: PathBuf,
+        /// Comma-separated distortion specs.
+        #[arg(long, default_value = DEFAULT_DISTORTIONS)]
+        distortions: String,
+        /// Seed of the distortions' random parts.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// `corruptions`: the ImageNet-C-style suite (9 corruptions × 5 severities) instead of
+        /// --distortions; per-corruption error, flip rates and the (unnormalised) mean corruption
+        /// error, written to MODEL/eval-corruptions.json.
+        #[arg(long, value_enum)]
+        suite: Option<Suite>,
+        #[command(flatten)]
+        run: RunArgs,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(cmd: EvalCommand) -> Result<()> {
+    match cmd {
+        EvalCommand::Classify { model, distortions, seed, suite, run, json } => match suite {
+            None => classify(&model, &distortions, seed, &run, json),
+            Some(Suite::Corruptions) => corruptions(&model, seed, &run, json),
+        },
+        EvalCommand::Embed { model, distortions, seed, baseline, run, json } => {
+            embed(&model, &distortions, seed, baseline.as_deref(), &run, json)
+        }
+    }
+}
+
+fn classify(model_dir: &Path, distortions: &str, seed: u64, run: &RunArgs, json: bool) -> Result<()> {
+    let distortions = stabilize_core::distort::parse_list(distortions)?;
+    let device = run.device()?;
+    let (config, model) = load_classifier(model_dir, &device)?;
+    config.validate()?;
+    let data = run.fashion_mnist()?;
+    let pb = spinner(json);
+    let name = model_dir.display().to_string();
+    let specs: Vec<String> = distortions.iter().map(|d| d.to_string()).collect();
+    let eval = evaluate_classifier(
+        &name,
+        &model,
+        &data.test,
+        &distortions,
+        seed,
+        &device,
+        &mut |k, n| {
+            pb.set_message(if k < n { format!("evaluating {} ({}/{n})", specs[k], k + 1) } else { "done".into() })
+        },
+    )?;
+    pb.finish_and_clear();
+    write_json(&model_dir.join(run_files::EVAL), &eval, false)?;
+    if json {
+        println!("{}", serde_json::to_string(&eval)?);
+        return Ok(());
+    }
+    println!("{} on {} Fashion-MNIST test images", eval.model, eval.images);
+    println!("{:<12} {:>7} {:>7} {:>9} {:>10} {:>10}", "distortion", "top-1", "top-5", "flip", "feat.mean", "feat.p90");
+    println!(
+        "{:<12} {:>6.2}% {:>6.2}% {:>9} {:>10} {:>10}",
+        "clean",
+        eval.clean.top1 * 100.0,
+        eval.clean.top5 * 100.0,
+        "-",
+        "-",
+        "-"
+    );
+    for d in &eval.distortions {
+        println!(
+            "{:<12} {:>6.2}% {:>6.2}% {:>8.2}% {:>10.3} {:>10.3}",
+            d.spec,
+            d.top1 * 100.0,
+            d.top5 * 100.0,
+            d.flip_rate * 100.0,
+            d.feature_distance_mean,
+            d.feature_distance_p90
+        );
+    }
+    Ok(())
+}
+
+fn corruptions(model_dir: &Path, seed: u64, run: &RunArgs, json: bool) -> Result<()> {
+    let device = run.device()?;
+    let (config, model) = load_classifier(model_dir, &device)?;
+    config.validate()?;
+    let data = run.fashion_mnist()?;
+    let pb = spinner(json);
+    let name = model_dir.display().to_string();
+    let started = Instant::now();
+    let eval = evaluate_corruptions(&name, &model, &data.test, seed, &device, &mut |k, n| {
+        pb.set_message(format!("corruption {}/{n}", (k + 1).min(n)))
+    })?;
+    pb.finish_and_clear();
+    write_json(&model_dir.join(run_files::EVAL_CORRUPTIONS), &eval, false)?;
+    if json {
+        println!("{}", serde_json::to_string(&eval)?);
+        return Ok(());
+    }
+    let summary = eval.corruptions.as_ref().expect("the suite fills the summary");
+    println!(
+        "{} on {} Fashion-MNIST test images; clean error {:.2}%",
+        eval.model,
+        eval.images,
+        (1.0 - eval.clean.top1) * 100.0
+    );
+    println!(
+        "{:<15} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}",
+        "corruption", "s1", "s2", "s3", "s4", "s5", "mean", "flip"
+    );
+    for r in &summary.rows {
+        let e: Vec<String> = r.error.iter().map(|e| format!("{:>6.2}%", e * 100.0)).collect();
+        println!(
+            "{:<15} {} {:>6.2}% {:>6.2}%",
+            r.corruption,
+            e.join(" "),
+            r.mean_error * 100.0,
+            r.mean_flip_rate * 100.0
+        );
+    }
+    println!(
+        "mean corruption error (unnormalised) {:.2}%, mean flip rate {:.2}% ({:.0}s)",
+        summary.mean_corruption_error * 100.0,
+        summary.mean_flip_rate * 100.0,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn read_eval(dir: &Path) -> Result<ClassifyEval> {
+    let p = dir.join(run_files::EVAL);
+    let bytes = std::fs::read(&p).with_context(|| {
+        format!("{}: no evaluation; run `stabilize eval classify --model {}` first", p.display(), dir.display())
+    })?;
+    serde_json::from_slice(&bytes).with_context(|| format!("{} is not a classifier evaluation", p.display()))
+}
+
+pub fn compare(a: &Path, b: &Path, json: bool) -> Result<()> {
+    let (ea, eb) = (read_eval(a)?, read_eval(b)?);
+    if json {
+        println!("{}", serde_json::json!({"a": ea, "b": eb}));
+        return Ok(());
+    }
+    println!("A = {}\nB = {}", a.display(), b.display());
+    println!(
+        "{:<12} {:>8} {:>8} {:>8} | {:>8} {:>8} {:>8} | {:>9} {:>9}",
+        "distortion", "top1 A", "top1 B", "Δ pt", "flip A", "flip B", "Δ rel", "feat A", "feat B"
+    );
+    println!(
+        "{:<12} {:>7.2}% {:>7.2}% {:>+8.2} | {:>8} {:>8} {:>8} | {:>9} {:>9}",
+        "clean",
+        ea.clean.top1 * 100.0,
+        eb.clean.top1 * 100.0,
+        (eb.clean.top1 - ea.clean.top1) * 100.0,
+        "-",
+        "-",
+        "-",
+        "-",
+        "-"
+    );
+    for da in &ea.distortions {
+        let Some(db) = eb.distortions.iter().find(|d| d.spec == da.spec) else { continue };
+        let rel = if da.flip_rate > 0.0 {
+            format!("{:+.0}%", (db.flip_rate / da.flip_rate - 1.0) * 100.0)
+        } else {
+            "-".into()
+        };
+        println!(
+            "{:<12} {:>7.2}% {:>7.2}% {:>+8.2} | {:>7.2}% {:>7.2}% {:>8} | {:>9.3} {:>9.3}",
+            da.spec,
+            da.top1 * 100.0,
+            db.top1 * 100.0,
+            (db.top1 - da.top1) * 100.0,
+            da.flip_rate * 100.0,
+            db.flip_rate * 100.0,
+            rel,
+            da.feature_distance_mean,
+            db.feature_distance_mean
+        );
+    }
+    Ok(())
+}
+
+fn embed(model_dir: &Path, distortions: &str, seed: u64, baseline: Option<&Path>, run: &RunArgs, json: bool) -> Result<()> {
+    let distortions = stabilize_core::distort::parse_list(distortions)?;
+    let device = run.device()?;
+    let (config, _) = load_embedder(model_dir, &device)?;
+    let base_eval = baseline.map(read_embed_eval).transpose()?;
+    let weights = dirs::mobilenet_weights(&run.data())?;
+    let (photos, skipped) = dirs::photo_pool(&run.data(), config.model.input_size)?;
+    for s in &skipped {
+        eprintln!("skipped {}: {}", s.path.display(), s.reason);
+    }
+    let pb = bar(0, "images embedded", json);
+    let mut on = |e: EvalEvent| match e {
+        EvalEvent::Start { images } => pb.set_length(images as u64),
+        EvalEvent::Method(m) => pb.set_message(m),
+        EvalEvent::Embedded(n) => pb.inc(n as u64),
+    };
+    let evaluation =
+        evaluate_embedding_run(model_dir, &photos, &weights, &distortions, seed, base_eval.as_ref(), &device, &mut on)?;
+    pb.finish_and_clear();
+    let eval = evaluation.eval;
+    if json {
+        println!("{}", serde_json::to_string(&eval)?);
+        return Ok(());
+    }
+    println!(
+        "{} held-out photos, {} evaluation images, {} ranking triplets; {:.0}s",
+        eval.test_photos, eval.eval_images, eval.ranking_triplets, eval.seconds
+    );
+    println!("{:<12} {:<12} {:>7} {:>9} {:>10} {:>8}", "method", "distortion", "AP", "P@R0.9", "R@P0.99", "ranking");
+    let methods = std::iter::once(("model", &eval.distortions, &eval.pooled))
+        .chain(eval.baselines.iter().map(|b| (b.name.as_str(), &b.distortions, &b.pooled)));
+    for (name, rows, pooled) in methods {
+        for r in rows.iter().chain(std::iter::once(pooled)) {
+            println!(
+                "{:<12} {:<12} {:>7.4} {:>9.4} {:>10.4} {:>8}",
+                name,
+                r.spec,
+                r.detection.ap,
+                r.detection.precision_at_recall_0_9,
+                r.detection.recall_at_precision_0_99,
+                r.ranking_accuracy.map(|a| format!("{:.3}", a)).unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+

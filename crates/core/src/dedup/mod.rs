@@ -1,0 +1,12 @@
+//! Near-duplicate search: pairs under a threshold and their clusters with a suggested keep
+//! ([`clusters`]), the per-model embedding cache ([`cache`]), and the persistent HNSW index with
+//! its scale benchmark ([`index`], [`index_bench`]; feature `index`).
+
+pub mod cache;
+pub mod clusters;
+#[cfg(feature = "index")]
+pub mod index;
+#[cfg(all(feature = "index", feature = "bench"))]
+pub mod index_bench;
+
+pub use clusters::{Cluster, FileInfo, clusters, pairs_under};
