@@ -112,10 +112,11 @@ pub fn epoch_seconds(
     images: usize,
     scratch: &Path,
 ) -> Result<(f64, f64), crate::train::TrainError> {
-    use crate::train::{ClassifyTrainConfig, train_classifier};
+    use crate::train::{ClassifyTask, ClassifyTrainConfig, run};
     let started = Instant::now();
     let data = stabilize_core::data::fashion_mnist::FashionMnist::load(fashion_mnist_dir)?;
-    let mut config = ClassifyTrainConfig { epochs: 1,
+    let mut config = ClassifyTrainConfig {
+        epochs: 1,
         batch_size,
         seed: 1,
         train_subset: Some(images),
@@ -123,6 +124,6 @@ pub fn epoch_seconds(
     };
     config.stability.alpha = 0.01;
     config.stability.sigma = 0.04;
-    let summary = train_classifier(&config, &data.train, &data.test, device, scratch, false, &mut |_| {})?;
+    let summary = run(&ClassifyTask::new(&config, &data.train, &data.test)?, device, scratch, false, &mut |_| {})?;
     Ok((started.elapsed().as_secs_f64(), summary.test_top1))
 }

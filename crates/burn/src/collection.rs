@@ -77,15 +77,13 @@ impl Embedder {
             .iter()
             .filter(|c| c.precision >= p - 1e-12)
             .max_by(|a, b| a.recall.total_cmp(&b.recall));
-        from_cal
-            .copied()
-            .or_else(|| point_at_precision(&eval.pooled.pr_curve, p))
-            .map(|pt| pt.threshold)
-            .ok_or_else(|| {
+        from_cal.copied().or_else(|| point_at_precision(&eval.pooled.pr_curve, p)).map(|pt| pt.threshold).ok_or_else(
+            || {
                 CollectionError::Calibration(format!(
                     "the model's calibration never reaches precision {p}; pass --threshold"
                 ))
-            })
+            },
+        )
     }
 }
 
@@ -151,11 +149,8 @@ pub fn embed_files(
                 Err(reason) => skipped.push(load::Skipped { path: p, reason }),
             }
         }
-        let fresh = if batch.is_empty() {
-            Vec::new()
-        } else {
-            embed_images(&emb.model, &batch, EMBED_BATCH, &emb.device)
-        };
+        let fresh =
+            if batch.is_empty() { Vec::new() } else { embed_images(&emb.model, &batch, EMBED_BATCH, &emb.device) };
         let mut fresh = fresh.chunks(emb.dim).map(|c| c.to_vec()).zip(pending);
         for row in rows {
             let e = row.unwrap_or_else(|| {

@@ -225,7 +225,8 @@ mod tests {
         let with_form = StabilityConfig { form: Some(StabilityForm::Kl), ..cfg(0.1, 0.1, Objective::Stability) };
         assert!(with_form.validate(c, 28).is_ok());
         assert!(with_form.validate(Target::Embedding, 64).is_err());
-        let big_crop = StabilityConfig { perturb: Some("crop:0-40".parse().unwrap()), ..cfg(0.1, 0.1, Objective::Stability) };
+        let big_crop =
+            StabilityConfig { perturb: Some("crop:0-40".parse().unwrap()), ..cfg(0.1, 0.1, Objective::Stability) };
         assert!(matches!(big_crop.validate(c, 28), Err(ConfigError::Perturb(_))));
     }
 

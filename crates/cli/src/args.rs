@@ -61,7 +61,8 @@ pub fn spinner(quiet: bool) -> ProgressBar {
 /// A bar over `n` items of `what` with a message (hidden when `quiet`).
 pub fn bar(n: usize, what: &str, quiet: bool) -> ProgressBar {
     let pb = if quiet { ProgressBar::hidden() } else { ProgressBar::new(n as u64) };
-    let template = format!("[{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}} {what} ({{per_sec}}, ETA {{eta}}) {{msg}}");
+    let template =
+        format!("[{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}} {what} ({{per_sec}}, ETA {{eta}}) {{msg}}");
     pb.set_style(ProgressStyle::with_template(&template).expect("valid template"));
     pb
 }

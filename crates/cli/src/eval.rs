@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use stabilize_burn::eval::{EvalEvent, evaluate_classifier, evaluate_corruptions, evaluate_embedding_run, read_embed_eval};
+use stabilize_burn::eval::{
+    EvalEvent, evaluate_classifier, evaluate_corruptions, evaluate_embedding_run, read_embed_eval,
+};
 use stabilize_burn::train::{load_classifier, load_embedder};
 use stabilize_core::data::dirs;
 use stabilize_core::eval::ClassifyEval;
@@ -91,17 +93,9 @@ fn classify(model_dir: &Path, distortions: &str, seed: u64, run: &RunArgs, json:
     let pb = spinner(json);
     let name = model_dir.display().to_string();
     let specs: Vec<String> = distortions.iter().map(|d| d.to_string()).collect();
-    let eval = evaluate_classifier(
-        &name,
-        &model,
-        &data.test,
-        &distortions,
-        seed,
-        &device,
-        &mut |k, n| {
-            pb.set_message(if k < n { format!("evaluating {} ({}/{n})", specs[k], k + 1) } else { "done".into() })
-        },
-    )?;
+    let eval = evaluate_classifier(&name, &model, &data.test, &distortions, seed, &device, &mut |k, n| {
+        pb.set_message(if k < n { format!("evaluating {} ({}/{n})", specs[k], k + 1) } else { "done".into() })
+    })?;
     pb.finish_and_clear();
     write_json(&model_dir.join(run_files::EVAL), &eval, false)?;
     if json {
@@ -234,7 +228,14 @@ pub fn compare(a: &Path, b: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn embed(model_dir: &Path, distortions: &str, seed: u64, baseline: Option<&Path>, run: &RunArgs, json: bool) -> Result<()> {
+fn embed(
+    model_dir: &Path,
+    distortions: &str,
+    seed: u64,
+    baseline: Option<&Path>,
+    run: &RunArgs,
+    json: bool,
+) -> Result<()> {
     let distortions = stabilize_core::distort::parse_list(distortions)?;
     let device = run.device()?;
     let (config, _) = load_embedder(model_dir, &device)?;
@@ -280,4 +281,3 @@ fn embed(model_dir: &Path, distortions: &str, seed: u64, baseline: Option<&Path>
     }
     Ok(())
 }
-

@@ -43,4 +43,3 @@ pub fn run(asset: &str, data_dir: Option<&Path>, json: bool) -> Result<()> {
     }
     Ok(())
 }
-

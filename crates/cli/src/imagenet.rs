@@ -61,4 +61,3 @@ pub fn run(dump: Option<&Path>, run: &RunArgs, json: bool, paths: &[PathBuf]) ->
     }
     Ok(())
 }
-

@@ -38,7 +38,6 @@ struct MeasureReport {
     seconds: f64,
 }
 
-
 pub fn measure(spec: &str, seed: u64, json: bool, paths: &[PathBuf]) -> Result<()> {
     let distortions = stabilize_core::distort::parse_list(spec)?;
     let started = Instant::now();
@@ -55,9 +54,7 @@ pub fn measure(spec: &str, seed: u64, json: bool, paths: &[PathBuf]) -> Result<(
                 distortions
                     .iter()
                     .map(|d| {
-                        let out = d
-                            .apply(&img, item_seed(seed, i as u64))
-                            .map_err(|e| e.to_string())?;
+                        let out = d.apply(&img, item_seed(seed, i as u64)).map_err(|e| e.to_string())?;
                         metrics::psnr(&img, &out).map_err(|e| e.to_string())
                     })
                     .collect()
@@ -102,4 +99,3 @@ pub fn measure(spec: &str, seed: u64, json: bool, paths: &[PathBuf]) -> Result<(
     }
     Ok(())
 }
-

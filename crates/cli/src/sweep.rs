@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use stabilize_burn::eval::evaluate_classifier;
 use stabilize_burn::loss::StabilityForm;
-use stabilize_burn::train::{ClassifyTrainConfig, TrainSummary, load_classifier, train_classifier};
+use stabilize_burn::train::{ClassifyTask, ClassifyTrainConfig, TrainSummary, load_classifier};
 use stabilize_core::eval::ClassifyEval;
 use stabilize_core::eval::classify::DEFAULT_DISTORTIONS;
 use stabilize_core::eval::sweep::{Sweep, SweepPoint, markdown_table, pareto_front};
@@ -103,7 +103,8 @@ pub fn run(args: SweepArgs) -> Result<()> {
                 .with_context(|| format!("{}: unreadable metrics.json", dir.display()))?
         } else {
             let resume = dir.join(run_files::STATE).is_file();
-            train_classifier(config, &data.train, &data.test, &device, &dir, resume, &mut |_| {})?
+            let task = ClassifyTask::new(config, &data.train, &data.test)?;
+            stabilize_burn::train::run(&task, &device, &dir, resume, &mut |_| {})?
         };
         let eval_path = dir.join(run_files::EVAL);
         let specs: Vec<String> = distortions.iter().map(|d| d.to_string()).collect();

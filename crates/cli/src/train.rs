@@ -7,9 +7,9 @@ use anyhow::{Context, Result};
 use clap::Subcommand;
 use stabilize_burn::embed::EmbedNetConfig;
 use stabilize_burn::loss::{Objective, StabilityForm};
-use stabilize_burn::train::classify::{ClassifyTrainConfig, train_classifier};
-use stabilize_burn::train::embed::{EmbedTrainConfig, Init, train_embedder};
 use stabilize_burn::train::Event;
+use stabilize_burn::train::classify::{ClassifyTask, ClassifyTrainConfig};
+use stabilize_burn::train::embed::{EmbedTask, EmbedTrainConfig, Init};
 use stabilize_core::Perturbation;
 use stabilize_core::data::dirs;
 
@@ -207,7 +207,8 @@ fn classify(args: TrainClassifyArgs) -> Result<()> {
             s.seconds
         )
     });
-    let summary = train_classifier(&config, &data.train, &data.test, &device, &args.out, args.resume, &mut on)?;
+    let task = ClassifyTask::new(&config, &data.train, &data.test)?;
+    let summary = stabilize_burn::train::run(&task, &device, &args.out, args.resume, &mut on)?;
     pb.finish_and_clear();
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
@@ -274,7 +275,8 @@ fn embed(args: TrainEmbedArgs) -> Result<()> {
             s.seconds
         )
     });
-    let summary = train_embedder(&config, &photos, &weights, &device, &args.out, args.resume, &mut on)
+    let task = EmbedTask::new(&config, &photos, &weights)?;
+    let summary = stabilize_burn::train::run(&task, &device, &args.out, args.resume, &mut on)
         .with_context(|| format!("training into {}", args.out.display()))?;
     pb.finish_and_clear();
     if args.json {

@@ -87,7 +87,7 @@ fn objectives_and_real_distortion_perturbations_train() {
         (vec!["--objective", "jsd"], "needs --alpha > 0"),
         (vec!["--perturb", "crop:0-40"], "larger than 40 px"),
         (vec!["--perturb", "blur:1"], "unknown family"),
-        (vec!["--objective", "mixup"], "unknown objective"),
+        (vec!["--objective", "mixup"], "invalid value 'mixup' for '--objective"),
     ] {
         let out = dir.path().join("bad");
         let mut a = vec!["train", "classify", "--data-dir", d, "--out", out.to_str().unwrap()];

@@ -191,7 +191,7 @@ fn every_subcommand_rejects_bad_arguments_in_one_line() {
         (&["train", "embed", "--alpha=-0.5", "--out", &t], "alpha must be ≥ 0"),
         (&["train", "embed", "--sigma=-0.1", "--out", &t], "0 ≤ σ ≤ 1"),
         (&["eval", "classify", "--model", "/no/such/run"], "/no/such/run"),
-        (&["eval", "classify", "--model", "/no/such/run", "--suite", "fog"], "unknown --suite 'fog'"),
+        (&["eval", "classify", "--model", "/no/such/run", "--suite", "fog"], "invalid value 'fog' for '--suite"),
         (&["eval", "embed", "--model", "/no/such/run"], "/no/such/run"),
         (&["compare", "/no/such/a", "/no/such/b"], "/no/such/a"),
         (&["distort", "--spec", "rotate:5", i, &t], "unknown distortion 'rotate'"),

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use stabilize_core::data::assets::{self, FileState};
 use stabilize_core::data::dirs;
 use stabilize_core::data::fashion_mnist::{CLASSES, FashionMnist};
-use stabilize_core::image::load::{LoadOptions, load_all};
 use stabilize_core::eval::metrics::psnr;
+use stabilize_core::image::load::{LoadOptions, load_all};
 use stabilize_core::{Channels, Distortion};
 
 fn data_dir() -> PathBuf {

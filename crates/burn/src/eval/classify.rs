@@ -4,14 +4,14 @@
 use burn::tensor::Device;
 use rayon::prelude::*;
 use stabilize_core::Distortion;
-use stabilize_core::distort::corruptions::ImageOp;
-use stabilize_core::seeds::item_seed;
 use stabilize_core::data::fashion_mnist::{SIDE, Split};
-use stabilize_core::eval::classify::{CleanEval, ClassifyEval, CorruptionSummary, DistortionEval};
+use stabilize_core::distort::corruptions::ImageOp;
+use stabilize_core::eval::classify::{ClassifyEval, CleanEval, CorruptionSummary, DistortionEval};
 use stabilize_core::eval::metrics::classify::{flip_rate, mean, predictions, quantile, row_distances, top_k_accuracy};
+use stabilize_core::seeds::item_seed;
 
-use crate::model::SmallCnn;
 use crate::infer::{INFER_BATCH, infer};
+use crate::model::SmallCnn;
 
 /// Evaluates `model` on `test`: clean, then each distortion applied to the 8-bit test images
 /// (decode → distort → re-quantise to 8 bits). `on_progress(i, total)` is called per distortion.

@@ -125,7 +125,11 @@ pub fn evaluate_embedding_run(
 
 /// Writes the pairs per distortion where `evaluation` and `baseline` disagree most to
 /// `model_dir/examples/` (clean and distorted PNGs, and `examples.json`).
-pub fn write_examples(model_dir: &Path, baseline: &EmbedEval, evaluation: &EmbeddingEvaluation) -> Result<(), EvalError> {
+pub fn write_examples(
+    model_dir: &Path,
+    baseline: &EmbedEval,
+    evaluation: &EmbeddingEvaluation,
+) -> Result<(), EvalError> {
     let (eval, set) = (&evaluation.eval, &evaluation.set);
     if baseline.eval_images != eval.eval_images || baseline.seed != eval.seed {
         return Err(EvalError::Baseline(format!(

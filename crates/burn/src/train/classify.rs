@@ -23,7 +23,9 @@ use stabilize_core::data::fashion_mnist::{SIDE, Split};
 use stabilize_core::image::{Channels, Image};
 use stabilize_core::seeds::item_seed;
 
-use super::{OptimizerConfig, Plan, Progress, StepLoss, Task, TrainError, Unit};
+use super::{
+    HostBatch, IntervalEnd, OptimizerConfig, Plan, Progress, RunConfig, StepLoss, Sums, Task, TrainError, Unit,
+};
 use crate::infer::split_accuracy;
 use crate::loss::{ClassificationLoss, Objective, StabilityForm, classification_loss, cross_entropy, jensen_shannon};
 use crate::model::{SmallCnn, SmallCnnConfig};
@@ -130,22 +132,6 @@ pub struct ClassifyTask<'a> {
     order: Mutex<(usize, Vec<usize>)>,
 }
 
-/// A step's host data: `[rows·784]` pixels (copy k in rows k·n..), labels `[n]`.
-pub struct ClassifyBatch {
-    x: Vec<f32>,
-    y: Vec<i64>,
-}
-
-/// Sums over an epoch.
-#[derive(Default)]
-pub struct EpochSums {
-    loss: f64,
-    ce: f64,
-    stability: f64,
-    correct: usize,
-    seen: usize,
-}
-
 impl<'a> ClassifyTask<'a> {
     pub fn new(config: &ClassifyTrainConfig, train: &'a Split, test: &'a Split) -> Result<Self, TrainError> {
         config.validate()?;
@@ -175,40 +161,29 @@ impl<'a> ClassifyTask<'a> {
 }
 
 impl Task for ClassifyTask<'_> {
-    type Config = ClassifyTrainConfig;
     type Model = SmallCnn;
-    type Batch = ClassifyBatch;
-    type Running = EpochSums;
     type Interval = EpochStats;
     type Summary = TrainSummary;
 
-    fn config(&self) -> &ClassifyTrainConfig {
-        &self.config
-    }
-
-    fn seed(&self) -> u64 {
-        self.config.seed
-    }
-
-    fn optimizer(&self) -> &OptimizerConfig {
-        &self.config.optimizer
-    }
-
-    fn plan(&self) -> Plan {
-        Plan { total_steps: self.steps_per_epoch * self.config.epochs, interval: self.steps_per_epoch, unit: Unit::Epoch }
+    /// One interval per epoch.
+    fn plan(&self) -> Plan<'_, impl RunConfig> {
+        let (interval, unit) = (self.steps_per_epoch, Unit::Epoch);
+        let (c, total_steps) = (&self.config, interval * self.config.epochs);
+        Plan { config: c, total_steps, interval, unit, seed: c.seed, optimizer: c.optimizer.clone() }
     }
 
     fn init(&self, device: &Device) -> Result<SmallCnn, TrainError> {
         Ok(self.config.model.init(device))
     }
 
-    fn batch(&self, step: usize) -> Result<ClassifyBatch, TrainError> {
+    /// `[rows, 1, 28, 28]` pixels (copy k in rows k·n..) and the `n` labels.
+    fn batch(&self, step: usize) -> Result<HostBatch, TrainError> {
         let idx = self.indices(step / self.steps_per_epoch, step % self.steps_per_epoch);
         let mut clean = Vec::with_capacity(idx.len() * SIDE * SIDE);
         for &i in &idx {
             clean.extend(self.train.pixels(i).iter().map(|&v| v as f32 / 255.0));
         }
-        let y = idx.iter().map(|&i| self.train.labels[i] as i64).collect();
+        let labels = idx.iter().map(|&i| self.train.labels[i] as i64).collect();
         let views = self.config.stability.views();
         let mut x = Vec::with_capacity(clean.len() * (views + 1));
         if self.config.stability.objective != Objective::Augment {
@@ -221,11 +196,12 @@ impl Task for ClassifyTask<'_> {
             let seed = PerturbSampler::view_seed(self.config.seed, v, step);
             x.extend(self.sampler.draw(&clean, idx.len(), image, seed)?);
         }
-        Ok(ClassifyBatch { x, y })
+        Ok(HostBatch { pixels: x, labels })
     }
 
-    fn step(&self, model: &SmallCnn, batch: ClassifyBatch, device: &Device) -> StepLoss {
-        let ClassifyBatch { x, y } = batch;
+    /// Stats: total, CE, stability (batch means, weighted by the batch size), correct count.
+    fn step(&self, model: &SmallCnn, batch: HostBatch, device: &Device) -> StepLoss {
+        let HostBatch { pixels: x, labels: y } = batch;
         let n = y.len();
         let rows = x.len() / (SIDE * SIDE);
         let xt = Tensor::<4>::from_data(TensorData::new(x, [rows, 1, SIDE, SIDE]), device);
@@ -248,47 +224,30 @@ impl Task for ClassifyTask<'_> {
         };
         let stab = loss.stability.clone().unwrap_or_else(|| loss.ce.clone().zeros_like());
         let stats = Tensor::cat(vec![loss.total.clone().detach(), loss.ce.detach(), stab.detach(), hits], 0);
-        StepLoss { loss: loss.total, stats }
+        let w = n as f64;
+        StepLoss { loss: loss.total, stats, weights: vec![w, w, w, 1.0], items: n }
     }
 
-    fn record(&self, s: &mut EpochSums, step: usize, stats: &[f32], seconds: f64) -> Progress {
-        // Stats: total, CE, stability, correct count; losses are batch means, weighted by n
-        // (the epoch's last batch may be shorter).
-        let b = step % self.steps_per_epoch;
-        let n = ((b + 1) * self.config.batch_size).min(self.n_train) - b * self.config.batch_size;
-        s.loss += stats[0] as f64 * n as f64;
-        s.ce += stats[1] as f64 * n as f64;
-        s.stability += stats[2] as f64 * n as f64;
-        s.correct += stats[3] as usize;
-        s.seen += n;
-        Progress {
-            loss: s.loss / s.seen as f64,
-            accuracy: s.correct as f64 / s.seen as f64,
-            items_per_s: s.seen as f64 / seconds,
-        }
+    fn progress(&self, s: &Sums, seconds: f64) -> Progress {
+        let seen = s.items as f64;
+        Progress { loss: s.values[0] / seen, accuracy: s.values[3] / seen, items_per_s: seen / seconds }
     }
 
-    fn interval(
-        &self,
-        s: EpochSums,
-        model: &SmallCnn,
-        steps_done: usize,
-        lr: f64,
-        train_seconds: f64,
-        device: &Device,
-    ) -> EpochStats {
+    /// The epoch's means, and the test top-1 after it.
+    fn interval(&self, end: IntervalEnd<SmallCnn>) -> EpochStats {
         let started = Instant::now();
-        let test_top1 = split_accuracy(model, self.test, device);
+        let test_top1 = split_accuracy(end.model, self.test, end.device);
+        let (v, seen) = (&end.sums.values, end.sums.items as f64);
         EpochStats {
-            epoch: steps_done / self.steps_per_epoch,
-            loss: s.loss / s.seen as f64,
-            ce: s.ce / s.seen as f64,
-            stability: s.stability / s.seen as f64,
-            train_top1: s.correct as f64 / s.seen as f64,
+            epoch: end.steps_done / self.steps_per_epoch,
+            loss: v[0] / seen,
+            ce: v[1] / seen,
+            stability: v[2] / seen,
+            train_top1: v[3] / seen,
             test_top1,
-            lr_end: lr,
-            seconds: train_seconds + started.elapsed().as_secs_f64(),
-            img_per_s: s.seen as f64 / train_seconds,
+            lr_end: end.lr,
+            seconds: end.train_seconds + started.elapsed().as_secs_f64(),
+            img_per_s: seen / end.train_seconds,
         }
     }
 
@@ -303,19 +262,6 @@ impl Task for ClassifyTask<'_> {
     }
 }
 
-/// Trains (or, with `resume`, continues) a classifier into the run folder `out`; see [`super::run`].
-pub fn train_classifier(
-    config: &ClassifyTrainConfig,
-    train: &Split,
-    test: &Split,
-    device: &Device,
-    out: &Path,
-    resume: bool,
-    on: &mut dyn FnMut(super::Event<EpochStats>),
-) -> Result<TrainSummary, TrainError> {
-    super::run(&ClassifyTask::new(config, train, test)?, device, out, resume, on)
-}
-
 /// Loads a trained classifier run folder: its config and the final model (on `device`).
 pub fn load_classifier(dir: &Path, device: &Device) -> Result<(ClassifyTrainConfig, SmallCnn), TrainError> {
     super::load_run(dir, "a classifier", "an embedding", |c: &ClassifyTrainConfig| c.model.init(device))
@@ -323,8 +269,20 @@ pub fn load_classifier(dir: &Path, device: &Device) -> Result<(ClassifyTrainConf
 
 #[cfg(test)]
 mod tests {
-    use super::super::Event;
+    use super::super::{Event, run as train};
     use super::*;
+
+    /// The classifier task on `(train, test)` through the loop.
+    fn train_classifier(
+        config: &ClassifyTrainConfig,
+        (train_split, test): (&Split, &Split),
+        device: &Device,
+        out: &Path,
+        resume: bool,
+        on: &mut dyn FnMut(Event<EpochStats>),
+    ) -> Result<TrainSummary, TrainError> {
+        train(&ClassifyTask::new(config, train_split, test)?, device, out, resume, on)
+    }
 
     /// A tiny learnable fixture: class c is a bright horizontal band at rows 2c..2c+3, plus
     /// deterministic texture.
@@ -357,9 +315,14 @@ mod tests {
         }
     }
 
-    fn run(config: &ClassifyTrainConfig, out: &Path, resume: bool, on: &mut dyn FnMut(Event<EpochStats>)) -> TrainSummary {
+    fn run(
+        config: &ClassifyTrainConfig,
+        out: &Path,
+        resume: bool,
+        on: &mut dyn FnMut(Event<EpochStats>),
+    ) -> TrainSummary {
         let device = Device::flex();
-        train_classifier(config, &fixture(160, 0), &fixture(50, 3), &device, out, resume, on).unwrap()
+        train_classifier(config, (&fixture(160, 0), &fixture(50, 3)), &device, out, resume, on).unwrap()
     }
 
     #[test]
@@ -390,10 +353,11 @@ mod tests {
         assert!(c_dir.join("checkpoint/epoch-001.model.bpk").is_file());
         // Without --resume an existing run is refused; with other settings too.
         let refused =
-            train_classifier(&config, &fixture(160, 0), &fixture(50, 3), &Device::flex(), &c_dir, false, &mut |_| {});
+            train_classifier(&config, (&fixture(160, 0), &fixture(50, 3)), &Device::flex(), &c_dir, false, &mut |_| {});
         assert!(refused.unwrap_err().to_string().contains("1 epochs done); pass --resume"));
         let other = ClassifyTrainConfig { seed: 8, ..config.clone() };
-        let refused = train_classifier(&other, &fixture(160, 0), &fixture(50, 3), &Device::flex(), &c_dir, true, &mut |_| {});
+        let refused =
+            train_classifier(&other, (&fixture(160, 0), &fixture(50, 3)), &Device::flex(), &c_dir, true, &mut |_| {});
         assert!(refused.unwrap_err().to_string().contains("different settings"));
         let mut resumed_at = None;
         let c = run(&config, &c_dir, true, &mut |e| {
@@ -444,9 +408,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // An absurd learning rate makes the weights explode until the loss is not finite.
         let bad = ClassifyTrainConfig { epochs: 6, optimizer: OptimizerConfig::new(1e12), ..tiny(0.0) };
-        let err =
-            train_classifier(&bad, &fixture(160, 0), &fixture(50, 3), &Device::flex(), dir.path(), false, &mut |_| {})
-                .unwrap_err();
+        let err = train_classifier(
+            &bad,
+            (&fixture(160, 0), &fixture(50, 3)),
+            &Device::flex(),
+            dir.path(),
+            false,
+            &mut |_| {},
+        )
+        .unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("the loss became") && !msg.contains('\n'), "{msg}");
         let TrainError::NonFinite { epoch, last_good, .. } = err else { panic!("{msg}") };

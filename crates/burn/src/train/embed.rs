@@ -21,7 +21,9 @@ use stabilize_core::Image;
 use stabilize_core::data::crops::{Photo, Triplet, is_test, render_triplet, sample_triplet};
 use stabilize_core::seeds::{TRIPLET_STREAM, item_seed};
 
-use super::{OptimizerConfig, Plan, Progress, StepLoss, Task, TrainError, Unit};
+use super::{
+    HostBatch, IntervalEnd, OptimizerConfig, Plan, Progress, RunConfig, StepLoss, Sums, Task, TrainError, Unit,
+};
 use crate::embed::{EmbedNet, EmbedNetConfig, embed_loss};
 use crate::loss::Objective;
 use crate::stability::{ConfigError, PerturbSampler, StabilityConfig, Target};
@@ -103,7 +105,11 @@ impl EmbedTrainConfig {
         }
         self.optimizer.validate()?;
         if !(self.test_fraction > 0.0 && self.test_fraction < 1.0) {
-            return Err(ConfigError::OutOfRange { setting: "test fraction", rule: "in (0, 1)", value: self.test_fraction });
+            return Err(ConfigError::OutOfRange {
+                setting: "test fraction",
+                rule: "in (0, 1)",
+                value: self.test_fraction,
+            });
         }
         Ok(())
     }
@@ -179,16 +185,6 @@ pub struct EmbedTask<'a> {
     sampler: PerturbSampler,
 }
 
-/// Sums over a checkpoint interval.
-#[derive(Default)]
-pub struct IntervalSums {
-    loss: f64,
-    triplet: f64,
-    stability: f64,
-    ordered: usize,
-    steps: usize,
-}
-
 impl<'a> EmbedTask<'a> {
     /// `weights`: torchvision's MobileNetV2 file (unused with [`Init::Random`]).
     pub fn new(config: &EmbedTrainConfig, photos: &'a [Photo], weights: &Path) -> Result<Self, TrainError> {
@@ -219,29 +215,22 @@ impl<'a> EmbedTask<'a> {
 }
 
 impl Task for EmbedTask<'_> {
-    type Config = EmbedTrainConfig;
     type Model = EmbedNet;
-    /// `[rows·3·S·S]` pixels: the clean `3B` images and, when stabilized, their `3B` copies
-    /// (the copies alone for augment).
-    type Batch = Vec<f32>;
-    type Running = IntervalSums;
     type Interval = IntervalStats;
     type Summary = EmbedSummary;
 
-    fn config(&self) -> &EmbedTrainConfig {
-        &self.config
-    }
-
-    fn seed(&self) -> u64 {
-        self.config.seed
-    }
-
-    fn optimizer(&self) -> &OptimizerConfig {
-        &self.config.optimizer
-    }
-
-    fn plan(&self) -> Plan {
-        Plan { total_steps: self.config.steps, interval: self.config.checkpoint_every, unit: Unit::Step }
+    /// A checkpoint every `checkpoint_every` steps.
+    fn plan(&self) -> Plan<'_, impl RunConfig> {
+        let c = &self.config;
+        let optimizer = c.optimizer.clone();
+        Plan {
+            config: c,
+            total_steps: c.steps,
+            interval: c.checkpoint_every,
+            unit: Unit::Step,
+            seed: c.seed,
+            optimizer,
+        }
     }
 
     fn init(&self, device: &Device) -> Result<EmbedNet, TrainError> {
@@ -257,25 +246,28 @@ impl Task for EmbedTask<'_> {
         model.freeze_trunk()
     }
 
-    fn batch(&self, step: usize) -> Result<Vec<f32>, TrainError> {
+    /// `[rows, 3, S, S]` pixels: the clean `3B` images and, when stabilized, their `3B` copies
+    /// (the copies alone for augment); no labels.
+    fn batch(&self, step: usize) -> Result<HostBatch, TrainError> {
         let c = &self.config;
         let triplets = step_triplets(self.photos, &self.train_pool, c.seed, step, c.batch_size);
         let images = render_batch(self.photos, &triplets, c.model.input_size as u32)?;
         let clean = planar_pixels(&images.iter().collect::<Vec<_>>());
-        let views = c.stability.views();
         let mut x = if c.stability.objective == Objective::Augment { Vec::new() } else { clean.clone() };
-        if views > 0 {
+        if c.stability.views() > 0 {
             let seed = PerturbSampler::view_seed(c.seed, 0, step);
             x.extend(self.sampler.draw(&clean, images.len(), |i| Ok(Cow::Borrowed(&images[i])), seed)?);
         }
-        Ok(x)
+        Ok(HostBatch { pixels: x, labels: Vec::new() })
     }
 
-    fn step(&self, model: &EmbedNet, x: Vec<f32>, device: &Device) -> StepLoss {
+    /// Stats: total, triplet, stability (means over the step's triplets), ordered count; summed
+    /// per step.
+    fn step(&self, model: &EmbedNet, batch: HostBatch, device: &Device) -> StepLoss {
         let (b, size) = (self.config.batch_size, self.config.model.input_size);
         let stabilized = self.stabilized();
         let rows = if stabilized { 6 * b } else { 3 * b };
-        let xt = Tensor::<4>::from_data(TensorData::new(x, [rows, 3, size, size]), device);
+        let xt = Tensor::<4>::from_data(TensorData::new(batch.pixels, [rows, 3, size, size]), device);
         let clean = model.forward(xt.clone().narrow(0, 0, 3 * b));
         let noisy = stabilized.then(|| model.forward(xt.narrow(0, 3 * b, 3 * b)));
         // Triplets whose positive is nearer the query than the negative, counted on the device.
@@ -287,38 +279,29 @@ impl Task for EmbedTask<'_> {
         let loss = embed_loss(clean, noisy, self.config.margin, self.config.stability.alpha);
         let stab = loss.stability.clone().map(|t| t.detach()).unwrap_or_else(|| loss.triplet.zeros_like().detach());
         let stats = Tensor::cat(vec![loss.total.clone().detach(), loss.triplet.detach(), stab, ordered], 0);
-        StepLoss { loss: loss.total, stats }
+        StepLoss { loss: loss.total, stats, weights: vec![1.0; 4], items: b }
     }
 
-    fn record(&self, s: &mut IntervalSums, _step: usize, stats: &[f32], seconds: f64) -> Progress {
-        // Stats: total, triplet, stability (means over the step's triplets), ordered count.
-        s.loss += stats[0] as f64;
-        s.triplet += stats[1] as f64;
-        s.stability += stats[2] as f64;
-        s.ordered += stats[3] as usize;
-        s.steps += 1;
-        let triplets = (s.steps * self.config.batch_size) as f64;
-        Progress { loss: s.loss / s.steps as f64, accuracy: s.ordered as f64 / triplets, items_per_s: triplets / seconds }
+    fn progress(&self, s: &Sums, seconds: f64) -> Progress {
+        let triplets = s.items as f64;
+        Progress {
+            loss: s.values[0] / s.steps as f64,
+            accuracy: s.values[3] / triplets,
+            items_per_s: triplets / seconds,
+        }
     }
 
-    fn interval(
-        &self,
-        s: IntervalSums,
-        _model: &EmbedNet,
-        steps_done: usize,
-        _lr: f64,
-        train_seconds: f64,
-        _device: &Device,
-    ) -> IntervalStats {
-        let triplets = (s.steps * self.config.batch_size) as f64;
+    /// Means per step over the interval.
+    fn interval(&self, end: IntervalEnd<EmbedNet>) -> IntervalStats {
+        let (v, steps, triplets) = (&end.sums.values, end.sums.steps as f64, end.sums.items as f64);
         IntervalStats {
-            step: steps_done,
-            loss: s.loss / s.steps as f64,
-            triplet: s.triplet / s.steps as f64,
-            stability: s.stability / s.steps as f64,
-            train_order_accuracy: s.ordered as f64 / triplets,
-            seconds: train_seconds,
-            triplets_per_s: triplets / train_seconds,
+            step: end.steps_done,
+            loss: v[0] / steps,
+            triplet: v[1] / steps,
+            stability: v[2] / steps,
+            train_order_accuracy: v[3] / triplets,
+            seconds: end.train_seconds,
+            triplets_per_s: triplets / end.train_seconds,
         }
     }
 
@@ -340,20 +323,6 @@ fn trainable_parameters(model: &EmbedNet, k: usize) -> usize {
     blocks + model.backbone.last.num_params() + model.proj.num_params()
 }
 
-/// Fine-tunes from the pretrained weights at `weights` (unused with [`Init::Random`]) into the
-/// run folder `out`; see [`super::run`]. `photos` is the whole usable pool.
-pub fn train_embedder(
-    config: &EmbedTrainConfig,
-    photos: &[Photo],
-    weights: &Path,
-    device: &Device,
-    out: &Path,
-    resume: bool,
-    on: &mut dyn FnMut(super::Event<IntervalStats>),
-) -> Result<EmbedSummary, TrainError> {
-    super::run(&EmbedTask::new(config, photos, weights)?, device, out, resume, on)
-}
-
 /// Loads an embedding run folder: its config and final model (on `device`, inference mode).
 pub fn load_embedder(dir: &Path, device: &Device) -> Result<(EmbedTrainConfig, EmbedNet), TrainError> {
     super::load_run(dir, "an embedding", "a classifier", |c: &EmbedTrainConfig| c.model.init(device))
@@ -361,8 +330,18 @@ pub fn load_embedder(dir: &Path, device: &Device) -> Result<(EmbedTrainConfig, E
 
 #[cfg(test)]
 mod tests {
-    use super::super::Event;
+    use super::super::{Event, run};
     use super::*;
+
+    /// A new run of `config` into `out` on flex, without progress.
+    fn fresh(
+        config: &EmbedTrainConfig,
+        photos: &[Photo],
+        weights: &Path,
+        out: &Path,
+    ) -> Result<EmbedSummary, TrainError> {
+        run(&EmbedTask::new(config, photos, weights)?, &Device::flex(), out, false, &mut |_| {})
+    }
     use stabilize_core::Channels;
     use stabilize_core::distort::perturb::Perturbation;
 
@@ -416,7 +395,7 @@ mod tests {
         assert!(train.len() >= 2 && test.len() >= 2, "{train:?} {test:?}");
         let cfg = tiny(0.1);
         let run = |out: &Path, resume: bool, on: &mut dyn FnMut(Event<IntervalStats>)| {
-            train_embedder(&cfg, &ph, Path::new("unused"), &Device::flex(), out, resume, on)
+            run(&EmbedTask::new(&cfg, &ph, Path::new("unused"))?, &Device::flex(), out, resume, on)
         };
         let a = run(&dir.path().join("a"), false, &mut |_| {}).unwrap();
         let b = run(&dir.path().join("b"), false, &mut |_| {}).unwrap();
@@ -457,9 +436,7 @@ mod tests {
     fn baseline_has_no_stability_term_and_bad_settings_are_refused() {
         let _guard = crate::test_rng_lock();
         let dir = tempfile::tempdir().unwrap();
-        let s =
-            train_embedder(&tiny(0.0), &photos(), Path::new("unused"), &Device::flex(), dir.path(), false, &mut |_| {})
-                .unwrap();
+        let s = fresh(&tiny(0.0), &photos(), Path::new("unused"), dir.path()).unwrap();
         assert!(s.history.iter().all(|h| h.stability == 0.0));
         assert!(s.trainable_parameters > 0);
         for bad in [
@@ -471,16 +448,7 @@ mod tests {
             assert!(bad.validate().is_err(), "{bad:?}");
         }
         let missing = EmbedTrainConfig { init: Init::MobilenetV2, ..tiny(0.0) };
-        let e = train_embedder(
-            &missing,
-            &photos(),
-            Path::new("/nonexistent/w.pth"),
-            &Device::flex(),
-            &dir.path().join("m"),
-            false,
-            &mut |_| {},
-        )
-        .unwrap_err();
+        let e = fresh(&missing, &photos(), Path::new("/nonexistent/w.pth"), &dir.path().join("m")).unwrap_err();
         assert!(e.to_string().contains("w.pth"), "{e}");
         assert!(load_embedder(dir.path().join("nothing").as_path(), &Device::flex()).is_err());
     }
@@ -491,16 +459,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mix: Perturbation = "jpeg:10-90,thumb:25-75,crop:0-4".parse().unwrap();
         let run = |cfg: EmbedTrainConfig, name: &str| {
-            train_embedder(
-                &cfg,
-                &photos(),
-                Path::new("unused"),
-                &Device::flex(),
-                &dir.path().join(name),
-                false,
-                &mut |_| {},
-            )
-            .unwrap()
+            fresh(&cfg, &photos(), Path::new("unused"), &dir.path().join(name)).unwrap()
         };
         // Stability against real distortions: a positive, finite stability term.
         let s = run(with(0.1, |c| c.stability.perturb = Some(mix.clone())), "stab");

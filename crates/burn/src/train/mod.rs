@@ -30,8 +30,8 @@ use serde::{Deserialize, Serialize};
 use crate::model::materialize;
 use crate::stability::ConfigError;
 
-pub use classify::{ClassifyTrainConfig, EpochStats, TrainSummary, load_classifier, train_classifier};
-pub use embed::{EmbedSummary, EmbedTrainConfig, IntervalStats, load_embedder, train_embedder};
+pub use classify::{ClassifyTask, ClassifyTrainConfig, EpochStats, TrainSummary, load_classifier};
+pub use embed::{EmbedSummary, EmbedTask, EmbedTrainConfig, IntervalStats, load_embedder};
 pub use run_dir::{RunDir, load_run};
 
 /// AdamW with a cosine learning-rate schedule: the optimiser part of a training config
@@ -88,16 +88,27 @@ impl std::fmt::Display for Unit {
     }
 }
 
-/// How many steps a run has and where its checkpoints fall.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Plan {
+/// A run's settings as the run folder keeps them: saved as `config.json`, checked on resume.
+pub trait RunConfig: Clone + PartialEq + Serialize + DeserializeOwned {}
+
+impl<C: Clone + PartialEq + Serialize + DeserializeOwned> RunConfig for C {}
+
+/// How a run is driven: its settings, its steps and where its checkpoints fall, its seed and
+/// its optimiser.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan<'a, C> {
+    /// The task's whole config (`config.json`).
+    pub config: &'a C,
     pub total_steps: usize,
     /// Steps per checkpoint interval (the last interval may be shorter).
     pub interval: usize,
     pub unit: Unit,
+    /// Seeds the device's RNG before the model is built.
+    pub seed: u64,
+    pub optimizer: OptimizerConfig,
 }
 
-impl Plan {
+impl<C> Plan<'_, C> {
     /// The state's counter after `steps` steps (epochs or steps done).
     fn done(&self, steps: usize) -> usize {
         match self.unit {
@@ -120,6 +131,13 @@ impl Plan {
     }
 }
 
+/// One step's input on the host, made on the prefetch thread: pixels `[rows, C, H, W]` on [0,1]
+/// (the task knows the layout of its copies) and, for supervised tasks, labels.
+pub struct HostBatch {
+    pub pixels: Vec<f32>,
+    pub labels: Vec<i64>,
+}
+
 /// The loss of one step as the task computes it.
 pub struct StepLoss {
     /// The scalar to minimise, `[1]`, on the autodiff device.
@@ -127,6 +145,30 @@ pub struct StepLoss {
     /// Detached values read back once per step, `[k]`: the total loss first (checked for
     /// finiteness), then whatever the task records (loss parts, correct counts).
     pub stats: Tensor<1>,
+    /// How each value adds to the interval's sums: `sums[k] += stats[k]·weights[k]` (the batch
+    /// size for a batch mean that is averaged over items, 1 for counts and per-step means).
+    pub weights: Vec<f64>,
+    /// Training items (images, triplets) in the step.
+    pub items: usize,
+}
+
+/// The weighted sums of the step stats over the current interval.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Sums {
+    pub values: Vec<f64>,
+    pub steps: usize,
+    pub items: usize,
+}
+
+impl Sums {
+    fn add(&mut self, stats: &[f32], weights: &[f64], items: usize) {
+        self.values.resize(stats.len(), 0.0);
+        for ((sum, &v), &w) in self.values.iter_mut().zip(stats).zip(weights) {
+            *sum += v as f64 * w;
+        }
+        self.steps += 1;
+        self.items += items;
+    }
 }
 
 /// Running means of the current interval, for progress displays.
@@ -140,48 +182,43 @@ pub struct Progress {
     pub items_per_s: f64,
 }
 
+/// The end of a checkpoint interval, as [`Task::interval`] sees it.
+pub struct IntervalEnd<'a, M> {
+    pub sums: Sums,
+    /// The model after the interval's last step (it may be evaluated on `device`).
+    pub model: &'a M,
+    pub steps_done: usize,
+    /// The last learning rate used.
+    pub lr: f64,
+    /// Seconds of training in the interval.
+    pub train_seconds: f64,
+    /// The plain (non-autodiff) device.
+    pub device: &'a Device,
+}
+
 /// What differs between trainings; [`run`] does the rest.
 pub trait Task: Sync {
-    /// The run's settings, saved as `config.json` and checked on resume.
-    type Config: Clone + PartialEq + Serialize + DeserializeOwned;
     type Model: Module;
-    /// One step's input, made on the prefetch thread.
-    type Batch: Send;
-    /// Sums over the current interval.
-    type Running: Default;
     /// What is recorded per interval (`history` in the state and in `metrics.json`).
     type Interval: Clone + Serialize + DeserializeOwned;
     /// The final result, written as `metrics.json`.
     type Summary: Serialize;
 
-    fn config(&self) -> &Self::Config;
-    fn seed(&self) -> u64;
-    fn optimizer(&self) -> &OptimizerConfig;
-    fn plan(&self) -> Plan;
-    /// A fresh model on the autodiff `device` (its RNG is seeded with [`Task::seed`] first).
+    fn plan(&self) -> Plan<'_, impl RunConfig>;
+    /// A fresh model on the autodiff `device` (its RNG is seeded with the plan's seed first).
     fn init(&self, device: &Device) -> Result<Self::Model, TrainError>;
     /// Applied after `init` and after loading a checkpoint (e.g. freezing layers).
     fn prepare(&self, model: Self::Model) -> Self::Model {
         model
     }
     /// The batch of global step `step`; deterministic in the seed and the step.
-    fn batch(&self, step: usize) -> Result<Self::Batch, TrainError>;
+    fn batch(&self, step: usize) -> Result<HostBatch, TrainError>;
     /// The loss of one step on `model` (same weights for every copy in the batch).
-    fn step(&self, model: &Self::Model, batch: Self::Batch, device: &Device) -> StepLoss;
-    /// Adds the read-back `stats` of step `step` to the running sums; `seconds` since the
-    /// interval began.
-    fn record(&self, running: &mut Self::Running, step: usize, stats: &[f32], seconds: f64) -> Progress;
-    /// Closes an interval that ended after `steps_done` steps: `train_seconds` of training in it,
-    /// `lr` the last learning rate used. May evaluate `model` (on the plain `device`).
-    fn interval(
-        &self,
-        running: Self::Running,
-        model: &Self::Model,
-        steps_done: usize,
-        lr: f64,
-        train_seconds: f64,
-        device: &Device,
-    ) -> Self::Interval;
+    fn step(&self, model: &Self::Model, batch: HostBatch, device: &Device) -> StepLoss;
+    /// Running means from the interval's sums, `seconds` after it began.
+    fn progress(&self, sums: &Sums, seconds: f64) -> Progress;
+    /// What the interval that just ended records.
+    fn interval(&self, end: IntervalEnd<Self::Model>) -> Self::Interval;
     /// The final result from the whole history; `seconds` of this invocation's training.
     fn summary(&self, history: Vec<Self::Interval>, model: &Self::Model, seconds: f64) -> Self::Summary;
 }
@@ -231,15 +268,15 @@ pub fn run<T: Task>(
     on: &mut dyn FnMut(Event<T::Interval>),
 ) -> Result<T::Summary, TrainError> {
     let plan = task.plan();
-    let mut dir = RunDir::<T::Config, T::Interval>::open(out, task.config(), plan.unit, resume)?;
+    let mut dir = RunDir::<_, T::Interval>::open(out, plan.config, plan.unit, resume)?;
 
     let train_dev = device.clone().autodiff();
-    device.seed(task.seed());
+    device.seed(plan.seed);
     let model = task.init(&train_dev)?;
     materialize(&model);
     run_dir::ensure_checkpoint_space(out, model.num_params())?;
     let mut model = task.prepare(model);
-    let mut optim = task.optimizer().init();
+    let mut optim = plan.optimizer.init();
     if dir.done() > 0 {
         let (m, o) = dir.load_checkpoint(model, optim)?;
         (model, optim) = (task.prepare(m), o);
@@ -248,15 +285,15 @@ pub fn run<T: Task>(
     let first = plan.start_step(dir.done());
     on(Event::Start { total_steps: plan.total_steps, start_step: first, resumed: dir.done(), unit: plan.unit });
     let run_started = Instant::now();
-    let mut running = T::Running::default();
+    let mut sums = Sums::default();
     let mut interval_started = Instant::now();
     let mut slot = Some(model);
     let make = |i: usize| task.batch(first + i).map(|b| (first + i, b));
     prefetch(plan.total_steps - first, 2, make, |batch| -> Result<(), TrainError> {
         let (step, batch) = batch?;
-        let lr = task.optimizer().lr_at(step, plan.total_steps);
+        let lr = plan.optimizer.lr_at(step, plan.total_steps);
         let model = slot.take().expect("model");
-        let StepLoss { loss, stats } = task.step(&model, batch, &train_dev);
+        let StepLoss { loss, stats, weights, items } = task.step(&model, batch, &train_dev);
         // One read-back per step: the total and the task's records together.
         let stats: Vec<f32> = stats.try_into_vec_as::<f32>().expect("float stats");
         if !stats[0].is_finite() {
@@ -267,13 +304,16 @@ pub fn run<T: Task>(
                 last_good: dir.last_checkpoint(),
             });
         }
-        let progress = task.record(&mut running, step, &stats, interval_started.elapsed().as_secs_f64());
+        sums.add(&stats, &weights, items);
+        let progress = task.progress(&sums, interval_started.elapsed().as_secs_f64());
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let model = optim.step(lr, model, grads);
         on(Event::Step { step, interval: step / plan.interval, progress });
         if plan.checkpoint_after(step) {
             let train_seconds = interval_started.elapsed().as_secs_f64();
-            let stats = task.interval(std::mem::take(&mut running), &model, step + 1, lr, train_seconds, device);
+            let sums = std::mem::take(&mut sums);
+            let end = IntervalEnd { sums, model: &model, steps_done: step + 1, lr, train_seconds, device };
+            let stats = task.interval(end);
             dir.checkpoint(plan.done(step + 1), &model, &optim, stats.clone())?;
             on(Event::Checkpoint(&stats));
             interval_started = Instant::now();
@@ -319,13 +359,24 @@ mod tests {
 
     #[test]
     fn plans_cut_runs_into_intervals() {
-        let epochs = Plan { total_steps: 30, interval: 10, unit: Unit::Epoch };
+        let o = OptimizerConfig::new(1e-3);
+        let config = ();
+        let epochs =
+            Plan { config: &config, total_steps: 30, interval: 10, unit: Unit::Epoch, seed: 0, optimizer: o.clone() };
         assert_eq!((epochs.done(20), epochs.start_step(2)), (2, 20));
         assert!(epochs.checkpoint_after(9) && !epochs.checkpoint_after(10) && epochs.checkpoint_after(29));
         // Step intervals: the last one may be shorter.
-        let steps = Plan { total_steps: 25, interval: 10, unit: Unit::Step };
+        let steps = Plan { config: &config, total_steps: 25, interval: 10, unit: Unit::Step, seed: 0, optimizer: o };
         assert_eq!((steps.done(20), steps.start_step(20)), (20, 20));
         assert!(steps.checkpoint_after(19) && steps.checkpoint_after(24) && !steps.checkpoint_after(22));
+    }
+
+    #[test]
+    fn sums_weight_each_column() {
+        let mut s = Sums::default();
+        s.add(&[0.5, 3.0], &[4.0, 1.0], 4);
+        s.add(&[0.25, 1.0], &[2.0, 1.0], 2);
+        assert_eq!(s, Sums { values: vec![2.5, 4.0], steps: 2, items: 6 });
     }
 
     #[test]
@@ -341,17 +392,27 @@ mod tests {
     #[test]
     fn prefetch_keeps_order_and_stops_at_the_first_error() {
         let mut seen = Vec::new();
-        prefetch(6, 2, |i| i * i, |v| -> Result<(), ()> {
-            seen.push(v);
-            Ok(())
-        })
+        prefetch(
+            6,
+            2,
+            |i| i * i,
+            |v| -> Result<(), ()> {
+                seen.push(v);
+                Ok(())
+            },
+        )
         .unwrap();
         assert_eq!(seen, [0, 1, 4, 9, 16, 25]);
         let mut n = 0;
-        let r = prefetch(1000, 2, |i| i, |v| {
-            n += 1;
-            if v == 3 { Err(v) } else { Ok(()) }
-        });
+        let r = prefetch(
+            1000,
+            2,
+            |i| i,
+            |v| {
+                n += 1;
+                if v == 3 { Err(v) } else { Ok(()) }
+            },
+        );
         assert_eq!((r, n), (Err(3), 4));
     }
 }

@@ -32,16 +32,25 @@ impl<C: Clone + PartialEq + Serialize + DeserializeOwned, I: Clone + Serialize +
     pub fn open(out: &Path, config: &C, unit: Unit, resume: bool) -> Result<Self, TrainError> {
         ensure_writable_dir(&out.join(run_files::CHECKPOINT_DIR))?;
         let state_path = out.join(run_files::STATE);
-        let mut dir =
-            RunDir { out: out.to_path_buf(), unit, config: config.clone(), done: 0, history: Vec::new(), _marker: PhantomData };
+        let mut dir = RunDir {
+            out: out.to_path_buf(),
+            unit,
+            config: config.clone(),
+            done: 0,
+            history: Vec::new(),
+            _marker: PhantomData,
+        };
         if state_path.is_file() {
             let mut state: serde_json::Value = read_json(&state_path)?;
-            let bad = |what: &str| TrainError::Checkpoint { path: state_path.clone(), message: format!("no valid {what}") };
+            let bad =
+                |what: &str| TrainError::Checkpoint { path: state_path.clone(), message: format!("no valid {what}") };
             let done = state.get(done_key(unit)).and_then(|v| v.as_u64()).ok_or_else(|| bad(done_key(unit)))?;
             if !resume {
                 return Err(TrainError::Checkpoint {
                     path: out.to_path_buf(),
-                    message: format!("already holds a run ({done} {unit}s done); pass --resume or choose another --out"),
+                    message: format!(
+                        "already holds a run ({done} {unit}s done); pass --resume or choose another --out"
+                    ),
                 });
             }
             let saved: C = serde_json::from_value(state["config"].take()).map_err(|_| bad("config"))?;

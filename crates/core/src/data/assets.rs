@@ -16,9 +16,9 @@ use std::process::{Command, Stdio};
 
 use serde::{Deserialize, Serialize};
 
+use super::dirs::asset_dir;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{sha256_bytes, sha256_file, write_atomic};
-use super::dirs::asset_dir;
 
 /// Names accepted by [`manifest`], in fetch order.
 pub const ASSET_NAMES: [&str; 3] = ["fashion-mnist", "mobilenet-v2", "photos"];

@@ -103,7 +103,10 @@ impl Photo {
 /// The usable photo pool under `dir` (recursively), in file-name order, each prepared with
 /// [`Photo::prepare`]; returns the pool, the files that could not be loaded (with reasons), and
 /// how many were too small.
-pub fn load_pool(dir: &std::path::Path, work_side: u32) -> Result<(Vec<Photo>, Vec<crate::image::load::Skipped>, usize)> {
+pub fn load_pool(
+    dir: &std::path::Path,
+    work_side: u32,
+) -> Result<(Vec<Photo>, Vec<crate::image::load::Skipped>, usize)> {
     let loaded = crate::image::load::load_all(&[dir.to_path_buf()], &crate::image::load::LoadOptions::default());
     let prepared: Vec<Result<Option<Photo>>> = {
         use rayon::prelude::*;

@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use crate::error::{Error, Result};
 use crate::data::idx::read_idx_file;
+use crate::error::{Error, Result};
 use crate::image::{Channels, Image};
 
 /// Class names, indexed by label.

@@ -22,7 +22,6 @@ pub struct Cache {
     path: PathBuf,
     old: HashMap<String, CacheEntry>,
     new: HashMap<String, CacheEntry>,
-
 }
 
 impl Cache {

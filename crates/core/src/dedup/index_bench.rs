@@ -7,8 +7,8 @@ use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
 use crate::dedup::index::{IndexConfig, Neighbor, VectorIndex, exact_knn, recall_at_k};
+use crate::error::{Error, Result};
 
 /// Which synthetic vectors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -23,8 +23,8 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution as _, Normal, Poisson};
 
 use crate::error::{Error, Result};
-use crate::image::{Channels, Image};
 use crate::image::resize::{Filter, resize};
+use crate::image::{Channels, Image};
 
 /// The corruption families.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

@@ -28,8 +28,8 @@ use rand_distr::{Distribution as _, Normal};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::image::{Image, quantize};
 use crate::image::resize::{Filter, resize, resize_region};
+use crate::image::{Image, quantize};
 use crate::seeds::{CROP_CORNER, item_seed, splitmix64};
 
 /// One distortion with its strength.
@@ -192,8 +192,8 @@ pub fn parse_list(specs: &str) -> Result<Vec<Distortion>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::Channels;
     use crate::eval::metrics::mse;
+    use crate::image::Channels;
 
     fn textured(w: u32, h: u32, channels: Channels) -> Image {
         let mut data = Vec::with_capacity((w * h) as usize * channels.count());

@@ -18,9 +18,9 @@
 //! ImageNet features, L2-normalised), Hamming bits between 64-bit hashes.
 
 use crate::data::crops::{Photo, Triplet, sample_triplet};
-use crate::seeds::{EVAL_STREAM, EVAL_QUERY_STREAM, item_seed};
-use crate::image::hash::{HashKind, PerceptualHash};
 use crate::eval::retrieval::{PrPoint, detection, pr_curve, thin};
+use crate::image::hash::{HashKind, PerceptualHash};
+use crate::seeds::{EVAL_QUERY_STREAM, EVAL_STREAM, item_seed};
 use crate::{Distortion, Image, Result};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

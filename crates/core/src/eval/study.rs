@@ -114,7 +114,12 @@ pub fn stages(quick: bool, out: &Path) -> Vec<Stage> {
         if alpha != "0" {
             eval.extend(s(&["--baseline", &out.join(RUNS[2]).display().to_string()]));
         }
-        stages.push(Stage { name: "evaluate embedding", args: eval, done: Some(dir.join(run_files::EVAL)), run_dir: None });
+        stages.push(Stage {
+            name: "evaluate embedding",
+            args: eval,
+            done: Some(dir.join(run_files::EVAL)),
+            run_dir: None,
+        });
     }
     stages
 }

@@ -14,19 +14,18 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use serde::Deserialize;
 
+use crate::error::{Error, Result};
 use crate::eval::ClassifyEval;
 use crate::eval::embed::{Disagreement, DistortionResult, EmbedEval};
-use crate::run_files;
-use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::image::{Channels, Image};
+use crate::run_files;
 
 mod figures;
 mod plot;
 
 use figures::{classifier_figures, embed_figures};
 pub use plot::{Figure, Series, amplified_difference, frontier_svg, grouped_bars, line_panels, svg_to_png};
-
 
 /// What a run folder holds.
 #[derive(Clone, Debug)]
