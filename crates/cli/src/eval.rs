@@ -6,11 +6,14 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
+use stabilize_burn::Device;
 use stabilize_burn::eval::{
     EvalEvent, evaluate_classifier, evaluate_corruptions, evaluate_embedding_run, read_embed_eval,
 };
+use stabilize_burn::model::SmallCnn;
 use stabilize_burn::train::{load_classifier, load_embedder};
 use stabilize_core::data::dirs;
+use stabilize_core::data::fashion_mnist::FashionMnist;
 use stabilize_core::eval::ClassifyEval;
 use stabilize_core::eval::classify::DEFAULT_DISTORTIONS;
 use stabilize_core::run_files;
@@ -84,12 +87,17 @@ pub fn run(cmd: EvalCommand) -> Result<()> {
     }
 }
 
-fn classify(model_dir: &Path, distortions: &str, seed: u64, run: &RunArgs, json: bool) -> Result<()> {
-    let distortions = stabilize_core::distort::parse_list(distortions)?;
+/// A classifier run folder's model, its dataset and the device.
+fn open_classifier(model_dir: &Path, run: &RunArgs) -> Result<(SmallCnn, FashionMnist, Device)> {
     let device = run.device()?;
     let (config, model) = load_classifier(model_dir, &device)?;
     config.validate()?;
-    let data = run.fashion_mnist()?;
+    Ok((model, run.fashion_mnist()?, device))
+}
+
+fn classify(model_dir: &Path, distortions: &str, seed: u64, run: &RunArgs, json: bool) -> Result<()> {
+    let distortions = stabilize_core::distort::parse_list(distortions)?;
+    let (model, data, device) = open_classifier(model_dir, run)?;
     let pb = spinner(json);
     let name = model_dir.display().to_string();
     let specs: Vec<String> = distortions.iter().map(|d| d.to_string()).collect();
@@ -128,10 +136,7 @@ fn classify(model_dir: &Path, distortions: &str, seed: u64, run: &RunArgs, json:
 }
 
 fn corruptions(model_dir: &Path, seed: u64, run: &RunArgs, json: bool) -> Result<()> {
-    let device = run.device()?;
-    let (config, model) = load_classifier(model_dir, &device)?;
-    config.validate()?;
-    let data = run.fashion_mnist()?;
+    let (model, data, device) = open_classifier(model_dir, run)?;
     let pb = spinner(json);
     let name = model_dir.display().to_string();
     let started = Instant::now();

@@ -1,5 +1,5 @@
 //! `stabilize index build|add|query|bench`: a persistent nearest-neighbour index of a collection's
-//! embeddings (stabilize-core::index, HNSW by usearch), and its scale benchmark.
+//! embeddings (`stabilize_core::dedup::index`, HNSW by usearch), and its scale benchmark.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;

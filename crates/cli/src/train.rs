@@ -23,6 +23,22 @@ pub enum TrainCommand {
     Embed(TrainEmbedArgs),
 }
 
+/// Where a training run goes, and how it reports.
+#[derive(clap::Args)]
+struct TrainOutput {
+    /// Output run folder.
+    #[arg(long)]
+    out: PathBuf,
+    /// Continue an interrupted run in --out from its last checkpoint.
+    #[arg(long)]
+    resume: bool,
+    #[command(flatten)]
+    run: RunArgs,
+    /// Print the final summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
 fn classify_defaults() -> ClassifyTrainConfig {
     ClassifyTrainConfig::new()
 }
@@ -65,17 +81,8 @@ pub struct TrainClassifyArgs {
     /// Train on the first N training images only.
     #[arg(long)]
     train_subset: Option<usize>,
-    /// Output run folder.
-    #[arg(long)]
-    out: PathBuf,
-    /// Continue an interrupted run in --out from its last checkpoint.
-    #[arg(long)]
-    resume: bool,
     #[command(flatten)]
-    run: RunArgs,
-    /// Print the final summary as JSON.
-    #[arg(long)]
-    json: bool,
+    output: TrainOutput,
 }
 
 #[derive(clap::Args)]
@@ -121,17 +128,8 @@ pub struct TrainEmbedArgs {
     /// Checkpoint every N steps.
     #[arg(long, default_value_t = embed_defaults().checkpoint_every)]
     checkpoint_every: usize,
-    /// Output run folder.
-    #[arg(long)]
-    out: PathBuf,
-    /// Continue an interrupted run in --out from its last checkpoint.
-    #[arg(long)]
-    resume: bool,
     #[command(flatten)]
-    run: RunArgs,
-    /// Print the final summary as JSON.
-    #[arg(long)]
-    json: bool,
+    output: TrainOutput,
 }
 
 pub fn run(cmd: TrainCommand) -> Result<()> {
@@ -190,9 +188,9 @@ fn classify(args: TrainClassifyArgs) -> Result<()> {
         config.stability.set_perturb(p);
     }
     config.validate()?;
-    let device = args.run.device()?;
-    let data = args.run.fashion_mnist()?;
-    let pb = bar(0, "steps", args.json);
+    let device = args.output.run.device()?;
+    let data = args.output.run.fashion_mnist()?;
+    let pb = bar(0, "steps", args.output.json);
     let mut on = on_event(&pb, "img", |s: &stabilize_burn::train::EpochStats| {
         format!(
             "epoch {:>3}: loss {:.4} (ce {:.4}, stab {:.4}) train {:.2}% test {:.2}% lr {:.2e} {:.0} img/s {:.0}s",
@@ -208,9 +206,9 @@ fn classify(args: TrainClassifyArgs) -> Result<()> {
         )
     });
     let task = ClassifyTask::new(&config, &data.train, &data.test)?;
-    let summary = stabilize_burn::train::run(&task, &device, &args.out, args.resume, &mut on)?;
+    let summary = stabilize_burn::train::run(&task, &device, &args.output.out, args.output.resume, &mut on)?;
     pb.finish_and_clear();
-    if args.json {
+    if args.output.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
         let s = &config.stability;
@@ -224,7 +222,7 @@ fn classify(args: TrainClassifyArgs) -> Result<()> {
             summary.parameters,
             summary.test_top1 * 100.0,
             summary.seconds,
-            args.out.display()
+            args.output.out.display()
         );
     }
     Ok(())
@@ -252,8 +250,8 @@ fn embed(args: TrainEmbedArgs) -> Result<()> {
         config.stability.set_perturb(p);
     }
     config.validate()?;
-    let device = args.run.device()?;
-    let data = args.run.data();
+    let device = args.output.run.device()?;
+    let data = args.output.run.data();
     let weights = match config.init {
         Init::MobilenetV2 => dirs::mobilenet_weights(&data)?,
         Init::Random => PathBuf::new(),
@@ -262,7 +260,7 @@ fn embed(args: TrainEmbedArgs) -> Result<()> {
     for s in &skipped {
         eprintln!("skipped {}: {}", s.path.display(), s.reason);
     }
-    let pb = bar(config.steps, "steps", args.json);
+    let pb = bar(config.steps, "steps", args.output.json);
     let mut on = on_event(&pb, "triplets", |s: &stabilize_burn::train::IntervalStats| {
         format!(
             "step {:>5}: loss {:.4} (triplet {:.4}, stab {:.4}) ordered {:.1}% {:.2} triplets/s {:.0}s",
@@ -276,10 +274,10 @@ fn embed(args: TrainEmbedArgs) -> Result<()> {
         )
     });
     let task = EmbedTask::new(&config, &photos, &weights)?;
-    let summary = stabilize_burn::train::run(&task, &device, &args.out, args.resume, &mut on)
-        .with_context(|| format!("training into {}", args.out.display()))?;
+    let summary = stabilize_burn::train::run(&task, &device, &args.output.out, args.output.resume, &mut on)
+        .with_context(|| format!("training into {}", args.output.out.display()))?;
     pb.finish_and_clear();
-    if args.json {
+    if args.output.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
         println!(
@@ -289,7 +287,7 @@ fn embed(args: TrainEmbedArgs) -> Result<()> {
             summary.test_photos,
             summary.seconds,
             summary.trainable_parameters,
-            args.out.join(stabilize_core::run_files::MODEL).display()
+            args.output.out.join(stabilize_core::run_files::MODEL).display()
         );
     }
     Ok(())

@@ -1,3 +1,7 @@
+//! The libtorch side of [`super::LayerOps`] and [`super::LayerGrads`]: libtorch's native kernels
+//! and gradients (`threshold_backward`, `hardtanh_backward`, its own autograd for
+//! `convolution_backward`, channels-last pooling). Built with the `tch` feature.
+
 use super::*;
 use burn::backend::LibTorch;
 use burn::backend::libtorch::TchTensor;

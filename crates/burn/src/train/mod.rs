@@ -371,6 +371,44 @@ mod tests {
         assert!(steps.checkpoint_after(19) && steps.checkpoint_after(24) && !steps.checkpoint_after(22));
     }
 
+    /// Every run folder committed under `results/` (written by older versions) still loads as
+    /// its task's config, validates, and writes back the same settings.
+    #[test]
+    fn the_committed_run_configs_still_load() {
+        fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
+            for e in std::fs::read_dir(dir).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, found);
+                } else if p.file_name().is_some_and(|n| n == stabilize_core::run_files::CONFIG) {
+                    found.push(p);
+                }
+            }
+        }
+        let mut found = Vec::new();
+        walk(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../results"), &mut found);
+        assert!(found.len() >= 20, "{found:?}");
+        for p in found {
+            let text = std::fs::read_to_string(&p).unwrap();
+            let raw: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let reread = if raw.get("init").is_some() {
+                let c: EmbedTrainConfig =
+                    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                c.validate().unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                serde_json::to_value(c).unwrap()
+            } else {
+                let c: ClassifyTrainConfig =
+                    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                c.validate().unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                serde_json::to_value(c).unwrap()
+            };
+            // Every setting the old file had is written back with the same value.
+            for (k, v) in raw.as_object().unwrap() {
+                assert_eq!(reread.get(k), Some(v), "{}: {k}", p.display());
+            }
+        }
+    }
+
     #[test]
     fn sums_weight_each_column() {
         let mut s = Sums::default();

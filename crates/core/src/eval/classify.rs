@@ -24,16 +24,22 @@ pub struct DistortionEval {
     /// Share of test images whose predicted class on the distorted copy differs from the clean one.
     pub flip_rate: f64,
     /// Mean L2 distance between penultimate features of clean and distorted copies.
+    #[serde(default)]
     pub feature_distance_mean: f64,
     /// 90th percentile of that distance.
+    #[serde(default)]
     pub feature_distance_p90: f64,
 }
 
 /// The whole evaluation (`eval.json`; `--json` prints it).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ClassifyEval {
+    /// The run it evaluates (readers need only `clean` and `distortions`; the rest defaults).
+    #[serde(default)]
     pub model: String,
+    #[serde(default)]
     pub images: usize,
+    #[serde(default)]
     pub seed: u64,
     pub clean: CleanEval,
     pub distortions: Vec<DistortionEval>,
