@@ -148,7 +148,8 @@ pub fn hash_files(
 ) -> (Vec<FileInfo>, Vec<PerceptualHash>, Vec<load::Skipped>) {
     let hasher = kind.hasher();
     let opts = load::LoadOptions::default();
-    let results: Vec<(PathBuf, Result<(FileInfo, PerceptualHash), String>)> = files
+    type Hashed = Result<(FileInfo, PerceptualHash), String>;
+    let results: Vec<(PathBuf, Hashed)> = files
         .par_iter()
         .map(|p| {
             let r = (|| {

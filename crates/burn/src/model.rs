@@ -57,7 +57,7 @@ impl SmallCnnConfig {
     /// Builds the model on `device` with freshly initialised (Kaiming-uniform) weights.
     /// Call `device.seed(k)` first for reproducible weights; see [`materialize`].
     pub fn init(&self, device: &Device) -> SmallCnn {
-        assert!(self.input_size % 4 == 0, "input size must be divisible by 4");
+        assert!(self.input_size.is_multiple_of(4), "input size must be divisible by 4");
         let w = self.width;
         let side = self.input_size / 4;
         let same = PaddingConfig2d::Explicit(1, 1, 1, 1);

@@ -74,15 +74,15 @@ pub fn log_line(pb: &ProgressBar, line: String) {
 
 /// Checks `--precision` and `--threshold` values.
 pub fn check_threshold_args(threshold: Option<f64>, precision: Option<f64>) -> Result<()> {
-    if let Some(p) = precision {
-        if !(p > 0.0 && p <= 1.0) {
-            bail!("--precision must be in (0, 1], got {p}");
-        }
+    if let Some(p) = precision
+        && !(p > 0.0 && p <= 1.0)
+    {
+        bail!("--precision must be in (0, 1], got {p}");
     }
-    if let Some(t) = threshold {
-        if !(t.is_finite() && t >= 0.0) {
-            bail!("--threshold must be ≥ 0, got {t}");
-        }
+    if let Some(t) = threshold
+        && !(t.is_finite() && t >= 0.0)
+    {
+        bail!("--threshold must be ≥ 0, got {t}");
     }
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! Changing a value here changes every result drawn from that stream.
 
 /// Salt of the training perturbation `x'` (the paper's noise or the real-distortion draw) of a step.
+#[allow(clippy::unusual_byte_groupings)] // spelled "seed of noise", as it always was
 pub const PERTURB_STREAM: u64 = 0x5EED_0F_0015E;
 /// Multiplier that separates the independent perturbed views of one step (JSD draws two):
 /// view `v` uses `PERTURB_STREAM ^ v·VIEW_STRIDE` (view 0 is the plain `PERTURB_STREAM`).

@@ -38,10 +38,11 @@ impl Stage {
     /// model.
     pub fn command(&self) -> Vec<String> {
         let mut args = self.args.clone();
-        if let Some(dir) = &self.run_dir {
-            if dir.join(run_files::STATE).is_file() && !self.is_done() {
-                args.push("--resume".into());
-            }
+        if let Some(dir) = &self.run_dir
+            && dir.join(run_files::STATE).is_file()
+            && !self.is_done()
+        {
+            args.push("--resume".into());
         }
         args
     }

@@ -48,8 +48,6 @@ pub fn pareto_front(points: &[SweepPoint]) -> Vec<usize> {
     front
 }
 
-/// The frontier figure: every point (clean top-1 % against mean flip rate %), labelled α/σ, the
-
 impl SweepPoint {
     /// The table cells: α, σ (– for the baseline, which has no x'), clean top-1, mean distorted
     /// top-1, mean flip rate, training seconds.
