@@ -4,7 +4,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(a) = stabilize_core::idx::parse_idx(data) {
+    if let Ok(a) = stabilize_core::data::idx::parse_idx(data) {
         let n: usize = a.dims.iter().product();
         assert_eq!(a.data.len(), n);
     }

@@ -2,7 +2,7 @@
 //! 16-bit conversion, the decompression-bomb limit): any bytes give an image or an error.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use stabilize_core::load::{LoadOptions, decode_image};
+use stabilize_core::image::load::{LoadOptions, decode_image};
 
 fuzz_target!(|data: &[u8]| {
     // A small pixel limit keeps each run fast; the limit itself is part of what is fuzzed.

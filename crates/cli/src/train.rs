@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use clap::Subcommand;
 use stabilize_burn::embed::EmbedNetConfig;
 use stabilize_burn::loss::{Objective, StabilityForm};
+use stabilize_burn::stability::StabilityConfig;
 use stabilize_burn::train::Event;
 use stabilize_burn::train::classify::{ClassifyTask, ClassifyTrainConfig};
 use stabilize_burn::train::embed::{EmbedTask, EmbedTrainConfig, Init};
@@ -170,6 +171,18 @@ fn on_event<'a, I>(
     }
 }
 
+/// α, σ and the objective from the command line, then `--perturb` (a single `noise:σ` sets σ).
+fn set_stability(
+    s: &mut StabilityConfig,
+    (alpha, sigma, objective): (f64, f64, Objective),
+    perturb: Option<Perturbation>,
+) {
+    (s.alpha, s.sigma, s.objective) = (alpha, sigma, objective);
+    if let Some(p) = perturb {
+        s.set_perturb(p);
+    }
+}
+
 fn classify(args: TrainClassifyArgs) -> Result<()> {
     let mut config = ClassifyTrainConfig {
         dataset: args.dataset.clone(),
@@ -179,14 +192,9 @@ fn classify(args: TrainClassifyArgs) -> Result<()> {
         train_subset: args.train_subset,
         ..classify_defaults()
     };
-    config.stability.alpha = args.alpha;
-    config.stability.sigma = args.sigma;
+    set_stability(&mut config.stability, (args.alpha, args.sigma, args.objective), args.perturb);
     config.stability.form = Some(args.loss);
-    config.stability.objective = args.objective;
     config.optimizer.lr = args.lr;
-    if let Some(p) = args.perturb {
-        config.stability.set_perturb(p);
-    }
     config.validate()?;
     let device = args.output.run.device()?;
     let data = args.output.run.fashion_mnist()?;
@@ -242,13 +250,8 @@ fn embed(args: TrainEmbedArgs) -> Result<()> {
         checkpoint_every: args.checkpoint_every,
         ..embed_defaults()
     };
-    config.stability.alpha = args.alpha;
-    config.stability.sigma = args.sigma;
-    config.stability.objective = args.objective;
+    set_stability(&mut config.stability, (args.alpha, args.sigma, args.objective), args.perturb);
     config.optimizer.lr = args.lr;
-    if let Some(p) = args.perturb {
-        config.stability.set_perturb(p);
-    }
     config.validate()?;
     let device = args.output.run.device()?;
     let data = args.output.run.data();
