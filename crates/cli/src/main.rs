@@ -49,7 +49,7 @@ enum Command {
     },
     /// Apply one distortion to an image file and write the result (format from OUT's extension).
     Distort {
-        /// Distortion spec: jpeg:Q, thumb:S, crop:O or noise:SIGMA.
+        /// Distortion spec: jpeg:Q, thumb:S, crop:O, noise:SIGMA, trim:P, pad:P, rotate:D, hflip, text:P, bright:F, contrast:F, gamma:G, gray or blur:SIGMA.
         #[arg(long)]
         spec: String,
         /// Seed for the random parts (crop corner, noise).

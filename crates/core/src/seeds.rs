@@ -19,6 +19,10 @@ pub const EVAL_STREAM: u64 = 0xE7A1_7219;
 pub const EVAL_QUERY_STREAM: u64 = 0x0BE7;
 /// Index of the stream that picks a perturbation's family and strength from its seed.
 pub const PERTURB_DRAW: u64 = 0x9E27_B5D0;
+/// Salt of the placement of the in-the-wild edits (`trim` window, `pad` colour, `text` bar side).
+pub const EDIT_STREAM: u64 = 0xED17_5EED;
+/// Salt of the caption `text:p` writes.
+pub const CAPTION_STREAM: u64 = 0x7E47;
 /// Salt of the corner a `crop:o` distortion anchors at.
 pub const CROP_CORNER: u64 = 0xC0FF_EE00_0000_0001;
 

@@ -15,8 +15,22 @@
 //!   seed), so the content shifts by o px along each axis, and resize it back to `w×h` (bicubic).
 //! - `noise:σ` — add independent N(0, σ²) to every sample on the [0,1] scale, clamp to [0,1] and
 //!   round to 8 bits.
+//!
+//! The edits near-duplicates meet in the wild ([`edits`] has the details):
+//!
+//! - `trim:p` — cut p % (0 ≤ p < 90) off each side at a seeded position, resize back: a crop of
+//!   part of the picture, where `crop:o` shifts by a few pixels.
+//! - `pad:p` — shrink the picture to (100 − p) % of each side (0 ≤ p < 90) inside a solid border
+//!   (black, white or grey, by seed).
+//! - `rotate:d` — rotate by d degrees (−45 ≤ d ≤ 45, counter-clockwise for d > 0), zoomed so no
+//!   corner is empty.
+//! - `hflip` — mirror left–right. `gray` — grayscale (ITU-R 601 luma in every channel).
+//! - `text:p` — a caption bar of p % of the height (0 < p ≤ 50) with a date stamp or watermark.
+//! - `bright:f` (0 ≤ f ≤ 10), `contrast:f` (0 ≤ f ≤ 10), `gamma:g` (0 < g ≤ 10) — tone edits.
+//! - `blur:σ` — Gaussian blur of σ px (0 ≤ σ ≤ 50).
 
 pub mod corruptions;
+pub mod edits;
 pub mod perturb;
 
 use std::fmt;
@@ -44,7 +58,34 @@ pub enum Distortion {
     Crop { offset: u32 },
     /// Additive Gaussian noise with this standard deviation on the [0,1] scale.
     Noise { sigma: f32 },
+    /// Cut this percentage off each side (seeded position), resize back.
+    Trim { percent: f32 },
+    /// A border taking this percentage of each side around the shrunk picture.
+    Pad { percent: f32 },
+    /// Rotation by this many degrees, counter-clockwise, zoomed to fill.
+    Rotate { degrees: f32 },
+    /// Mirror left–right.
+    Hflip,
+    /// A caption bar of this percentage of the height.
+    Text { percent: f32 },
+    /// Every sample times this factor.
+    Bright { factor: f32 },
+    /// Distance from the mean gray level times this factor.
+    Contrast { factor: f32 },
+    /// `255·(v/255)^gamma`.
+    Gamma { gamma: f32 },
+    /// Grayscale in every channel.
+    Gray,
+    /// Gaussian blur of this σ in px.
+    Blur { sigma: f32 },
 }
+
+/// Every family name [`Distortion`] parses, in the order of the docs. `hflip` and `gray` take no
+/// value.
+pub const FAMILIES: [&str; 14] = [
+    "jpeg", "thumb", "crop", "noise", "trim", "pad", "rotate", "hflip", "text", "bright", "contrast", "gamma", "gray",
+    "blur",
+];
 
 /// The filter used by `thumb` and `crop`.
 pub const RESAMPLE_FILTER: Filter = Filter::Bicubic;
@@ -57,6 +98,59 @@ impl Distortion {
             Distortion::Thumb { .. } => "thumb",
             Distortion::Crop { .. } => "crop",
             Distortion::Noise { .. } => "noise",
+            Distortion::Trim { .. } => "trim",
+            Distortion::Pad { .. } => "pad",
+            Distortion::Rotate { .. } => "rotate",
+            Distortion::Hflip => "hflip",
+            Distortion::Text { .. } => "text",
+            Distortion::Bright { .. } => "bright",
+            Distortion::Contrast { .. } => "contrast",
+            Distortion::Gamma { .. } => "gamma",
+            Distortion::Gray => "gray",
+            Distortion::Blur { .. } => "blur",
+        }
+    }
+
+    /// The distortion of family `family` (one of [`FAMILIES`]) at strength `v` in the unit of its
+    /// spec (rounded for `jpeg` and `crop`; ignored by `hflip` and `gray`); `None` for an unknown
+    /// family. The value is not range-checked: the parser does that.
+    pub fn with_strength(family: &str, v: f64) -> Option<Distortion> {
+        let f = v as f32;
+        Some(match family {
+            "jpeg" => Distortion::Jpeg { quality: v.round().clamp(1.0, 100.0) as u8 },
+            "thumb" => Distortion::Thumb { percent: f },
+            "crop" => Distortion::Crop { offset: v.round().max(0.0) as u32 },
+            "noise" => Distortion::Noise { sigma: f },
+            "trim" => Distortion::Trim { percent: f },
+            "pad" => Distortion::Pad { percent: f },
+            "rotate" => Distortion::Rotate { degrees: f },
+            "hflip" => Distortion::Hflip,
+            "text" => Distortion::Text { percent: f },
+            "bright" => Distortion::Bright { factor: f },
+            "contrast" => Distortion::Contrast { factor: f },
+            "gamma" => Distortion::Gamma { gamma: f },
+            "gray" => Distortion::Gray,
+            "blur" => Distortion::Blur { sigma: f },
+            _ => return None,
+        })
+    }
+
+    /// The strength, in the unit of the spec (`None` for `hflip` and `gray`).
+    pub fn strength(&self) -> Option<f64> {
+        match *self {
+            Distortion::Jpeg { quality } => Some(quality as f64),
+            Distortion::Crop { offset } => Some(offset as f64),
+            Distortion::Thumb { percent: v }
+            | Distortion::Noise { sigma: v }
+            | Distortion::Trim { percent: v }
+            | Distortion::Pad { percent: v }
+            | Distortion::Rotate { degrees: v }
+            | Distortion::Text { percent: v }
+            | Distortion::Bright { factor: v }
+            | Distortion::Contrast { factor: v }
+            | Distortion::Gamma { gamma: v }
+            | Distortion::Blur { sigma: v } => Some(v as f64),
+            Distortion::Hflip | Distortion::Gray => None,
         }
     }
 
@@ -96,6 +190,16 @@ impl Distortion {
                 }
                 Ok(out)
             }
+            Distortion::Trim { percent } => edits::trim(img, percent, seed),
+            Distortion::Pad { percent } => edits::pad(img, percent, seed),
+            Distortion::Rotate { degrees } => edits::rotate(img, degrees),
+            Distortion::Hflip => Ok(edits::hflip(img)),
+            Distortion::Text { percent } => edits::text(img, percent, seed),
+            Distortion::Bright { factor } => Ok(edits::brightness(img, factor)),
+            Distortion::Contrast { factor } => Ok(edits::contrast(img, factor)),
+            Distortion::Gamma { gamma } => Ok(edits::gamma(img, gamma)),
+            Distortion::Gray => Ok(edits::grayscale(img)),
+            Distortion::Blur { sigma } => edits::blur(img, sigma),
         }
     }
 
@@ -119,6 +223,15 @@ impl fmt::Display for Distortion {
             Distortion::Thumb { percent } => write!(f, "thumb:{percent}"),
             Distortion::Crop { offset } => write!(f, "crop:{offset}"),
             Distortion::Noise { sigma } => write!(f, "noise:{sigma}"),
+            Distortion::Hflip | Distortion::Gray => f.write_str(self.family()),
+            Distortion::Trim { percent: v }
+            | Distortion::Pad { percent: v }
+            | Distortion::Rotate { degrees: v }
+            | Distortion::Text { percent: v }
+            | Distortion::Bright { factor: v }
+            | Distortion::Contrast { factor: v }
+            | Distortion::Gamma { gamma: v }
+            | Distortion::Blur { sigma: v } => write!(f, "{}:{v}", self.family()),
         }
     }
 }
@@ -128,14 +241,30 @@ impl FromStr for Distortion {
 
     fn from_str(spec: &str) -> Result<Self> {
         let bad = |reason: String| Error::Spec { spec: spec.to_string(), reason };
-        let (name, value) = spec
-            .trim()
-            .split_once(':')
-            .ok_or_else(|| bad("expected name:value, e.g. jpeg:50, thumb:30, crop:10, noise:0.04".into()))?;
+        let trimmed = spec.trim();
+        match trimmed.to_ascii_lowercase().as_str() {
+            "hflip" => return Ok(Distortion::Hflip),
+            "gray" | "grey" => return Ok(Distortion::Gray),
+            _ => {}
+        }
+        let (name, value) = trimmed.split_once(':').ok_or_else(|| {
+            bad("expected name:value, e.g. jpeg:50, thumb:30, crop:10, noise:0.04, trim:15, pad:20, rotate:5, hflip".into())
+        })?;
         let value = value.trim();
         let number = |what: &str| -> Result<f64> {
             let v: f64 = value.parse().map_err(|_| bad(format!("{what} '{value}' is not a number")))?;
             if v.is_finite() { Ok(v) } else { Err(bad(format!("{what} must be finite"))) }
+        };
+        // A percentage, factor or σ within [lo, hi] (an open end where `open_lo`/`open_hi`).
+        let within = |what: &str, lo: f64, hi: f64, open_lo: bool, open_hi: bool| -> Result<f32> {
+            let v = number(what)?;
+            let ok = (if open_lo { v > lo } else { v >= lo }) && (if open_hi { v < hi } else { v <= hi });
+            if ok {
+                Ok(v as f32)
+            } else {
+                let (l, r) = (if open_lo { "(" } else { "[" }, if open_hi { ")" } else { "]" });
+                Err(bad(format!("{what} must be in {l}{lo}, {hi}{r}")))
+            }
         };
         match name.trim().to_ascii_lowercase().as_str() {
             "jpeg" => {
@@ -166,7 +295,16 @@ impl FromStr for Distortion {
                 }
                 Ok(Distortion::Noise { sigma: s as f32 })
             }
-            other => Err(bad(format!("unknown distortion '{other}' (known: jpeg, thumb, crop, noise)"))),
+            "trim" => Ok(Distortion::Trim { percent: within("trim share (%)", 0.0, 90.0, false, true)? }),
+            "pad" => Ok(Distortion::Pad { percent: within("border share (%)", 0.0, 90.0, false, true)? }),
+            "rotate" => Ok(Distortion::Rotate { degrees: within("rotation (degrees)", -45.0, 45.0, false, false)? }),
+            "text" => Ok(Distortion::Text { percent: within("caption bar height (%)", 0.0, 50.0, true, false)? }),
+            "bright" => Ok(Distortion::Bright { factor: within("brightness factor", 0.0, 10.0, false, false)? }),
+            "contrast" => Ok(Distortion::Contrast { factor: within("contrast factor", 0.0, 10.0, false, false)? }),
+            "gamma" => Ok(Distortion::Gamma { gamma: within("gamma", 0.0, 10.0, true, false)? }),
+            "blur" => Ok(Distortion::Blur { sigma: within("blur sigma (px)", 0.0, 50.0, false, false)? }),
+            "hflip" | "gray" | "grey" => Err(bad(format!("{name} takes no value: write '{name}'"))),
+            other => Err(bad(format!("unknown distortion '{other}' (known: {})", FAMILIES.join(", ")))),
         }
     }
 }
@@ -209,7 +347,11 @@ mod tests {
     }
 
     fn all() -> Vec<Distortion> {
-        parse_list("jpeg:10,jpeg:50,thumb:30,thumb:50,crop:2,crop:4,noise:0.05,noise:0.1").unwrap()
+        parse_list(
+            "jpeg:10,jpeg:50,thumb:30,thumb:50,crop:2,crop:4,noise:0.05,noise:0.1,trim:15,pad:20,rotate:5,rotate:-3,\
+             hflip,text:15,bright:1.3,contrast:0.6,gamma:1.5,gray,blur:1.5",
+        )
+        .unwrap()
     }
 
     #[test]
@@ -232,7 +374,15 @@ mod tests {
             "noise:-0.1",
             "noise:2",
             "noise:nan",
-            "blur:3",
+            "fog:3",
+            "trim:90",
+            "pad:-1",
+            "rotate:46",
+            "text:0",
+            "gamma:0",
+            "blur:51",
+            "hflip:1",
+            "bright:x",
             "",
             "jpeg:abc",
         ] {
@@ -252,8 +402,25 @@ mod tests {
                 let a = d.apply(&img, 7).unwrap();
                 assert_eq!((a.width(), a.height(), a.channels()), (37, 29, ch), "{d}");
                 assert_eq!(a, d.apply(&img, 7).unwrap(), "{d} not deterministic");
-                // Every distortion here changes a textured image.
-                assert!(mse(&img, &a).unwrap() > 0.5, "{d} did nothing");
+                // Every distortion here changes a textured image (but `gray` of a gray one).
+                if !(d == Distortion::Gray && ch == Channels::Gray) {
+                    assert!(mse(&img, &a).unwrap() > 0.5, "{d} did nothing");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_extremes_of_every_range_work_on_tiny_images() {
+        let extremes = "trim:89.9,pad:89.9,rotate:45,rotate:-45,text:50,text:0.1,bright:0,bright:10,contrast:0,\
+                        contrast:10,gamma:0.01,gamma:10,blur:50,blur:0.1,hflip,gray";
+        for (w, h) in [(1, 1), (2, 1), (16, 12), (3, 40)] {
+            for ch in [Channels::Gray, Channels::Rgb] {
+                let img = textured(w, h, ch);
+                for d in parse_list(extremes).unwrap() {
+                    let out = d.apply(&img, 5).unwrap_or_else(|e| panic!("{d} on {w}x{h}: {e}"));
+                    assert_eq!((out.width(), out.height(), out.channels()), (w, h, ch), "{d}");
+                }
             }
         }
     }

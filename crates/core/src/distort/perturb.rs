@@ -7,7 +7,9 @@
 //!   for every image, one of the listed families is picked uniformly, its strength uniformly in
 //!   its range (integers for `jpeg` and `crop`), and the distortion is applied to the 8-bit image
 //!   as in evaluation ([`Distortion::apply`]). A family given with one value (`jpeg:50`) has that
-//!   strength; a list with more than one item, or any family other than noise, is a mix.
+//!   strength; a list with more than one item, or any family other than noise, is a mix. Every
+//!   distortion family can be listed, the in-the-wild edits too (`trim:5-25,pad:10-30,rotate:0-5,
+//!   hflip,text:8-15,gray`); `rotate` draws a random sign, `hflip` and `gray` take no value.
 //!
 //! A draw is deterministic in `(image, seed)`.
 
@@ -17,15 +19,18 @@ use std::str::FromStr;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::distort::Distortion;
+use crate::distort::{Distortion, FAMILIES};
 use crate::error::{Error, Result};
 use crate::image::Image;
 use crate::seeds::{PERTURB_DRAW, item_seed};
 
+/// The families that take no strength.
+const VALUELESS: [&str; 2] = ["hflip", "gray"];
+
 /// One family of a mix with its strength range (inclusive).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct FamilyRange {
-    /// `jpeg`, `thumb`, `crop` or `noise`.
+    /// One of [`crate::distort::FAMILIES`].
     pub family: &'static str,
     pub lo: f64,
     pub hi: f64,
@@ -56,13 +61,11 @@ impl Perturbation {
         let mut rng = ChaCha8Rng::seed_from_u64(item_seed(seed, PERTURB_DRAW));
         let f = families[rng.random_range(0..families.len())];
         let u: f64 = rng.random();
-        let v = f.lo + u * (f.hi - f.lo);
-        Some(match f.family {
-            "jpeg" => Distortion::Jpeg { quality: v.round().clamp(1.0, 100.0) as u8 },
-            "thumb" => Distortion::Thumb { percent: v as f32 },
-            "crop" => Distortion::Crop { offset: v.round() as u32 },
-            _ => Distortion::Noise { sigma: v as f32 },
-        })
+        let mut v = f.lo + u * (f.hi - f.lo);
+        if f.family == "rotate" && rng.random_bool(0.5) {
+            v = -v;
+        }
+        Some(Distortion::with_strength(f.family, v).expect("parsed families are known"))
     }
 
     /// `x'` of one 8-bit image for a mix (the paper's noise is applied to float pixels by the
@@ -98,7 +101,9 @@ impl fmt::Display for Perturbation {
                 let items: Vec<String> = fs
                     .iter()
                     .map(|r| {
-                        if r.lo == r.hi {
+                        if VALUELESS.contains(&r.family) {
+                            r.family.to_string()
+                        } else if r.lo == r.hi {
                             format!("{}:{}", r.family, r.lo)
                         } else {
                             format!("{}:{}-{}", r.family, r.lo, r.hi)
@@ -118,26 +123,37 @@ impl FromStr for Perturbation {
         let bad = |reason: String| Error::Spec { spec: spec.to_string(), reason };
         let mut families = Vec::new();
         for item in spec.split(',') {
-            let (name, value) = item.trim().split_once(':').ok_or_else(|| {
-                bad("expected family:value or family:lo-hi, e.g. noise:0.04 or jpeg:10-90,thumb:25-75,crop:0-8".into())
+            let item = item.trim();
+            let (name, value) = match item.split_once(':') {
+                Some((n, v)) => (n.trim().to_ascii_lowercase(), Some(v.trim())),
+                None => (item.to_ascii_lowercase(), None),
+            };
+            let name = if name == "grey" { "gray".to_string() } else { name };
+            let family: &'static str = FAMILIES.iter().copied().find(|f| *f == name).ok_or_else(|| {
+                if name.is_empty() {
+                    bad("expected family:value or family:lo-hi, e.g. noise:0.04 or jpeg:10-90,thumb:25-75,crop:0-8"
+                        .into())
+                } else {
+                    bad(format!("unknown family '{name}' (known: {})", FAMILIES.join(", ")))
+                }
             })?;
-            let family: &'static str = match name.trim().to_ascii_lowercase().as_str() {
-                "jpeg" => "jpeg",
-                "thumb" => "thumb",
-                "crop" => "crop",
-                "noise" => "noise",
-                other => return Err(bad(format!("unknown family '{other}' (known: jpeg, thumb, crop, noise)"))),
+            let (lo, hi) = match (VALUELESS.contains(&family), value) {
+                (true, None) => (0.0, 0.0),
+                (true, Some(_)) => return Err(bad(format!("{family} takes no value: write '{family}'"))),
+                (false, None) => return Err(bad(format!("{family} needs a value or a range, e.g. {family}:lo-hi"))),
+                (false, Some(value)) => {
+                    let (lo, hi) = match value.split_once('-') {
+                        Some((a, b)) => (a.trim(), b.trim()),
+                        None => (value, value),
+                    };
+                    // Each end must be a valid distortion on its own (the same checks as `--spec`).
+                    let end = |v: &str| -> Result<f64> {
+                        Distortion::from_str(&format!("{family}:{v}"))?;
+                        Ok(v.parse().expect("checked by the distortion parser"))
+                    };
+                    (end(lo)?, end(hi)?)
+                }
             };
-            let (lo, hi) = match value.trim().split_once('-') {
-                Some((a, b)) => (a.trim(), b.trim()),
-                None => (value.trim(), value.trim()),
-            };
-            // Each end must be a valid distortion on its own (the same checks as `--spec`).
-            let end = |v: &str| -> Result<f64> {
-                Distortion::from_str(&format!("{family}:{v}"))?;
-                Ok(v.parse().expect("checked by the distortion parser"))
-            };
-            let (lo, hi) = (end(lo)?, end(hi)?);
             if lo > hi {
                 return Err(bad(format!("range {lo}-{hi} of {family} is reversed")));
             }
@@ -186,7 +202,7 @@ mod tests {
             "jpeg",
             "jpeg:0-50",
             "jpeg:90-10",
-            "blur:1-2",
+            "fog:1-2",
             "thumb:0-50",
             "noise:0-2",
             "jpeg:10,jpeg:20",
@@ -210,11 +226,41 @@ mod tests {
                 Distortion::Thumb { percent } => assert!((25.0..=75.0).contains(&percent)),
                 Distortion::Crop { offset } => assert!(offset <= 8),
                 Distortion::Noise { sigma } => assert!((0.0..=0.1).contains(&sigma)),
+                other => panic!("{other} is not in the mix"),
             }
             seen.insert(d.family());
         }
         assert_eq!(seen.len(), 4);
         assert_eq!(Perturbation::Noise { sigma: 0.1 }.draw(3), None);
+    }
+
+    #[test]
+    fn the_in_the_wild_edits_mix_with_signed_rotations_and_valueless_families() {
+        assert!("hflip,gray,Grey".parse::<Perturbation>().is_err(), "gray listed twice");
+        let mix: Perturbation = "trim:5-25,pad:10-30,rotate:1-5,hflip,text:8-15,gray".parse().unwrap();
+        assert_eq!(mix.to_string(), "trim:5-25,pad:10-30,rotate:1-5,hflip,text:8-15,gray");
+        assert_eq!(mix.to_string().parse::<Perturbation>().unwrap(), mix);
+        let (mut signs, mut seen) = ([false; 2], std::collections::HashSet::new());
+        for s in 0..600u64 {
+            let d = mix.draw(s).unwrap();
+            match d {
+                Distortion::Trim { percent } => assert!((5.0..=25.0).contains(&percent)),
+                Distortion::Pad { percent } => assert!((10.0..=30.0).contains(&percent)),
+                Distortion::Rotate { degrees } => {
+                    assert!((1.0..=5.0).contains(&degrees.abs()), "{degrees}");
+                    signs[(degrees > 0.0) as usize] = true;
+                }
+                Distortion::Text { percent } => assert!((8.0..=15.0).contains(&percent)),
+                Distortion::Hflip | Distortion::Gray => {}
+                other => panic!("{other} is not in the mix"),
+            }
+            seen.insert(d.family());
+        }
+        assert_eq!(seen.len(), 6);
+        assert_eq!(signs, [true, true], "rotations go both ways");
+        for bad in ["hflip:1", "trim", "rotate:50", "pad:5-95", "sepia:1"] {
+            assert!(bad.parse::<Perturbation>().is_err(), "{bad} should be refused");
+        }
     }
 
     #[test]
