@@ -1,5 +1,5 @@
 //! Image collections on disk, embedded with a trained model: [`Embedder`] (a run folder loaded
-//! for inference, with its calibrated threshold) and [`embed_files`] (parallel decode, batched
+//! for inference, with its calibrated threshold, or the pretrained ImageNet features) and [`embed_files`] (parallel decode, batched
 //! embedding, the per-model cache of [`stabilize_core::dedup::cache`]). Shared by `dupes` and
 //! `index`.
 
@@ -11,13 +11,14 @@ use stabilize_core::dedup::FileInfo;
 use stabilize_core::dedup::cache::{Cache, CacheEntry, stat};
 use stabilize_core::eval::EmbedEval;
 use stabilize_core::eval::retrieval::point_at_precision;
-use stabilize_core::fsutil::sha256_file;
+use stabilize_core::fsutil::{sha256_bytes, sha256_file};
 use stabilize_core::image::load;
 use stabilize_core::image::resize::{Filter, resize};
 use stabilize_core::run_files;
 
-use crate::embed::EmbedNet;
-use crate::infer::{EMBED_BATCH, embed_images};
+use crate::embed::{EmbedNet, EmbedNetConfig};
+use crate::infer::{EMBED_BATCH, embed_images, pretrained_features};
+use crate::mobilenet::FEATURES;
 use crate::train::{TrainError, load_embedder};
 
 /// Why a model could not be used on a collection.
@@ -29,6 +30,49 @@ pub enum CollectionError {
     Io(#[from] stabilize_core::Error),
     #[error("{0}")]
     Calibration(String),
+    #[error("{0}")]
+    Weights(String),
+}
+
+/// What an [`Embedder`] computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmbedderKind {
+    /// A trained embedding run: `model.forward`, d-dimensional.
+    Run,
+    /// torchvision's ImageNet MobileNetV2 without fine-tuning: pooled 1280-d features,
+    /// L2-normalised.
+    Pretrained,
+}
+
+/// Which descriptor to embed with (`--model pretrained|RUN`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModelSpec {
+    /// A trained embedding run folder.
+    Run(PathBuf),
+    /// The pretrained ImageNet features ([`Embedder::pretrained`]) from this weights file.
+    Pretrained { weights: PathBuf, input_size: u32 },
+}
+
+/// The input side of the pretrained features when none is given: ImageNet's 224 px.
+pub const PRETRAINED_INPUT: u32 = 224;
+
+impl ModelSpec {
+    /// Loads it onto `device`.
+    pub fn load(&self, device: &Device) -> Result<Embedder, CollectionError> {
+        match self {
+            ModelSpec::Run(dir) => Embedder::load(dir, device),
+            ModelSpec::Pretrained { weights, input_size } => Embedder::pretrained(weights, *input_size, device),
+        }
+    }
+}
+
+impl std::fmt::Display for ModelSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ModelSpec::Run(dir) => write!(f, "model {}", dir.display()),
+            ModelSpec::Pretrained { input_size, .. } => write!(f, "pretrained MobileNetV2 features ({input_size} px)"),
+        }
+    }
 }
 
 /// A trained embedding model, ready to embed files.
@@ -37,9 +81,13 @@ pub struct Embedder {
     pub input_size: u32,
     pub dim: usize,
     pub device: Device,
+    /// The run folder, or the weights file for [`EmbedderKind::Pretrained`].
     pub dir: PathBuf,
-    /// sha256 of model.bpk: what identifies the vectors it makes.
+    /// What identifies the vectors it makes (the embedding cache's key): the sha256 of model.bpk
+    /// for a run; for the pretrained features, the sha256 of the weights' sha256 and the input
+    /// size.
     pub weights_sha256: String,
+    pub kind: EmbedderKind,
 }
 
 impl Embedder {
@@ -54,12 +102,47 @@ impl Embedder {
             device: device.clone(),
             dir: dir.to_path_buf(),
             weights_sha256,
+            kind: EmbedderKind::Run,
         })
+    }
+
+    /// torchvision's ImageNet MobileNetV2 (`weights`, the `.pth` file) as a descriptor: the
+    /// pooled 1280-d features of `input_size`² RGB input, L2-normalised, without fine-tuning.
+    pub fn pretrained(weights: &Path, input_size: u32, device: &Device) -> Result<Embedder, CollectionError> {
+        let config = EmbedNetConfig::new().with_input_size(input_size as usize).with_frozen_blocks(0);
+        config.validate().map_err(CollectionError::Weights)?;
+        let model = config
+            .init_pretrained(weights, device)
+            .map_err(|e| CollectionError::Weights(format!("{}: {e}", weights.display())))?;
+        let file_sha = sha256_file(weights)?;
+        let weights_sha256 = sha256_bytes(format!("pretrained-mobilenet-v2:{file_sha}:{input_size}").as_bytes());
+        Ok(Embedder {
+            model,
+            input_size,
+            dim: FEATURES,
+            device: device.clone(),
+            dir: weights.to_path_buf(),
+            weights_sha256,
+            kind: EmbedderKind::Pretrained,
+        })
+    }
+
+    /// Descriptors `[N·dim]` of same-sized RGB images (`input_size`²).
+    pub fn describe(&self, images: &[stabilize_core::Image]) -> Vec<f32> {
+        match self.kind {
+            EmbedderKind::Run => embed_images(&self.model, images, EMBED_BATCH, &self.device),
+            EmbedderKind::Pretrained => pretrained_features(&self.model, images, EMBED_BATCH, &self.device),
+        }
     }
 
     /// The distance threshold at precision `p` from the model's evaluation (`eval.json`,
     /// pooled calibration points, else its PR curve).
     pub fn calibrated_threshold(&self, p: f64) -> Result<f64, CollectionError> {
+        if self.kind == EmbedderKind::Pretrained {
+            return Err(CollectionError::Calibration(
+                "the pretrained features have no calibration; pass --threshold (an L2 distance)".into(),
+            ));
+        }
         let eval_path = self.dir.join(run_files::EVAL);
         let bytes = std::fs::read(&eval_path).map_err(|e| {
             CollectionError::Calibration(format!(
@@ -149,8 +232,7 @@ pub fn embed_files(
                 Err(reason) => skipped.push(load::Skipped { path: p, reason }),
             }
         }
-        let fresh =
-            if batch.is_empty() { Vec::new() } else { embed_images(&emb.model, &batch, EMBED_BATCH, &emb.device) };
+        let fresh = if batch.is_empty() { Vec::new() } else { emb.describe(&batch) };
         let mut fresh = fresh.chunks(emb.dim).map(|c| c.to_vec()).zip(pending);
         for row in rows {
             let e = row.unwrap_or_else(|| {
@@ -172,4 +254,45 @@ pub fn embed_files(
         }
     }
     (out, skipped, hits)
+}
+
+/// What [`write_embeddings`] wrote.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ExportSummary {
+    pub rows: usize,
+    pub dim: usize,
+    pub skipped: usize,
+}
+
+/// Writes `dir/embeddings.npy` (float32, `N × dim`, row i the vector of `embedded[i]`),
+/// `dir/paths.txt` (one path per line, line i = row i) and `dir/skipped.json` (the files that
+/// could not be read, with reasons), each atomically. A path that cannot be written as one line
+/// of UTF-8 (a newline in it, or not UTF-8) is moved to the skipped list rather than written
+/// ambiguously.
+pub fn write_embeddings(
+    dir: &Path,
+    dim: usize,
+    embedded: &[Embedded],
+    skipped: &[load::Skipped],
+) -> Result<ExportSummary, CollectionError> {
+    std::fs::create_dir_all(dir).map_err(|source| stabilize_core::Error::Io { path: dir.to_path_buf(), source })?;
+    let mut skipped = skipped.to_vec();
+    let (mut data, mut lines) = (Vec::with_capacity(embedded.len() * dim), String::new());
+    let mut rows = 0;
+    for e in embedded {
+        if e.info.path.contains(['\n', '\r']) {
+            skipped
+                .push(load::Skipped { path: e.info.path.clone().into(), reason: "path contains a line break".into() });
+            continue;
+        }
+        data.extend_from_slice(&e.vector);
+        lines.push_str(&e.info.path);
+        lines.push('\n');
+        rows += 1;
+    }
+    stabilize_core::data::npy::write_npy(&dir.join("embeddings.npy"), &data, &[rows, dim])?;
+    stabilize_core::fsutil::write_atomic(&dir.join("paths.txt"), lines.as_bytes())?;
+    let json = serde_json::to_vec_pretty(&skipped).expect("skips serialise");
+    stabilize_core::fsutil::write_atomic(&dir.join("skipped.json"), &json)?;
+    Ok(ExportSummary { rows, dim, skipped: skipped.len() })
 }

@@ -17,7 +17,7 @@ use stabilize_core::eval::embed::Descriptors;
 use stabilize_core::image::hash::{HashKind, PerceptualHash};
 use stabilize_core::image::load;
 
-use crate::collection::{CollectionError, Embedder, embed_files};
+use crate::collection::{CollectionError, ModelSpec, embed_files};
 
 /// Hamming threshold (bits of 64) for the hashes when none is given; imagededup uses 10.
 pub const DEFAULT_HASH_THRESHOLD: f64 = 10.0;
@@ -27,8 +27,9 @@ pub const DEFAULT_PRECISION: f64 = 0.99;
 /// How files are described.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Method {
-    /// A trained embedding run folder (`train embed`, calibrated by `eval embed`).
-    Model(PathBuf),
+    /// A trained embedding run folder (`train embed`, calibrated by `eval embed`), or the
+    /// pretrained features (which need an explicit threshold).
+    Model(ModelSpec),
     Hash(HashKind),
 }
 
@@ -92,8 +93,8 @@ pub fn find_dupes(
     let on_file = || progress(DupesProgress::File);
     let mut cache_hits = 0;
     let (infos, desc, threshold, method) = match &params.method {
-        Method::Model(dir) => {
-            let emb = Embedder::load(dir, device)?;
+        Method::Model(spec) => {
+            let emb = spec.load(device)?;
             let t = match params.threshold {
                 Some(t) => t,
                 None => emb.calibrated_threshold(params.precision.unwrap_or(DEFAULT_PRECISION))?,
@@ -113,7 +114,7 @@ pub fn find_dupes(
                     e.info
                 })
                 .collect();
-            (infos, Descriptors::Vectors { dim: emb.dim, data }, t, format!("model {}", dir.display()))
+            (infos, Descriptors::Vectors { dim: emb.dim, data }, t, spec.to_string())
         }
         Method::Hash(kind) => {
             if params.precision.is_some() {

@@ -47,6 +47,30 @@ impl RunArgs {
     }
 }
 
+/// The descriptor a `--model` argument names: `pretrained` (torchvision's ImageNet MobileNetV2
+/// features from the data dir, at `input_size` px, 224 by default) or an embedding run folder
+/// (write `./pretrained` for a folder of that name). `input_size` is for the pretrained features
+/// only: a run has its own.
+pub fn model_spec(
+    model: &str,
+    input_size: Option<u32>,
+    run: &RunArgs,
+) -> Result<stabilize_burn::collection::ModelSpec> {
+    use stabilize_burn::collection::{ModelSpec, PRETRAINED_INPUT};
+    if model == "pretrained" {
+        let weights = dirs::mobilenet_weights(&run.data())?;
+        return Ok(ModelSpec::Pretrained { weights, input_size: input_size.unwrap_or(PRETRAINED_INPUT) });
+    }
+    if input_size.is_some() {
+        bail!("--input-size is for --model pretrained; a run folder has its own input size");
+    }
+    let dir = PathBuf::from(model);
+    if !dir.is_dir() {
+        bail!("--model {model}: not a run folder (nor 'pretrained')");
+    }
+    Ok(ModelSpec::Run(dir))
+}
+
 /// A spinner with a message (hidden when `quiet`).
 pub fn spinner(quiet: bool) -> ProgressBar {
     if quiet {

@@ -214,7 +214,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     {
         bail!("--batch-size, --steps, --rounds, --infer-batch, --repeats and --images must be ≥ 1");
     }
-    if !(1..=100).contains(&args.quality) || !(args.percent > 0.0 && args.percent <= 100.0) {
+    if !((1..=100).contains(&args.quality) && args.percent > 0.0 && args.percent <= 100.0) {
         bail!("--quality must be in 1..=100 and --percent in (0, 100]");
     }
     let kinds: Vec<BackendKind> = if args.backends.is_empty() {

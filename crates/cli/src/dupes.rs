@@ -8,7 +8,7 @@ use anyhow::Result;
 use stabilize_burn::dupes::{DupesParams, DupesProgress, DupesReport, Method, find_dupes};
 use stabilize_core::HashKind;
 
-use crate::args::{RunArgs, bar, check_threshold_args, set_jobs};
+use crate::args::{RunArgs, bar, check_threshold_args, model_spec, set_jobs};
 
 /// `stabilize dupes` arguments.
 #[derive(clap::Args)]
@@ -16,9 +16,13 @@ pub struct DupesArgs {
     /// Folders (searched recursively) or files.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
-    /// An embedding run folder (`train embed`, evaluated by `eval embed` for the calibration).
+    /// An embedding run folder (`train embed`, evaluated by `eval embed` for the calibration),
+    /// or `pretrained` (the ImageNet MobileNetV2 features; needs --threshold).
     #[arg(long, conflicts_with = "hash")]
-    model: Option<PathBuf>,
+    model: Option<String>,
+    /// Input side in px of `--model pretrained` [default: 224].
+    #[arg(long, requires = "model")]
+    input_size: Option<u32>,
     /// A perceptual hash instead of a model: phash, dhash, ahash or blockhash [default: phash].
     #[arg(long)]
     hash: Option<HashKind>,
@@ -51,7 +55,7 @@ pub fn run(args: DupesArgs) -> Result<()> {
     let params = DupesParams {
         paths: args.paths.clone(),
         method: match &args.model {
-            Some(dir) => Method::Model(dir.clone()),
+            Some(m) => Method::Model(model_spec(m, args.input_size, &args.run)?),
             None => Method::Hash(args.hash.unwrap_or(HashKind::Phash)),
         },
         threshold: args.threshold,

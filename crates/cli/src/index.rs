@@ -398,10 +398,10 @@ fn bench(
             let dim = index.config().dim;
             let mut data = Vec::new();
             for (key, f) in manifest.files.iter().enumerate() {
-                if f.is_some() {
-                    if let Some(v) = index.get(key as u64)? {
-                        data.extend_from_slice(&v);
-                    }
+                if f.is_some()
+                    && let Some(v) = index.get(key as u64)?
+                {
+                    data.extend_from_slice(&v);
                 }
             }
             let count = data.len() / dim;

@@ -13,6 +13,7 @@ use crate::args::RunArgs;
 mod args;
 mod bench;
 mod dupes;
+mod embed;
 mod eval;
 mod fetch;
 mod imagenet;
@@ -91,6 +92,9 @@ enum Command {
     /// Find near-duplicate images under folders: pairs under a threshold, grouped into clusters,
     /// with a suggested file to keep. Never deletes or moves anything.
     Dupes(dupes::DupesArgs),
+    /// Write a collection's vectors for your own search: DIR/embeddings.npy (float32, N × d,
+    /// L2-normalised rows), DIR/paths.txt (row i = line i), DIR/skipped.json.
+    Embed(embed::EmbedArgs),
     /// A persistent nearest-neighbour index of a collection's embeddings: build, add, query, bench.
     #[command(subcommand)]
     Index(index::IndexCommand),
@@ -221,6 +225,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Report { runs, out, sweep } => report::run(&runs, &out, sweep.as_deref()),
         Command::Sweep(a) => sweep::run(a),
         Command::Dupes(a) => dupes::run(a),
+        Command::Embed(a) => embed::run(a),
         Command::Index(cmd) => index::run(cmd),
         Command::Reproduce { quick, out, run } => reproduce::run(quick, &out, &run),
         Command::Imagenet { dump, run, json, paths } => imagenet::run(dump.as_deref(), &run, json, &paths),

@@ -194,12 +194,17 @@ fn every_subcommand_rejects_bad_arguments_in_one_line() {
         (&["eval", "classify", "--model", "/no/such/run", "--suite", "fog"], "invalid value 'fog' for '--suite"),
         (&["eval", "embed", "--model", "/no/such/run"], "/no/such/run"),
         (&["compare", "/no/such/a", "/no/such/b"], "/no/such/a"),
-        (&["distort", "--spec", "rotate:5", i, &t], "unknown distortion 'rotate'"),
+        (&["distort", "--spec", "fog:5", i, &t], "unknown distortion 'fog'"),
         (&["measure", "--spec", "noise:1.5", i], "0 ≤ σ ≤ 1"),
         (&["dupes", i, "--hash", "xhash"], "xhash"),
         (&["dupes", i, "--threshold=-1"], "--threshold must be ≥ 0"),
         (&["dupes", i, "--jobs", "0"], "--jobs must be ≥ 1"),
         (&["dupes", i, "--model", "/no/such/run"], "/no/such/run"),
+        (&["dupes", i, "--input-size", "64"], "--model"),
+        (&["embed", i, "--model", "/no/such/run", "--out", &t], "/no/such/run"),
+        (&["embed", i, "--out", &t], "--model"),
+        (&["distort", "--spec", "rotate:60", i, &t], "rotation (degrees) must be in [-45, 45]"),
+        (&["train", "embed", "--perturb", "hflip:1", "--out", &t], "hflip takes no value"),
         (&["index", "build", i, "--model", "/no/such/run", "--out", &t], "/no/such/run"),
         (&["index", "query", "/no/such.idx", i], "/no/such.idx"),
         (&["index", "bench", "--n", "0"], "must be ≥ 1"),
@@ -249,7 +254,7 @@ fn bad_input_is_a_one_line_error() {
 
     assert_one_line_error(&stabilize(&["distort", "--spec", "jpeg:50", "/no/such/file.png", o]), "/no/such/file.png");
     assert_one_line_error(&stabilize(&["distort", "--spec", "jpeg:50", c, o]), "corrupt.jpg");
-    assert_one_line_error(&stabilize(&["distort", "--spec", "blur:3", g, o]), "unknown distortion 'blur'");
+    assert_one_line_error(&stabilize(&["distort", "--spec", "sepia:3", g, o]), "unknown distortion 'sepia'");
     assert_one_line_error(&stabilize(&["distort", "--spec", "jpeg:500", g, o]), "1..=100");
     assert_one_line_error(&stabilize(&["distort", "--spec", "jpeg:50", g, "/no/such/dir/out.png"]), "does not exist");
     assert_one_line_error(&stabilize(&["distort", "--spec", "jpeg:50", g, d.join("out.xyz").to_str().unwrap()]), "xyz");
@@ -752,4 +757,84 @@ fn training_killed_mid_epoch_resumes_to_the_same_result() {
     for (x, y) in ha.iter().zip(hb) {
         assert!(close(&x["loss"], &y["loss"]) && close(&x["stability"], &y["stability"]), "{x} vs {y}");
     }
+}
+
+/// Reads a 2-D little-endian float32 `.npy` as written by `embed`: (rows, cols, values).
+fn read_npy_f32(path: &Path) -> (usize, usize, Vec<f32>) {
+    let b = std::fs::read(path).unwrap();
+    assert_eq!(&b[..8], b"\x93NUMPY\x01\x00");
+    let hlen = u16::from_le_bytes([b[8], b[9]]) as usize;
+    let header = std::str::from_utf8(&b[10..10 + hlen]).unwrap();
+    assert!(header.contains("'descr': '<f4'") && header.contains("'fortran_order': False"), "{header}");
+    let shape = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
+    let dims: Vec<usize> =
+        shape.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse().unwrap()).collect();
+    let values: Vec<f32> = b[10 + hlen..].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    assert_eq!(values.len(), dims[0] * dims[1]);
+    (dims[0], dims[1], values)
+}
+
+#[test]
+fn embed_writes_vectors_paths_and_skips_for_a_broken_corpus() {
+    let Some(data) = photo_data() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, mut ok, bad) = broken_corpus(tmp.path());
+    // Two real photos beside the odd files.
+    for name in ["foolbox__imagenet_00_243.jpg", "foolbox__imagenet_01_559.jpg"] {
+        std::fs::copy(data.join("photos").join(name), dir.join(name)).unwrap();
+        ok.push(name.to_string());
+    }
+    ok.sort();
+    let (d, out) = (dir.to_str().unwrap(), tmp.path().join("vectors"));
+    let data_dir = data.to_str().unwrap();
+    let args = |extra: &[&str]| {
+        let mut a = vec!["embed", d, "--model", "pretrained", "--input-size", "64", "--data-dir", data_dir];
+        a.extend(["--out", out.to_str().unwrap()]);
+        a.extend(extra);
+        a.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let cache = tmp.path().join("cache");
+    let run = |a: Vec<String>| {
+        Command::new(env!("CARGO_BIN_EXE_stabilize"))
+            .args(&a)
+            .env("STABILIZE_CACHE_DIR", &cache)
+            .output()
+            .expect("runs")
+    };
+    let o = run(args(&["--no-cache"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (rows, dim, v) = read_npy_f32(&out.join("embeddings.npy"));
+    assert_eq!(dim, 1280);
+    let paths: Vec<String> =
+        std::fs::read_to_string(out.join("paths.txt")).unwrap().lines().map(String::from).collect();
+    assert_eq!(paths.len(), rows);
+    let names: Vec<String> =
+        paths.iter().map(|p| Path::new(p).file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, ok, "one row per readable image, in path order");
+    for (i, row) in v.chunks(dim).enumerate() {
+        let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "row {i} ({}) has norm {norm}", paths[i]);
+    }
+    let skipped: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("skipped.json")).unwrap()).unwrap();
+    let skipped = file_names(&skipped, "path");
+    for b in &bad {
+        assert!(skipped.contains(b), "{b} not in skipped.json: {skipped:?}");
+    }
+    // A second export refuses to overwrite; with --overwrite and the cache, the same bytes.
+    let first = std::fs::read(out.join("embeddings.npy")).unwrap();
+    assert_one_line_error(&run(args(&[])), "exists (pass --overwrite");
+    for _ in 0..2 {
+        let o = run(args(&["--overwrite", "--json"]));
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(std::fs::read(out.join("embeddings.npy")).unwrap(), first, "cache or not, the same vectors");
+    }
+    let o = run(args(&["--overwrite", "--json"]));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["cache_hits"].as_u64().unwrap() as usize, rows, "{v}");
+    // Wrong paths and models are one-line errors.
+    let missing = tmp.path().join("missing");
+    let o = stabilize(&["embed", missing.to_str().unwrap(), "--model", "pretrained", "--out", "x"]);
+    assert_one_line_error(&o, "no such file or folder");
+    let o = stabilize(&["embed", d, "--model", missing.to_str().unwrap(), "--out", "x"]);
+    assert_one_line_error(&o, "not a run folder");
 }

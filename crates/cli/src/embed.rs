@@ -1,0 +1,96 @@
+//! `stabilize embed`: the vectors of a collection, for the user's own search: `embeddings.npy`
+//! (float32, N × d, L2-normalised rows), `paths.txt` (row i = line i) and `skipped.json`.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use stabilize_burn::collection::{embed_files, write_embeddings};
+use stabilize_core::dedup::cache::Cache;
+use stabilize_core::image::load;
+
+use crate::args::{RunArgs, bar, model_spec, set_jobs};
+
+/// `stabilize embed` arguments.
+#[derive(clap::Args)]
+pub struct EmbedArgs {
+    /// Folders (searched recursively) or files.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// `pretrained` (the ImageNet MobileNetV2 features, 1280-d) or an embedding run folder.
+    #[arg(long)]
+    model: String,
+    /// Input side in px of `--model pretrained` [default: 224].
+    #[arg(long)]
+    input_size: Option<u32>,
+    /// Output folder for embeddings.npy, paths.txt and skipped.json.
+    #[arg(long)]
+    out: PathBuf,
+    /// Replace the files of an earlier export in --out.
+    #[arg(long)]
+    overwrite: bool,
+    /// Print a JSON summary.
+    #[arg(long)]
+    json: bool,
+    /// Worker threads [default: all cores].
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Do not read or write the embedding cache.
+    #[arg(long)]
+    no_cache: bool,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+pub fn run(args: EmbedArgs) -> Result<()> {
+    set_jobs(args.jobs)?;
+    for p in &args.paths {
+        if !p.exists() {
+            bail!("{}: no such file or folder", p.display());
+        }
+    }
+    let npy = args.out.join("embeddings.npy");
+    if npy.exists() && !args.overwrite {
+        bail!("{} exists (pass --overwrite to replace it)", npy.display());
+    }
+    let spec = model_spec(&args.model, args.input_size, &args.run)?;
+    let started = std::time::Instant::now();
+    let emb = spec.load(&args.run.device()?)?;
+    let (files, mut skipped) = load::list_images(&args.paths);
+    let pb = bar(files.len(), "images", args.json);
+    let mut cache = (!args.no_cache).then(|| Cache::open(&emb.weights_sha256));
+    let embedding = std::time::Instant::now();
+    let (done, bad, hits) = embed_files(&files, &emb, cache.as_mut(), &|| pb.inc(1));
+    let embed_seconds = embedding.elapsed().as_secs_f64();
+    pb.finish_and_clear();
+    if let Some(Err(e)) = cache.as_ref().map(Cache::save) {
+        eprintln!("warning: embedding cache not saved: {e}");
+    }
+    skipped.extend(bad);
+    let summary = write_embeddings(&args.out, emb.dim, &done, &skipped)?;
+    let seconds = started.elapsed().as_secs_f64();
+    if args.json {
+        let v = serde_json::json!({
+            "rows": summary.rows, "dim": summary.dim, "skipped": summary.skipped, "cache_hits": hits,
+            "model": spec.to_string(), "seconds": seconds, "embed_seconds": embed_seconds, "out": args.out,
+        });
+        println!("{v}");
+    } else {
+        for s in &skipped {
+            eprintln!("skipped {}: {}", s.path.display(), s.reason);
+        }
+        let fresh = summary.rows.saturating_sub(hits);
+        let rate = if fresh > 0 {
+            format!(", {:.1} images/s embedded", fresh as f64 / embed_seconds.max(1e-9))
+        } else {
+            String::new()
+        };
+        eprintln!(
+            "{} rows × {} in {}/embeddings.npy ({} skipped, {hits} from the cache) with {spec} in {seconds:.1}s{rate}",
+            summary.rows,
+            summary.dim,
+            args.out.display(),
+            summary.skipped,
+        );
+    }
+    Ok(())
+}
