@@ -35,8 +35,8 @@ pub enum EvalCommand {
         /// The run folder written by `train embed`.
         #[arg(long)]
         model: PathBuf,
-        /// Comma-separated distortion specs.
-        #[arg(long, default_value = "jpeg:50,jpeg:10,thumb:30,thumb:50,crop:10,noise:0.05")]
+        /// Comma-separated distortion specs [default: the paper's and the in-the-wild edits].
+        #[arg(long, default_value = stabilize_core::eval::embed::DEFAULT_DISTORTIONS)]
         distortions: String,
         /// Seed of the distortions' random parts and of the held-out triplets.
         #[arg(long, default_value_t = 0)]

@@ -140,6 +140,13 @@ impl Distortion {
         match *self {
             Distortion::Jpeg { quality } => Some(quality as f64),
             Distortion::Crop { offset } => Some(offset as f64),
+            _ => self.float_strength().map(f64::from),
+        }
+    }
+
+    /// The strength of a family measured in a real number (all but `jpeg`, `crop`, `hflip`, `gray`).
+    fn float_strength(&self) -> Option<f32> {
+        match *self {
             Distortion::Thumb { percent: v }
             | Distortion::Noise { sigma: v }
             | Distortion::Trim { percent: v }
@@ -149,8 +156,8 @@ impl Distortion {
             | Distortion::Bright { factor: v }
             | Distortion::Contrast { factor: v }
             | Distortion::Gamma { gamma: v }
-            | Distortion::Blur { sigma: v } => Some(v as f64),
-            Distortion::Hflip | Distortion::Gray => None,
+            | Distortion::Blur { sigma: v } => Some(v),
+            Distortion::Jpeg { .. } | Distortion::Crop { .. } | Distortion::Hflip | Distortion::Gray => None,
         }
     }
 
@@ -218,20 +225,11 @@ pub fn crop_corner(offset: u32, seed: u64) -> (u32, u32) {
 
 impl fmt::Display for Distortion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Distortion::Jpeg { quality } => write!(f, "jpeg:{quality}"),
-            Distortion::Thumb { percent } => write!(f, "thumb:{percent}"),
-            Distortion::Crop { offset } => write!(f, "crop:{offset}"),
-            Distortion::Noise { sigma } => write!(f, "noise:{sigma}"),
-            Distortion::Hflip | Distortion::Gray => f.write_str(self.family()),
-            Distortion::Trim { percent: v }
-            | Distortion::Pad { percent: v }
-            | Distortion::Rotate { degrees: v }
-            | Distortion::Text { percent: v }
-            | Distortion::Bright { factor: v }
-            | Distortion::Contrast { factor: v }
-            | Distortion::Gamma { gamma: v }
-            | Distortion::Blur { sigma: v } => write!(f, "{}:{v}", self.family()),
+        match (self, self.float_strength()) {
+            (Distortion::Jpeg { quality }, _) => write!(f, "jpeg:{quality}"),
+            (Distortion::Crop { offset }, _) => write!(f, "crop:{offset}"),
+            (_, Some(v)) => write!(f, "{}:{v}", self.family()),
+            (_, None) => f.write_str(self.family()),
         }
     }
 }

@@ -27,6 +27,11 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+/// The distortions `eval embed` measures when none are given: the paper's (JPEG-q, THUMB, CROP,
+/// noise) and the edits near-duplicates meet in the wild (a crop of part of the side, a border, a
+/// rotation, a mirror, a caption, grayscale, blur, contrast).
+pub const DEFAULT_DISTORTIONS: &str = "jpeg:50,jpeg:10,thumb:30,thumb:50,crop:10,noise:0.05,trim:15,trim:25,pad:20,rotate:5,hflip,text:12,gray,blur:1.5,contrast:0.6";
+
 /// Held-out ranking triplets drawn per test photo.
 pub const TRIPLETS_PER_PHOTO: usize = 4;
 /// Distinct-pair distances kept in the JSON per distortion (an evenly spaced sample of the sorted
@@ -268,6 +273,15 @@ pub fn disagreements(
 mod tests {
     use super::*;
     use crate::Channels;
+
+    #[test]
+    fn the_default_suite_holds_the_paper_and_the_edits() {
+        let ds = crate::distort::parse_list(DEFAULT_DISTORTIONS).unwrap();
+        let families: std::collections::BTreeSet<&str> = ds.iter().map(|d| d.family()).collect();
+        for f in ["jpeg", "thumb", "crop", "noise", "trim", "pad", "rotate", "hflip", "text", "gray", "blur"] {
+            assert!(families.contains(f), "{f} missing from {DEFAULT_DISTORTIONS}");
+        }
+    }
 
     fn photos() -> Vec<Photo> {
         (0..5u32)
