@@ -86,7 +86,7 @@ fn objectives_and_real_distortion_perturbations_train() {
         (vec!["--objective", "augment", "--alpha", "1"], "does not apply"),
         (vec!["--objective", "jsd"], "needs --alpha > 0"),
         (vec!["--perturb", "crop:0-40"], "larger than 40 px"),
-        (vec!["--perturb", "blur:1"], "unknown family"),
+        (vec!["--perturb", "swirl:1"], "unknown family"),
         (vec!["--objective", "mixup"], "invalid value 'mixup' for '--objective"),
     ] {
         let out = dir.path().join("bad");
