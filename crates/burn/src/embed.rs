@@ -9,6 +9,14 @@
 //! - `L0 = max(0, g + D(q, p) − D(q, n))` (triplet hinge, margin `g`);
 //! - `Lstab = D(f(q), f(q')) + D(f(p), f(p')) + D(f(n), f(n'))`, `x' = x + N(0, σ²)`;
 //! - `L = mean over the batch of L0 + α · Lstab`.
+//!
+//! Or, anchored to the frozen pretrained network `t` (`--l0 distil`, [`distil_loss`]): the
+//! projection starts as the identity on the pooled 1280-d features, so the student starts as the
+//! pretrained descriptor, and with `t(x)` the teacher's unit features of the clean image,
+//! - `L0 = mean ‖s(x) − t(x)‖` (keep what the pretrained network knows);
+//! - `Lstab = mean ‖s(x') − t(x)‖` (the stability target is the teacher's f(x), so a constant map
+//!   cannot win);
+//! - `L = L0 + α · Lstab`.
 
 use std::path::Path;
 
@@ -100,6 +108,49 @@ impl EmbedNet {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         l2_normalize(self.proj.forward(self.pooled(x)))
     }
+
+    /// Embeddings `[N, d]` from the activation after the frozen trunk (`[N, C, h, w]`, what
+    /// `backbone.trunk(x, frozen_blocks)` gives): the trainable rest, the projection, L2.
+    pub fn forward_from_trunk(&self, h: Tensor<4>) -> Tensor<2> {
+        l2_normalize(self.proj.forward(self.backbone.rest_pooled(h, self.frozen_blocks)))
+    }
+
+    /// Blocks frozen after the stem.
+    pub fn frozen_blocks(&self) -> usize {
+        self.frozen_blocks
+    }
+
+    /// Sets the projection to the identity with zero bias (needs `d = 1280`), so the embedding
+    /// is the L2-normalised pooled features: the pretrained descriptor when the backbone is.
+    pub fn with_identity_projection(mut self) -> Result<Self, String> {
+        let [i, o] = self.proj.weight.dims();
+        if i != o {
+            return Err(format!("an identity projection needs dim = {FEATURES}, got {o}"));
+        }
+        let device = self.proj.weight.device();
+        let eye = Tensor::<2>::eye(i, &device);
+        self.proj.weight = self.proj.weight.map(|_| eye);
+        self.proj.bias = self.proj.bias.map(|b| b.map(|t| t.zeros_like()));
+        Ok(self)
+    }
+}
+
+/// The anchored loss's parts: `L0 = mean_i ‖s(x_i) − t(x_i)‖`, `Lstab = mean_i ‖s(x'_i) − t(x_i)‖`,
+/// total `L0 + α·Lstab` (one-element tensors; `stability` is `None` without `noisy` or with α = 0).
+///
+/// `student`: `[N, d]` unit embeddings of the clean images; `noisy`: `[N, d]` of their perturbed
+/// copies; `teacher`: `[N, d]` the frozen network's unit features of the clean images (no
+/// gradient flows into it).
+pub fn distil_loss(student: Tensor<2>, noisy: Option<Tensor<2>>, teacher: Tensor<2>, alpha: f64) -> EmbedLoss {
+    let teacher = teacher.detach();
+    let l0 = pair_distance(student, teacher.clone()).mean();
+    match noisy {
+        Some(noisy) if alpha > 0.0 => {
+            let stab = pair_distance(noisy, teacher).mean();
+            EmbedLoss { total: l0.clone() + stab.clone().mul_scalar(alpha), triplet: l0, stability: Some(stab) }
+        }
+        _ => EmbedLoss { total: l0.clone(), triplet: l0, stability: None },
+    }
 }
 
 /// Rows scaled to unit L2 norm (`‖x‖ + 1e-12` in the denominator).
@@ -117,7 +168,7 @@ pub fn pair_distance(a: Tensor<2>, b: Tensor<2>) -> Tensor<1> {
 /// The parts of one embedding step's loss (each a one-element tensor).
 pub struct EmbedLoss {
     pub total: Tensor<1>,
-    /// Mean triplet hinge.
+    /// The mean L0: the triplet hinge, or the distillation distance for [`distil_loss`].
     pub triplet: Tensor<1>,
     /// Mean over triplets of the summed stability distances (before α); `None` when α = 0.
     pub stability: Option<Tensor<1>>,
@@ -196,6 +247,45 @@ mod tests {
         let same = t2(vec![1., 0., 1., 0., 0., 1.], 3, 2, &device).require_grad();
         let g = embed_loss(same.clone(), Some(same.clone().detach()), 0.5, 1.0).total.backward();
         assert!(same.grad(&g).unwrap().into_data().iter::<f32>().all(f32::is_finite));
+    }
+
+    #[test]
+    fn distil_loss_known_answer_and_no_gradient_into_the_teacher() {
+        let device = Device::flex().autodiff();
+        // Student (1,0) and (0,1); teacher (1,0) and (0.6,0.8); noisy (0,1) and (0,1).
+        // L0 = (0 + ‖(−0.6, 0.2)‖)/2 = √0.4/2; Lstab = (√2 + ‖(−0.6, 0.2)‖)/2.
+        let s = t2(vec![1., 0., 0., 1.], 2, 2, &device).require_grad();
+        let n = t2(vec![0., 1., 0., 1.], 2, 2, &device).require_grad();
+        let t = t2(vec![1., 0., 0.6, 0.8], 2, 2, &device).require_grad();
+        let l = distil_loss(s.clone(), Some(n.clone()), t.clone(), 2.0);
+        let v = |t: Tensor<1>| t.into_scalar::<f32>();
+        let d = 0.4f32.sqrt();
+        assert!((v(l.triplet.clone()) - d / 2.0).abs() < 1e-4);
+        assert!((v(l.stability.clone().unwrap()) - (2f32.sqrt() + d) / 2.0).abs() < 1e-4);
+        assert!((v(l.total.clone()) - (d / 2.0 + (2f32.sqrt() + d))).abs() < 1e-4);
+        let g = l.total.backward();
+        assert!(t.grad(&g).is_none(), "the teacher is a target, not a parameter");
+        // ∂L0/∂s₂ = (s₂ − t₂)/(2·‖s₂ − t₂‖) = (−0.6, 0.2)/(2√0.4).
+        let gs: Vec<f32> = s.grad(&g).unwrap().into_data().to_vec().unwrap();
+        assert!((gs[2] + 0.6 / (2.0 * d)).abs() < 1e-4 && (gs[3] - 0.2 / (2.0 * d)).abs() < 1e-4, "{gs:?}");
+        assert!(n.grad(&g).is_some());
+        // α = 0: L0 alone.
+        assert!(distil_loss(s.clone(), Some(n), t.clone(), 0.0).stability.is_none());
+    }
+
+    #[test]
+    fn identity_projection_gives_the_pooled_features() {
+        let _guard = crate::test_rng_lock();
+        let device = Device::flex();
+        let m = EmbedNetConfig::new().with_dim(FEATURES).with_input_size(32).init(&device);
+        let m = m.with_identity_projection().unwrap();
+        let x = Tensor::<4>::random([2, 3, 32, 32], burn::tensor::Distribution::Default, &device);
+        let direct = l2_normalize(m.pooled(x.clone()));
+        let h = m.backbone.trunk(x.clone(), m.frozen_blocks());
+        direct.clone().into_data().assert_approx_eq::<f32>(&m.forward(x).into_data(), Tolerance::absolute(1e-5));
+        direct.into_data().assert_approx_eq::<f32>(&m.forward_from_trunk(h).into_data(), Tolerance::absolute(1e-5));
+        let small = EmbedNetConfig::new().with_dim(8).with_input_size(32).init(&device);
+        assert!(small.with_identity_projection().unwrap_err().contains("1280"));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use stabilize_burn::loss::{Objective, StabilityForm};
 use stabilize_burn::stability::StabilityConfig;
 use stabilize_burn::train::Event;
 use stabilize_burn::train::classify::{ClassifyTask, ClassifyTrainConfig};
-use stabilize_burn::train::embed::{EmbedTask, EmbedTrainConfig, Init};
+use stabilize_burn::train::embed::{EmbedL0, EmbedTask, EmbedTrainConfig, Init};
 use stabilize_core::Perturbation;
 use stabilize_core::data::dirs;
 
@@ -20,7 +20,7 @@ use crate::args::{RunArgs, bar, log_line};
 pub enum TrainCommand {
     /// Train the small CNN classifier on Fashion-MNIST with L = CE + α·Lstab.
     Classify(TrainClassifyArgs),
-    /// Fine-tune an embedding (MobileNetV2 → 128-d) on photo triplets with L = triplet + α·Σ‖f(x)−f(x')‖.
+    /// Fine-tune an embedding (MobileNetV2 → d) on photo crops: L = triplet + α·Σ‖f(x)−f(x')‖, or anchored to the pretrained network with --l0 distil.
     Embed(TrainEmbedArgs),
 }
 
@@ -91,6 +91,11 @@ pub struct TrainEmbedArgs {
     /// Backbone initialisation: torchvision's ImageNet weights, or random.
     #[arg(long, value_enum, default_value_t = embed_defaults().init)]
     init: Init,
+    /// L0 and the stability target: triplet (the paper: triplet hinge, Lstab = Σ‖f(x)−f(x')‖) or
+    /// distil (anchored to the frozen pretrained network t: ‖s(x)−t(x)‖ + α·‖s(x')−t(x)‖; needs
+    /// --dim 1280, the projection starts as the identity).
+    #[arg(long, value_enum, default_value_t = embed_defaults().l0)]
+    l0: EmbedL0,
     /// Weight α of the stability term; 0 trains the baseline (paper: 0.1).
     #[arg(long, default_value_t = embed_defaults().stability.alpha)]
     alpha: f64,
@@ -239,6 +244,7 @@ fn classify(args: TrainClassifyArgs) -> Result<()> {
 fn embed(args: TrainEmbedArgs) -> Result<()> {
     let mut config = EmbedTrainConfig {
         init: args.init,
+        l0: args.l0,
         model: EmbedNetConfig::new()
             .with_dim(args.dim)
             .with_input_size(args.input_size)

@@ -7,6 +7,10 @@
 //! The clean triplet images `[3B, 3, S, S]` (queries, then positives, then negatives) and, when
 //! α > 0, their perturbed copies `x'` go through the same weights as two forward passes, with
 //! gradients through both branches.
+//!
+//! Two L0s ([`EmbedL0`]): the paper's triplet hinge, or distillation to the frozen pretrained
+//! network (the anchored design, [`distil_loss`]), where every clean image of the step is one
+//! training crop and `x'` is pulled towards the teacher's features of `x`.
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -24,7 +28,8 @@ use stabilize_core::seeds::{TRIPLET_STREAM, item_seed};
 use super::{
     HostBatch, IntervalEnd, OptimizerConfig, Plan, Progress, RunConfig, StepLoss, Sums, Task, TrainError, Unit,
 };
-use crate::embed::{EmbedNet, EmbedNetConfig, embed_loss};
+use crate::embed::{EmbedNet, EmbedNetConfig, distil_loss, embed_loss, l2_normalize};
+use crate::mobilenet::FEATURES;
 use crate::loss::Objective;
 use crate::stability::{ConfigError, PerturbSampler, StabilityConfig, Target};
 use crate::tensor::planar_pixels;
@@ -50,11 +55,41 @@ impl std::fmt::Display for Init {
     }
 }
 
+/// What L0 is, and what the perturbed copy is pulled towards (`--l0`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "kebab-case")]
+pub enum EmbedL0 {
+    /// The paper's triplet hinge over crops of the training photos; `Lstab = Σ ‖f(x) − f(x')‖`.
+    #[default]
+    Triplet,
+    /// Anchored to the frozen pretrained network `t`: `L0 = ‖s(x) − t(x)‖`,
+    /// `Lstab = ‖s(x') − t(x)‖`; the projection starts as the identity (dim 1280), so training
+    /// starts from the pretrained descriptor.
+    Distil,
+}
+
+impl std::fmt::Display for EmbedL0 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EmbedL0::Triplet => "triplet",
+            EmbedL0::Distil => "distil",
+        })
+    }
+}
+
+fn is_triplet(l0: &EmbedL0) -> bool {
+    *l0 == EmbedL0::Triplet
+}
+
 /// Everything that defines an embedding run; saved as `config.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EmbedTrainConfig {
     pub init: Init,
     pub model: EmbedNetConfig,
+    /// The L0 and the stability target (absent in older runs: the triplet loss).
+    #[serde(default, skip_serializing_if = "is_triplet")]
+    pub l0: EmbedL0,
     /// α, σ, the objective (`stability`, or `augment`: the triplet loss on `x'` only, α 0; JSD
     /// needs class distributions and has no embedding form) and the perturbation.
     #[serde(flatten)]
@@ -83,6 +118,7 @@ impl EmbedTrainConfig {
         Self {
             init: Init::MobilenetV2,
             model: EmbedNetConfig::new(),
+            l0: EmbedL0::Triplet,
             stability: StabilityConfig::new(0.2),
             margin: 1.0,
             steps: 300,
@@ -104,6 +140,23 @@ impl EmbedTrainConfig {
             return Err(ConfigError::Zero("steps, batch size and checkpoint interval"));
         }
         self.optimizer.validate()?;
+        if self.l0 == EmbedL0::Distil {
+            if self.init != Init::MobilenetV2 {
+                return Err(ConfigError::Objective("--l0 distil anchors to the pretrained network: it needs --init mobilenet-v2".into()));
+            }
+            if self.model.dim != FEATURES {
+                return Err(ConfigError::Objective(format!(
+                    "--l0 distil compares with the pretrained {FEATURES}-d features: it needs --dim {FEATURES}, got {}",
+                    self.model.dim
+                )));
+            }
+            if self.stability.objective != Objective::Stability {
+                return Err(ConfigError::Objective(format!(
+                    "--l0 distil trains with the stability objective, not {}",
+                    self.stability.objective
+                )));
+            }
+        }
         if !(self.test_fraction > 0.0 && self.test_fraction < 1.0) {
             return Err(ConfigError::OutOfRange {
                 setting: "test fraction",
@@ -183,6 +236,8 @@ pub struct EmbedTask<'a> {
     train_pool: Vec<usize>,
     test_photos: usize,
     sampler: PerturbSampler,
+    /// The frozen pretrained network for [`EmbedL0::Distil`], set by `init`.
+    teacher: std::sync::OnceLock<EmbedNet>,
 }
 
 impl<'a> EmbedTask<'a> {
@@ -205,6 +260,7 @@ impl<'a> EmbedTask<'a> {
             test_photos: test_pool.len(),
             train_pool,
             sampler: PerturbSampler::new(&config.stability),
+            teacher: std::sync::OnceLock::new(),
         })
     }
 
@@ -233,11 +289,24 @@ impl Task for EmbedTask<'_> {
         }
     }
 
+    /// With [`EmbedL0::Distil`] also keeps a frozen copy of the pretrained network as the
+    /// teacher, and starts the projection as the identity.
     fn init(&self, device: &Device) -> Result<EmbedNet, TrainError> {
         match self.config.init {
             Init::Random => Ok(self.config.model.init(device)),
             Init::MobilenetV2 => {
-                self.config.model.init_pretrained(&self.weights, device).map_err(|e| TrainError::file(&self.weights, e))
+                let m = self
+                    .config
+                    .model
+                    .init_pretrained(&self.weights, device)
+                    .map_err(|e| TrainError::file(&self.weights, e))?;
+                if self.config.l0 != EmbedL0::Distil {
+                    return Ok(m);
+                }
+                let m = m.with_identity_projection().map_err(|e| TrainError::Config(ConfigError::Model(e)))?;
+                // A resumed run calls init again: the teacher is the same weights.
+                let _ = self.teacher.set(m.clone().freeze());
+                Ok(m)
             }
         }
     }
@@ -268,15 +337,31 @@ impl Task for EmbedTask<'_> {
         let stabilized = self.stabilized();
         let rows = if stabilized { 6 * b } else { 3 * b };
         let xt = Tensor::<4>::from_data(TensorData::new(batch.pixels, [rows, 3, size, size]), device);
-        let clean = model.forward(xt.clone().narrow(0, 0, 3 * b));
-        let noisy = stabilized.then(|| model.forward(xt.narrow(0, 3 * b, 3 * b)));
+        let (clean, noisy, teacher) = match self.teacher.get() {
+            // Distillation: the frozen trunk once for student and teacher on the clean images.
+            Some(t) => {
+                let k = model.frozen_blocks();
+                let h = model.backbone.trunk(xt.clone().narrow(0, 0, 3 * b), k).detach();
+                let teacher = l2_normalize(t.backbone.rest_pooled(h.clone(), k)).detach();
+                let noisy = stabilized.then(|| model.forward(xt.narrow(0, 3 * b, 3 * b)));
+                (model.forward_from_trunk(h), noisy, Some(teacher))
+            }
+            None => {
+                let clean = model.forward(xt.clone().narrow(0, 0, 3 * b));
+                (clean, stabilized.then(|| model.forward(xt.narrow(0, 3 * b, 3 * b))), None)
+            }
+        };
         // Triplets whose positive is nearer the query than the negative, counted on the device.
         let c = clean.clone().detach();
         let (q, pos, neg) = (c.clone().narrow(0, 0, b), c.clone().narrow(0, b, b), c.narrow(0, 2 * b, b));
         let d_pos = (q.clone() - pos).powi_scalar(2).sum_dim(1);
         let d_neg = (q - neg).powi_scalar(2).sum_dim(1);
         let ordered = d_pos.lower(d_neg).int().sum().float();
-        let loss = embed_loss(clean, noisy, self.config.margin, self.config.stability.alpha);
+        let alpha = self.config.stability.alpha;
+        let loss = match teacher {
+            Some(t) => distil_loss(clean, noisy, t, alpha),
+            None => embed_loss(clean, noisy, self.config.margin, alpha),
+        };
         let stab = loss.stability.clone().map(|t| t.detach()).unwrap_or_else(|| loss.triplet.zeros_like().detach());
         let stats = Tensor::cat(vec![loss.total.clone().detach(), loss.triplet.detach(), stab, ordered], 0);
         StepLoss { loss: loss.total, stats, weights: vec![1.0; 4], items: b }

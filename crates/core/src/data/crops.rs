@@ -9,8 +9,9 @@
 //!   always overlap, on at least about half of each side;
 //! - negative n: a query-style crop of a different photo.
 //!
-//! Evaluation images are [`EVAL_CROPS`] fixed, distinct crops per test photo: the four corner
-//! squares of side `0.6 · short`.
+//! Evaluation images are [`EVAL_CROPS`] fixed, distinct crops per test photo, at four scales: the
+//! four corner squares and the centre square of side `0.45`, `0.6` and `0.8 · short`, and the
+//! centred square of the whole short side (16 crops; 33 held-out photos give 528 images).
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -23,7 +24,9 @@ use crate::image::resize::{Filter, resize, resize_region};
 /// Photos with a shorter side below this are not used (CIFAR thumbnails, icons).
 pub const MIN_SIDE: u32 = 160;
 /// Distinct evaluation crops per test photo.
-pub const EVAL_CROPS: usize = 4;
+pub const EVAL_CROPS: usize = 16;
+/// Sides (share of the short side) of the corner and centre evaluation crops.
+pub const EVAL_SCALES: [f64; 3] = [0.45, 0.6, 0.8];
 
 /// A square crop in photo pixels.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -86,17 +89,22 @@ impl Photo {
         Crop { x: (cx - side / 2.0).clamp(0.0, w - side), y: (cy - side / 2.0).clamp(0.0, h - side), side }
     }
 
-    /// The [`EVAL_CROPS`] fixed corner crops of side `0.6 · short`.
+    /// The [`EVAL_CROPS`] fixed evaluation crops: for each of [`EVAL_SCALES`] the four corners
+    /// then the centre, then the centred square of the whole short side.
     pub fn eval_crops(&self) -> [Crop; EVAL_CROPS] {
         let (w, h) = self.dims();
-        let side = 0.6 * w.min(h);
-        let (r, b) = (w - side, h - side);
-        [
-            Crop { x: 0.0, y: 0.0, side },
-            Crop { x: r, y: 0.0, side },
-            Crop { x: 0.0, y: b, side },
-            Crop { x: r, y: b, side },
-        ]
+        let short = w.min(h);
+        let mut out = [Crop { x: 0.0, y: 0.0, side: short }; EVAL_CROPS];
+        for (k, s) in EVAL_SCALES.iter().enumerate() {
+            let side = s * short;
+            let (r, b) = (w - side, h - side);
+            let at = [(0.0, 0.0), (r, 0.0), (0.0, b), (r, b), (r / 2.0, b / 2.0)];
+            for (j, (x, y)) in at.into_iter().enumerate() {
+                out[5 * k + j] = Crop { x, y, side };
+            }
+        }
+        out[EVAL_CROPS - 1] = Crop { x: (w - short) / 2.0, y: (h - short) / 2.0, side: short };
+        out
     }
 }
 
@@ -209,8 +217,18 @@ mod tests {
         assert!(Photo::prepare("cifar.png", &tiny, 256).unwrap().is_none());
         let ph = photo("b.jpg", 200, 180);
         let c = ph.eval_crops();
-        assert_eq!(c[0], Crop { x: 0.0, y: 0.0, side: 108.0 });
-        assert_eq!(c[3], Crop { x: 92.0, y: 72.0, side: 108.0 });
+        // Scale 0.45: side 81; corners, then the centre.
+        assert_eq!(c[0], Crop { x: 0.0, y: 0.0, side: 81.0 });
+        assert_eq!(c[4], Crop { x: 59.5, y: 49.5, side: 81.0 });
+        // Scale 0.6: side 108, the bottom-right corner.
+        assert_eq!(c[8], Crop { x: 92.0, y: 72.0, side: 108.0 });
+        // The whole short side, centred.
+        assert_eq!(c[15], Crop { x: 10.0, y: 0.0, side: 180.0 });
+        // All distinct and inside the photo.
+        for (i, a) in c.iter().enumerate() {
+            assert!(a.x >= 0.0 && a.y >= 0.0 && a.x + a.side <= 200.0 && a.y + a.side <= 180.0, "{a:?}");
+            assert!(c[..i].iter().all(|b| b != a), "{a:?} repeated");
+        }
     }
 
     #[test]
