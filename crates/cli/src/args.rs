@@ -47,10 +47,11 @@ impl RunArgs {
     }
 }
 
-/// The descriptor a `--model` argument names: `pretrained` (torchvision's ImageNet MobileNetV2
-/// features from the data dir, at `input_size` px, 224 by default) or an embedding run folder
-/// (write `./pretrained` for a folder of that name). `input_size` is for the pretrained features
-/// only: a run has its own.
+/// The descriptor a `--model` argument names: `default` (the shipped stabilized model,
+/// [`crate::default_model`]), `pretrained` (torchvision's ImageNet MobileNetV2 features from the
+/// data dir, at `input_size` px, 224 by default) or an embedding run folder (write `./default` or
+/// `./pretrained` for a folder of that name). `input_size` is for the pretrained features only: a
+/// model has its own.
 pub fn model_spec(
     model: &str,
     input_size: Option<u32>,
@@ -62,11 +63,14 @@ pub fn model_spec(
         return Ok(ModelSpec::Pretrained { weights, input_size: input_size.unwrap_or(PRETRAINED_INPUT) });
     }
     if input_size.is_some() {
-        bail!("--input-size is for --model pretrained; a run folder has its own input size");
+        bail!("--input-size is for --model pretrained; {model} has its own input size");
+    }
+    if model == "default" {
+        return Ok(ModelSpec::Run(crate::default_model::ensure(&run.data())?));
     }
     let dir = PathBuf::from(model);
     if !dir.is_dir() {
-        bail!("--model {model}: not a run folder (nor 'pretrained')");
+        bail!("--model {model}: not a run folder (nor 'default' or 'pretrained')");
     }
     Ok(ModelSpec::Run(dir))
 }

@@ -16,14 +16,15 @@ pub struct DupesArgs {
     /// Folders (searched recursively) or files.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
-    /// An embedding run folder (`train embed`, evaluated by `eval embed` for the calibration),
-    /// or `pretrained` (the ImageNet MobileNetV2 features; needs --threshold).
+    /// `default` (the shipped stabilized model; what is used without --model or --hash), an
+    /// embedding run folder (`train embed`, evaluated by `eval embed` for the calibration), or
+    /// `pretrained` (the ImageNet MobileNetV2 features; needs --threshold).
     #[arg(long, conflicts_with = "hash")]
     model: Option<String>,
     /// Input side in px of `--model pretrained` [default: 224].
     #[arg(long, requires = "model")]
     input_size: Option<u32>,
-    /// A perceptual hash instead of a model: phash, dhash, ahash or blockhash [default: phash].
+    /// A perceptual hash instead of a model: phash, dhash, ahash or blockhash.
     #[arg(long)]
     hash: Option<HashKind>,
     /// Distance threshold (L2 for a model, Hamming bits for a hash).
@@ -56,7 +57,10 @@ pub fn run(args: DupesArgs) -> Result<()> {
         paths: args.paths.clone(),
         method: match &args.model {
             Some(m) => Method::Model(model_spec(m, args.input_size, &args.run)?),
-            None => Method::Hash(args.hash.unwrap_or(HashKind::Phash)),
+            None => match args.hash {
+                Some(h) => Method::Hash(h),
+                None => Method::Model(model_spec("default", None, &args.run)?),
+            },
         },
         threshold: args.threshold,
         precision: args.precision,

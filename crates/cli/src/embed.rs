@@ -16,8 +16,9 @@ pub struct EmbedArgs {
     /// Folders (searched recursively) or files.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
-    /// `pretrained` (the ImageNet MobileNetV2 features, 1280-d) or an embedding run folder.
-    #[arg(long)]
+    /// `default` (the shipped stabilized model, 1280-d), `pretrained` (the ImageNet MobileNetV2
+    /// features, 1280-d) or an embedding run folder.
+    #[arg(long, default_value = "default")]
     model: String,
     /// Input side in px of `--model pretrained` [default: 224].
     #[arg(long)]

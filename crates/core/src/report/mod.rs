@@ -23,6 +23,7 @@ use crate::run_files;
 
 mod figures;
 mod plot;
+pub mod verdict;
 
 use figures::{classifier_figures, embed_figures};
 pub use plot::{Figure, Series, amplified_difference, frontier_svg, grouped_bars, line_panels, svg_to_png};
@@ -163,6 +164,7 @@ pub struct Report {
 pub fn render(runs: &[Run], meta: &ReportMeta) -> Result<Report> {
     let mut figures = Vec::new();
     let mut body = String::new();
+    let mut claims = Vec::new();
     let classify: Vec<&Run> = runs.iter().filter(|r| matches!(r.kind, RunKind::Classify(_))).collect();
     let embed: Vec<&Run> = runs.iter().filter(|r| matches!(r.kind, RunKind::Embed { .. })).collect();
     if classify.is_empty() && embed.is_empty() {
@@ -186,6 +188,7 @@ pub fn render(runs: &[Run], meta: &ReportMeta) -> Result<Report> {
             esc(&b.dir.display().to_string()),
             esc(&s.dir.display().to_string())
         );
+        claims.extend(verdict::embedding_claims(be, se));
         let figs = embed_figures(be, se)?;
         for f in figs {
             push_figure(&mut body, &f);
@@ -206,6 +209,9 @@ pub fn render(runs: &[Run], meta: &ReportMeta) -> Result<Report> {
     let cb = classify.iter().find(|r| r.is_baseline());
     let cs: Vec<&Run> = classify.iter().filter(|r| !r.is_baseline()).copied().collect();
     if let Some(b) = cb {
+        if let (RunKind::Classify(be), Some(RunKind::Classify(se))) = (&b.kind, cs.first().map(|r| &r.kind)) {
+            claims.extend(verdict::classifier_claims(be, se));
+        }
         let _ = writeln!(body, "<h2>Classifier robustness</h2>");
         for f in classifier_figures(b, &cs)? {
             push_figure(&mut body, &f);
@@ -264,6 +270,9 @@ pub fn render(runs: &[Run], meta: &ReportMeta) -> Result<Report> {
     }
     if !meta.notes.is_empty() {
         let _ = writeln!(body, "<pre>{}</pre>", esc(&meta.notes.join("\n")));
+    }
+    if !claims.is_empty() {
+        body.insert_str(0, &verdict::html(&claims, esc));
     }
     let html = format!(
         "<!doctype html>\n<html lang=en><head><meta charset=utf-8><title>{title}</title>\n<style>{CSS}</style></head>\n<body>\n<h1>{title}</h1>\n<p class=meta>stabilize {version} · generated {generated} · stability training (Zheng et al., CVPR 2016): baseline (α = 0) against stabilized, same data, same seed.</p>\n{body}\n</body></html>\n",

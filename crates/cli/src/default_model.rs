@@ -1,0 +1,71 @@
+//! The default embedding model (`--model default`, and what `dupes` uses with no `--model` or
+//! `--hash`): a run folder kept in the repository (`models/embed-default/`: its config, weights,
+//! training metrics and evaluation, which holds the calibration `dupes` reads its threshold
+//! from), compiled into the binary, and written once into `<data dir>/embed-default/` on first
+//! use, so a new user needs no training and no extra download. How it was trained, with the
+//! command and seed that reproduce it, is in `models/embed-default/README.md`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use stabilize_core::fsutil::{sha256_bytes, sha256_file, write_atomic};
+use stabilize_core::run_files;
+
+/// The run folder's files, as committed.
+const FILES: [(&str, &[u8]); 4] = [
+    (run_files::CONFIG, include_bytes!("../../../models/embed-default/config.json")),
+    (run_files::METRICS, include_bytes!("../../../models/embed-default/metrics.json")),
+    (run_files::EVAL, include_bytes!("../../../models/embed-default/eval.json")),
+    // The weights last: a folder with model.bpk in place is complete.
+    (run_files::MODEL, include_bytes!("../../../models/embed-default/model.bpk")),
+];
+
+/// sha256 of `models/embed-default/model.bpk` (also in its README); checked before every use.
+pub const MODEL_SHA256: &str = "55f396a4b4b3f3866eaaa2aa6aa1a6c8b6937699e966d6e0bd0224c179d2d31b";
+
+/// The folder under the data dir the default model is written to.
+pub const DIR_NAME: &str = "embed-default";
+
+/// The default model's run folder under `data_dir`, written there from the binary when missing
+/// or when its weights differ from [`MODEL_SHA256`] (an older or damaged copy).
+pub fn ensure(data_dir: &Path) -> Result<PathBuf> {
+    let dir = data_dir.join(DIR_NAME);
+    let model = dir.join(run_files::MODEL);
+    if model.is_file() && sha256_file(&model).map(|s| s == MODEL_SHA256).unwrap_or(false) {
+        return Ok(dir);
+    }
+    let bytes = FILES[FILES.len() - 1].1;
+    if sha256_bytes(bytes) != MODEL_SHA256 {
+        bail!("the default model compiled into this binary does not match its sha256 (a broken build)");
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (name, bytes) in FILES {
+        write_atomic(&dir.join(name), bytes).with_context(|| format!("writing the default model to {}", dir.display()))?;
+    }
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_compiled_weights_match_their_checksum_and_install_once() {
+        assert_eq!(sha256_bytes(FILES[3].1), MODEL_SHA256);
+        let data = tempfile::tempdir().unwrap();
+        let dir = ensure(data.path()).unwrap();
+        for (name, bytes) in FILES {
+            assert_eq!(std::fs::read(dir.join(name)).unwrap(), bytes, "{name}");
+        }
+        // A damaged copy is replaced; an intact one is left as it is.
+        std::fs::write(dir.join(run_files::MODEL), b"damaged").unwrap();
+        ensure(data.path()).unwrap();
+        assert_eq!(sha256_file(&dir.join(run_files::MODEL)).unwrap(), MODEL_SHA256);
+        let before = std::fs::metadata(dir.join(run_files::MODEL)).unwrap().modified().unwrap();
+        ensure(data.path()).unwrap();
+        assert_eq!(std::fs::metadata(dir.join(run_files::MODEL)).unwrap().modified().unwrap(), before);
+        let config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join(run_files::CONFIG)).unwrap()).unwrap();
+        assert_eq!(config["l0"], "distil");
+    }
+}
