@@ -202,7 +202,7 @@ fn every_subcommand_rejects_bad_arguments_in_one_line() {
         (&["dupes", i, "--model", "/no/such/run"], "/no/such/run"),
         (&["dupes", i, "--input-size", "64"], "--model"),
         (&["embed", i, "--model", "/no/such/run", "--out", &t], "/no/such/run"),
-        (&["embed", i, "--out", &t], "--model"),
+        (&["embed", i, "--model", "default", "--input-size", "64", "--out", &t], "--input-size is for --model pretrained"),
         (&["distort", "--spec", "rotate:60", i, &t], "rotation (degrees) must be in [-45, 45]"),
         (&["train", "embed", "--perturb", "hflip:1", "--out", &t], "hflip takes no value"),
         (&["index", "build", i, "--model", "/no/such/run", "--out", &t], "/no/such/run"),

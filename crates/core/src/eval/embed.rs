@@ -304,9 +304,10 @@ mod tests {
         let ph = photos();
         let ds = crate::distort::parse_list("jpeg:50,noise:0.05").unwrap();
         let set = EvalSet::build(&ph, &[0, 1, 2, 3, 4], 32, &ds, 1).unwrap();
-        assert_eq!(set.clean.len(), 20);
+        assert_eq!(set.clean.len(), 5 * crate::data::crops::EVAL_CROPS);
+        assert_eq!(set.clean.len(), 80);
         assert_eq!(set.queries.len(), 5 * TRIPLETS_PER_PHOTO);
-        assert_eq!(set.image_count(), 20 * 3 + 20 * 4);
+        assert_eq!(set.image_count(), 80 * 3 + 20 * 4);
         // An oracle that describes an image by its source photo and crop exactly: every
         // near-duplicate at distance 0, distinct ones at 1 → AP 1.
         let mut calls = 0;
@@ -319,14 +320,15 @@ mod tests {
         assert_eq!(calls, 3 + 2 * 2);
         // All distances 0: every threshold lumps everything together → AP = precision = dup share.
         let d = &r.distortions[0];
-        assert_eq!(d.near_dup_distances.len(), 20);
-        assert_eq!(d.distinct_pairs, 20 * 16);
-        assert!((d.detection.ap - 20.0 / 340.0).abs() < 1e-12, "{}", d.detection.ap);
+        assert_eq!(d.near_dup_distances.len(), 80);
+        // Each of the 80 images against the 64 crops of the other four photos.
+        assert_eq!(d.distinct_pairs, 80 * 64);
+        assert!((d.detection.ap - 80.0 / 5200.0).abs() < 1e-12, "{}", d.detection.ap);
         assert_eq!(d.ranking_accuracy, Some(0.0));
-        assert_eq!(r.pooled.near_dup_distances.len(), 40);
+        assert_eq!(r.pooled.near_dup_distances.len(), 160);
         // pHash separates light JPEG copies of these textures better than chance.
         let h = evaluate_method("phash", &set, &mut |imgs| Descriptors::hashes(HashKind::Phash, imgs));
-        assert!(h.distortions[0].detection.ap > 20.0 / 340.0, "{}", h.distortions[0].detection.ap);
+        assert!(h.distortions[0].detection.ap > 80.0 / 5200.0, "{}", h.distortions[0].detection.ap);
     }
 
     #[test]
