@@ -26,7 +26,7 @@ def main():
         sys.exit(__doc__)
     rows, first = [], None
     for a in args:
-        name, run = a.split("=", 1)
+        name, run = a.rsplit("=", 1)
         ev = load(f"{run}/eval.json")
         try:
             minutes = f"{load(f'{run}/metrics.json')['seconds'] / 60:.1f}"
