@@ -23,8 +23,8 @@ pub enum IndexCommand {
         /// Folders (searched recursively) or files.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
-        /// The embedding run folder (`train embed`).
-        #[arg(long)]
+        /// The embedding run folder (`train embed`), or `default` (the shipped stabilized model).
+        #[arg(long, default_value = "default")]
         model: PathBuf,
         /// The index file to write (atomically).
         #[arg(long)]
@@ -222,6 +222,13 @@ fn build(paths: &[PathBuf], model: &Path, out: &Path, params: &IndexParams, comm
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         stabilize_core::fsutil::ensure_writable_dir(dir)?;
     }
+    let default_dir;
+    let model = if model == Path::new("default") && !model.is_dir() {
+        default_dir = crate::default_model::ensure(&common.run.data())?;
+        default_dir.as_path()
+    } else {
+        model
+    };
     let emb = Embedder::load(model, &common.run.device()?)?;
     let config = params.config(emb.dim)?;
     let index = config.init()?;
