@@ -21,7 +21,7 @@ const FILES: [(&str, &[u8]); 4] = [
 ];
 
 /// sha256 of `models/embed-default/model.bpk` (also in its README); checked before every use.
-pub const MODEL_SHA256: &str = "55f396a4b4b3f3866eaaa2aa6aa1a6c8b6937699e966d6e0bd0224c179d2d31b";
+pub const MODEL_SHA256: &str = "06e65314ce032b2fd842f2a987ede5ec3b1a943a407bd3f200c87f795aa525a5";
 
 /// The folder under the data dir the default model is written to.
 pub const DIR_NAME: &str = "embed-default";
