@@ -266,7 +266,7 @@ mod tests {
         let g = l.total.backward();
         assert!(t.grad(&g).is_none(), "the teacher is a target, not a parameter");
         // ∂L0/∂s₂ = (s₂ − t₂)/(2·‖s₂ − t₂‖) = (−0.6, 0.2)/(2√0.4).
-        let gs: Vec<f32> = s.grad(&g).unwrap().into_data().to_vec().unwrap();
+        let gs: Vec<f32> = s.grad(&g).unwrap().try_into_vec_as::<f32>().unwrap();
         assert!((gs[2] + 0.6 / (2.0 * d)).abs() < 1e-4 && (gs[3] - 0.2 / (2.0 * d)).abs() < 1e-4, "{gs:?}");
         assert!(n.grad(&g).is_some());
         // α = 0: L0 alone.

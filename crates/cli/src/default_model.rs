@@ -40,7 +40,8 @@ pub fn ensure(data_dir: &Path) -> Result<PathBuf> {
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     for (name, bytes) in FILES {
-        write_atomic(&dir.join(name), bytes).with_context(|| format!("writing the default model to {}", dir.display()))?;
+        write_atomic(&dir.join(name), bytes)
+            .with_context(|| format!("writing the default model to {}", dir.display()))?;
     }
     Ok(dir)
 }

@@ -12,10 +12,10 @@ use crate::args::RunArgs;
 
 mod args;
 mod bench;
+mod default_model;
 mod dupes;
 mod embed;
 mod eval;
-mod default_model;
 mod fetch;
 mod imagenet;
 mod index;

@@ -202,7 +202,10 @@ fn every_subcommand_rejects_bad_arguments_in_one_line() {
         (&["dupes", i, "--model", "/no/such/run"], "/no/such/run"),
         (&["dupes", i, "--input-size", "64"], "--model"),
         (&["embed", i, "--model", "/no/such/run", "--out", &t], "/no/such/run"),
-        (&["embed", i, "--model", "default", "--input-size", "64", "--out", &t], "--input-size is for --model pretrained"),
+        (
+            &["embed", i, "--model", "default", "--input-size", "64", "--out", &t],
+            "--input-size is for --model pretrained",
+        ),
         (&["distort", "--spec", "rotate:60", i, &t], "rotation (degrees) must be in [-45, 45]"),
         (&["train", "embed", "--perturb", "hflip:1", "--out", &t], "hflip takes no value"),
         (&["index", "build", i, "--model", "/no/such/run", "--out", &t], "/no/such/run"),
@@ -682,6 +685,55 @@ fn dupes_groups_planted_copies_and_reports_bad_files() {
     );
     assert_one_line_error(&stabilize(&["dupes", d.to_str().unwrap(), "--hash", "md5"]), "unknown hash");
     assert_one_line_error(&stabilize(&["dupes", d.to_str().unwrap(), "--jobs", "0"]), "--jobs must be ≥ 1");
+}
+
+/// `--l0 distil` starts from the pretrained descriptor: with α = 0 the distillation distance is the
+/// ε floor (√1e-8) and stays there (zero gradient); with α > 0 the stability term is positive and
+/// the student moves. Settings that cannot anchor are one-line errors.
+#[test]
+fn distil_training_starts_at_the_pretrained_network() {
+    let Some(data) = photo_data() else { return };
+    let d = data.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let train = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let mut a = vec!["train", "embed", "--data-dir", d, "--l0", "distil", "--dim", "1280", "--steps", "2"];
+        a.extend_from_slice(&["--batch-size", "2", "--input-size", "64", "--checkpoint-every", "1", "--json"]);
+        a.extend_from_slice(&["--out", out.to_str().unwrap()]);
+        a.extend_from_slice(extra);
+        let o = stabilize(&a);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let base = train("a0", &["--alpha", "0"]);
+    for h in base["history"].as_array().unwrap() {
+        let l0 = h["triplet"].as_f64().unwrap();
+        assert!((l0 - 1e-4).abs() < 2e-5 && h["stability"].as_f64().unwrap() == 0.0, "{h}");
+    }
+    let stab = train("a2", &["--alpha", "2", "--perturb", "pad:10-30,hflip"]);
+    let h = &stab["history"].as_array().unwrap()[1];
+    assert!(h["stability"].as_f64().unwrap() > 0.01 && h["triplet"].as_f64().unwrap() > 1.5e-4, "{h}");
+    assert_eq!(stab["config"]["l0"], "distil");
+    let t = dir.path().join("bad");
+    let t = t.to_str().unwrap();
+    assert_one_line_error(&stabilize(&["train", "embed", "--data-dir", d, "--l0", "distil", "--out", t]), "--dim 1280");
+    assert_one_line_error(
+        &stabilize(&[
+            "train",
+            "embed",
+            "--data-dir",
+            d,
+            "--l0",
+            "distil",
+            "--dim",
+            "1280",
+            "--init",
+            "random",
+            "--out",
+            t,
+        ]),
+        "--init mobilenet-v2",
+    );
 }
 
 /// With no --model or --hash, `dupes` uses the shipped stabilized model: installed into the data

@@ -29,8 +29,8 @@ use super::{
     HostBatch, IntervalEnd, OptimizerConfig, Plan, Progress, RunConfig, StepLoss, Sums, Task, TrainError, Unit,
 };
 use crate::embed::{EmbedNet, EmbedNetConfig, distil_loss, embed_loss, l2_normalize};
-use crate::mobilenet::FEATURES;
 use crate::loss::Objective;
+use crate::mobilenet::FEATURES;
 use crate::stability::{ConfigError, PerturbSampler, StabilityConfig, Target};
 use crate::tensor::planar_pixels;
 
@@ -142,7 +142,9 @@ impl EmbedTrainConfig {
         self.optimizer.validate()?;
         if self.l0 == EmbedL0::Distil {
             if self.init != Init::MobilenetV2 {
-                return Err(ConfigError::Objective("--l0 distil anchors to the pretrained network: it needs --init mobilenet-v2".into()));
+                return Err(ConfigError::Objective(
+                    "--l0 distil anchors to the pretrained network: it needs --init mobilenet-v2".into(),
+                ));
             }
             if self.model.dim != FEATURES {
                 return Err(ConfigError::Objective(format!(

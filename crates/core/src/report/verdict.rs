@@ -129,9 +129,8 @@ pub fn classifier_claims(b: &ClassifyEval, s: &ClassifyEval) -> Vec<Claim> {
 
 /// The verdict as an HTML table (`esc` escapes text).
 pub fn html(claims: &[Claim], esc: impl Fn(&str) -> String) -> String {
-    let mut t = String::from(
-        "<h2>Verdict</h2><table class=verdict><tr><th>claim</th><th>holds?</th><th>the numbers</th></tr>",
-    );
+    let mut t =
+        String::from("<h2>Verdict</h2><table class=verdict><tr><th>claim</th><th>holds?</th><th>the numbers</th></tr>");
     for c in claims {
         let (class, word) = if c.holds { ("better", "holds") } else { ("worse", "does not hold") };
         let _ = write!(
