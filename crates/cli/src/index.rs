@@ -11,10 +11,10 @@ use stabilize_core::dedup::index::{IndexConfig, Quantization, VectorIndex};
 use stabilize_core::dedup::index_bench::{self, Synthetic};
 use stabilize_core::image::load;
 
-use stabilize_burn::collection::{Embedder, embed_files};
+use stabilize_burn::collection::{Embedder, ModelSpec, embed_files};
 use stabilize_core::dedup::cache::{Cache, stat};
 
-use crate::args::{RunArgs, bar, set_jobs};
+use crate::args::{RunArgs, bar, model_spec, set_jobs};
 
 #[derive(Subcommand)]
 pub enum IndexCommand {
@@ -25,7 +25,7 @@ pub enum IndexCommand {
         paths: Vec<PathBuf>,
         /// The embedding run folder (`train embed`), or `default` (the shipped stabilized model).
         #[arg(long, default_value = "default")]
-        model: PathBuf,
+        model: String,
         /// The index file to write (atomically).
         #[arg(long)]
         out: PathBuf,
@@ -216,19 +216,17 @@ fn report_skipped(skipped: &[load::Skipped], json: bool) {
     }
 }
 
-fn build(paths: &[PathBuf], model: &Path, out: &Path, params: &IndexParams, common: &CommonArgs) -> Result<()> {
+fn build(paths: &[PathBuf], model: &str, out: &Path, params: &IndexParams, common: &CommonArgs) -> Result<()> {
     let started = Instant::now();
     set_jobs(common.jobs)?;
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         stabilize_core::fsutil::ensure_writable_dir(dir)?;
     }
-    let default_dir;
-    let model = if model == Path::new("default") && !model.is_dir() {
-        default_dir = crate::default_model::ensure(&common.run.data())?;
-        default_dir.as_path()
-    } else {
-        model
+    // `index add` and `query` reload the model from the folder the manifest names.
+    let ModelSpec::Run(model) = model_spec(model, None, &common.run)? else {
+        bail!("index build needs a trained model folder or 'default', not the pretrained features");
     };
+    let model = model.as_path();
     let emb = Embedder::load(model, &common.run.device()?)?;
     let config = params.config(emb.dim)?;
     let index = config.init()?;

@@ -69,15 +69,6 @@ pub enum EmbedL0 {
     Distil,
 }
 
-impl std::fmt::Display for EmbedL0 {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            EmbedL0::Triplet => "triplet",
-            EmbedL0::Distil => "distil",
-        })
-    }
-}
-
 fn is_triplet(l0: &EmbedL0) -> bool {
     *l0 == EmbedL0::Triplet
 }
