@@ -12,6 +12,8 @@ use stabilize_core::dedup::cache::{Cache, CacheEntry, stat};
 use stabilize_core::eval::EmbedEval;
 use stabilize_core::eval::retrieval::point_at_precision;
 use stabilize_core::fsutil::{sha256_bytes, sha256_file};
+use stabilize_core::image::borders::strip_borders;
+use stabilize_core::image::hash::{HashKind, PerceptualHash};
 use stabilize_core::image::load;
 use stabilize_core::image::resize::{Filter, resize};
 use stabilize_core::run_files;
@@ -43,6 +45,10 @@ pub enum EmbedderKind {
     /// L2-normalised.
     Pretrained,
 }
+
+/// What is done to a file before it is described, part of the cache key: solid borders cut off
+/// ([`strip_borders`]), then resized to the model's input.
+pub const PIPELINE: &str = "strip-borders-v1";
 
 /// Which descriptor to embed with (`--model pretrained|RUN`).
 #[derive(Clone, Debug, PartialEq)]
@@ -127,6 +133,13 @@ impl Embedder {
         })
     }
 
+    /// The key of this model's embedding cache: the vectors' identity, the [`PIPELINE`], and the
+    /// hash stored beside each vector (`fused`).
+    pub fn cache_key(&self, fused: Option<HashKind>) -> String {
+        let hash = fused.map_or("", |k| k.name());
+        sha256_bytes(format!("{}:{PIPELINE}:{hash}", self.weights_sha256).as_bytes())
+    }
+
     /// Descriptors `[N·dim]` of same-sized RGB images (`input_size`²).
     pub fn describe(&self, images: &[stabilize_core::Image]) -> Vec<f32> {
         match self.kind {
@@ -136,8 +149,9 @@ impl Embedder {
     }
 
     /// The distance threshold at precision `p` from the model's evaluation (`eval.json`,
-    /// pooled calibration points, else its PR curve).
-    pub fn calibrated_threshold(&self, p: f64) -> Result<f64, CollectionError> {
+    /// pooled calibration points, else its PR curve); with `fused`, that of the model fused with
+    /// the hash (the evaluation's `model+HASH` method).
+    pub fn calibrated_threshold(&self, p: f64, fused: Option<HashKind>) -> Result<f64, CollectionError> {
         if self.kind == EmbedderKind::Pretrained {
             return Err(CollectionError::Calibration(
                 "the pretrained features have no calibration; pass --threshold (an L2 distance)".into(),
@@ -154,19 +168,27 @@ impl Embedder {
         let eval: EmbedEval = serde_json::from_slice(&bytes).map_err(|e| {
             CollectionError::Calibration(format!("{} is not an embedding evaluation: {e}", eval_path.display()))
         })?;
-        let from_cal = eval
-            .pooled
-            .calibration
-            .iter()
-            .filter(|c| c.precision >= p - 1e-12)
-            .max_by(|a, b| a.recall.total_cmp(&b.recall));
-        from_cal.copied().or_else(|| point_at_precision(&eval.pooled.pr_curve, p)).map(|pt| pt.threshold).ok_or_else(
-            || {
-                CollectionError::Calibration(format!(
-                    "the model's calibration never reaches precision {p}; pass --threshold"
-                ))
-            },
-        )
+        let pooled = match fused {
+            None => &eval.pooled,
+            Some(kind) => {
+                let name = format!("model+{}", kind.name());
+                &eval.baselines.iter().find(|m| m.name == name).ok_or_else(|| {
+                    CollectionError::Calibration(format!(
+                        "{} has no calibration of the model fused with {} (re-run `stabilize eval embed --model {}`, or pass --threshold)",
+                        eval_path.display(),
+                        kind.name(),
+                        self.dir.display()
+                    ))
+                })?.pooled
+            }
+        };
+        let from_cal =
+            pooled.calibration.iter().filter(|c| c.precision >= p - 1e-12).max_by(|a, b| a.recall.total_cmp(&b.recall));
+        from_cal.copied().or_else(|| point_at_precision(&pooled.pr_curve, p)).map(|pt| pt.threshold).ok_or_else(|| {
+            CollectionError::Calibration(format!(
+                "the model's calibration never reaches precision {p}; pass --threshold"
+            ))
+        })
     }
 }
 
@@ -175,23 +197,28 @@ pub struct Embedded {
     pub info: FileInfo,
     pub mtime_ns: u128,
     pub vector: Vec<f32>,
+    /// The file's perceptual hash, when [`embed_files`] was asked for one.
+    pub hash: Option<PerceptualHash>,
 }
 
-/// Embeds `files` (decoded and resized in parallel, 64 at a time, then embedded as one batch),
-/// reading and filling `cache`; `on_file` is called once per file read (from worker threads).
-/// Unreadable files go to the returned skip list with the reason. Returns the embedded files, the
-/// skipped ones and the number of cache hits.
+/// Embeds `files` (decoded, cut free of solid borders and resized in parallel, 64 at a time, then
+/// embedded as one batch), reading and filling `cache` (opened with [`Embedder::cache_key`] of the
+/// same `hash`); with `hash`, also hashes each file (borders cut, full resolution). `on_file` is
+/// called once per file read (from worker threads). Unreadable files go to the returned skip list
+/// with the reason. Returns the embedded files, the skipped ones and the number of cache hits.
 pub fn embed_files(
     files: &[PathBuf],
     emb: &Embedder,
+    hash: Option<HashKind>,
     mut cache: Option<&mut Cache>,
     on_file: &(dyn Fn() + Sync),
 ) -> (Vec<Embedded>, Vec<load::Skipped>, usize) {
     enum Item {
         Cached(Embedded),
-        Image(FileInfo, u128, stabilize_core::Image),
+        Image(FileInfo, u128, stabilize_core::Image, Option<PerceptualHash>),
     }
     let opts = load::LoadOptions::default();
+    let hasher = hash.map(HashKind::hasher);
     let (mut out, mut skipped, mut hits) = (Vec::new(), Vec::new(), 0usize);
     for chunk in files.chunks(64) {
         let old = cache.as_deref();
@@ -202,21 +229,27 @@ pub fn embed_files(
                     let (size, mtime) = stat(p).map_err(|e| e.to_string())?;
                     let key = p.display().to_string();
                     if let Some(c) = old.and_then(|o| o.get(&key, size, mtime)) {
-                        let info = FileInfo { path: key, pixels: c.pixels, bytes: c.size };
-                        return Ok(Item::Cached(Embedded { info, mtime_ns: mtime, vector: c.vector.clone() }));
+                        let cached_hash = c.hash.as_deref().and_then(PerceptualHash::from_bytes);
+                        if hash.is_none() || cached_hash.is_some() {
+                            let info = FileInfo { path: key, pixels: c.pixels, bytes: c.size };
+                            let vector = c.vector.clone();
+                            return Ok(Item::Cached(Embedded { info, mtime_ns: mtime, vector, hash: cached_hash }));
+                        }
                     }
                     let img = load::load_image_with(p, &opts).map_err(|e| e.to_string())?;
                     let info = FileInfo { path: key, pixels: img.pixel_count() as u64, bytes: size };
-                    let small = resize(&img.to_rgb(), emb.input_size, emb.input_size, Filter::Bicubic)
-                        .map_err(|e| e.to_string())?;
-                    Ok(Item::Image(info, mtime, small))
+                    let content = strip_borders(&img.to_rgb()).map_err(|e| e.to_string())?;
+                    let h = hasher.as_ref().map(|hs| PerceptualHash::of(hs, &content));
+                    let small =
+                        resize(&content, emb.input_size, emb.input_size, Filter::Bicubic).map_err(|e| e.to_string())?;
+                    Ok(Item::Image(info, mtime, small, h))
                 })();
                 on_file();
                 (p.clone(), r)
             })
             .collect();
         let mut rows: Vec<Option<Embedded>> = Vec::new();
-        let mut pending: Vec<(FileInfo, u128)> = Vec::new();
+        let mut pending: Vec<(FileInfo, u128, Option<PerceptualHash>)> = Vec::new();
         let mut batch = Vec::new();
         for (p, r) in decoded {
             match r {
@@ -224,9 +257,9 @@ pub fn embed_files(
                     hits += 1;
                     rows.push(Some(e));
                 }
-                Ok(Item::Image(info, mtime, img)) => {
+                Ok(Item::Image(info, mtime, img, h)) => {
                     rows.push(None);
-                    pending.push((info, mtime));
+                    pending.push((info, mtime, h));
                     batch.push(img);
                 }
                 Err(reason) => skipped.push(load::Skipped { path: p, reason }),
@@ -236,8 +269,8 @@ pub fn embed_files(
         let mut fresh = fresh.chunks(emb.dim).map(|c| c.to_vec()).zip(pending);
         for row in rows {
             let e = row.unwrap_or_else(|| {
-                let (vector, (info, mtime_ns)) = fresh.next().expect("one embedding per image");
-                Embedded { info, mtime_ns, vector }
+                let (vector, (info, mtime_ns, hash)) = fresh.next().expect("one embedding per image");
+                Embedded { info, mtime_ns, vector, hash }
             });
             if let Some(c) = cache.as_deref_mut() {
                 c.insert(
@@ -247,6 +280,7 @@ pub fn embed_files(
                         mtime_ns: e.mtime_ns,
                         pixels: e.info.pixels,
                         vector: e.vector.clone(),
+                        hash: e.hash.as_ref().map(PerceptualHash::to_bytes),
                     },
                 );
             }

@@ -1,8 +1,9 @@
 //! The near-duplicate search behind `stabilize dupes`, czkawka-style: a parameters struct
 //! ([`DupesParams`]), one search ([`find_dupes`]), and results ([`DupesReport`]) that a CLI or a
-//! GUI prints. Files are walked, decoded in parallel (EXIF-rotated, bomb-limited), described by a
-//! trained embedding model (cached per model) or a perceptual hash, every pair under the
-//! threshold is found, and pairs are grouped into clusters with a suggested file to keep.
+//! GUI prints. Files are walked, decoded in parallel (EXIF-rotated, bomb-limited), cut free of
+//! solid borders, described by a trained embedding model (cached per model), a perceptual hash, or
+//! both fused, every pair under the threshold is found, and pairs are grouped into clusters with a
+//! suggested file to keep.
 //! Nothing is moved or deleted.
 
 use std::path::PathBuf;
@@ -13,7 +14,8 @@ use rayon::prelude::*;
 use serde::Serialize;
 use stabilize_core::dedup::cache::Cache;
 use stabilize_core::dedup::{Cluster, FileInfo, clusters, pairs_under};
-use stabilize_core::eval::embed::Descriptors;
+use stabilize_core::eval::embed::{Descriptors, FUSE_L2_PER_BIT};
+use stabilize_core::image::borders::strip_borders;
 use stabilize_core::image::hash::{HashKind, PerceptualHash};
 use stabilize_core::image::load;
 
@@ -31,6 +33,9 @@ pub enum Method {
     /// pretrained features (which need an explicit threshold).
     Model(ModelSpec),
     Hash(HashKind),
+    /// A model fused with a hash ([`Descriptors::Fused`]): a pair is as close as the nearer of
+    /// its L2 distance and [`FUSE_L2_PER_BIT`] × its Hamming bits, so either can find it.
+    Fused(ModelSpec, HashKind),
 }
 
 /// What to search and how.
@@ -93,28 +98,42 @@ pub fn find_dupes(
     let on_file = || progress(DupesProgress::File);
     let mut cache_hits = 0;
     let (infos, desc, threshold, method) = match &params.method {
-        Method::Model(spec) => {
+        Method::Model(spec) | Method::Fused(spec, _) => {
+            let fused = match &params.method {
+                Method::Fused(_, kind) => Some(*kind),
+                _ => None,
+            };
             let emb = spec.load(device)?;
             let t = match params.threshold {
                 Some(t) => t,
-                None => emb.calibrated_threshold(params.precision.unwrap_or(DEFAULT_PRECISION))?,
+                None => emb.calibrated_threshold(params.precision.unwrap_or(DEFAULT_PRECISION), fused)?,
             };
-            let mut cache = params.cache.then(|| Cache::open(&emb.weights_sha256));
-            let (done, bad, hits) = embed_files(&files, &emb, cache.as_mut(), &on_file);
+            let mut cache = params.cache.then(|| Cache::open(&emb.cache_key(fused)));
+            let (done, bad, hits) = embed_files(&files, &emb, fused, cache.as_mut(), &on_file);
             if let Some(Err(e)) = cache.as_ref().map(Cache::save) {
                 eprintln!("warning: embedding cache not saved: {e}");
             }
             cache_hits = hits;
             skipped.extend(bad);
             let mut data = Vec::with_capacity(done.len() * emb.dim);
+            let mut hashes = Vec::new();
             let infos: Vec<FileInfo> = done
                 .into_iter()
                 .map(|e| {
                     data.extend_from_slice(&e.vector);
+                    hashes.extend(e.hash);
                     e.info
                 })
                 .collect();
-            (infos, Descriptors::Vectors { dim: emb.dim, data }, t, spec.to_string())
+            let vectors = Descriptors::Vectors { dim: emb.dim, data };
+            match fused {
+                None => (infos, vectors, t, spec.to_string()),
+                Some(kind) => {
+                    assert_eq!(hashes.len(), infos.len(), "embed_files hashes every file when asked");
+                    let desc = Descriptors::Fused { vectors: Box::new(vectors), hashes, l2_per_bit: FUSE_L2_PER_BIT };
+                    (infos, desc, t, format!("{spec} fused with {}", kind.name()))
+                }
+            }
         }
         Method::Hash(kind) => {
             if params.precision.is_some() {
@@ -141,7 +160,8 @@ pub fn find_dupes(
     })
 }
 
-/// Hashes `files` in parallel with `kind`: the readable files, their hashes, the unreadable ones.
+/// Hashes `files` in parallel with `kind` (solid borders cut off first): the readable files,
+/// their hashes, the unreadable ones.
 pub fn hash_files(
     files: &[PathBuf],
     kind: HashKind,
@@ -157,7 +177,8 @@ pub fn hash_files(
                 let bytes = std::fs::metadata(p).map_err(|e| e.to_string())?.len();
                 let img = load::load_image_with(p, &opts).map_err(|e| e.to_string())?;
                 let info = FileInfo { path: p.display().to_string(), pixels: img.pixel_count() as u64, bytes };
-                Ok((info, PerceptualHash::of(&hasher, &img)))
+                let content = strip_borders(&img).map_err(|e| e.to_string())?;
+                Ok((info, PerceptualHash::of(&hasher, &content)))
             })();
             on_file();
             (p.clone(), r)

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use stabilize_core::fsutil::{sha256_bytes, sha256_file, write_atomic};
+use stabilize_core::fsutil::{sha256_bytes, write_atomic};
 use stabilize_core::run_files;
 
 /// The run folder's files, as committed.
@@ -26,20 +26,21 @@ pub const MODEL_SHA256: &str = "06e65314ce032b2fd842f2a987ede5ec3b1a943a407bd3f2
 /// The folder under the data dir the default model is written to.
 pub const DIR_NAME: &str = "embed-default";
 
-/// The default model's run folder under `data_dir`, written there from the binary when missing
-/// or when its weights differ from [`MODEL_SHA256`] (an older or damaged copy).
+/// The default model's run folder under `data_dir`, written there from the binary when a file is
+/// missing or differs from the compiled one (an older release's calibration, a damaged copy).
 pub fn ensure(data_dir: &Path) -> Result<PathBuf> {
     let dir = data_dir.join(DIR_NAME);
-    let model = dir.join(run_files::MODEL);
-    if model.is_file() && sha256_file(&model).map(|s| s == MODEL_SHA256).unwrap_or(false) {
+    let stale: Vec<_> =
+        FILES.iter().filter(|(name, bytes)| std::fs::read(dir.join(name)).ok().as_deref() != Some(*bytes)).collect();
+    if stale.is_empty() {
         return Ok(dir);
     }
-    let bytes = FILES[FILES.len() - 1].1;
-    if sha256_bytes(bytes) != MODEL_SHA256 {
+    if sha256_bytes(FILES[FILES.len() - 1].1) != MODEL_SHA256 {
         bail!("the default model compiled into this binary does not match its sha256 (a broken build)");
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    for (name, bytes) in FILES {
+    // In FILES' order: the weights last, so a folder with model.bpk in place is complete.
+    for (name, bytes) in stale {
         write_atomic(&dir.join(name), bytes)
             .with_context(|| format!("writing the default model to {}", dir.display()))?;
     }
@@ -49,6 +50,7 @@ pub fn ensure(data_dir: &Path) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use stabilize_core::fsutil::sha256_file;
 
     #[test]
     fn the_compiled_weights_match_their_checksum_and_install_once() {
@@ -68,5 +70,9 @@ mod tests {
         let config: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.join(run_files::CONFIG)).unwrap()).unwrap();
         assert_eq!(config["l0"], "distil");
+        // An older calibration is replaced by the compiled one.
+        std::fs::write(dir.join(run_files::EVAL), b"{}").unwrap();
+        ensure(data.path()).unwrap();
+        assert_eq!(std::fs::read(dir.join(run_files::EVAL)).unwrap(), FILES[2].1);
     }
 }

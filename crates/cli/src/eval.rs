@@ -45,6 +45,10 @@ pub enum EvalCommand {
         /// the two disagree most to MODEL/examples/ (images and distances).
         #[arg(long)]
         baseline: Option<PathBuf>,
+        /// Describe the images as they are, without first cutting solid borders off (what
+        /// `dupes`, `embed` and `index` do to every file).
+        #[arg(long)]
+        keep_borders: bool,
         #[command(flatten)]
         run: RunArgs,
         /// Print one JSON object instead of a table.
@@ -81,8 +85,8 @@ pub fn run(cmd: EvalCommand) -> Result<()> {
             None => classify(&model, &distortions, seed, &run, json),
             Some(Suite::Corruptions) => corruptions(&model, seed, &run, json),
         },
-        EvalCommand::Embed { model, distortions, seed, baseline, run, json } => {
-            embed(&model, &distortions, seed, baseline.as_deref(), &run, json)
+        EvalCommand::Embed { model, distortions, seed, baseline, keep_borders, run, json } => {
+            embed(&model, &distortions, seed, !keep_borders, baseline.as_deref(), &run, json)
         }
     }
 }
@@ -237,6 +241,7 @@ fn embed(
     model_dir: &Path,
     distortions: &str,
     seed: u64,
+    strip_borders: bool,
     baseline: Option<&Path>,
     run: &RunArgs,
     json: bool,
@@ -256,8 +261,17 @@ fn embed(
         EvalEvent::Method(m) => pb.set_message(m),
         EvalEvent::Embedded(n) => pb.inc(n as u64),
     };
-    let evaluation =
-        evaluate_embedding_run(model_dir, &photos, &weights, &distortions, seed, base_eval.as_ref(), &device, &mut on)?;
+    let evaluation = evaluate_embedding_run(
+        model_dir,
+        &photos,
+        &weights,
+        &distortions,
+        seed,
+        strip_borders,
+        base_eval.as_ref(),
+        &device,
+        &mut on,
+    )?;
     pb.finish_and_clear();
     let eval = evaluation.eval;
     if json {

@@ -10,6 +10,7 @@ use burn::tensor::Device;
 use stabilize_core::data::crops::Photo;
 use stabilize_core::eval::embed::{Descriptors, EmbedEval, EvalSet, disagreements, evaluate_method};
 use stabilize_core::fsutil::write_atomic;
+use stabilize_core::image::borders::strip_borders_to;
 use stabilize_core::image::hash::HashKind;
 use stabilize_core::{Distortion, Error, Image, run_files};
 
@@ -18,6 +19,9 @@ use crate::infer::{EMBED_BATCH, embed_images, pretrained_features};
 use crate::mobilenet::FEATURES;
 use crate::train::TrainError;
 use crate::train::embed::{load_embedder, split_indices};
+
+/// The name of the model fused with pHash among an evaluation's baselines.
+pub const FUSED_NAME: &str = "model+phash";
 
 /// Pairs per distortion written to `examples/` where the model and its baseline disagree most.
 pub const EXAMPLES_PER_DISTORTION: usize = 8;
@@ -71,6 +75,7 @@ pub fn evaluate_embedding_run(
     weights: &Path,
     distortions: &[Distortion],
     seed: u64,
+    strip_borders: bool,
     baseline: Option<&EmbedEval>,
     device: &Device,
     on: &mut dyn FnMut(EvalEvent),
@@ -80,14 +85,26 @@ pub fn evaluate_embedding_run(
     let size = config.model.input_size;
     let (_, test) = split_indices(photos, config.test_fraction);
     let set = EvalSet::build(photos, &test, size as u32, distortions, seed)?;
+    // What every method describes: the images without their solid borders (as `dupes` and
+    // `embed` see files), or as they are.
+    let stripped = if strip_borders {
+        Some(set.map_images(&|img| strip_borders_to(img, size as u32, size as u32))?)
+    } else {
+        None
+    };
+    let described = stripped.as_ref().unwrap_or(&set);
     on(EvalEvent::Start { images: set.image_count() * 2 });
     on(EvalEvent::Method("fine-tuned model"));
+    // The model's descriptors, in the order the protocol asks for them, kept for the fused method.
+    let mut kept: Vec<Descriptors> = Vec::new();
     let mut describe = |imgs: &[Image]| {
         let data = embed_images(&model, imgs, EMBED_BATCH, device);
         on(EvalEvent::Embedded(imgs.len()));
-        Descriptors::Vectors { dim: config.model.dim, data }
+        let d = Descriptors::Vectors { dim: config.model.dim, data };
+        kept.push(d.clone());
+        d
     };
-    let main = evaluate_method("model", &set, &mut describe);
+    let main = evaluate_method("model", described, &mut describe);
     on(EvalEvent::Method("pretrained features"));
     let pretrained = EmbedNetConfig::new()
         .with_input_size(size)
@@ -99,11 +116,17 @@ pub fn evaluate_embedding_run(
         on(EvalEvent::Embedded(imgs.len()));
         Descriptors::Vectors { dim: FEATURES, data }
     };
-    let mut baselines = vec![evaluate_method("pretrained", &set, &mut describe_pre)];
+    let mut baselines = vec![evaluate_method("pretrained", described, &mut describe_pre)];
     on(EvalEvent::Method("hashes"));
     for kind in HashKind::ALL {
-        baselines.push(evaluate_method(kind.name(), &set, &mut |imgs| Descriptors::hashes(kind, imgs)));
+        baselines.push(evaluate_method(kind.name(), described, &mut |imgs| Descriptors::hashes(kind, imgs)));
     }
+    let mut kept = kept.into_iter();
+    let mut describe_fused = |imgs: &[Image]| {
+        let vectors = kept.next().expect("the protocol describes the same slices in the same order");
+        Descriptors::fused(vectors, HashKind::Phash, imgs)
+    };
+    baselines.push(evaluate_method(FUSED_NAME, described, &mut describe_fused));
     let eval = EmbedEval {
         model: model_dir.display().to_string(),
         seed,
@@ -113,6 +136,7 @@ pub fn evaluate_embedding_run(
         distortions: main.distortions,
         pooled: main.pooled,
         baselines,
+        borders_stripped: strip_borders,
         seconds: started.elapsed().as_secs_f64(),
     };
     write_atomic(&model_dir.join(run_files::EVAL), &serde_json::to_vec(&eval).expect("serialisable"))?;
@@ -136,6 +160,11 @@ pub fn write_examples(
             "the baseline was evaluated on other images (seed {}, {} images); re-evaluate it with --seed {}",
             baseline.seed, baseline.eval_images, eval.seed
         )));
+    }
+    if baseline.borders_stripped != eval.borders_stripped {
+        return Err(EvalError::Baseline(
+            "the baseline was evaluated with borders treated differently; re-evaluate both the same way".into(),
+        ));
     }
     let examples = disagreements(&baseline.distortions, &eval.distortions, EXAMPLES_PER_DISTORTION);
     let dir = model_dir.join(run_files::EXAMPLES_DIR);

@@ -14,6 +14,10 @@ pub struct CacheEntry {
     pub mtime_ns: u128,
     pub pixels: u64,
     pub vector: Vec<f32>,
+    /// The file's perceptual hash ([`crate::image::hash::PerceptualHash::to_bytes`]) when the
+    /// model is fused with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<Vec<u8>>,
 }
 
 /// The embedding cache of a model, keyed by path; one file per model (by its weights' sha256)
@@ -78,7 +82,7 @@ mod tests {
         let sha = "ab".repeat(32);
         let mut c = Cache::open(&sha);
         assert!(c.get("a.png", 10, 5).is_none());
-        c.insert("a.png".into(), CacheEntry { size: 10, mtime_ns: 5, pixels: 4, vector: vec![0.5, 0.25] });
+        c.insert("a.png".into(), CacheEntry { size: 10, mtime_ns: 5, pixels: 4, vector: vec![0.5, 0.25], hash: None });
         c.save().unwrap();
         let c = Cache::open(&sha);
         assert_eq!(c.get("a.png", 10, 5).map(|e| e.vector.clone()), Some(vec![0.5, 0.25]));

@@ -82,6 +82,16 @@ impl PerceptualHash {
     pub fn distance(&self, other: &Self) -> u32 {
         self.0.dist(&other.0)
     }
+
+    /// The hash's bits as bytes (what the embedding cache stores).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.0.as_bytes().to_vec()
+    }
+
+    /// A hash from [`PerceptualHash::to_bytes`]; `None` for bytes that are not one.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        ImageHash::from_bytes(bytes).ok().map(PerceptualHash)
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Images: the in-memory [`Image`] type shared by loaders, distortions, hashes and the burn layer,
 //! and what reads, writes and measures it — the JPEG codec ([`jpeg`]), resampling ([`resize`]),
-//! loading files and folders ([`load`]), perceptual hashes ([`hash`]) and codec throughput
+//! loading files and folders ([`load`]), perceptual hashes ([`hash`]), solid borders cut off
+//! before describing ([`borders`]) and codec throughput
 //! ([`bench`]).
 //!
 //! Pixels are 8-bit, interleaved, row-major (`[y][x][c]`), with 1 (grayscale) or 3 (RGB) channels.
@@ -8,6 +9,7 @@
 
 #[cfg(feature = "bench")]
 pub mod bench;
+pub mod borders;
 pub mod hash;
 pub mod jpeg;
 pub mod load;

@@ -179,6 +179,7 @@ mod tests {
             distortions: vec![row("jpeg:10", aps[0], 0.97), row("pad:20", aps[1], 0.30)],
             pooled: row("pooled", pooled, 0.7),
             baselines,
+            borders_stripped: false,
             seconds: 0.0,
         }
     }
