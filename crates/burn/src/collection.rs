@@ -12,7 +12,7 @@ use stabilize_core::dedup::cache::{Cache, CacheEntry, stat};
 use stabilize_core::eval::EmbedEval;
 use stabilize_core::eval::retrieval::point_at_precision;
 use stabilize_core::fsutil::{sha256_bytes, sha256_file};
-use stabilize_core::image::borders::strip_borders;
+use stabilize_core::image::borders::into_content;
 use stabilize_core::image::hash::{HashKind, PerceptualHash};
 use stabilize_core::image::load;
 use stabilize_core::image::resize::{Filter, resize};
@@ -47,7 +47,7 @@ pub enum EmbedderKind {
 }
 
 /// What is done to a file before it is described, part of the cache key: solid borders cut off
-/// ([`strip_borders`]), then resized to the model's input.
+/// ([`into_content`]), then resized to the model's input.
 pub const PIPELINE: &str = "strip-borders-v1";
 
 /// Which descriptor to embed with (`--model pretrained|RUN`).
@@ -238,7 +238,7 @@ pub fn embed_files(
                     }
                     let img = load::load_image_with(p, &opts).map_err(|e| e.to_string())?;
                     let info = FileInfo { path: key, pixels: img.pixel_count() as u64, bytes: size };
-                    let content = strip_borders(&img.to_rgb()).map_err(|e| e.to_string())?;
+                    let content = into_content(img.to_rgb()).map_err(|e| e.to_string())?;
                     let h = hasher.as_ref().map(|hs| PerceptualHash::of(hs, &content));
                     let small =
                         resize(&content, emb.input_size, emb.input_size, Filter::Bicubic).map_err(|e| e.to_string())?;

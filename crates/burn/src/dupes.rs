@@ -15,7 +15,7 @@ use serde::Serialize;
 use stabilize_core::dedup::cache::Cache;
 use stabilize_core::dedup::{Cluster, FileInfo, clusters, pairs_under};
 use stabilize_core::eval::embed::{Descriptors, FUSE_L2_PER_BIT};
-use stabilize_core::image::borders::strip_borders;
+use stabilize_core::image::borders::into_content;
 use stabilize_core::image::hash::{HashKind, PerceptualHash};
 use stabilize_core::image::load;
 
@@ -177,7 +177,7 @@ pub fn hash_files(
                 let bytes = std::fs::metadata(p).map_err(|e| e.to_string())?.len();
                 let img = load::load_image_with(p, &opts).map_err(|e| e.to_string())?;
                 let info = FileInfo { path: p.display().to_string(), pixels: img.pixel_count() as u64, bytes };
-                let content = strip_borders(&img).map_err(|e| e.to_string())?;
+                let content = into_content(img).map_err(|e| e.to_string())?;
                 Ok((info, PerceptualHash::of(&hasher, &content)))
             })();
             on_file();

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use burn::tensor::Device;
 use stabilize_core::data::crops::Photo;
-use stabilize_core::eval::embed::{Descriptors, EmbedEval, EvalSet, disagreements, evaluate_method};
+use stabilize_core::eval::embed::{Descriptors, EmbedEval, EvalSet, FUSED_METHOD, disagreements, evaluate_method};
 use stabilize_core::fsutil::write_atomic;
 use stabilize_core::image::borders::strip_borders_to;
 use stabilize_core::image::hash::HashKind;
@@ -19,9 +19,6 @@ use crate::infer::{EMBED_BATCH, embed_images, pretrained_features};
 use crate::mobilenet::FEATURES;
 use crate::train::TrainError;
 use crate::train::embed::{load_embedder, split_indices};
-
-/// The name of the model fused with pHash among an evaluation's baselines.
-pub const FUSED_NAME: &str = "model+phash";
 
 /// Pairs per distortion written to `examples/` where the model and its baseline disagree most.
 pub const EXAMPLES_PER_DISTORTION: usize = 8;
@@ -126,7 +123,7 @@ pub fn evaluate_embedding_run(
         let vectors = kept.next().expect("the protocol describes the same slices in the same order");
         Descriptors::fused(vectors, HashKind::Phash, imgs)
     };
-    baselines.push(evaluate_method(FUSED_NAME, described, &mut describe_fused));
+    baselines.push(evaluate_method(FUSED_METHOD, described, &mut describe_fused));
     let eval = EmbedEval {
         model: model_dir.display().to_string(),
         seed,

@@ -122,6 +122,10 @@ impl EvalSet {
 /// held-out photos.
 pub const FUSE_L2_PER_BIT: f64 = 0.03;
 
+/// The name, among an evaluation's baselines, of the model fused with pHash
+/// (`model+HASH` in general: [`Descriptors::Fused`]).
+pub const FUSED_METHOD: &str = "model+phash";
+
 /// What a method turns images into, and the distance between two of them.
 #[derive(Clone)]
 pub enum Descriptors {

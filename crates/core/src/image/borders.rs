@@ -94,6 +94,14 @@ pub fn strip_borders(img: &Image) -> Result<Image> {
     }
 }
 
+/// [`strip_borders`] on an owned image: no copy when it has no borders.
+pub fn into_content(img: Image) -> Result<Image> {
+    match content_window(&img) {
+        None => Ok(img),
+        Some(window) => crop(&img, window),
+    }
+}
+
 /// `img` without its solid borders, resized (bicubic) to `width×height`: what every descriptor
 /// is given. An image without borders is only resized (or copied when it has that size).
 pub fn strip_borders_to(img: &Image, width: u32, height: u32) -> Result<Image> {
@@ -134,6 +142,7 @@ mod tests {
         let img = textured(40, 30);
         assert_eq!(content_window(&img), None);
         assert!(strip_borders(&img).unwrap() == img);
+        assert!(into_content(img.clone()).unwrap() == img);
     }
 
     #[test]
@@ -153,6 +162,7 @@ mod tests {
             }
             assert_eq!(content_window(&img), Some((2, 3, 20, 10)), "level {level}");
             assert!(strip_borders(&img).unwrap() == inner);
+            assert!(into_content(img).unwrap() == inner);
         }
     }
 

@@ -7,7 +7,7 @@ use super::plot::{BLUE, Figure, GREY, HASH_COLOURS, ORANGE, Series, grouped_bars
 use super::{Run, RunKind, spec_value};
 use crate::error::Result;
 use crate::eval::ClassifyEval;
-use crate::eval::embed::{DistortionResult, EmbedEval};
+use crate::eval::embed::{DistortionResult, EmbedEval, FUSED_METHOD};
 use crate::eval::retrieval::ecdf;
 
 /// The classifier figures: top-1 against JPEG quality and against thumbnail scale, flip rates.
@@ -77,12 +77,19 @@ pub(super) fn classifier_figures(base: &Run, stab: &[&Run]) -> Result<Vec<Figure
     Ok(figures)
 }
 
+/// The stabilized model fused with pHash in the PR panels (solid black: neither a hash nor a
+/// model alone).
+const FUSED_COLOUR: RGBColor = RGBColor(0, 0, 0);
+
 /// The embedding figures: distance CDFs (Fig. 4) and PR curves (Fig. 5) per distortion.
 pub(super) fn embed_figures(base: &EmbedEval, stab: &EmbedEval) -> Result<Vec<Figure>> {
+    // The pretrained features share the L2 axis (the hashes' Hamming bits do not).
+    let pretrained = stab.baselines.iter().find(|m| m.name == "pretrained");
     let max_d = base
         .distortions
         .iter()
         .chain(&stab.distortions)
+        .chain(pretrained.iter().flat_map(|m| &m.distortions))
         .flat_map(|r| r.near_dup_distances.iter().chain(&r.distinct_distances))
         .copied()
         .fold(0.0f64, f64::max)
@@ -93,36 +100,49 @@ pub(super) fn embed_figures(base: &EmbedEval, stab: &EmbedEval) -> Result<Vec<Fi
         .distortions
         .iter()
         .zip(&stab.distortions)
-        .map(|(b, s)| {
-            (
-                b.spec.clone(),
-                vec![
-                    Series {
-                        label: "baseline: near-duplicates".into(),
-                        colour: BLUE,
-                        dashed: false,
-                        points: cdf(&b.near_dup_distances),
-                    },
-                    Series {
-                        label: "baseline: distinct".into(),
-                        colour: BLUE,
-                        dashed: true,
-                        points: cdf(&b.distinct_distances),
-                    },
-                    Series {
-                        label: "stabilized: near-duplicates".into(),
-                        colour: ORANGE,
-                        dashed: false,
-                        points: cdf(&s.near_dup_distances),
-                    },
-                    Series {
-                        label: "stabilized: distinct".into(),
-                        colour: ORANGE,
-                        dashed: true,
-                        points: cdf(&s.distinct_distances),
-                    },
-                ],
-            )
+        .enumerate()
+        .map(|(k, (b, s))| {
+            let mut series = vec![
+                Series {
+                    label: "baseline: near-duplicates".into(),
+                    colour: BLUE,
+                    dashed: false,
+                    points: cdf(&b.near_dup_distances),
+                },
+                Series {
+                    label: "baseline: distinct".into(),
+                    colour: BLUE,
+                    dashed: true,
+                    points: cdf(&b.distinct_distances),
+                },
+                Series {
+                    label: "stabilized: near-duplicates".into(),
+                    colour: ORANGE,
+                    dashed: false,
+                    points: cdf(&s.near_dup_distances),
+                },
+                Series {
+                    label: "stabilized: distinct".into(),
+                    colour: ORANGE,
+                    dashed: true,
+                    points: cdf(&s.distinct_distances),
+                },
+            ];
+            if let Some(p) = pretrained.and_then(|m| m.distortions.get(k)) {
+                series.push(Series {
+                    label: "pretrained: near-duplicates".into(),
+                    colour: GREY,
+                    dashed: false,
+                    points: cdf(&p.near_dup_distances),
+                });
+                series.push(Series {
+                    label: "pretrained: distinct".into(),
+                    colour: GREY,
+                    dashed: true,
+                    points: cdf(&p.distinct_distances),
+                });
+            }
+            (b.spec.clone(), series)
         })
         .collect();
     let cdf_svg =
@@ -139,8 +159,11 @@ pub(super) fn embed_figures(base: &EmbedEval, stab: &EmbedEval) -> Result<Vec<Fi
                 Series { label: "baseline".into(), colour: BLUE, dashed: false, points: pr(b) },
             ];
             for (i, m) in stab.baselines.iter().enumerate() {
-                let (colour, dashed) =
-                    if m.name == "pretrained" { (GREY, false) } else { (HASH_COLOURS[(i + 3) % 4], true) };
+                let (colour, dashed) = match m.name.as_str() {
+                    "pretrained" => (GREY, false),
+                    FUSED_METHOD => (FUSED_COLOUR, false),
+                    _ => (HASH_COLOURS[(i + 3) % 4], true),
+                };
                 series.push(Series { label: m.name.clone(), colour, dashed, points: pr(&m.distortions[k]) });
             }
             (b.spec.clone(), series)
@@ -150,12 +173,12 @@ pub(super) fn embed_figures(base: &EmbedEval, stab: &EmbedEval) -> Result<Vec<Fi
     Ok(vec![
         Figure {
             id: "embed-cdf".into(),
-            caption: "Fig. 4: cumulative distribution of the embedding distance D(f(x), f(x')) for near-duplicate pairs (solid) and for distinct pairs (dashed), baseline (blue) and stabilized (red). Stability training has worked when the red solid curve rises earlier than the blue one while the red dashed curve stays as far right as the blue dashed one: AP depends on how much the two curves of one model overlap.".into(),
+            caption: "Fig. 4: cumulative distribution of the embedding distance D(f(x), f(x')) for near-duplicate pairs (solid) and for distinct pairs (dashed), baseline (blue), stabilized (red) and the pretrained ImageNet features (grey; the hashes' Hamming distances are on another scale and appear in Fig. 5 only). Stability training has worked when the red solid curve rises earlier than the blue one while the red dashed curve stays as far right as the blue dashed one: AP depends on how much the two curves of one model overlap.".into(),
             svg: cdf_svg,
         },
         Figure {
             id: "embed-pr".into(),
-            caption: "Fig. 5: precision–recall of near-duplicate detection by thresholding the distance, per distortion: stabilized and baseline embeddings, the pretrained ImageNet features, and perceptual hashes (Hamming distance).".into(),
+            caption: "Fig. 5: precision–recall of near-duplicate detection by thresholding the distance, per distortion: stabilized and baseline embeddings, the pretrained ImageNet features, perceptual hashes (Hamming distance), and the stabilized embedding fused with pHash (model+phash: the nearer of the L2 distance and 0.03 per bit; what `dupes` uses).".into(),
             svg: pr_svg,
         },
     ])

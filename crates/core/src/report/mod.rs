@@ -178,6 +178,13 @@ pub fn render(runs: &[Run], meta: &ReportMeta) -> Result<Report> {
         let (RunKind::Embed { eval: be, .. }, RunKind::Embed { eval: se, examples }) = (&b.kind, &s.kind) else {
             unreachable!()
         };
+        if be.seed != se.seed || be.eval_images != se.eval_images || be.borders_stripped != se.borders_stripped {
+            return Err(Error::Invalid(format!(
+                "{} and {} were evaluated on different images (seed, count or borders); re-evaluate both with the same `stabilize eval embed` options",
+                b.dir.display(),
+                s.dir.display()
+            )));
+        }
         let _ = writeln!(body, "<h2>Near-duplicate detection and ranking (embeddings)</h2>");
         let _ = writeln!(
             body,

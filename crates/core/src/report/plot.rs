@@ -35,6 +35,9 @@ pub(crate) fn plot_err<E: std::fmt::Debug>(e: E) -> Error {
     Error::Invalid(format!("plotting: {e:?}"))
 }
 
+/// Width in px of one legend entry (line and label).
+const LEGEND_SLOT: usize = 220;
+
 /// Small-multiple line charts: one panel per `(title, series)`, sharing axes and the legend.
 pub fn line_panels(
     panels: &[(String, Vec<Series>)],
@@ -46,12 +49,16 @@ pub fn line_panels(
 ) -> Result<String> {
     let columns = columns.max(1).min(panels.len().max(1));
     let rows = panels.len().div_ceil(columns).max(1);
-    let (w, h) = (W, (H / 2 + 40) * rows as u32 + 60);
+    // The legend wraps: at most LEGEND_SLOT px per entry, a row of 24 px per line of entries.
+    let entries = panels.first().map_or(1, |(_, s)| s.len().max(1));
+    let per_row = ((W as usize - 20) / LEGEND_SLOT).clamp(1, entries);
+    let legend_h = 36 + 24 * (entries.div_ceil(per_row) as u32 - 1);
+    let (w, h) = (W, (H / 2 + 40) * rows as u32 + legend_h);
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(plot_err)?;
-        let (body, legend) = root.split_vertically(h - 60);
+        let (body, legend) = root.split_vertically(h - legend_h);
         let areas = body.split_evenly((rows, columns));
         for ((title, series), area) in panels.iter().zip(areas.iter()) {
             let mut chart = ChartBuilder::on(area)
@@ -82,21 +89,21 @@ pub fn line_panels(
         }
         // One shared legend under the panels.
         if let Some((_, series)) = panels.first() {
-            let n = series.len().max(1) as i32;
-            let slot = (w as i32 - 20) / n;
+            let slot = (w as i32 - 20) / per_row as i32;
             for (i, s) in series.iter().enumerate() {
-                let x = 10 + i as i32 * slot;
+                let x = 10 + (i % per_row) as i32 * slot;
+                let y = 24 * (i / per_row) as i32;
                 let style = ShapeStyle::from(&s.colour).stroke_width(3);
                 if s.dashed {
                     for k in 0..3 {
                         legend
-                            .draw(&PathElement::new(vec![(x + k * 10, 30), (x + k * 10 + 6, 30)], style))
+                            .draw(&PathElement::new(vec![(x + k * 10, y + 18), (x + k * 10 + 6, y + 18)], style))
                             .map_err(plot_err)?;
                     }
                 } else {
-                    legend.draw(&PathElement::new(vec![(x, 30), (x + 26, 30)], style)).map_err(plot_err)?;
+                    legend.draw(&PathElement::new(vec![(x, y + 18), (x + 26, y + 18)], style)).map_err(plot_err)?;
                 }
-                legend.draw(&Text::new(s.label.clone(), (x + 32, 24), ("sans-serif", 13))).map_err(plot_err)?;
+                legend.draw(&Text::new(s.label.clone(), (x + 32, y + 12), ("sans-serif", 13))).map_err(plot_err)?;
             }
         }
         root.present().map_err(plot_err)?;
