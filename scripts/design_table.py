@@ -34,7 +34,11 @@ def main():
             minutes = "–"
         if first is None:
             first = ev
-        elif (ev["eval_images"], ev["seed"]) != (first["eval_images"], first["seed"]):
+        elif (ev["eval_images"], ev["seed"], ev.get("borders_stripped", False)) != (
+            first["eval_images"],
+            first["seed"],
+            first.get("borders_stripped", False),
+        ):
             sys.exit(f"{run}: evaluated on other images than {args[0]}")
         rows.append((name, ev["pooled"], ev["distortions"], minutes))
     for b in first["baselines"]:
