@@ -1,4 +1,4 @@
-//! The default embedding model (`--model default`, and what `dupes` uses with no `--model` or
+//! The default embedding model (`--model default`, and, fused with pHash, what `dupes` uses with no `--model` or
 //! `--hash`): a run folder kept in the repository (`models/embed-default/`: its config, weights,
 //! training metrics and evaluation, which holds the calibration `dupes` reads its threshold
 //! from), compiled into the binary, and written once into `<data dir>/embed-default/` on first
