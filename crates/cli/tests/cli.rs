@@ -553,7 +553,8 @@ fn train_and_eval_embed_and_imagenet_on_real_photos() {
     assert_eq!(rows[0]["near_dup_distances"].as_array().unwrap().len(), images);
     assert!(rows[0]["ranking_accuracy"].as_f64().unwrap() > 0.5);
     let names: Vec<&str> = eval["baselines"].as_array().unwrap().iter().map(|b| b["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["pretrained", "phash", "dhash", "ahash", "blockhash"]);
+    assert_eq!(names, ["pretrained", "phash", "dhash", "ahash", "blockhash", "model+phash"]);
+    assert_eq!(eval["borders_stripped"], true);
     // The pretrained ImageNet features find light JPEG copies among distinct crops.
     assert!(eval["baselines"][0]["distortions"][0]["ap"].as_f64().unwrap() > 0.8, "{}", eval["baselines"][0]);
     // Examples against a "baseline" (here the same run): 8 pairs per distortion with their images.

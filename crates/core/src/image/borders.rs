@@ -131,7 +131,7 @@ mod tests {
         let data = (0..w * h)
             .flat_map(|i| {
                 let (x, y) = (i % w, i / w);
-                [(x * 7 + y * 13) % 256, (x * x + y * 3) % 256, (x * 5 ^ y * 11) % 256].map(|v| v as u8)
+                [(x * 7 + y * 13) % 256, (x * x + y * 3) % 256, ((x * 5) ^ (y * 11)) % 256].map(|v| v as u8)
             })
             .collect();
         Image::new(w, h, Channels::Rgb, data).unwrap()

@@ -32,7 +32,7 @@ pub use plot::{Figure, Series, amplified_difference, frontier_svg, grouped_bars,
 #[derive(Clone, Debug)]
 pub enum RunKind {
     Classify(ClassifyEval),
-    Embed { eval: EmbedEval, examples: Vec<(String, Vec<Disagreement>)> },
+    Embed { eval: Box<EmbedEval>, examples: Vec<(String, Vec<Disagreement>)> },
 }
 
 /// A run folder read for the report.
@@ -71,8 +71,10 @@ impl Run {
             let ex_path = dir.join(run_files::EXAMPLES);
             let examples = if ex_path.is_file() { read_json(&ex_path)? } else { Vec::new() };
             RunKind::Embed {
-                eval: serde_json::from_value(eval)
-                    .map_err(|e| Error::Invalid(format!("{}: {e}", eval_path.display())))?,
+                eval: Box::new(
+                    serde_json::from_value(eval)
+                        .map_err(|e| Error::Invalid(format!("{}: {e}", eval_path.display())))?,
+                ),
                 examples,
             }
         } else {
@@ -431,7 +433,14 @@ mod tests {
         assert!(svg.starts_with("<svg") && svg.contains("x (px)") && svg.contains("polyline"), "{}", &svg[..200]);
         let png = svg_to_png(&svg).unwrap();
         let img = image::load_from_memory(&png).unwrap().to_rgb8();
-        assert_eq!(img.dimensions(), (W, H / 2 + 40 + 60));
+        // One panel and a legend of one row.
+        assert_eq!(img.dimensions(), (W, H / 2 + 40 + 36));
+        // Nine entries wrap into rows of four: three rows.
+        let many: Vec<Series> = (0..9)
+            .map(|i| Series { label: format!("s{i}"), colour: BLUE, dashed: false, points: vec![(0.0, 0.0)] })
+            .collect();
+        let svg = line_panels(&[("p".into(), many)], "x", "y", (0.0, 1.0), (0.0, 1.0), 1).unwrap();
+        assert!(svg.contains(&format!("height=\"{}\"", H / 2 + 40 + 36 + 48)), "{}", &svg[..200]);
         // Not blank: some pixels are far from white.
         assert!(img.pixels().filter(|p| p.0.iter().any(|&c| c < 128)).count() > 500);
         let bars =
