@@ -89,7 +89,8 @@ pub struct Embedder {
     pub device: Device,
     /// The run folder, or the weights file for [`EmbedderKind::Pretrained`].
     pub dir: PathBuf,
-    /// What identifies the vectors it makes (the embedding cache's key): the sha256 of model.bpk
+    /// What identifies the vectors it makes (with [`PIPELINE`], the embedding cache's key:
+    /// [`Embedder::cache_key`]): the sha256 of model.bpk
     /// for a run; for the pretrained features, the sha256 of the weights' sha256 and the input
     /// size.
     pub weights_sha256: String,
@@ -173,12 +174,18 @@ impl Embedder {
             Some(kind) => {
                 let name = format!("model+{}", kind.name());
                 &eval.baselines.iter().find(|m| m.name == name).ok_or_else(|| {
-                    CollectionError::Calibration(format!(
-                        "{} has no calibration of the model fused with {} (re-run `stabilize eval embed --model {}`, or pass --threshold)",
-                        eval_path.display(),
-                        kind.name(),
-                        self.dir.display()
-                    ))
+                    CollectionError::Calibration(if kind == HashKind::Phash {
+                        format!(
+                            "{} has no calibration of the model fused with phash (re-run `stabilize eval embed --model {}`, or pass --threshold)",
+                            eval_path.display(),
+                            self.dir.display()
+                        )
+                    } else {
+                        format!(
+                            "only the model fused with phash is calibrated; with {} pass --threshold (an L2 distance; a hash bit counts 0.03)",
+                            kind.name()
+                        )
+                    })
                 })?.pooled
             }
         };
@@ -203,7 +210,7 @@ pub struct Embedded {
 
 /// Embeds `files` (decoded, cut free of solid borders and resized in parallel, 64 at a time, then
 /// embedded as one batch), reading and filling `cache` (opened with [`Embedder::cache_key`] of the
-/// same `hash`); with `hash`, also hashes each file (borders cut, full resolution). `on_file` is
+/// same `hash`); with `hash`, also hashes each file (the same borderless, resized image). `on_file` is
 /// called once per file read (from worker threads). Unreadable files go to the returned skip list
 /// with the reason. Returns the embedded files, the skipped ones and the number of cache hits.
 pub fn embed_files(
@@ -239,9 +246,11 @@ pub fn embed_files(
                     let img = load::load_image_with(p, &opts).map_err(|e| e.to_string())?;
                     let info = FileInfo { path: key, pixels: img.pixel_count() as u64, bytes: size };
                     let content = into_content(img.to_rgb()).map_err(|e| e.to_string())?;
-                    let h = hasher.as_ref().map(|hs| PerceptualHash::of(hs, &content));
                     let small =
                         resize(&content, emb.input_size, emb.input_size, Filter::Bicubic).map_err(|e| e.to_string())?;
+                    // Hashed at the model's input size, as `eval embed` calibrates the fused
+                    // distance (and cheaper than the full image).
+                    let h = hasher.as_ref().map(|hs| PerceptualHash::of(hs, &small));
                     Ok(Item::Image(info, mtime, small, h))
                 })();
                 on_file();

@@ -44,11 +44,12 @@ pub struct DupesParams {
     /// Folders (searched recursively) or files.
     pub paths: Vec<PathBuf>,
     pub method: Method,
-    /// The distance under which two files are duplicates (L2 for a model, Hamming bits for a
+    /// The distance under which two files are duplicates (L2 for a model or a fused pair, Hamming bits for a
     /// hash); `None`: the model's calibrated distance at `precision`, or
     /// [`DEFAULT_HASH_THRESHOLD`] bits.
     pub threshold: Option<f64>,
-    /// The precision of a model's calibrated threshold (models only) [default 0.99].
+    /// The precision of a model's (or a fused pair's) calibrated threshold (not for a hash alone)
+    /// [default 0.99].
     pub precision: Option<f64>,
     /// Read and write the model's embedding cache.
     pub cache: bool,
@@ -69,7 +70,7 @@ pub struct DupesReport {
     pub cache_hits: usize,
     pub clusters: Vec<Cluster>,
     pub files_seen: usize,
-    /// `model DIR` or the hash's name.
+    /// `model DIR`, the hash's name, or `model DIR fused with HASH`.
     pub method: String,
     pub seconds: f64,
     /// Files that could not be read, with the reason.

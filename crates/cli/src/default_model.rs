@@ -28,6 +28,8 @@ pub const DIR_NAME: &str = "embed-default";
 
 /// The default model's run folder under `data_dir`, written there from the binary when a file is
 /// missing or differs from the compiled one (an older release's calibration, a damaged copy).
+/// The folder is the binary's: an `eval embed` made in it is replaced on the next use, so
+/// evaluate a copy instead.
 pub fn ensure(data_dir: &Path) -> Result<PathBuf> {
     let dir = data_dir.join(DIR_NAME);
     let stale: Vec<_> =

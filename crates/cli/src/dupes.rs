@@ -1,5 +1,5 @@
-//! `stabilize dupes`: near-duplicate clusters under folders, by a trained model or a perceptual
-//! hash; the search is the library's ([`stabilize_burn::dupes`]), this prints it as text, JSON
+//! `stabilize dupes`: near-duplicate clusters under folders, by a trained model, a perceptual
+//! hash, or both fused (the default: the shipped model with pHash); the search is the library's ([`stabilize_burn::dupes`]), this prints it as text, JSON
 //! or CSV. Never moves or deletes anything.
 
 use std::path::PathBuf;

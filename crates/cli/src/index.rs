@@ -11,7 +11,7 @@ use stabilize_core::dedup::index::{IndexConfig, Quantization, VectorIndex};
 use stabilize_core::dedup::index_bench::{self, Synthetic};
 use stabilize_core::image::load;
 
-use stabilize_burn::collection::{Embedder, ModelSpec, embed_files};
+use stabilize_burn::collection::{Embedder, ModelSpec, PIPELINE, embed_files};
 use stabilize_core::dedup::cache::{Cache, stat};
 
 use crate::args::{RunArgs, bar, model_spec, set_jobs};
@@ -149,6 +149,10 @@ struct Manifest {
     weights_sha256: String,
     /// The model's calibrated threshold at precision 0.99, when it had been evaluated.
     threshold: Option<f64>,
+    /// What was done to each file before embedding ([`PIPELINE`]); empty in indexes built
+    /// before borders were cut off.
+    #[serde(default)]
+    pipeline: String,
     /// Key k is `files[k]`; `None` where a file was replaced.
     files: Vec<Option<IndexedFile>>,
 }
@@ -234,6 +238,7 @@ fn build(paths: &[PathBuf], model: &str, out: &Path, params: &IndexParams, commo
         model_dir: std::path::absolute(model).unwrap_or_else(|_| model.to_path_buf()),
         weights_sha256: emb.weights_sha256.clone(),
         threshold: emb.calibrated_threshold(stabilize_burn::dupes::DEFAULT_PRECISION, None).ok(),
+        pipeline: PIPELINE.to_string(),
         files: Vec::new(),
     };
     let (files, mut skipped) = load::list_images(&absolute(paths));
@@ -269,6 +274,13 @@ fn open_with_model(path: &Path, writable: bool, run: &RunArgs) -> Result<(Vector
             manifest.model_dir.display(),
             &emb.weights_sha256[..12],
             &manifest.weights_sha256[..12]
+        );
+    }
+    if manifest.pipeline != PIPELINE {
+        bail!(
+            "{}: built by an older stabilize that embedded files with their borders (pipeline {:?}, now {PIPELINE:?}); rebuild the index",
+            path.display(),
+            manifest.pipeline
         );
     }
     Ok((index, manifest, emb))

@@ -124,6 +124,7 @@ pub fn evaluate_embedding_run(
         Descriptors::fused(vectors, HashKind::Phash, imgs)
     };
     baselines.push(evaluate_method(FUSED_METHOD, described, &mut describe_fused));
+    assert!(kept.next().is_none(), "the fused method replays every slice the model described");
     let eval = EmbedEval {
         model: model_dir.display().to_string(),
         seed,
@@ -137,7 +138,8 @@ pub fn evaluate_embedding_run(
         seconds: started.elapsed().as_secs_f64(),
     };
     write_atomic(&model_dir.join(run_files::EVAL), &serde_json::to_vec(&eval).expect("serialisable"))?;
-    let evaluation = EmbeddingEvaluation { eval, set };
+    // The examples show the images as the methods saw them (borders cut when they were).
+    let evaluation = EmbeddingEvaluation { eval, set: stripped.unwrap_or(set) };
     if let Some(base) = baseline {
         write_examples(model_dir, base, &evaluation)?;
     }

@@ -20,7 +20,8 @@ pub struct CacheEntry {
     pub hash: Option<Vec<u8>>,
 }
 
-/// The embedding cache of a model, keyed by path; one file per model (by its weights' sha256)
+/// The embedding cache of a model, keyed by path; one file per key (the caller's: the weights'
+/// sha256, the preprocessing and the fused hash, `Embedder::cache_key` in the burn layer)
 /// under $STABILIZE_CACHE_DIR, else $XDG_CACHE_HOME/stabilize, else ~/.cache/stabilize.
 pub struct Cache {
     path: PathBuf,
@@ -29,13 +30,13 @@ pub struct Cache {
 }
 
 impl Cache {
-    pub fn open(weights_sha256: &str) -> Cache {
+    pub fn open(key: &str) -> Cache {
         let base = std::env::var_os("STABILIZE_CACHE_DIR")
             .map(PathBuf::from)
             .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("stabilize")))
             .or_else(|| std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".cache/stabilize")))
             .unwrap_or_else(|| std::env::temp_dir().join("stabilize-cache"));
-        let path = base.join(format!("embeddings-{}.json", &weights_sha256[..16]));
+        let path = base.join(format!("embeddings-{}.json", &key[..16]));
         // An unreadable or damaged cache is only a slower run.
         let old = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
         Cache { path, old, new: HashMap::new() }

@@ -58,7 +58,8 @@ fn versus(name: &str, what: &str, s: &EmbedEval, rows: &[DistortionResult], pool
 }
 
 /// Claims about a stabilized embedding `s` against its baseline `b` (α = 0, same data and budget),
-/// the pretrained features and pHash (from `s.baselines`), and the project's goals.
+/// the pretrained features and pHash (from `s.baselines`), and the project's goals for it and, when
+/// evaluated, for it fused with pHash.
 pub fn embedding_claims(b: &EmbedEval, s: &EmbedEval) -> Vec<Claim> {
     let mut out = versus("its baseline (α = 0)", " (paper Fig. 5)", s, &b.distortions, &b.pooled);
     for (name, label) in [("pretrained", "the pretrained features"), ("phash", "pHash")] {
