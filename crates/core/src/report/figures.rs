@@ -102,45 +102,17 @@ pub(super) fn embed_figures(base: &EmbedEval, stab: &EmbedEval) -> Result<Vec<Fi
         .zip(&stab.distortions)
         .enumerate()
         .map(|(k, (b, s))| {
-            let mut series = vec![
-                Series {
-                    label: "baseline: near-duplicates".into(),
-                    colour: BLUE,
-                    dashed: false,
-                    points: cdf(&b.near_dup_distances),
-                },
-                Series {
-                    label: "baseline: distinct".into(),
-                    colour: BLUE,
-                    dashed: true,
-                    points: cdf(&b.distinct_distances),
-                },
-                Series {
-                    label: "stabilized: near-duplicates".into(),
-                    colour: ORANGE,
-                    dashed: false,
-                    points: cdf(&s.near_dup_distances),
-                },
-                Series {
-                    label: "stabilized: distinct".into(),
-                    colour: ORANGE,
-                    dashed: true,
-                    points: cdf(&s.distinct_distances),
-                },
-            ];
-            if let Some(p) = pretrained.and_then(|m| m.distortions.get(k)) {
-                series.push(Series {
-                    label: "pretrained: near-duplicates".into(),
-                    colour: GREY,
-                    dashed: false,
-                    points: cdf(&p.near_dup_distances),
-                });
-                series.push(Series {
-                    label: "pretrained: distinct".into(),
-                    colour: GREY,
-                    dashed: true,
-                    points: cdf(&p.distinct_distances),
-                });
+            let mut series = Vec::new();
+            let pretrained_row = pretrained.and_then(|m| m.distortions.get(k));
+            for (who, colour, r) in
+                [("baseline", BLUE, Some(b)), ("stabilized", ORANGE, Some(s)), ("pretrained", GREY, pretrained_row)]
+            {
+                let Some(r) = r else { continue };
+                for (kind, dashed, v) in
+                    [("near-duplicates", false, &r.near_dup_distances), ("distinct", true, &r.distinct_distances)]
+                {
+                    series.push(Series { label: format!("{who}: {kind}"), colour, dashed, points: cdf(v) });
+                }
             }
             (b.spec.clone(), series)
         })
