@@ -468,6 +468,14 @@ fn check_index(model: &Path, photos: &Path, tmp: &Path) {
     assert_eq!((added["added"].as_u64(), added["replaced"].as_u64()), (Some(2), Some(1)), "{added}");
     assert_eq!(added["unchanged"], 23);
     assert_eq!(added["vectors"], 25);
+    // An index from before borders were cut off (no pipeline in its manifest) is refused.
+    let (index, mut manifest): (stabilize_core::dedup::index::VectorIndex, serde_json::Value) =
+        stabilize_core::dedup::index::VectorIndex::open(&idx, true).unwrap();
+    assert_eq!(manifest["pipeline"], "strip-borders-v1");
+    manifest.as_object_mut().unwrap().remove("pipeline");
+    index.save(&idx, &manifest).unwrap();
+    drop(index);
+    assert_one_line_error(&run(&["index", "query", i, copy.to_str().unwrap()]), "rebuild the index");
     // A damaged index file is a one-line error, and so is a missing one.
     let mut bytes = std::fs::read(&idx).unwrap();
     let n = bytes.len();
