@@ -10,6 +10,7 @@ use rayon::prelude::*;
 use stabilize_core::dedup::FileInfo;
 use stabilize_core::dedup::cache::{Cache, CacheEntry, stat};
 use stabilize_core::eval::EmbedEval;
+use stabilize_core::eval::embed::FUSED_METHOD;
 use stabilize_core::eval::retrieval::point_at_precision;
 use stabilize_core::fsutil::{sha256_bytes, sha256_file};
 use stabilize_core::image::borders::into_content;
@@ -171,21 +172,19 @@ impl Embedder {
         })?;
         let pooled = match fused {
             None => &eval.pooled,
-            Some(kind) => {
-                let name = format!("model+{}", kind.name());
-                &eval.baselines.iter().find(|m| m.name == name).ok_or_else(|| {
-                    CollectionError::Calibration(if kind == HashKind::Phash {
-                        format!(
-                            "{} has no calibration of the model fused with phash (re-run `stabilize eval embed --model {}`, or pass --threshold)",
-                            eval_path.display(),
-                            self.dir.display()
-                        )
-                    } else {
-                        format!(
-                            "only the model fused with phash is calibrated; with {} pass --threshold (an L2 distance; a hash bit counts 0.03)",
-                            kind.name()
-                        )
-                    })
+            Some(kind) if kind != HashKind::Phash => {
+                return Err(CollectionError::Calibration(format!(
+                    "only the model fused with phash is calibrated; with {} pass --threshold (an L2 distance; a hash bit counts 0.03)",
+                    kind.name()
+                )));
+            }
+            Some(_) => {
+                &eval.baselines.iter().find(|m| m.name == FUSED_METHOD).ok_or_else(|| {
+                    CollectionError::Calibration(format!(
+                        "{} has no calibration of the model fused with phash (re-run `stabilize eval embed --model {}`, or pass --threshold)",
+                        eval_path.display(),
+                        self.dir.display()
+                    ))
                 })?.pooled
             }
         };

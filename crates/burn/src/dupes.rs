@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 use stabilize_core::dedup::cache::Cache;
 use stabilize_core::dedup::{Cluster, FileInfo, clusters, pairs_under};
-use stabilize_core::eval::embed::{Descriptors, FUSE_L2_PER_BIT};
+use stabilize_core::eval::embed::Descriptors;
 use stabilize_core::image::borders::into_content;
 use stabilize_core::image::hash::{HashKind, PerceptualHash};
 use stabilize_core::image::load;
@@ -34,7 +34,7 @@ pub enum Method {
     Model(ModelSpec),
     Hash(HashKind),
     /// A model fused with a hash ([`Descriptors::Fused`]): a pair is as close as the nearer of
-    /// its L2 distance and [`FUSE_L2_PER_BIT`] × its Hamming bits, so either can find it.
+    /// its L2 distance and [`FUSE_L2_PER_BIT`](stabilize_core::eval::embed::FUSE_L2_PER_BIT) × its Hamming bits, so either can find it.
     Fused(ModelSpec, HashKind),
 }
 
@@ -131,8 +131,7 @@ pub fn find_dupes(
                 None => (infos, vectors, t, spec.to_string()),
                 Some(kind) => {
                     assert_eq!(hashes.len(), infos.len(), "embed_files hashes every file when asked");
-                    let desc = Descriptors::Fused { vectors: Box::new(vectors), hashes, l2_per_bit: FUSE_L2_PER_BIT };
-                    (infos, desc, t, format!("{spec} fused with {}", kind.name()))
+                    (infos, Descriptors::fuse(vectors, hashes), t, format!("{spec} fused with {}", kind.name()))
                 }
             }
         }

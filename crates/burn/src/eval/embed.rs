@@ -115,16 +115,25 @@ pub fn evaluate_embedding_run(
     };
     let mut baselines = vec![evaluate_method("pretrained", described, &mut describe_pre)];
     on(EvalEvent::Method("hashes"));
+    // pHash's hashes, in the same order, kept beside the model's vectors for the fused method.
+    let mut phashes = Vec::new();
     for kind in HashKind::ALL {
-        baselines.push(evaluate_method(kind.name(), described, &mut |imgs| Descriptors::hashes(kind, imgs)));
+        baselines.push(evaluate_method(kind.name(), described, &mut |imgs| {
+            let d = Descriptors::hashes(kind, imgs);
+            if let (HashKind::Phash, Descriptors::Hashes(h)) = (kind, &d) {
+                phashes.push(h.clone());
+            }
+            d
+        }));
     }
-    let mut kept = kept.into_iter();
-    let mut describe_fused = |imgs: &[Image]| {
-        let vectors = kept.next().expect("the protocol describes the same slices in the same order");
-        Descriptors::fused(vectors, HashKind::Phash, imgs)
+    // The fused method replays both: the protocol describes the same slices in the same order.
+    let mut replay = kept.into_iter().zip(phashes);
+    let mut describe_fused = |_: &[Image]| {
+        let (vectors, hashes) = replay.next().expect("one kept description per slice");
+        Descriptors::fuse(vectors, hashes)
     };
     baselines.push(evaluate_method(FUSED_METHOD, described, &mut describe_fused));
-    assert!(kept.next().is_none(), "the fused method replays every slice the model described");
+    assert!(replay.next().is_none(), "the fused method replays every slice the model described");
     let eval = EmbedEval {
         model: model_dir.display().to_string(),
         seed,

@@ -161,10 +161,9 @@ impl Descriptors {
         Descriptors::Hashes(images.par_iter().map(|img| PerceptualHash::of(&hasher, img)).collect())
     }
 
-    /// `vectors` (a model's, of `images`) fused with the `kind` hashes of the same images
+    /// `vectors` (a model's) fused with `hashes` of the same images, row for row
     /// ([`Descriptors::Fused`], [`FUSE_L2_PER_BIT`]).
-    pub fn fused(vectors: Descriptors, kind: HashKind, images: &[Image]) -> Self {
-        let Descriptors::Hashes(hashes) = Descriptors::hashes(kind, images) else { unreachable!() };
+    pub fn fuse(vectors: Descriptors, hashes: Vec<PerceptualHash>) -> Self {
         Descriptors::Fused { vectors: Box::new(vectors), hashes, l2_per_bit: FUSE_L2_PER_BIT }
     }
 }
@@ -358,12 +357,12 @@ mod tests {
         assert!(bits > 10.0, "{bits}");
         // Vectors: 0 and 1 far apart (the hash finds them), 0 and 2 close (the vectors do).
         let v = Descriptors::Vectors { dim: 1, data: vec![0.0, 1.5, 0.1] };
-        let f = Descriptors::fused(v, HashKind::Phash, &same);
+        let f = Descriptors::fuse(v, h.clone());
         assert_eq!(f.distance(0, &f, 1), 0.0);
         assert!((f.distance(0, &f, 2) - 0.1).abs() < 1e-6);
         // Both far: the smaller of 1.5 and 0.03 per bit.
         let v = Descriptors::Vectors { dim: 1, data: vec![0.0, 0.0, 1.5] };
-        let f = Descriptors::fused(v, HashKind::Phash, &same);
+        let f = Descriptors::fuse(v, h);
         assert!((f.distance(0, &f, 2) - (FUSE_L2_PER_BIT * bits).min(1.5)).abs() < 1e-9);
     }
 

@@ -85,16 +85,8 @@ pub fn content_window(img: &Image) -> Option<(u32, u32, u32, u32)> {
     Some((left as u32, top as u32, (w - left - right) as u32, (y1 - y0) as u32))
 }
 
-/// `img` without its solid borders ([`content_window`]), at its own resolution; a copy of `img`
-/// when it has none.
-pub fn strip_borders(img: &Image) -> Result<Image> {
-    match content_window(img) {
-        None => Ok(img.clone()),
-        Some(window) => crop(img, window),
-    }
-}
-
-/// [`strip_borders`] on an owned image: no copy when it has no borders.
+/// `img` without its solid borders ([`content_window`]), at its own resolution; `img` itself
+/// (no copy) when it has none.
 pub fn into_content(img: Image) -> Result<Image> {
     match content_window(&img) {
         None => Ok(img),
@@ -105,7 +97,7 @@ pub fn into_content(img: Image) -> Result<Image> {
 /// `img` without its solid borders, resized (bicubic) to `width×height`: what every descriptor
 /// is given. An image without borders is only resized (or copied when it has that size).
 pub fn strip_borders_to(img: &Image, width: u32, height: u32) -> Result<Image> {
-    resize(&strip_borders(img)?, width, height, Filter::Bicubic)
+    resize(&into_content(img.clone())?, width, height, Filter::Bicubic)
 }
 
 /// The pixels of `window = (left, top, width, height)` of `img`, copied exactly.
@@ -141,7 +133,6 @@ mod tests {
     fn a_picture_without_borders_is_left_whole() {
         let img = textured(40, 30);
         assert_eq!(content_window(&img), None);
-        assert!(strip_borders(&img).unwrap() == img);
         assert!(into_content(img.clone()).unwrap() == img);
     }
 
@@ -161,7 +152,6 @@ mod tests {
                 }
             }
             assert_eq!(content_window(&img), Some((2, 3, 20, 10)), "level {level}");
-            assert!(strip_borders(&img).unwrap() == inner);
             assert!(into_content(img).unwrap() == inner);
         }
     }
