@@ -11,6 +11,7 @@ use stabilize_core::dedup::FileInfo;
 use stabilize_core::dedup::cache::{Cache, CacheEntry, stat};
 use stabilize_core::eval::EmbedEval;
 use stabilize_core::eval::embed::FUSED_METHOD;
+use stabilize_core::eval::fusion::{FuseRule, read_fuse_rule};
 use stabilize_core::eval::retrieval::point_at_precision;
 use stabilize_core::fsutil::{sha256_bytes, sha256_file};
 use stabilize_core::image::borders::into_content;
@@ -96,6 +97,9 @@ pub struct Embedder {
     /// size.
     pub weights_sha256: String,
     pub kind: EmbedderKind,
+    /// How the model is fused with a hash: the run's fitted rule (`fusion.json`), else
+    /// [`FuseRule::UNFITTED`].
+    pub fuse_rule: FuseRule,
 }
 
 impl Embedder {
@@ -111,6 +115,7 @@ impl Embedder {
             dir: dir.to_path_buf(),
             weights_sha256,
             kind: EmbedderKind::Run,
+            fuse_rule: read_fuse_rule(dir)?,
         })
     }
 
@@ -132,6 +137,7 @@ impl Embedder {
             dir: weights.to_path_buf(),
             weights_sha256,
             kind: EmbedderKind::Pretrained,
+            fuse_rule: FuseRule::UNFITTED,
         })
     }
 
@@ -174,11 +180,20 @@ impl Embedder {
             None => &eval.pooled,
             Some(kind) if kind != HashKind::Phash => {
                 return Err(CollectionError::Calibration(format!(
-                    "only the model fused with phash is calibrated; with {} pass --threshold (an L2 distance; a hash bit counts 0.03)",
+                    "only the model fused with phash is calibrated; with {} pass --threshold (an L2 distance; fused by the model's rule)",
                     kind.name()
                 )));
             }
             Some(_) => {
+                let evaluated = eval.fuse_rule.unwrap_or(FuseRule::UNFITTED);
+                if evaluated != self.fuse_rule {
+                    return Err(CollectionError::Calibration(format!(
+                        "{} was made with another fusion rule than {}; re-run `stabilize eval embed --model {}`",
+                        eval_path.display(),
+                        self.dir.join(run_files::FUSION).display(),
+                        self.dir.display()
+                    )));
+                }
                 &eval.baselines.iter().find(|m| m.name == FUSED_METHOD).ok_or_else(|| {
                     CollectionError::Calibration(format!(
                         "{} has no calibration of the model fused with phash (re-run `stabilize eval embed --model {}`, or pass --threshold)",

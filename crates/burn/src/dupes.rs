@@ -33,8 +33,8 @@ pub enum Method {
     /// pretrained features (which need an explicit threshold).
     Model(ModelSpec),
     Hash(HashKind),
-    /// A model fused with a hash ([`Descriptors::Fused`]): a pair is as close as the nearer of
-    /// its L2 distance and [`FUSE_L2_PER_BIT`](stabilize_core::eval::embed::FUSE_L2_PER_BIT) × its Hamming bits, so either can find it.
+    /// A model fused with a hash ([`Descriptors::Fused`]) by the run's rule
+    /// ([`stabilize_core::eval::fusion::FuseRule`]): a pair either finds is close.
     Fused(ModelSpec, HashKind),
 }
 
@@ -131,7 +131,7 @@ pub fn find_dupes(
                 None => (infos, vectors, t, spec.to_string()),
                 Some(kind) => {
                     assert_eq!(hashes.len(), infos.len(), "embed_files hashes every file when asked");
-                    (infos, Descriptors::fuse(vectors, hashes), t, format!("{spec} fused with {}", kind.name()))
+                    (infos, Descriptors::fuse(vectors, hashes, emb.fuse_rule), t, format!("{spec} fused with {}", kind.name()))
                 }
             }
         }

@@ -1,6 +1,6 @@
 //! The default embedding model (`--model default`, and, fused with pHash, what `dupes` uses with no `--model` or
 //! `--hash`): a run folder kept in the repository (`models/embed-default/`: its config, weights,
-//! training metrics and evaluation, which holds the calibration `dupes` reads its threshold
+//! training metrics, its fusion rule with pHash and its evaluation, which holds the calibration `dupes` reads its threshold
 //! from), compiled into the binary, and written once into `<data dir>/embed-default/` on first
 //! use, so a new user needs no training and no extra download. How it was trained, with the
 //! command and seed that reproduce it, is in `models/embed-default/README.md`.
@@ -12,9 +12,10 @@ use stabilize_core::fsutil::{sha256_bytes, write_atomic};
 use stabilize_core::run_files;
 
 /// The run folder's files, as committed.
-const FILES: [(&str, &[u8]); 4] = [
+const FILES: [(&str, &[u8]); 5] = [
     (run_files::CONFIG, include_bytes!("../../../models/embed-default/config.json")),
     (run_files::METRICS, include_bytes!("../../../models/embed-default/metrics.json")),
+    (run_files::FUSION, include_bytes!("../../../models/embed-default/fusion.json")),
     (run_files::EVAL, include_bytes!("../../../models/embed-default/eval.json")),
     // The weights last: a folder with model.bpk in place is complete.
     (run_files::MODEL, include_bytes!("../../../models/embed-default/model.bpk")),
@@ -56,7 +57,7 @@ mod tests {
 
     #[test]
     fn the_compiled_weights_match_their_checksum_and_install_once() {
-        assert_eq!(sha256_bytes(FILES[3].1), MODEL_SHA256);
+        assert_eq!(sha256_bytes(FILES[FILES.len() - 1].1), MODEL_SHA256);
         let data = tempfile::tempdir().unwrap();
         let dir = ensure(data.path()).unwrap();
         for (name, bytes) in FILES {
@@ -75,6 +76,24 @@ mod tests {
         // An older calibration is replaced by the compiled one.
         std::fs::write(dir.join(run_files::EVAL), b"{}").unwrap();
         ensure(data.path()).unwrap();
-        assert_eq!(std::fs::read(dir.join(run_files::EVAL)).unwrap(), FILES[2].1);
+        assert_eq!(std::fs::read(dir.join(run_files::EVAL)).unwrap(), compiled(run_files::EVAL));
+    }
+
+    fn compiled(name: &str) -> &'static [u8] {
+        FILES.iter().find(|f| f.0 == name).unwrap().1
+    }
+
+    /// The shipped calibration of the fused method was made with the shipped fusion rule (a refit
+    /// without a new `eval embed` would make `dupes` refuse the default).
+    #[test]
+    fn the_shipped_calibration_uses_the_shipped_fusion_rule() {
+        let fit: stabilize_core::eval::fusion::FusionFit = serde_json::from_slice(compiled(run_files::FUSION)).unwrap();
+        let eval: stabilize_core::EmbedEval = serde_json::from_slice(compiled(run_files::EVAL)).unwrap();
+        assert_eq!(eval.fuse_rule, Some(fit.rule));
+        assert_eq!(fit.hash, "phash");
+        assert!(eval.borders_stripped && fit.borders_stripped);
+        // Fitted on as many training photos as are held out, with the evaluation's distortions.
+        assert_eq!(fit.photos, eval.test_photos);
+        assert_eq!(fit.distortions, eval.distortions.iter().map(|d| d.spec.clone()).collect::<Vec<_>>());
     }
 }

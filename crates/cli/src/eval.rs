@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::Subcommand;
 use stabilize_burn::Device;
 use stabilize_burn::eval::{
-    EvalEvent, evaluate_classifier, evaluate_corruptions, evaluate_embedding_run, read_embed_eval,
+    EvalEvent, evaluate_classifier, fit_fusion, evaluate_corruptions, evaluate_embedding_run, read_embed_eval,
 };
 use stabilize_burn::model::SmallCnn;
 use stabilize_burn::train::{load_classifier, load_embedder};
@@ -55,6 +55,31 @@ pub enum EvalCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Fit how an embedding run is fused with pHash (what `dupes` uses with no --model/--hash) on
+    /// pairs of its training photos, never the held-out ones; writes MODEL/fusion.json. Re-run
+    /// `eval embed` after it: the fused calibration is made with the fitted rule.
+    Fusion {
+        /// The run folder written by `train embed`.
+        #[arg(long)]
+        model: PathBuf,
+        /// Comma-separated distortion specs [default: those of `eval embed`].
+        #[arg(long, default_value = stabilize_core::eval::embed::DEFAULT_DISTORTIONS)]
+        distortions: String,
+        /// Seed of the draw of training photos and of the distortions' random parts.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Training photos to fit on [default: as many as the run holds out].
+        #[arg(long)]
+        photos: Option<usize>,
+        /// Describe the images as they are, without first cutting solid borders off.
+        #[arg(long)]
+        keep_borders: bool,
+        #[command(flatten)]
+        run: RunArgs,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Evaluate a classifier run on the Fashion-MNIST test set, clean and under distortions.
     Classify {
         /// The run folder written by `train classify`.
@@ -88,7 +113,66 @@ pub fn run(cmd: EvalCommand) -> Result<()> {
         EvalCommand::Embed { model, distortions, seed, baseline, keep_borders, run, json } => {
             embed(&model, &distortions, seed, !keep_borders, baseline.as_deref(), &run, json)
         }
+        EvalCommand::Fusion { model, distortions, seed, photos, keep_borders, run, json } => {
+            fusion(&model, &distortions, seed, photos, !keep_borders, &run, json)
+        }
     }
+}
+
+fn fusion(
+    model_dir: &Path,
+    distortions: &str,
+    seed: u64,
+    count: Option<usize>,
+    strip_borders: bool,
+    run: &RunArgs,
+    json: bool,
+) -> Result<()> {
+    let distortions = stabilize_core::distort::parse_list(distortions)?;
+    let device = run.device()?;
+    let (config, _) = load_embedder(model_dir, &device)?;
+    let (photos, skipped) = dirs::photo_pool(&run.data(), config.model.input_size)?;
+    for s in &skipped {
+        eprintln!("skipped {}: {}", s.path.display(), s.reason);
+    }
+    let pb = bar(0, "images embedded", json);
+    let mut on = |e: EvalEvent| match e {
+        EvalEvent::Start { images } => pb.set_length(images as u64),
+        EvalEvent::Method(m) => pb.set_message(m),
+        EvalEvent::Embedded(n) => pb.inc(n as u64),
+    };
+    let fit = fit_fusion(model_dir, &photos, &distortions, seed, strip_borders, count, &device, &mut on)?;
+    pb.finish_and_clear();
+    if json {
+        println!("{}", serde_json::to_string(&fit)?);
+        return Ok(());
+    }
+    println!(
+        "{} training photos, {} images, {} distortions; {:.0}s. Rules, best first (fitted on training photos only):",
+        fit.photos,
+        fit.eval_images,
+        fit.distortions.len(),
+        fit.seconds
+    );
+    println!("{:>8} {:>6} {:>10} {:>12} {:>12} {:>11}", "per bit", "cap", "pooled AP", "pooled R@P99", "mean R@P99", "min R@P99");
+    for s in fit.grid.iter().take(12) {
+        println!(
+            "{:>8.3} {:>6.2} {:>10.4} {:>12.4} {:>12.4} {:>11.4}",
+            s.rule.l2_per_bit, s.rule.l2_cap, s.pooled_ap, s.pooled_recall_at_p99, s.mean_recall_at_p99, s.min_recall_at_p99
+        );
+    }
+    if let Some(u) = fit.grid.iter().find(|s| s.rule == stabilize_core::eval::fusion::FuseRule::UNFITTED) {
+        println!(
+            "unfitted rule (0.03 per bit, no cap): pooled AP {:.4}, mean R@P99 {:.4}, min R@P99 {:.4}",
+            u.pooled_ap, u.mean_recall_at_p99, u.min_recall_at_p99
+        );
+    }
+    println!(
+        "wrote {}; now re-run `stabilize eval embed --model {}` (the fused calibration uses the rule)",
+        model_dir.join(run_files::FUSION).display(),
+        model_dir.display()
+    );
+    Ok(())
 }
 
 /// A classifier run folder's model, its dataset and the device.

@@ -8,6 +8,7 @@
 //! RUN/model.bpk               the final model (inference mode)
 //! RUN/metrics.json            the training summary
 //! RUN/eval.json               the evaluation (`eval classify` / `eval embed`)
+//! RUN/fusion.json           how the model is fused with pHash, fitted on training photos (`eval fusion`)
 //! RUN/eval-corruptions.json   the corruption suite (`eval classify --suite corruptions`)
 //! RUN/examples/examples.json  where a model and its baseline disagree most (`eval embed --baseline`)
 //! RUN/run.json                the command line and wall time (`reproduce`)
@@ -19,6 +20,7 @@ pub const STATE: &str = "checkpoint/state.json";
 pub const MODEL: &str = "model.bpk";
 pub const METRICS: &str = "metrics.json";
 pub const EVAL: &str = "eval.json";
+pub const FUSION: &str = "fusion.json";
 pub const EVAL_CORRUPTIONS: &str = "eval-corruptions.json";
 pub const EXAMPLES_DIR: &str = "examples";
 pub const EXAMPLES: &str = "examples/examples.json";

@@ -9,6 +9,7 @@ use std::time::Instant;
 use burn::tensor::Device;
 use stabilize_core::data::crops::Photo;
 use stabilize_core::eval::embed::{Descriptors, EmbedEval, EvalSet, FUSED_METHOD, disagreements, evaluate_method};
+use stabilize_core::eval::fusion::read_fuse_rule;
 use stabilize_core::fsutil::write_atomic;
 use stabilize_core::image::borders::strip_borders_to;
 use stabilize_core::image::hash::HashKind;
@@ -79,6 +80,7 @@ pub fn evaluate_embedding_run(
 ) -> Result<EmbeddingEvaluation, EvalError> {
     let started = Instant::now();
     let (config, model) = load_embedder(model_dir, device)?;
+    let rule = read_fuse_rule(model_dir)?;
     let size = config.model.input_size;
     let (_, test) = split_indices(photos, config.test_fraction);
     let set = EvalSet::build(photos, &test, size as u32, distortions, seed)?;
@@ -130,7 +132,7 @@ pub fn evaluate_embedding_run(
     let mut replay = kept.into_iter().zip(phashes);
     let mut describe_fused = |_: &[Image]| {
         let (vectors, hashes) = replay.next().expect("one kept description per slice");
-        Descriptors::fuse(vectors, hashes)
+        Descriptors::fuse(vectors, hashes, rule)
     };
     baselines.push(evaluate_method(FUSED_METHOD, described, &mut describe_fused));
     assert!(replay.next().is_none(), "the fused method replays every slice the model described");
@@ -144,6 +146,7 @@ pub fn evaluate_embedding_run(
         pooled: main.pooled,
         baselines,
         borders_stripped: strip_borders,
+        fuse_rule: Some(rule),
         seconds: started.elapsed().as_secs_f64(),
     };
     write_atomic(&model_dir.join(run_files::EVAL), &serde_json::to_vec(&eval).expect("serialisable"))?;

@@ -18,6 +18,7 @@
 //! ImageNet features, L2-normalised), Hamming bits between 64-bit hashes.
 
 use crate::data::crops::{Photo, Triplet, sample_triplet};
+use crate::eval::fusion::{FusePairs, FuseRule};
 use crate::eval::retrieval::{PrPoint, detection, pr_curve, thin};
 use crate::image::hash::{HashKind, PerceptualHash};
 use crate::seeds::{EVAL_QUERY_STREAM, EVAL_STREAM, item_seed};
@@ -116,12 +117,6 @@ impl EvalSet {
     }
 }
 
-/// L2 distance (between unit vectors) that one Hamming bit counts for in a fused descriptor
-/// ([`Descriptors::Fused`]): a hash 10 bits apart (imagededup's default threshold) is 0.3 apart.
-/// Taken from a check made outside the project on other photos (`shared/notes`), not tuned on the
-/// held-out photos.
-pub const FUSE_L2_PER_BIT: f64 = 0.03;
-
 /// The name, among an evaluation's baselines, of the model fused with pHash
 /// (`model+HASH` in general: [`Descriptors::Fused`]).
 pub const FUSED_METHOD: &str = "model+phash";
@@ -133,10 +128,9 @@ pub enum Descriptors {
     Vectors { dim: usize, data: Vec<f32> },
     /// Perceptual hashes compared by Hamming distance.
     Hashes(Vec<PerceptualHash>),
-    /// A model's vectors and a hash of the same images: the distance is
-    /// `min(L2, l2_per_bit · Hamming bits)`, so a pair either finds is close (a learned descriptor
-    /// and a hash fail on different edits).
-    Fused { vectors: Box<Descriptors>, hashes: Vec<PerceptualHash>, l2_per_bit: f64 },
+    /// A model's vectors and a hash of the same images, combined by `rule` ([`FuseRule`]): a pair
+    /// either finds is close (a learned descriptor and a hash fail on different edits).
+    Fused { vectors: Box<Descriptors>, hashes: Vec<PerceptualHash>, rule: FuseRule },
 }
 
 impl Descriptors {
@@ -148,9 +142,9 @@ impl Descriptors {
             }
             (Descriptors::Hashes(a), Descriptors::Hashes(b)) => a[i].distance(&b[j]) as f64,
             (
-                Descriptors::Fused { vectors: a, hashes: ha, l2_per_bit },
+                Descriptors::Fused { vectors: a, hashes: ha, rule },
                 Descriptors::Fused { vectors: b, hashes: hb, .. },
-            ) => a.distance(i, b, j).min(l2_per_bit * ha[i].distance(&hb[j]) as f64),
+            ) => rule.distance(a.distance(i, b, j), ha[i].distance(&hb[j]) as f64),
             _ => panic!("descriptors of different kinds"),
         }
     }
@@ -161,10 +155,10 @@ impl Descriptors {
         Descriptors::Hashes(images.par_iter().map(|img| PerceptualHash::of(&hasher, img)).collect())
     }
 
-    /// `vectors` (a model's) fused with `hashes` of the same images, row for row
-    /// ([`Descriptors::Fused`], [`FUSE_L2_PER_BIT`]).
-    pub fn fuse(vectors: Descriptors, hashes: Vec<PerceptualHash>) -> Self {
-        Descriptors::Fused { vectors: Box::new(vectors), hashes, l2_per_bit: FUSE_L2_PER_BIT }
+    /// `vectors` (a model's) fused with `hashes` of the same images, row for row, by `rule`
+    /// ([`Descriptors::Fused`]).
+    pub fn fuse(vectors: Descriptors, hashes: Vec<PerceptualHash>, rule: FuseRule) -> Self {
+        Descriptors::Fused { vectors: Box::new(vectors), hashes, rule }
     }
 }
 
@@ -256,6 +250,35 @@ pub fn evaluate_method(name: &str, set: &EvalSet, describe: &mut dyn FnMut(&[Ima
     MethodResult { name: name.to_string(), distortions: per, pooled }
 }
 
+/// Every pair of `set`'s protocol (per distortion: each image with its copy, and with the copies
+/// of other photos' images) as a model and a hash see them, for
+/// [`fit_fuse_rule`](crate::eval::fusion::fit_fuse_rule). `describe` gives, for a slice of images,
+/// the model's vectors and the hashes of the same images. The ranking triplets are not used.
+pub fn fuse_pairs(
+    set: &EvalSet,
+    describe: &mut dyn FnMut(&[Image]) -> (Descriptors, Vec<PerceptualHash>),
+) -> Vec<FusePairs> {
+    let (cv, ch) = describe(&set.clean);
+    let n = set.clean.len();
+    set.distortions
+        .iter()
+        .enumerate()
+        .map(|(k, d)| {
+            let (dv, dh) = describe(&set.distorted[k]);
+            let pair = |i: usize, j: usize| (cv.distance(i, &dv, j) as f32, ch[i].distance(&dh[j]).min(255) as u8);
+            let dup = (0..n).map(|i| pair(i, i)).collect();
+            let distinct = (0..n)
+                .into_par_iter()
+                .flat_map_iter(|i| {
+                    let photo_of = &set.photo_of;
+                    (0..n).filter(move |&j| photo_of[j] != photo_of[i]).map(move |j| pair(i, j))
+                })
+                .collect();
+            FusePairs { spec: d.to_string(), dup, distinct }
+        })
+        .collect()
+}
+
 /// The whole evaluation of one embedding run (`eval.json`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EmbedEval {
@@ -274,6 +297,10 @@ pub struct EmbedEval {
     /// ([`crate::image::borders`]); `false` in evaluations made before that existed.
     #[serde(default)]
     pub borders_stripped: bool,
+    /// The rule `model+phash` was fused by (`null` in evaluations made before rules were fitted:
+    /// [`FuseRule::UNFITTED`]).
+    #[serde(default)]
+    pub fuse_rule: Option<FuseRule>,
     pub seconds: f64,
 }
 
@@ -357,13 +384,16 @@ mod tests {
         assert!(bits > 10.0, "{bits}");
         // Vectors: 0 and 1 far apart (the hash finds them), 0 and 2 close (the vectors do).
         let v = Descriptors::Vectors { dim: 1, data: vec![0.0, 1.5, 0.1] };
-        let f = Descriptors::fuse(v, h.clone());
+        let f = Descriptors::fuse(v, h.clone(), FuseRule::UNFITTED);
         assert_eq!(f.distance(0, &f, 1), 0.0);
         assert!((f.distance(0, &f, 2) - 0.1).abs() < 1e-6);
         // Both far: the smaller of 1.5 and 0.03 per bit.
         let v = Descriptors::Vectors { dim: 1, data: vec![0.0, 0.0, 1.5] };
-        let f = Descriptors::fuse(v, h);
-        assert!((f.distance(0, &f, 2) - (FUSE_L2_PER_BIT * bits).min(1.5)).abs() < 1e-9);
+        let f = Descriptors::fuse(v, h.clone(), FuseRule::UNFITTED);
+        assert!((f.distance(0, &f, 2) - (FuseRule::UNFITTED.l2_per_bit * bits).min(1.5)).abs() < 1e-9);
+        // Capped under 1.5: the model's 1.5 stands whatever the hash says.
+        let f = Descriptors::fuse(Descriptors::Vectors { dim: 1, data: vec![0.0, 0.0, 1.5] }, h, FuseRule { l2_per_bit: 0.001, l2_cap: 1.0 });
+        assert_eq!(f.distance(0, &f, 2), 1.5);
     }
 
     #[test]

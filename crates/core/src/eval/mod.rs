@@ -6,6 +6,7 @@
 
 pub mod classify;
 pub mod embed;
+pub mod fusion;
 pub mod metrics;
 pub mod retrieval;
 pub mod study;

@@ -190,6 +190,7 @@ mod tests {
             pooled: row("pooled", pooled, 0.7),
             baselines,
             borders_stripped: false,
+            fuse_rule: None,
             seconds: 0.0,
         }
     }

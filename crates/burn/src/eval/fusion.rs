@@ -1,0 +1,112 @@
+//! Fitting how a run's model is fused with pHash ([`stabilize_core::eval::fusion`]) on pairs of
+//! its *training* photos, in the evaluation's protocol (the same crops, distortions and border
+//! treatment): the held-out photos, whose numbers `eval embed` reports, are never used. The
+//! chosen rule is written to the run's `fusion.json`, which `eval embed` and `dupes` then use.
+
+use std::path::Path;
+use std::time::Instant;
+
+use burn::tensor::Device;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use stabilize_core::data::crops::Photo;
+use stabilize_core::eval::embed::{Descriptors, EvalSet, fuse_pairs};
+use stabilize_core::eval::fusion::{CAP_GRID, FusionFit, PER_BIT_GRID, fit_fuse_rule};
+use stabilize_core::fsutil::write_atomic;
+use stabilize_core::image::borders::strip_borders_to;
+use stabilize_core::image::hash::HashKind;
+use stabilize_core::seeds::{FUSION_STREAM, item_seed};
+use stabilize_core::{Distortion, Error, run_files};
+
+use super::embed::{EvalError, EvalEvent};
+use crate::infer::{EMBED_BATCH, embed_images};
+use crate::train::embed::{load_embedder, split_indices};
+
+/// The training photos a fit uses: `count` of them (all when fewer), drawn by `seed`, in index
+/// order. `Err` when the run has fewer than two training photos.
+pub fn fit_photos(photos: &[Photo], test_fraction: f64, count: usize, seed: u64) -> Result<Vec<usize>, EvalError> {
+    let (mut train, _) = split_indices(photos, test_fraction);
+    if train.len() < 2 {
+        return Err(Error::Invalid(format!("need ≥ 2 training photos to fit a fusion rule, have {}", train.len())).into());
+    }
+    train.shuffle(&mut ChaCha8Rng::seed_from_u64(item_seed(seed ^ FUSION_STREAM, 0)));
+    train.truncate(count.max(2));
+    train.sort_unstable();
+    Ok(train)
+}
+
+/// Fits the fusion of run `model_dir` with pHash on `count` of its training photos (default: as
+/// many as it holds out), under `distortions` seeded by `seed`, over the default grid; writes
+/// `fusion.json` and returns it.
+#[allow(clippy::too_many_arguments)]
+pub fn fit_fusion(
+    model_dir: &Path,
+    photos: &[Photo],
+    distortions: &[Distortion],
+    seed: u64,
+    strip_borders: bool,
+    count: Option<usize>,
+    device: &Device,
+    on: &mut dyn FnMut(EvalEvent),
+) -> Result<FusionFit, EvalError> {
+    let started = Instant::now();
+    let (config, model) = load_embedder(model_dir, device)?;
+    let size = config.model.input_size;
+    let (_, test) = split_indices(photos, config.test_fraction);
+    let chosen = fit_photos(photos, config.test_fraction, count.unwrap_or(test.len()), seed)?;
+    let set = EvalSet::build(photos, &chosen, size as u32, distortions, seed)?;
+    let set = if strip_borders { set.map_images(&|img| strip_borders_to(img, size as u32, size as u32))? } else { set };
+    on(EvalEvent::Start { images: set.clean.len() * (1 + distortions.len()) });
+    on(EvalEvent::Method("fine-tuned model and phash"));
+    let hasher = HashKind::Phash;
+    let pairs = fuse_pairs(&set, &mut |imgs| {
+        let data = embed_images(&model, imgs, EMBED_BATCH, device);
+        on(EvalEvent::Embedded(imgs.len()));
+        let Descriptors::Hashes(h) = Descriptors::hashes(hasher, imgs) else { unreachable!("hashes") };
+        (Descriptors::Vectors { dim: config.model.dim, data }, h)
+    });
+    let grid = fit_fuse_rule(&pairs, &PER_BIT_GRID, &CAP_GRID);
+    let fit = FusionFit {
+        rule: grid[0].rule,
+        hash: hasher.name().to_string(),
+        photos: chosen.len(),
+        eval_images: set.clean.len(),
+        seed,
+        distortions: distortions.iter().map(|d| d.to_string()).collect(),
+        borders_stripped: strip_borders,
+        grid,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    write_atomic(&model_dir.join(run_files::FUSION), &serde_json::to_vec_pretty(&fit).expect("serialisable"))?;
+    Ok(fit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stabilize_core::{Channels, Image};
+
+    fn photos(n: usize) -> Vec<Photo> {
+        (0..n)
+            .map(|k| {
+                let img = Image::new(200, 200, Channels::Rgb, vec![(k * 7 % 256) as u8; 200 * 200 * 3]).unwrap();
+                Photo::prepare(&format!("photo-{k}.png"), &img, 200).unwrap().unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_fit_draws_only_training_photos() {
+        let ph = photos(60);
+        let (train, test) = split_indices(&ph, 0.2);
+        assert!(!test.is_empty());
+        let a = fit_photos(&ph, 0.2, 10, 0).unwrap();
+        assert_eq!(a.len(), 10);
+        assert!(a.iter().all(|i| train.contains(i) && !test.contains(i)));
+        // Seeded: the same draw again, another with another seed; all of them when asked for more.
+        assert_eq!(a, fit_photos(&ph, 0.2, 10, 0).unwrap());
+        assert_ne!(a, fit_photos(&ph, 0.2, 10, 1).unwrap());
+        assert_eq!(fit_photos(&ph, 0.2, 1000, 0).unwrap(), train);
+    }
+}

@@ -1,0 +1,191 @@
+//! Fusing a learned descriptor with a perceptual hash, and fitting how.
+//!
+//! A model and a hash fail on different edits (the model on heavy JPEG, noise, grayscale; the hash
+//! on crops, borders, mirrors), so a pair that either finds should be close. The plain rule —
+//! the nearer of the model's L2 distance and a scaled Hamming distance — also pulls together
+//! distinct low-texture images whose hashes happen to agree. A [`FuseRule`] lets the hash vouch
+//! for a pair only while the model does not call it clearly different (`l2 < l2_cap`).
+//!
+//! [`fit_fuse_rule`] picks the rule on pairs of the *training* photos (never the held-out ones,
+//! whose numbers are reported): the largest mean, over distortions, of recall at precision 0.99,
+//! then the largest pooled AP.
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use std::path::Path;
+
+use crate::eval::retrieval::detection;
+use crate::{Error, Result, run_files};
+
+/// How a model's L2 distance (between unit vectors, 0–2) and a hash's Hamming bits combine:
+/// `min(l2, l2_per_bit · bits)` when `l2 < l2_cap`, else `l2`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FuseRule {
+    /// The L2 distance one Hamming bit counts for.
+    pub l2_per_bit: f64,
+    /// The hash can only bring a pair closer while the model's L2 is under this (2 = always).
+    pub l2_cap: f64,
+}
+
+impl FuseRule {
+    /// The rule of the check in `shared/notes` (made outside the project on other photos): a bit
+    /// is 0.03, no cap. Used by runs without a fitted rule (`fusion.json`).
+    pub const UNFITTED: FuseRule = FuseRule { l2_per_bit: 0.03, l2_cap: 2.0 };
+
+    /// The fused distance of a pair `l2` apart by the model and `bits` apart by the hash.
+    pub fn distance(&self, l2: f64, bits: f64) -> f64 {
+        if l2 < self.l2_cap { l2.min(self.l2_per_bit * bits) } else { l2 }
+    }
+}
+
+impl Default for FuseRule {
+    fn default() -> Self {
+        FuseRule::UNFITTED
+    }
+}
+
+/// One distortion's pairs as both descriptors see them: `(model L2, hash bits)`.
+#[derive(Clone, Debug, Default)]
+pub struct FusePairs {
+    pub spec: String,
+    /// Near-duplicate pairs (an image and its distorted copy).
+    pub dup: Vec<(f32, u8)>,
+    /// Distinct pairs (images of different photos).
+    pub distinct: Vec<(f32, u8)>,
+}
+
+/// The grids [`fit_fuse_rule`] searches by default: bits from 0.01 to 0.06, caps from 0.6 to none.
+pub const PER_BIT_GRID: [f64; 8] = [0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.06];
+pub const CAP_GRID: [f64; 9] = [0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 2.0];
+
+/// How one rule does on a set of pairs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FuseScore {
+    pub rule: FuseRule,
+    pub pooled_ap: f64,
+    #[serde(rename = "pooled_recall_at_precision_0.99")]
+    pub pooled_recall_at_p99: f64,
+    /// Mean over distortions of recall at precision 0.99 (what the fit maximises).
+    #[serde(rename = "mean_recall_at_precision_0.99")]
+    pub mean_recall_at_p99: f64,
+    /// The smallest recall at precision 0.99 of any distortion.
+    #[serde(rename = "min_recall_at_precision_0.99")]
+    pub min_recall_at_p99: f64,
+}
+
+/// Scores `rule` on `pairs` (every distortion, and all of them pooled).
+pub fn score_rule(rule: FuseRule, pairs: &[FusePairs]) -> FuseScore {
+    let fused = |v: &[(f32, u8)]| v.iter().map(|&(l2, b)| rule.distance(l2 as f64, b as f64)).collect::<Vec<f64>>();
+    let per: Vec<(Vec<f64>, Vec<f64>)> = pairs.iter().map(|p| (fused(&p.dup), fused(&p.distinct))).collect();
+    let recalls: Vec<f64> =
+        per.par_iter().map(|(dup, distinct)| detection(dup, distinct).recall_at_precision_0_99).collect();
+    let dup: Vec<f64> = per.iter().flat_map(|p| p.0.iter().copied()).collect();
+    let distinct: Vec<f64> = per.iter().flat_map(|p| p.1.iter().copied()).collect();
+    let pooled = detection(&dup, &distinct);
+    let n = recalls.len().max(1) as f64;
+    FuseScore {
+        rule,
+        pooled_ap: pooled.ap,
+        pooled_recall_at_p99: pooled.recall_at_precision_0_99,
+        mean_recall_at_p99: recalls.iter().sum::<f64>() / n,
+        min_recall_at_p99: recalls.iter().copied().fold(f64::INFINITY, f64::min).min(1.0),
+    }
+}
+
+/// Scores every rule of the grid (`per_bit` × `caps`) on `pairs`; returns the scores, best first
+/// (largest mean recall at precision 0.99, then largest pooled AP, then the grid's order).
+pub fn fit_fuse_rule(pairs: &[FusePairs], per_bit: &[f64], caps: &[f64]) -> Vec<FuseScore> {
+    let mut scores: Vec<FuseScore> = per_bit
+        .iter()
+        .flat_map(|&b| caps.iter().map(move |&c| FuseRule { l2_per_bit: b, l2_cap: c }))
+        .map(|r| score_rule(r, pairs))
+        .collect();
+    scores.sort_by(|a, b| {
+        b.mean_recall_at_p99.total_cmp(&a.mean_recall_at_p99).then(b.pooled_ap.total_cmp(&a.pooled_ap))
+    });
+    scores
+}
+
+/// What `stabilize eval fusion` writes to a run's `fusion.json`: the chosen rule and how it was
+/// chosen.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FusionFit {
+    pub rule: FuseRule,
+    /// The hash fused with the model.
+    pub hash: String,
+    /// Training photos the pairs came from (none of them held out), their evaluation images, and
+    /// the seed of the distortions' random parts.
+    pub photos: usize,
+    pub eval_images: usize,
+    pub seed: u64,
+    pub distortions: Vec<String>,
+    pub borders_stripped: bool,
+    /// Every rule tried, best first.
+    pub grid: Vec<FuseScore>,
+    pub seconds: f64,
+}
+
+/// The fusion rule of run folder `dir`: its `fusion.json` (`stabilize eval fusion`), else
+/// [`FuseRule::UNFITTED`]. A file that is there but cannot be read is an error, not the fallback.
+pub fn read_fuse_rule(dir: &Path) -> Result<FuseRule> {
+    let p = dir.join(run_files::FUSION);
+    match std::fs::read(&p) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FuseRule::UNFITTED),
+        Err(e) => Err(Error::io(&p, e)),
+        Ok(bytes) => serde_json::from_slice::<FusionFit>(&bytes).map(|f| f.rule).map_err(|e| {
+            Error::Invalid(format!("{} is not a fusion fit ({e}); re-run `stabilize eval fusion`", p.display()))
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_keeps_the_model_when_it_is_sure() {
+        let r = FuseRule { l2_per_bit: 0.03, l2_cap: 1.0 };
+        assert!((r.distance(0.5, 2.0) - 0.06).abs() < 1e-12);
+        assert_eq!(r.distance(0.5, 30.0), 0.5);
+        // Over the cap the hash is not asked, however close it says the pair is.
+        assert_eq!(r.distance(1.2, 0.0), 1.2);
+        assert_eq!(FuseRule::UNFITTED.distance(1.9, 0.0), 0.0);
+    }
+
+    /// Pairs where the hash alone finds the copies of one distortion, the model alone those of
+    /// another, and some distinct pairs have agreeing hashes but a model that says "different".
+    fn pairs() -> Vec<FusePairs> {
+        let distinct: Vec<(f32, u8)> =
+            (0..400).map(|i| if i < 20 { (1.25, 1) } else { (0.9 + (i % 50) as f32 * 0.01, 20 + (i % 30) as u8) }).collect();
+        vec![
+            // The model finds these (0.2), the hash does not (25 bits).
+            FusePairs { spec: "trim".into(), dup: vec![(0.2, 25); 40], distinct: distinct.clone() },
+            // The hash finds these (2 bits), the model places them among the distinct pairs.
+            FusePairs { spec: "jpeg".into(), dup: vec![(1.05, 2); 40], distinct },
+        ]
+    }
+
+    #[test]
+    fn the_plain_rule_loses_the_model_s_finds_to_agreeing_hashes() {
+        // Without a cap, 20 distinct pairs at 1 bit (0.03) come before the model's 0.2: the trim
+        // copies are lost at precision 0.99.
+        let plain = score_rule(FuseRule::UNFITTED, &pairs());
+        assert_eq!(plain.min_recall_at_p99, 0.0);
+        // With a cap under 1.25 those pairs stay at the model's distance: both kinds found.
+        let capped = score_rule(FuseRule { l2_per_bit: 0.03, l2_cap: 1.2 }, &pairs());
+        assert_eq!(capped.min_recall_at_p99, 1.0);
+        assert_eq!(capped.pooled_recall_at_p99, 1.0);
+        assert!((capped.pooled_ap - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_fit_picks_a_capped_rule_and_ranks_best_first() {
+        let grid = fit_fuse_rule(&pairs(), &PER_BIT_GRID, &CAP_GRID);
+        assert_eq!(grid.len(), PER_BIT_GRID.len() * CAP_GRID.len());
+        assert!(grid[0].rule.l2_cap <= 1.25, "{:?}", grid[0].rule);
+        assert!(grid[0].rule.l2_cap > 1.05, "the jpeg copies need the hash: {:?}", grid[0].rule);
+        assert_eq!(grid[0].mean_recall_at_p99, 1.0);
+        assert!(grid.windows(2).all(|w| w[0].mean_recall_at_p99 >= w[1].mean_recall_at_p99));
+    }
+}
