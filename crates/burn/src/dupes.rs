@@ -131,7 +131,12 @@ pub fn find_dupes(
                 None => (infos, vectors, t, spec.to_string()),
                 Some(kind) => {
                     assert_eq!(hashes.len(), infos.len(), "embed_files hashes every file when asked");
-                    (infos, Descriptors::fuse(vectors, hashes, emb.fuse_rule), t, format!("{spec} fused with {}", kind.name()))
+                    (
+                        infos,
+                        Descriptors::fuse(vectors, hashes, emb.fuse_rule),
+                        t,
+                        format!("{spec} fused with {}", kind.name()),
+                    )
                 }
             }
         }

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::Subcommand;
 use stabilize_burn::Device;
 use stabilize_burn::eval::{
-    EvalEvent, evaluate_classifier, fit_fusion, evaluate_corruptions, evaluate_embedding_run, read_embed_eval,
+    EvalEvent, evaluate_classifier, evaluate_corruptions, evaluate_embedding_run, fit_fusion, read_embed_eval,
 };
 use stabilize_burn::model::SmallCnn;
 use stabilize_burn::train::{load_classifier, load_embedder};
@@ -154,11 +154,19 @@ fn fusion(
         fit.distortions.len(),
         fit.seconds
     );
-    println!("{:>8} {:>6} {:>10} {:>12} {:>12} {:>11}", "per bit", "cap", "pooled AP", "pooled R@P99", "mean R@P99", "min R@P99");
+    println!(
+        "{:>8} {:>6} {:>10} {:>12} {:>12} {:>11}",
+        "per bit", "cap", "pooled AP", "pooled R@P99", "mean R@P99", "min R@P99"
+    );
     for s in fit.grid.iter().take(12) {
         println!(
             "{:>8.3} {:>6.2} {:>10.4} {:>12.4} {:>12.4} {:>11.4}",
-            s.rule.l2_per_bit, s.rule.l2_cap, s.pooled_ap, s.pooled_recall_at_p99, s.mean_recall_at_p99, s.min_recall_at_p99
+            s.rule.l2_per_bit,
+            s.rule.l2_cap,
+            s.pooled_ap,
+            s.pooled_recall_at_p99,
+            s.mean_recall_at_p99,
+            s.min_recall_at_p99
         );
     }
     if let Some(u) = fit.grid.iter().find(|s| s.rule == stabilize_core::eval::fusion::FuseRule::UNFITTED) {

@@ -28,7 +28,9 @@ use crate::train::embed::{load_embedder, split_indices};
 pub fn fit_photos(photos: &[Photo], test_fraction: f64, count: usize, seed: u64) -> Result<Vec<usize>, EvalError> {
     let (mut train, _) = split_indices(photos, test_fraction);
     if train.len() < 2 {
-        return Err(Error::Invalid(format!("need ≥ 2 training photos to fit a fusion rule, have {}", train.len())).into());
+        return Err(
+            Error::Invalid(format!("need ≥ 2 training photos to fit a fusion rule, have {}", train.len())).into()
+        );
     }
     train.shuffle(&mut ChaCha8Rng::seed_from_u64(item_seed(seed ^ FUSION_STREAM, 0)));
     train.truncate(count.max(2));

@@ -7,5 +7,5 @@ pub mod embed;
 pub mod fusion;
 
 pub use classify::{evaluate_classifier, evaluate_classifier_ops, evaluate_corruptions};
-pub use fusion::fit_fusion;
 pub use embed::{EmbeddingEvaluation, EvalError, EvalEvent, evaluate_embedding_run, read_embed_eval, write_examples};
+pub use fusion::fit_fusion;

@@ -250,14 +250,14 @@ pub fn evaluate_method(name: &str, set: &EvalSet, describe: &mut dyn FnMut(&[Ima
     MethodResult { name: name.to_string(), distortions: per, pooled }
 }
 
+/// A slice of images → a model's vectors and a hash of each, row for row.
+pub type DescribeBoth<'a> = dyn FnMut(&[Image]) -> (Descriptors, Vec<PerceptualHash>) + 'a;
+
 /// Every pair of `set`'s protocol (per distortion: each image with its copy, and with the copies
 /// of other photos' images) as a model and a hash see them, for
 /// [`fit_fuse_rule`](crate::eval::fusion::fit_fuse_rule). `describe` gives, for a slice of images,
 /// the model's vectors and the hashes of the same images. The ranking triplets are not used.
-pub fn fuse_pairs(
-    set: &EvalSet,
-    describe: &mut dyn FnMut(&[Image]) -> (Descriptors, Vec<PerceptualHash>),
-) -> Vec<FusePairs> {
+pub fn fuse_pairs(set: &EvalSet, describe: &mut DescribeBoth<'_>) -> Vec<FusePairs> {
     let (cv, ch) = describe(&set.clean);
     let n = set.clean.len();
     set.distortions
@@ -392,7 +392,11 @@ mod tests {
         let f = Descriptors::fuse(v, h.clone(), FuseRule::UNFITTED);
         assert!((f.distance(0, &f, 2) - (FuseRule::UNFITTED.l2_per_bit * bits).min(1.5)).abs() < 1e-9);
         // Capped under 1.5: the model's 1.5 stands whatever the hash says.
-        let f = Descriptors::fuse(Descriptors::Vectors { dim: 1, data: vec![0.0, 0.0, 1.5] }, h, FuseRule { l2_per_bit: 0.001, l2_cap: 1.0 });
+        let f = Descriptors::fuse(
+            Descriptors::Vectors { dim: 1, data: vec![0.0, 0.0, 1.5] },
+            h,
+            FuseRule { l2_per_bit: 0.001, l2_cap: 1.0 },
+        );
         assert_eq!(f.distance(0, &f, 2), 1.5);
     }
 

@@ -156,8 +156,9 @@ mod tests {
     /// Pairs where the hash alone finds the copies of one distortion, the model alone those of
     /// another, and some distinct pairs have agreeing hashes but a model that says "different".
     fn pairs() -> Vec<FusePairs> {
-        let distinct: Vec<(f32, u8)> =
-            (0..400).map(|i| if i < 20 { (1.25, 1) } else { (0.9 + (i % 50) as f32 * 0.01, 20 + (i % 30) as u8) }).collect();
+        let distinct: Vec<(f32, u8)> = (0..400)
+            .map(|i| if i < 20 { (1.25, 1) } else { (0.9 + (i % 50) as f32 * 0.01, 20 + (i % 30) as u8) })
+            .collect();
         vec![
             // The model finds these (0.2), the hash does not (25 bits).
             FusePairs { spec: "trim".into(), dup: vec![(0.2, 25); 40], distinct: distinct.clone() },
