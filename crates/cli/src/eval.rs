@@ -27,58 +27,81 @@ pub enum Suite {
     Corruptions,
 }
 
+/// What `eval embed` and `eval fusion` share: the run, and the protocol's distortions, seed and
+/// border treatment.
+#[derive(clap::Args)]
+pub struct EmbedProtocol {
+    /// The run folder written by `train embed`.
+    #[arg(long)]
+    model: PathBuf,
+    /// Comma-separated distortion specs [default: the paper's and the in-the-wild edits].
+    #[arg(long, default_value = stabilize_core::eval::embed::DEFAULT_DISTORTIONS)]
+    distortions: String,
+    /// Seed of the distortions' random parts, the held-out triplets (`embed`) and the draw of
+    /// training photos (`fusion`).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Describe the images as they are, without first cutting solid borders off (what
+    /// `dupes`, `embed` and `index` do to every file).
+    #[arg(long)]
+    keep_borders: bool,
+    #[command(flatten)]
+    run: RunArgs,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// An [`EmbedProtocol`] opened: its distortions, device and the photo pool at the run's input size.
+struct Opened {
+    distortions: Vec<stabilize_core::Distortion>,
+    device: Device,
+    photos: Vec<stabilize_core::Photo>,
+}
+
+impl EmbedProtocol {
+    fn open(&self) -> Result<Opened> {
+        let distortions = stabilize_core::distort::parse_list(&self.distortions)?;
+        let device = self.run.device()?;
+        let (config, _) = load_embedder(&self.model, &device)?;
+        let (photos, skipped) = dirs::photo_pool(&self.run.data(), config.model.input_size)?;
+        for s in &skipped {
+            eprintln!("skipped {}: {}", s.path.display(), s.reason);
+        }
+        Ok(Opened { distortions, device, photos })
+    }
+}
+
+/// The progress of an embedding evaluation on `pb`.
+fn on_event(pb: &indicatif::ProgressBar) -> impl FnMut(EvalEvent) + '_ {
+    move |e| match e {
+        EvalEvent::Start { images } => pb.set_length(images as u64),
+        EvalEvent::Method(m) => pb.set_message(m),
+        EvalEvent::Embedded(n) => pb.inc(n as u64),
+    }
+}
+
 #[derive(Subcommand)]
 pub enum EvalCommand {
     /// Evaluate an embedding run on the held-out photos: near-duplicate detection (PR, AP, CDFs)
     /// and ranking under distortions, beside the pretrained features and perceptual hashes.
     Embed {
-        /// The run folder written by `train embed`.
-        #[arg(long)]
-        model: PathBuf,
-        /// Comma-separated distortion specs [default: the paper's and the in-the-wild edits].
-        #[arg(long, default_value = stabilize_core::eval::embed::DEFAULT_DISTORTIONS)]
-        distortions: String,
-        /// Seed of the distortions' random parts and of the held-out triplets.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
+        #[command(flatten)]
+        protocol: EmbedProtocol,
         /// A baseline run already evaluated (its eval.json): write the 8 pairs per distortion where
         /// the two disagree most to MODEL/examples/ (images and distances).
         #[arg(long)]
         baseline: Option<PathBuf>,
-        /// Describe the images as they are, without first cutting solid borders off (what
-        /// `dupes`, `embed` and `index` do to every file).
-        #[arg(long)]
-        keep_borders: bool,
-        #[command(flatten)]
-        run: RunArgs,
-        /// Print one JSON object instead of a table.
-        #[arg(long)]
-        json: bool,
     },
     /// Fit how an embedding run is fused with pHash (what `dupes` uses with no --model/--hash) on
     /// pairs of its training photos, never the held-out ones; writes MODEL/fusion.json. Re-run
     /// `eval embed` after it: the fused calibration is made with the fitted rule.
     Fusion {
-        /// The run folder written by `train embed`.
-        #[arg(long)]
-        model: PathBuf,
-        /// Comma-separated distortion specs [default: those of `eval embed`].
-        #[arg(long, default_value = stabilize_core::eval::embed::DEFAULT_DISTORTIONS)]
-        distortions: String,
-        /// Seed of the draw of training photos and of the distortions' random parts.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
+        #[command(flatten)]
+        protocol: EmbedProtocol,
         /// Training photos to fit on [default: as many as the run holds out].
         #[arg(long)]
         photos: Option<usize>,
-        /// Describe the images as they are, without first cutting solid borders off.
-        #[arg(long)]
-        keep_borders: bool,
-        #[command(flatten)]
-        run: RunArgs,
-        /// Print one JSON object instead of a table.
-        #[arg(long)]
-        json: bool,
     },
     /// Evaluate a classifier run on the Fashion-MNIST test set, clean and under distortions.
     Classify {
@@ -110,38 +133,17 @@ pub fn run(cmd: EvalCommand) -> Result<()> {
             None => classify(&model, &distortions, seed, &run, json),
             Some(Suite::Corruptions) => corruptions(&model, seed, &run, json),
         },
-        EvalCommand::Embed { model, distortions, seed, baseline, keep_borders, run, json } => {
-            embed(&model, &distortions, seed, !keep_borders, baseline.as_deref(), &run, json)
-        }
-        EvalCommand::Fusion { model, distortions, seed, photos, keep_borders, run, json } => {
-            fusion(&model, &distortions, seed, photos, !keep_borders, &run, json)
-        }
+        EvalCommand::Embed { protocol, baseline } => embed(&protocol, baseline.as_deref()),
+        EvalCommand::Fusion { protocol, photos } => fusion(&protocol, photos),
     }
 }
 
-fn fusion(
-    model_dir: &Path,
-    distortions: &str,
-    seed: u64,
-    count: Option<usize>,
-    strip_borders: bool,
-    run: &RunArgs,
-    json: bool,
-) -> Result<()> {
-    let distortions = stabilize_core::distort::parse_list(distortions)?;
-    let device = run.device()?;
-    let (config, _) = load_embedder(model_dir, &device)?;
-    let (photos, skipped) = dirs::photo_pool(&run.data(), config.model.input_size)?;
-    for s in &skipped {
-        eprintln!("skipped {}: {}", s.path.display(), s.reason);
-    }
+fn fusion(p: &EmbedProtocol, count: Option<usize>) -> Result<()> {
+    let Opened { distortions, device, photos } = p.open()?;
+    let (model_dir, json) = (p.model.as_path(), p.json);
     let pb = bar(0, "images embedded", json);
-    let mut on = |e: EvalEvent| match e {
-        EvalEvent::Start { images } => pb.set_length(images as u64),
-        EvalEvent::Method(m) => pb.set_message(m),
-        EvalEvent::Embedded(n) => pb.inc(n as u64),
-    };
-    let fit = fit_fusion(model_dir, &photos, &distortions, seed, strip_borders, count, &device, &mut on)?;
+    let fit =
+        fit_fusion(model_dir, &photos, &distortions, p.seed, !p.keep_borders, count, &device, &mut on_event(&pb))?;
     pb.finish_and_clear();
     if json {
         println!("{}", serde_json::to_string(&fit)?);
@@ -329,37 +331,20 @@ pub fn compare(a: &Path, b: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn embed(
-    model_dir: &Path,
-    distortions: &str,
-    seed: u64,
-    strip_borders: bool,
-    baseline: Option<&Path>,
-    run: &RunArgs,
-    json: bool,
-) -> Result<()> {
-    let distortions = stabilize_core::distort::parse_list(distortions)?;
-    let device = run.device()?;
-    let (config, _) = load_embedder(model_dir, &device)?;
+fn embed(p: &EmbedProtocol, baseline: Option<&Path>) -> Result<()> {
+    let Opened { distortions, device, photos } = p.open()?;
+    let (model_dir, json) = (p.model.as_path(), p.json);
     let base_eval = baseline.map(read_embed_eval).transpose()?;
-    let weights = dirs::mobilenet_weights(&run.data())?;
-    let (photos, skipped) = dirs::photo_pool(&run.data(), config.model.input_size)?;
-    for s in &skipped {
-        eprintln!("skipped {}: {}", s.path.display(), s.reason);
-    }
+    let weights = dirs::mobilenet_weights(&p.run.data())?;
     let pb = bar(0, "images embedded", json);
-    let mut on = |e: EvalEvent| match e {
-        EvalEvent::Start { images } => pb.set_length(images as u64),
-        EvalEvent::Method(m) => pb.set_message(m),
-        EvalEvent::Embedded(n) => pb.inc(n as u64),
-    };
+    let mut on = on_event(&pb);
     let evaluation = evaluate_embedding_run(
         model_dir,
         &photos,
         &weights,
         &distortions,
-        seed,
-        strip_borders,
+        p.seed,
+        !p.keep_borders,
         base_eval.as_ref(),
         &device,
         &mut on,
