@@ -82,6 +82,11 @@ pub struct TrainClassifyArgs {
     /// Train on the first N training images only.
     #[arg(long)]
     train_subset: Option<usize>,
+    /// Fine-tune: start from this finished classifier run's weights (same architecture), with a new
+    /// optimiser and this run's own schedule; the paper's protocol is a baseline, then two
+    /// fine-tunes of it with the same budget, α = 0 and α > 0.
+    #[arg(long, value_name = "RUN")]
+    init: Option<PathBuf>,
     #[command(flatten)]
     output: TrainOutput,
 }
@@ -195,6 +200,7 @@ fn classify(args: TrainClassifyArgs) -> Result<()> {
         batch_size: args.batch_size,
         seed: args.seed,
         train_subset: args.train_subset,
+        init_from: args.init.clone(),
         ..classify_defaults()
     };
     set_stability(&mut config.stability, (args.alpha, args.sigma, args.objective), args.perturb);

@@ -398,6 +398,29 @@ fn train_eval_compare_on_real_fashion_mnist() {
         &stabilize(&["train", "classify", "--data-dir", d, "--alpha=-1", "--out", "/tmp/x"]),
         "alpha must be ≥ 0",
     );
+    // Fine-tuning the baseline (--init): 512 more images start from its weights, so the result
+    // is well above what 512 images from scratch reach, and the config names the run.
+    let tune = dir.path().join("tune");
+    let args = |init: Option<&str>, out: &Path| {
+        let mut a = vec!["train", "classify", "--data-dir", d, "--alpha", "0.1", "--sigma", "0.1", "--epochs", "1"];
+        a.extend(["--train-subset", "512", "--batch-size", "64", "--seed", "4", "--json", "--lr", "1e-4"]);
+        if let Some(i) = init {
+            a.extend(["--init", i]);
+        }
+        let o = stabilize(&[a, vec!["--out", out.to_str().unwrap()]].concat());
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["test_top1"].as_f64().unwrap()
+    };
+    let tuned = args(Some(base.to_str().unwrap()), &tune);
+    let scratch = args(None, &dir.path().join("scratch"));
+    let base_top1 = evals[0]["clean"]["top1"].as_f64().unwrap();
+    assert!(tuned > scratch + 0.1 && tuned > base_top1 - 0.05, "tuned {tuned}, scratch {scratch}, base {base_top1}");
+    let config: serde_json::Value = serde_json::from_slice(&std::fs::read(tune.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["init_from"], base.to_str().unwrap());
+    assert_one_line_error(
+        &stabilize(&["train", "classify", "--data-dir", d, "--init", "/no/such/run", "--out", "/tmp/x-init"]),
+        "/no/such/run",
+    );
 }
 
 /// The data dir when the photos and the MobileNetV2 weights are there, else `None` (skip) unless required.

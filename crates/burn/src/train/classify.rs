@@ -9,7 +9,7 @@
 //! seeded by `(seed, e)`.
 
 use std::borrow::Cow;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -23,6 +23,7 @@ use stabilize_core::data::fashion_mnist::{SIDE, Split};
 use stabilize_core::image::{Channels, Image};
 use stabilize_core::seeds::item_seed;
 
+use super::run_dir::{load_run, read_run_config};
 use super::{
     HostBatch, IntervalEnd, OptimizerConfig, Plan, Progress, RunConfig, StepLoss, Sums, Task, TrainError, Unit,
 };
@@ -48,6 +49,10 @@ pub struct ClassifyTrainConfig {
     pub seed: u64,
     /// Train on the first N training images only (for quick runs and sweeps).
     pub train_subset: Option<usize>,
+    /// A finished classifier run whose weights this run starts from (fine-tuning, the paper's
+    /// protocol); a new optimiser and its own schedule. `None`: a fresh seeded initialisation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<PathBuf>,
 }
 
 impl burn::config::Config for ClassifyTrainConfig {}
@@ -65,6 +70,7 @@ impl ClassifyTrainConfig {
             optimizer: OptimizerConfig::new(1e-3),
             seed: 0,
             train_subset: None,
+            init_from: None,
         }
     }
 
@@ -132,9 +138,28 @@ pub struct ClassifyTask<'a> {
     order: Mutex<(usize, Vec<usize>)>,
 }
 
+/// `Err` unless the run `from` (with config `c`) can start `config`: the same architecture.
+fn check_init(from: &Path, c: &ClassifyTrainConfig, config: &ClassifyTrainConfig) -> Result<(), TrainError> {
+    if c.model != config.model {
+        return Err(TrainError::Checkpoint {
+            path: from.to_path_buf(),
+            message: format!(
+                "has another architecture ({:?}) than this run ({:?}); --init needs the same model",
+                c.model, config.model
+            ),
+        });
+    }
+    Ok(())
+}
+
 impl<'a> ClassifyTask<'a> {
+    /// The task; with [`ClassifyTrainConfig::init_from`], the run named is checked here (a
+    /// finished classifier of the same architecture), before any run folder is made.
     pub fn new(config: &ClassifyTrainConfig, train: &'a Split, test: &'a Split) -> Result<Self, TrainError> {
         config.validate()?;
+        if let Some(from) = &config.init_from {
+            check_init(from, &read_run_config(from, "a classifier", "an embedding")?, config)?;
+        }
         let n_train = config.train_subset.unwrap_or(train.len()).min(train.len());
         Ok(Self {
             config: config.clone(),
@@ -172,8 +197,14 @@ impl Task for ClassifyTask<'_> {
         Plan { config: c, total_steps, interval, unit, seed: c.seed, optimizer: c.optimizer.clone() }
     }
 
+    /// A fresh model, or the weights of [`ClassifyTrainConfig::init_from`] (whose architecture
+    /// must be this run's).
     fn init(&self, device: &Device) -> Result<SmallCnn, TrainError> {
-        Ok(self.config.model.init(device))
+        let Some(from) = &self.config.init_from else { return Ok(self.config.model.init(device)) };
+        let (c, model) =
+            load_run(from, "a classifier", "an embedding", |c: &ClassifyTrainConfig| c.model.init(device))?;
+        check_init(from, &c, &self.config)?;
+        Ok(model)
     }
 
     /// `[rows, 1, 28, 28]` pixels (copy k in rows k·n..) and the `n` labels.
@@ -264,7 +295,7 @@ impl Task for ClassifyTask<'_> {
 
 /// Loads a trained classifier run folder: its config and the final model (on `device`).
 pub fn load_classifier(dir: &Path, device: &Device) -> Result<(ClassifyTrainConfig, SmallCnn), TrainError> {
-    super::load_run(dir, "a classifier", "an embedding", |c: &ClassifyTrainConfig| c.model.init(device))
+    load_run(dir, "a classifier", "an embedding", |c: &ClassifyTrainConfig| c.model.init(device))
 }
 
 #[cfg(test)]
@@ -375,6 +406,37 @@ mod tests {
         let (loaded_cfg, model) = load_classifier(&c_dir, &Device::flex()).unwrap();
         assert_eq!(loaded_cfg, config);
         assert_eq!(split_accuracy(&model, &fixture(50, 3), &Device::flex()), c.test_top1);
+    }
+
+    /// `init_from` starts from a finished run's weights (the fine-tune's first epoch begins where
+    /// the run ended, not at chance); another architecture or a missing run is a clear error.
+    #[test]
+    fn a_fine_tune_starts_from_the_run_it_names() {
+        let _guard = crate::test_rng_lock();
+        let dir = tempfile::tempdir().unwrap();
+        let base_dir = dir.path().join("base");
+        let base = run(&ClassifyTrainConfig { epochs: 12, ..tiny(0.0) }, &base_dir, false, &mut |_| {});
+        assert!(base.test_top1 >= 0.9, "{}", base.test_top1);
+        let device = Device::flex();
+        let (train_split, test) = (fixture(160, 0), fixture(50, 3));
+        // The task's initial model is the run's final one: the same test accuracy before any step.
+        let tune = ClassifyTrainConfig { epochs: 1, init_from: Some(base_dir.clone()), ..tiny(0.5) };
+        let task = ClassifyTask::new(&tune, &train_split, &test).unwrap();
+        let start = task.init(&device).unwrap();
+        assert_eq!(split_accuracy(&start, &test, &device), base.test_top1);
+        let fresh = ClassifyTask::new(&tiny(0.5), &train_split, &test).unwrap().init(&device).unwrap();
+        assert!(split_accuracy(&fresh, &test, &device) < 0.5);
+        // One epoch of the fine-tune keeps what the run learned.
+        let t = run(&tune, &dir.path().join("tune"), false, &mut |_| {});
+        assert!(t.history[0].train_top1 >= 0.8, "{:?}", t.history);
+        assert_eq!(load_classifier(&dir.path().join("tune"), &device).unwrap().0.init_from, Some(base_dir.clone()));
+        // Another width, or no run there: one-line errors naming the folder.
+        let wide = ClassifyTrainConfig { model: SmallCnnConfig::new().with_width(8).with_features(16), ..tune.clone() };
+        let err = ClassifyTask::new(&wide, &train_split, &test).err().unwrap().to_string();
+        assert!(err.contains("another architecture") && err.contains("base"), "{err}");
+        let gone = ClassifyTrainConfig { init_from: Some(dir.path().join("nope")), ..tune };
+        let err = ClassifyTask::new(&gone, &train_split, &test).err().unwrap().to_string();
+        assert!(err.contains("nope") && err.contains("not a classifier run folder"), "{err}");
     }
 
     #[test]

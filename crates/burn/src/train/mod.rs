@@ -32,7 +32,7 @@ use crate::stability::ConfigError;
 
 pub use classify::{ClassifyTask, ClassifyTrainConfig, EpochStats, TrainSummary, load_classifier};
 pub use embed::{EmbedSummary, EmbedTask, EmbedTrainConfig, IntervalStats, load_embedder};
-pub use run_dir::{RunDir, load_run};
+pub use run_dir::{RunDir, load_run, read_run_config};
 
 /// AdamW with a cosine learning-rate schedule: the optimiser part of a training config
 /// (flattened into `config.json` as `lr` and `weight_decay`).

@@ -173,15 +173,9 @@ fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, TrainError> {
     serde_json::from_slice(&bytes).map_err(|e| TrainError::file(path, e))
 }
 
-/// Loads a finished run folder: its config (`what` names the kind, "a classifier", and `other`
-/// the kind it may be confused with) and its final model, built by `init` and filled from
-/// `model.bpk`.
-pub fn load_run<C: DeserializeOwned, M: Module>(
-    dir: &Path,
-    what: &str,
-    other: &str,
-    init: impl FnOnce(&C) -> M,
-) -> Result<(C, M), TrainError> {
+/// Reads a finished run folder's config (`what` names the kind, "a classifier", and `other` the
+/// kind it may be confused with), checking that its final model is there.
+pub fn read_run_config<C: DeserializeOwned>(dir: &Path, what: &str, other: &str) -> Result<C, TrainError> {
     let config_path = dir.join(run_files::CONFIG);
     if !config_path.is_file() {
         return Err(TrainError::Checkpoint {
@@ -194,13 +188,25 @@ pub fn load_run<C: DeserializeOwned, M: Module>(
         path: dir.to_path_buf(),
         message: format!("is not {what} run ({e}); is this {other} run?"),
     })?;
-    let model_path = dir.join(run_files::MODEL);
-    if !model_path.is_file() {
+    if !dir.join(run_files::MODEL).is_file() {
         return Err(TrainError::Checkpoint {
             path: dir.to_path_buf(),
             message: format!("has no {} (training unfinished? use --resume)", run_files::MODEL),
         });
     }
+    Ok(config)
+}
+
+/// Loads a finished run folder: its config ([`read_run_config`]) and its final model, built by
+/// `init` and filled from `model.bpk`.
+pub fn load_run<C: DeserializeOwned, M: Module>(
+    dir: &Path,
+    what: &str,
+    other: &str,
+    init: impl FnOnce(&C) -> M,
+) -> Result<(C, M), TrainError> {
+    let config: C = read_run_config(dir, what, other)?;
+    let model_path = dir.join(run_files::MODEL);
     let model = init(&config).try_load_file(&model_path).map_err(|e| TrainError::file(&model_path, e))?;
     Ok((config, model))
 }
