@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use burn::tensor::Device;
 use stabilize_core::data::crops::Photo;
-use stabilize_core::eval::embed::{Descriptors, EmbedEval, EvalSet, FUSED_METHOD, disagreements, evaluate_method};
+use stabilize_core::eval::embed::{
+    Descriptors, EmbedEval, EvalSet, FUSED_METHOD, disagreements, evaluate_method, hash_all,
+};
 use stabilize_core::eval::fusion::read_fuse_rule;
 use stabilize_core::fsutil::write_atomic;
 use stabilize_core::image::borders::strip_borders_to;
@@ -121,11 +123,11 @@ pub fn evaluate_embedding_run(
     let mut phashes = Vec::new();
     for kind in HashKind::ALL {
         baselines.push(evaluate_method(kind.name(), described, &mut |imgs| {
-            let d = Descriptors::hashes(kind, imgs);
-            if let (HashKind::Phash, Descriptors::Hashes(h)) = (kind, &d) {
+            let h = hash_all(kind, imgs);
+            if kind == HashKind::Phash {
                 phashes.push(h.clone());
             }
-            d
+            Descriptors::Hashes(h)
         }));
     }
     // The fused method replays both: the protocol describes the same slices in the same order.

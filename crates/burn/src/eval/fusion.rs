@@ -11,7 +11,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use stabilize_core::data::crops::Photo;
-use stabilize_core::eval::embed::{Descriptors, EvalSet, fuse_pairs};
+use stabilize_core::eval::embed::{Descriptors, EvalSet, fuse_pairs, hash_all};
 use stabilize_core::eval::fusion::{CAP_GRID, FusionFit, PER_BIT_GRID, fit_fuse_rule};
 use stabilize_core::fsutil::write_atomic;
 use stabilize_core::image::borders::strip_borders_to;
@@ -65,8 +65,7 @@ pub fn fit_fusion(
     let pairs = fuse_pairs(&set, &mut |imgs| {
         let data = embed_images(&model, imgs, EMBED_BATCH, device);
         on(EvalEvent::Embedded(imgs.len()));
-        let Descriptors::Hashes(h) = Descriptors::hashes(hasher, imgs) else { unreachable!("hashes") };
-        (Descriptors::Vectors { dim: config.model.dim, data }, h)
+        (Descriptors::Vectors { dim: config.model.dim, data }, hash_all(hasher, imgs))
     });
     let grid = fit_fuse_rule(&pairs, &PER_BIT_GRID, &CAP_GRID);
     let fit = FusionFit {

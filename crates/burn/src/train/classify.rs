@@ -197,13 +197,12 @@ impl Task for ClassifyTask<'_> {
         Plan { config: c, total_steps, interval, unit, seed: c.seed, optimizer: c.optimizer.clone() }
     }
 
-    /// A fresh model, or the weights of [`ClassifyTrainConfig::init_from`] (whose architecture
-    /// must be this run's).
+    /// A fresh model, or the weights of [`ClassifyTrainConfig::init_from`] (its architecture was
+    /// checked in [`ClassifyTask::new`]).
     fn init(&self, device: &Device) -> Result<SmallCnn, TrainError> {
         let Some(from) = &self.config.init_from else { return Ok(self.config.model.init(device)) };
-        let (c, model) =
+        let (_, model) =
             load_run(from, "a classifier", "an embedding", |c: &ClassifyTrainConfig| c.model.init(device))?;
-        check_init(from, &c, &self.config)?;
         Ok(model)
     }
 

@@ -151,8 +151,7 @@ impl Descriptors {
 
     /// Hashes of `images` with `kind`, in parallel.
     pub fn hashes(kind: HashKind, images: &[Image]) -> Self {
-        let hasher = kind.hasher();
-        Descriptors::Hashes(images.par_iter().map(|img| PerceptualHash::of(&hasher, img)).collect())
+        Descriptors::Hashes(hash_all(kind, images))
     }
 
     /// `vectors` (a model's) fused with `hashes` of the same images, row for row, by `rule`
@@ -160,6 +159,12 @@ impl Descriptors {
     pub fn fuse(vectors: Descriptors, hashes: Vec<PerceptualHash>, rule: FuseRule) -> Self {
         Descriptors::Fused { vectors: Box::new(vectors), hashes, rule }
     }
+}
+
+/// Hashes of `images` with `kind`, in parallel, in order.
+pub fn hash_all(kind: HashKind, images: &[Image]) -> Vec<PerceptualHash> {
+    let hasher = kind.hasher();
+    images.par_iter().map(|img| PerceptualHash::of(&hasher, img)).collect()
 }
 
 /// One distortion's (or the pooled) results for one method.
@@ -221,6 +226,19 @@ fn result(spec: String, dup: Vec<f64>, mut distinct: Vec<f64>, ranking: Option<f
     }
 }
 
+/// `pair(i, j)` for every `(i, j)` of images of different photos (`photo_of`), in row-major
+/// order, in parallel: the protocol's distinct pairs.
+fn distinct_pairs<T: Send>(photo_of: &[usize], pair: impl Fn(usize, usize) -> T + Sync) -> Vec<T> {
+    let n = photo_of.len();
+    (0..n)
+        .into_par_iter()
+        .flat_map_iter(|i| {
+            let pair = &pair;
+            (0..n).filter(move |&j| photo_of[j] != photo_of[i]).map(move |j| pair(i, j))
+        })
+        .collect()
+}
+
 /// Runs the protocol for one method. `describe` turns a slice of images into descriptors.
 pub fn evaluate_method(name: &str, set: &EvalSet, describe: &mut dyn FnMut(&[Image]) -> Descriptors) -> MethodResult {
     let clean = describe(&set.clean);
@@ -232,13 +250,7 @@ pub fn evaluate_method(name: &str, set: &EvalSet, describe: &mut dyn FnMut(&[Ima
     for (k, d) in set.distortions.iter().enumerate() {
         let dist = describe(&set.distorted[k]);
         let dup: Vec<f64> = (0..n).map(|i| clean.distance(i, &dist, i)).collect();
-        let distinct: Vec<f64> = (0..n)
-            .into_par_iter()
-            .flat_map_iter(|i| {
-                let (clean, dist, photo_of) = (&clean, &dist, &set.photo_of);
-                (0..n).filter(move |&j| photo_of[j] != photo_of[i]).map(move |j| clean.distance(i, dist, j))
-            })
-            .collect();
+        let distinct: Vec<f64> = distinct_pairs(&set.photo_of, |i, j| clean.distance(i, &dist, j));
         let q = describe(&set.queries_distorted[k]);
         let t = set.queries.len();
         let right = (0..t).filter(|&i| q.distance(i, &pos, i) < q.distance(i, &neg, i)).count();
@@ -267,13 +279,7 @@ pub fn fuse_pairs(set: &EvalSet, describe: &mut DescribeBoth<'_>) -> Vec<FusePai
             let (dv, dh) = describe(&set.distorted[k]);
             let pair = |i: usize, j: usize| (cv.distance(i, &dv, j) as f32, ch[i].distance(&dh[j]).min(255) as u8);
             let dup = (0..n).map(|i| pair(i, i)).collect();
-            let distinct = (0..n)
-                .into_par_iter()
-                .flat_map_iter(|i| {
-                    let photo_of = &set.photo_of;
-                    (0..n).filter(move |&j| photo_of[j] != photo_of[i]).map(move |j| pair(i, j))
-                })
-                .collect();
+            let distinct = distinct_pairs(&set.photo_of, pair);
             FusePairs { spec: d.to_string(), dup, distinct }
         })
         .collect()
@@ -379,7 +385,7 @@ mod tests {
         let imgs: Vec<Image> = (0..3).map(|k| ph[k].render(ph[k].eval_crops()[0], 64).unwrap()).collect();
         // Images 0 and 1 are the same picture; 2 is another photo.
         let same = vec![imgs[0].clone(), imgs[0].clone(), imgs[2].clone()];
-        let Descriptors::Hashes(h) = Descriptors::hashes(HashKind::Phash, &same) else { unreachable!() };
+        let h = hash_all(HashKind::Phash, &same);
         let bits = h[0].distance(&h[2]) as f64;
         assert!(bits > 10.0, "{bits}");
         // Vectors: 0 and 1 far apart (the hash finds them), 0 and 2 close (the vectors do).
