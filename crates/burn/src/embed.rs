@@ -89,11 +89,8 @@ impl EmbedNet {
     /// Marks the stem, the first `frozen_blocks` blocks and the unused ImageNet classifier as
     /// frozen (call after building or loading, before training).
     pub fn freeze_trunk(mut self) -> Self {
-        let k = self.frozen_blocks;
-        self.backbone.stem = self.backbone.stem.freeze();
+        self.backbone = self.backbone.freeze_first(self.frozen_blocks);
         self.backbone.classifier = self.backbone.classifier.freeze();
-        self.backbone.blocks =
-            self.backbone.blocks.into_iter().enumerate().map(|(i, b)| if i < k { b.freeze() } else { b }).collect();
         self
     }
 

@@ -8,6 +8,7 @@ use stabilize_core::data::fashion_mnist::{SIDE, Split};
 use stabilize_core::eval::metrics::classify::top_k_accuracy;
 
 use crate::embed::{EmbedNet, l2_normalize};
+use crate::mobilenet::MobileNetV2;
 use crate::model::SmallCnn;
 use crate::tensor::images_to_tensor;
 
@@ -50,12 +51,12 @@ pub fn split_accuracy(model: &SmallCnn, split: &Split, device: &Device) -> f64 {
 }
 
 /// `f` of same-sized RGB images, `batch` at a time, without autodiff, row-major on the host.
-fn batched(
-    model: &EmbedNet,
+fn batched<M: Module>(
+    model: &M,
     images: &[Image],
     batch: usize,
     device: &Device,
-    f: impl Fn(&EmbedNet, Tensor<4>) -> Tensor<2>,
+    f: impl Fn(&M, Tensor<4>) -> Tensor<2>,
 ) -> Vec<f32> {
     let model = model.valid();
     let mut out = Vec::new();
@@ -75,4 +76,10 @@ pub fn embed_images(model: &EmbedNet, images: &[Image], batch: usize, device: &D
 /// fine-tuned" baseline), `batch` at a time.
 pub fn pretrained_features(model: &EmbedNet, images: &[Image], batch: usize, device: &Device) -> Vec<f32> {
     batched(model, images, batch, device, |m, x| l2_normalize(m.pooled(x)))
+}
+
+/// ImageNet logits `[N·1000]` (row-major) of same-sized RGB images on [0,1] scale, `batch` at a
+/// time.
+pub fn imagenet_logits(model: &MobileNetV2, images: &[Image], batch: usize, device: &Device) -> Vec<f32> {
+    batched(model, images, batch, device, |m, x| m.forward(x))
 }

@@ -41,3 +41,25 @@ pub(crate) fn test_rng_lock() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// Textured 200×170 px "photos" named `names`, each with its own pattern (for task tests).
+#[cfg(test)]
+pub(crate) fn test_photos(names: &[String]) -> Vec<stabilize_core::Photo> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let k = i as u32 + 3;
+            let (w, h) = (200u32, 170u32);
+            let data = (0..w * h * 3)
+                .map(|i| {
+                    let (p, c) = (i / 3, i % 3);
+                    let (x, y) = (p % w, p / w);
+                    ((x * (k + 1) + y * (2 * k + 3) + c * 40 + (x / (k + 5)) * 17) % 256) as u8
+                })
+                .collect();
+            let img = stabilize_core::Image::new(w, h, stabilize_core::Channels::Rgb, data).unwrap();
+            stabilize_core::Photo::prepare(name, &img, 256).unwrap().unwrap()
+        })
+        .collect()
+}

@@ -253,6 +253,19 @@ impl MobileNetV2 {
         h.mean_dim(3).mean_dim(2).reshape([n, c])
     }
 
+    /// Logits `[N, classes]` from the activation after [`trunk`](Self::trunk)`(x, k)`.
+    pub fn logits_from_trunk(&self, h: Tensor<4>, k: usize) -> Tensor<2> {
+        self.classifier.forward(self.rest_pooled(h, k))
+    }
+
+    /// Marks the stem and the first `k` blocks as frozen (no gradients); the rest, the last conv
+    /// and the classifier train. Call after building or loading, before training.
+    pub fn freeze_first(mut self, k: usize) -> Self {
+        self.stem = self.stem.freeze();
+        self.blocks = self.blocks.into_iter().enumerate().map(|(i, b)| if i < k { b.freeze() } else { b }).collect();
+        self
+    }
+
     /// Global-average-pooled features `[N, 1280]` of inputs `[N, 3, H, W]` on [0,1].
     pub fn pooled(&self, x: Tensor<4>) -> Tensor<2> {
         self.rest_pooled(self.trunk(x, 0), 0)

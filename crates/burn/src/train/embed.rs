@@ -420,27 +420,12 @@ mod tests {
     ) -> Result<EmbedSummary, TrainError> {
         run(&EmbedTask::new(config, photos, weights)?, &Device::flex(), out, false, &mut |_| {})
     }
-    use stabilize_core::Channels;
     use stabilize_core::distort::perturb::Perturbation;
 
     use crate::infer::embed_images;
 
-    /// Six textured "photos" of 200×170 px, each with its own pattern.
     fn photos() -> Vec<Photo> {
-        (3..9u32)
-            .map(|k| {
-                let (w, h) = (200u32, 170u32);
-                let data = (0..w * h * 3)
-                    .map(|i| {
-                        let (p, c) = (i / 3, i % 3);
-                        let (x, y) = (p % w, p / w);
-                        ((x * (k + 1) + y * (2 * k + 3) + c * 40 + (x / (k + 5)) * 17) % 256) as u8
-                    })
-                    .collect();
-                let img = Image::new(w, h, Channels::Rgb, data).unwrap();
-                Photo::prepare(&format!("p{k}.png"), &img, 256).unwrap().unwrap()
-            })
-            .collect()
+        crate::test_photos(&(3..9).map(|k| format!("p{k}.png")).collect::<Vec<_>>())
     }
 
     fn tiny(alpha: f64) -> EmbedTrainConfig {

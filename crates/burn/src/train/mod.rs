@@ -12,10 +12,13 @@
 //! - progress [`Event`]s.
 //!
 //! The tasks: [`classify`] (the Fashion-MNIST CNN, `CE + α·Lstab`) and [`embed`] (MobileNetV2
-//! embeddings, `triplet + α·Σ‖f(x) − f(x')‖₂`). A new objective is a new task file.
+//! embeddings, `triplet + α·Σ‖f(x) − f(x')‖₂`) and [`imagenet`] (the pretrained ImageNet
+//! MobileNetV2 stabilized on unlabelled photos, `KL(t ‖ s) + α·Lstab`). A new objective is a new
+//! task file.
 
 pub mod classify;
 pub mod embed;
+pub mod imagenet;
 mod run_dir;
 
 use std::path::{Path, PathBuf};
@@ -32,6 +35,7 @@ use crate::stability::ConfigError;
 
 pub use classify::{ClassifyTask, ClassifyTrainConfig, EpochStats, TrainSummary, load_classifier};
 pub use embed::{EmbedSummary, EmbedTask, EmbedTrainConfig, IntervalStats, load_embedder};
+pub use imagenet::{ImagenetTask, ImagenetTrainConfig, is_imagenet_run, load_imagenet_run};
 pub use run_dir::{RunDir, load_run, read_run_config};
 
 /// AdamW with a cosine learning-rate schedule: the optimiser part of a training config
@@ -391,7 +395,12 @@ mod tests {
         for p in found {
             let text = std::fs::read_to_string(&p).unwrap();
             let raw: serde_json::Value = serde_json::from_str(&text).unwrap();
-            let reread = if raw.get("init").is_some() {
+            let reread = if raw.get("dataset").and_then(|d| d.as_str()) == Some(imagenet::DATASET) {
+                let c: ImagenetTrainConfig =
+                    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                c.validate().unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                serde_json::to_value(c).unwrap()
+            } else if raw.get("init").is_some() {
                 let c: EmbedTrainConfig =
                     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
                 c.validate().unwrap_or_else(|e| panic!("{}: {e}", p.display()));

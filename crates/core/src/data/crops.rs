@@ -74,8 +74,14 @@ impl Photo {
 
     /// A query-style crop (see the module docs).
     pub fn random_crop<R: Rng>(&self, rng: &mut R) -> Crop {
+        self.random_crop_in((0.5, 0.8), rng)
+    }
+
+    /// A square crop of side `u · short`, `u ~ U[lo, hi)` (`0 < lo < hi ≤ 1`), at a uniformly
+    /// random position.
+    pub fn random_crop_in<R: Rng>(&self, (lo, hi): (f64, f64), rng: &mut R) -> Crop {
         let (w, h) = self.dims();
-        let side = w.min(h) * rng.random_range(0.5..0.8);
+        let side = w.min(h) * rng.random_range(lo..hi);
         Crop { x: rng.random_range(0.0..=w - side), y: rng.random_range(0.0..=h - side), side }
     }
 
@@ -139,6 +145,15 @@ pub fn load_pool(
     Ok((photos, loaded.skipped, small))
 }
 
+/// The ImageNet class of a labelled photo of the pool, from its file name: foolbox's
+/// `imagenet_NN_CLASS.jpg` samples (fetched as `foolbox__imagenet_NN_CLASS.jpg`). Such photos are
+/// the labelled check of an ImageNet classifier and are kept out of its training.
+pub fn imagenet_label(name: &str) -> Option<usize> {
+    let stem = name.strip_prefix("foolbox__imagenet_")?.strip_suffix(".jpg")?;
+    let (_, class) = stem.split_once('_')?;
+    class.parse().ok().filter(|&c: &usize| c < 1000)
+}
+
 /// Whether a photo (by file name) is in the test split.
 pub fn is_test(name: &str, test_fraction: f64) -> bool {
     let first = Sha256::digest(name.as_bytes())[0];
@@ -180,6 +195,17 @@ mod tests {
     use crate::image::Channels;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn imagenet_labels_come_from_foolbox_names_only() {
+        assert_eq!(imagenet_label("foolbox__imagenet_00_243.jpg"), Some(243));
+        assert_eq!(imagenet_label("foolbox__imagenet_19_305.jpg"), Some(305));
+        for other in
+            ["foolbox__cifar10_00_3.png", "foolbox__imagenet_00.jpg", "foolbox__imagenet_01_1000.jpg", "imagenet_00_1.jpg"]
+        {
+            assert_eq!(imagenet_label(other), None, "{other}");
+        }
+    }
 
     fn photo(name: &str, w: u32, h: u32) -> Photo {
         let data = (0..w * h * 3).map(|i| (i % 251) as u8).collect();

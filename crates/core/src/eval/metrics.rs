@@ -57,13 +57,19 @@ pub mod classify {
     /// Share of rows of `logits` (`n × classes`, row-major) whose true label is among the `k`
     /// highest scores.
     pub fn top_k_accuracy(logits: &[f32], classes: usize, labels: &[u8], k: usize) -> f64 {
-        assert_eq!(logits.len(), classes * labels.len(), "logits shape");
-        let hits = labels
+        top_k_agreement(logits, classes, &labels.iter().map(|&y| y as usize).collect::<Vec<_>>(), k)
+    }
+
+    /// Share of rows of `logits` (`n × classes`, row-major) whose `targets[i]` (a label, or the
+    /// clean copy's predicted class) is among the `k` highest scores.
+    pub fn top_k_agreement(logits: &[f32], classes: usize, targets: &[usize], k: usize) -> f64 {
+        assert_eq!(logits.len(), classes * targets.len(), "logits shape");
+        let hits = targets
             .iter()
             .enumerate()
-            .filter(|&(i, &y)| top_k(&logits[i * classes..(i + 1) * classes], k).contains(&(y as usize)))
+            .filter(|&(i, y)| top_k(&logits[i * classes..(i + 1) * classes], k).contains(y))
             .count();
-        hits as f64 / labels.len().max(1) as f64
+        hits as f64 / targets.len().max(1) as f64
     }
 
     /// The arg-max class of each row.
@@ -118,6 +124,8 @@ pub mod classify {
             assert!((top_k_accuracy(&logits, 3, &labels, 2) - 2.0 / 3.0).abs() < 1e-12);
             assert_eq!(top_k_accuracy(&logits, 3, &labels, 3), 1.0);
             assert_eq!(predictions(&logits, 3), vec![1, 0, 2]);
+            // Agreement with other targets: row 1 has 2 in its top 2, row 2 not 2, row 3 has 0.
+            assert!((top_k_agreement(&logits, 3, &[2, 2, 0], 2) - 2.0 / 3.0).abs() < 1e-12);
         }
 
         #[test]
