@@ -95,22 +95,57 @@ pub fn classification_loss(
     }
 }
 
+/// What the perturbed copy's prediction is pulled towards in a label-free stabilization.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum StabTarget {
+    /// The paper: the model's own prediction on the clean image, `Lstab(P(·|x), P(·|x'))`, with
+    /// gradients through both branches.
+    #[default]
+    Student,
+    /// The frozen original network's prediction on the clean image, `Lstab(P_t(·|x), P(·|x'))`
+    /// (so a flat, "stable" prediction cannot win; the embedding's anchored design).
+    Teacher,
+}
+
+impl StabTarget {
+    pub fn is_student(&self) -> bool {
+        *self == StabTarget::Student
+    }
+}
+
+impl std::fmt::Display for StabTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StabTarget::Student => "student",
+            StabTarget::Teacher => "teacher",
+        })
+    }
+}
+
 /// Label-free stabilization of a pretrained classifier `t` (frozen): `L0 = KL(P_t(·|x) ‖ P(·|x))`
-/// (distillation to the original network's prediction on the clean image) `+ α · Lstab(x, x')`
-/// with the paper's Lstab between the student's own clean and perturbed predictions (gradients
-/// through both branches). `teacher_logits` `[N, K]` is detached here; `ce` of the result holds
-/// the distillation term. With `noisy_logits = None` (α = 0) it is the distillation alone.
+/// (distillation to the original network's prediction on the clean image) `+ α · Lstab` between
+/// the `target`'s clean prediction and the model's perturbed one. `teacher_logits` `[N, K]` is
+/// detached here; `ce` of the result holds the distillation term. With `noisy_logits = None`
+/// (α = 0) it is the distillation alone.
 pub fn distillation_loss(
     clean_logits: Tensor<2>,
     noisy_logits: Option<Tensor<2>>,
     teacher_logits: Tensor<2>,
     alpha: f64,
     form: StabilityForm,
+    target: StabTarget,
 ) -> ClassificationLoss {
-    let l0 = classification_stability(teacher_logits.detach(), clean_logits.clone(), StabilityForm::Kl);
+    let teacher_logits = teacher_logits.detach();
+    let l0 = classification_stability(teacher_logits.clone(), clean_logits.clone(), StabilityForm::Kl);
     match noisy_logits {
         Some(noisy) if alpha != 0.0 => {
-            let stab = classification_stability(clean_logits, noisy, form);
+            let anchor = match target {
+                StabTarget::Student => clean_logits,
+                StabTarget::Teacher => teacher_logits,
+            };
+            let stab = classification_stability(anchor, noisy, form);
             ClassificationLoss { total: l0.clone() + stab.clone().mul_scalar(alpha), ce: l0, stability: Some(stab) }
         }
         _ => ClassificationLoss { total: l0.clone(), ce: l0, stability: None },
@@ -261,15 +296,35 @@ mod tests {
         let ln3 = 3f32.ln();
         let teacher = t2([[0.0, ln3]], &device).require_grad();
         let clean = t2([[ln3, 0.0]], &device).require_grad();
-        let l = distillation_loss(clean.clone(), Some(clean.clone()), teacher.clone(), 2.0, StabilityForm::Kl);
+        let l = distillation_loss(
+            clean.clone(),
+            Some(clean.clone()),
+            teacher.clone(),
+            2.0,
+            StabilityForm::Kl,
+            StabTarget::Student,
+        );
         assert!((scalar(l.ce.clone()) - 0.5493061).abs() < 1e-5);
         assert!(scalar(l.stability.clone().unwrap()).abs() < 1e-6);
         let grads = l.total.backward();
         let tol = Tolerance::absolute(1e-5);
         clean.grad(&grads).unwrap().to_data().assert_approx_eq::<f32>(&TensorData::from([[0.5f32, -0.5]]), tol);
         assert!(teacher.grad(&grads).is_none());
+        // Anchored to the teacher, the same copy is 0.5493061 away, with gradient α·(q − p) on it.
+        let noisy = t2([[ln3, 0.0]], &device).require_grad();
+        let l = distillation_loss(
+            clean.clone(),
+            Some(noisy.clone()),
+            teacher.clone(),
+            2.0,
+            StabilityForm::Kl,
+            StabTarget::Teacher,
+        );
+        assert!((scalar(l.stability.clone().unwrap()) - 0.5493061).abs() < 1e-5);
+        let grads = l.total.backward();
+        noisy.grad(&grads).unwrap().to_data().assert_approx_eq::<f32>(&TensorData::from([[1.0f32, -1.0]]), tol);
         // α = 0: the distillation alone.
-        let l = distillation_loss(clean.clone(), Some(clean), teacher, 0.0, StabilityForm::Kl);
+        let l = distillation_loss(clean.clone(), Some(clean), teacher, 0.0, StabilityForm::Kl, StabTarget::Teacher);
         assert!(l.stability.is_none());
     }
 

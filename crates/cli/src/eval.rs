@@ -4,14 +4,16 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use stabilize_burn::Device;
 use stabilize_burn::eval::{
-    EvalEvent, evaluate_classifier, evaluate_corruptions, evaluate_embedding_run, fit_fusion, read_embed_eval,
+    EvalEvent, evaluate_classifier, evaluate_corruptions, evaluate_embedding_run, evaluate_imagenet, fit_fusion,
+    read_embed_eval,
 };
+use stabilize_burn::mobilenet::MobileNetV2;
 use stabilize_burn::model::SmallCnn;
-use stabilize_burn::train::{load_classifier, load_embedder};
+use stabilize_burn::train::{is_imagenet_run, load_classifier, load_embedder, load_imagenet_run};
 use stabilize_core::data::dirs;
 use stabilize_core::data::fashion_mnist::FashionMnist;
 use stabilize_core::eval::ClassifyEval;
@@ -103,14 +105,21 @@ pub enum EvalCommand {
         #[arg(long)]
         photos: Option<usize>,
     },
-    /// Evaluate a classifier run on the Fashion-MNIST test set, clean and under distortions.
+    /// Evaluate a classifier run: a Fashion-MNIST run on its test set, clean and under
+    /// distortions; a `--dataset photos` run (the stabilized ImageNet network) beside the
+    /// original network on the held-out photos' crops (flip rates, top-5 agreement, agreement
+    /// with the original) and on the labelled ImageNet photos.
     Classify {
         /// The run folder written by `train classify`.
         #[arg(long)]
         model: PathBuf,
-        /// Comma-separated distortion specs.
-        #[arg(long, default_value = DEFAULT_DISTORTIONS)]
-        distortions: String,
+        /// Comma-separated distortion specs [default: Fashion-MNIST runs the paper's; photos runs
+        /// also the in-the-wild edits, as `eval embed`].
+        #[arg(long)]
+        distortions: Option<String>,
+        /// Photos runs: evaluate on the first N held-out photos only (16 crops each).
+        #[arg(long)]
+        photos: Option<usize>,
         /// Seed of the distortions' random parts.
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -129,10 +138,22 @@ pub enum EvalCommand {
 
 pub fn run(cmd: EvalCommand) -> Result<()> {
     match cmd {
-        EvalCommand::Classify { model, distortions, seed, suite, run, json } => match suite {
-            None => classify(&model, &distortions, seed, &run, json),
-            Some(Suite::Corruptions) => corruptions(&model, seed, &run, json),
-        },
+        EvalCommand::Classify { model, distortions, photos, seed, suite, run, json } => {
+            if is_imagenet_run(&model) {
+                if suite.is_some() {
+                    bail!("--suite corruptions evaluates Fashion-MNIST runs; {} is a photos run", model.display());
+                }
+                let distortions = distortions.as_deref().unwrap_or(stabilize_core::eval::embed::DEFAULT_DISTORTIONS);
+                return imagenet(&model, distortions, photos, seed, &run, json);
+            }
+            if photos.is_some() {
+                bail!("--photos applies to --dataset photos runs; {} is not one", model.display());
+            }
+            match suite {
+                None => classify(&model, distortions.as_deref().unwrap_or(DEFAULT_DISTORTIONS), seed, &run, json),
+                Some(Suite::Corruptions) => corruptions(&model, seed, &run, json),
+            }
+        }
         EvalCommand::Embed { protocol, baseline } => embed(&protocol, baseline.as_deref()),
         EvalCommand::Fusion { protocol, photos } => fusion(&protocol, photos),
     }
@@ -230,6 +251,76 @@ fn classify(model_dir: &Path, distortions: &str, seed: u64, run: &RunArgs, json:
             d.feature_distance_p90
         );
     }
+    Ok(())
+}
+
+/// `eval classify` on a `--dataset photos` run: the original network and the run, side by side.
+fn imagenet(model_dir: &Path, distortions: &str, photos: Option<usize>, seed: u64, run: &RunArgs, json: bool) -> Result<()> {
+    use stabilize_burn::eval::imagenet::images_per_network;
+    let distortions = stabilize_core::distort::parse_list(distortions)?;
+    let device = run.device()?;
+    let (config, stabilized) = load_imagenet_run(model_dir, &device)?;
+    let original = MobileNetV2::load_torchvision(&dirs::mobilenet_weights(&run.data())?, &device)?;
+    let (pool, skipped) = dirs::photo_pool(&run.data(), config.input_size)?;
+    for s in &skipped {
+        eprintln!("skipped {}: {}", s.path.display(), s.reason);
+    }
+    let (_, mut test) = stabilize_burn::train::embed::split_indices(&pool, config.test_fraction);
+    if let Some(n) = photos {
+        if n == 0 {
+            bail!("--photos must be ≥ 1");
+        }
+        test.truncate(n);
+    }
+    let labelled: Vec<(stabilize_core::Image, usize)> =
+        dirs::labelled_imagenet_photos(&run.data())?.into_iter().map(|(_, img, c)| (img, c)).collect();
+    let name = model_dir.display().to_string();
+    let pb = bar(2 * images_per_network(test.len(), labelled.len(), distortions.len()), "images classified", json);
+    let networks = [("pretrained".to_string(), &original), (name, &stabilized)];
+    let size = config.input_size;
+    let eval = evaluate_imagenet(&networks, &pool, &test, &labelled, &distortions, size, seed, &device, &mut |n| {
+        pb.inc(n as u64)
+    })?;
+    pb.finish_and_clear();
+    write_json(&model_dir.join(run_files::EVAL), &eval, false)?;
+    if json {
+        println!("{}", serde_json::to_string(&eval)?);
+        return Ok(());
+    }
+    let (a, b) = (&eval.models[0], &eval.models[1]);
+    println!(
+        "{} crops of {} held-out photos at {} px, and {} labelled ImageNet photos; {:.0}s",
+        eval.images, eval.photos, eval.input_size, a.labelled.images, eval.seconds
+    );
+    println!("A = the original ImageNet MobileNetV2, B = {}", b.model);
+    println!("clean top-1 agreement with A: B {:.2}%", b.clean_agreement * 100.0);
+    println!(
+        "labelled photos top-1 / top-5: A {:.0}% / {:.0}%, B {:.0}% / {:.0}%",
+        a.labelled.top1 * 100.0,
+        a.labelled.top5 * 100.0,
+        b.labelled.top1 * 100.0,
+        b.labelled.top5 * 100.0
+    );
+    println!("{:<14} {:>8} {:>8} {:>8} | {:>9} {:>9}", "distortion", "flip A", "flip B", "B / A", "top5 A", "top5 B");
+    let rows = a.distortions.iter().zip(&b.distortions).map(|(x, y)| (x.spec.as_str(), x, y));
+    for (spec, x, y) in rows {
+        println!(
+            "{:<14} {:>7.2}% {:>7.2}% {:>8.2} | {:>8.2}% {:>8.2}%",
+            spec,
+            x.flip_rate * 100.0,
+            y.flip_rate * 100.0,
+            y.flip_rate / x.flip_rate.max(1e-12),
+            x.top5_agreement * 100.0,
+            y.top5_agreement * 100.0
+        );
+    }
+    println!(
+        "{:<14} {:>7.2}% {:>7.2}% {:>8.2}",
+        "mean",
+        a.mean_flip_rate * 100.0,
+        b.mean_flip_rate * 100.0,
+        b.mean_flip_rate / a.mean_flip_rate.max(1e-12)
+    );
     Ok(())
 }
 

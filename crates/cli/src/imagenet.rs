@@ -1,4 +1,5 @@
-//! `stabilize imagenet`: ImageNet top-5 of the pretrained MobileNetV2 (checks the weights);
+//! `stabilize imagenet`: ImageNet top-5 of the pretrained MobileNetV2 (checks the weights) or of a
+//! stabilized run of it (`--model RUN`);
 //! `--dump` writes the exact input and logits for the PyTorch comparison.
 
 use std::path::{Path, PathBuf};
@@ -6,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 use serde::Serialize;
 use stabilize_core::data::dirs;
+use stabilize_burn::mobilenet::MobileNetV2;
 use stabilize_core::image::load;
 
 use crate::args::RunArgs;
@@ -17,11 +19,25 @@ struct ImagenetRow {
     top5_logits: [f32; 5],
 }
 
-pub fn run(dump: Option<&Path>, run: &RunArgs, json: bool, paths: &[PathBuf]) -> Result<()> {
+/// The network `--model` names: `pretrained`, or a `train classify --dataset photos` run folder.
+fn open_model(model: &str, run: &RunArgs, device: &stabilize_burn::Device) -> Result<MobileNetV2> {
+    if model == "pretrained" {
+        return Ok(MobileNetV2::load_torchvision(&dirs::mobilenet_weights(&run.data())?, device)?);
+    }
+    let dir = Path::new(model);
+    if !dir.is_dir() {
+        bail!("--model {model}: not `pretrained` and not a run folder");
+    }
+    if !stabilize_burn::train::is_imagenet_run(dir) {
+        bail!("--model {model}: not an ImageNet classifier run (train one with `train classify --dataset photos`)");
+    }
+    Ok(stabilize_burn::train::load_imagenet_run(dir, device)?.1)
+}
+
+pub fn run(model: &str, dump: Option<&Path>, run: &RunArgs, json: bool, paths: &[PathBuf]) -> Result<()> {
     use stabilize_burn::imagenet::{CROP, imagenet_input, top5};
     let device = run.device()?;
-    let weights = dirs::mobilenet_weights(&run.data())?;
-    let model = stabilize_burn::mobilenet::MobileNetV2::load_torchvision(&weights, &device)?;
+    let model = open_model(model, run, &device)?;
     let loaded = load::load_all(paths, &load::LoadOptions::default());
     for s in &loaded.skipped {
         eprintln!("skipped {}: {}", s.path.display(), s.reason);

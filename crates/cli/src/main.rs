@@ -126,8 +126,11 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
-    /// Classify images with the pretrained MobileNetV2 (ImageNet top-5); checks the weights.
+    /// Classify images with the pretrained MobileNetV2 or a stabilized run of it (ImageNet top-5).
     Imagenet {
+        /// `pretrained` (torchvision's weights) or a run folder of `train classify --dataset photos`.
+        #[arg(long, default_value = "pretrained")]
+        model: String,
         /// Write the exact network input (input.npy, [N,3,224,224] on [0,1]) and logits
         /// (logits.npy, [N,1000]) here, for scripts/mobilenet_vs_pytorch.py.
         #[arg(long)]
@@ -229,7 +232,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Embed(a) => embed::run(a),
         Command::Index(cmd) => index::run(cmd),
         Command::Reproduce { quick, out, run } => reproduce::run(quick, &out, &run),
-        Command::Imagenet { dump, run, json, paths } => imagenet::run(dump.as_deref(), &run, json, &paths),
+        Command::Imagenet { model, dump, run, json, paths } => imagenet::run(&model, dump.as_deref(), &run, json, &paths),
         Command::Bench(b) => bench::run(b),
     }
 }

@@ -1,16 +1,17 @@
-//! `stabilize train classify|embed`: settings from the command line (every default is the
+//! `stabilize train classify [--dataset photos]|embed`: settings from the command line (every default is the
 //! config's own, written once in the library), a progress bar over steps, a line per checkpoint.
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use stabilize_burn::embed::EmbedNetConfig;
-use stabilize_burn::loss::{Objective, StabilityForm};
+use stabilize_burn::loss::{Objective, StabTarget, StabilityForm};
 use stabilize_burn::stability::StabilityConfig;
 use stabilize_burn::train::Event;
 use stabilize_burn::train::classify::{ClassifyTask, ClassifyTrainConfig};
 use stabilize_burn::train::embed::{EmbedL0, EmbedTask, EmbedTrainConfig, Init};
+use stabilize_burn::train::imagenet::{ImagenetIntervalStats, ImagenetTask, ImagenetTrainConfig};
 use stabilize_core::Perturbation;
 use stabilize_core::data::dirs;
 
@@ -48,43 +49,77 @@ fn embed_defaults() -> EmbedTrainConfig {
     EmbedTrainConfig::new()
 }
 
+/// What `train classify` trains on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClassifyDataset {
+    /// The small CNN on Fashion-MNIST's labelled images: CE + α·Lstab.
+    FashionMnist,
+    /// The pretrained ImageNet MobileNetV2 on crops of the unlabelled training photos:
+    /// KL(original ‖ model) on the clean crop + α·Lstab (needs --init mobilenet-v2, the default).
+    Photos,
+}
+
+/// "fashion-mnist A, photos B": a setting's default for each dataset, from the configs.
+fn per_dataset(what: &str, fashion: impl std::fmt::Display, photos: impl std::fmt::Display) -> String {
+    format!("{what} [default: fashion-mnist {fashion}, photos {photos}]")
+}
+
+fn photos_defaults() -> ImagenetTrainConfig {
+    ImagenetTrainConfig::new()
+}
+
 #[derive(clap::Args)]
 pub struct TrainClassifyArgs {
-    /// Dataset (fashion-mnist).
-    #[arg(long, default_value_t = classify_defaults().dataset)]
-    dataset: String,
-    /// Weight α of the stability term; 0 trains the baseline.
-    #[arg(long, default_value_t = classify_defaults().stability.alpha)]
-    alpha: f64,
+    #[arg(long, value_enum, default_value_t = ClassifyDataset::FashionMnist)]
+    dataset: ClassifyDataset,
+    #[arg(long, help = per_dataset("Weight α of the stability term; 0 trains the baseline.", classify_defaults().stability.alpha, photos_defaults().stability.alpha))]
+    alpha: Option<f64>,
     /// σ of the Gaussian perturbation on the [0,1] pixel scale.
     #[arg(long, default_value_t = classify_defaults().stability.sigma)]
     sigma: f64,
-    /// Stability term: paper (−Σ P(y|x) log P(y|x')) or kl.
-    #[arg(long, value_enum, default_value_t = classify_defaults().form())]
-    loss: StabilityForm,
+    #[arg(long, value_enum, help = per_dataset("Stability term: paper (−Σ P(y|x) log P(y|x')) or kl.", classify_defaults().form(), photos_defaults().form()))]
+    loss: Option<StabilityForm>,
     /// stability (CE(x) + α·Lstab), augment (CE(x') only, α 0) or jsd (CE(x) + α·JS over x, x'₁,
-    /// x'₂; AugMix's λ = α, reference 12).
+    /// x'₂; AugMix's λ = α, reference 12). Photos: stability only.
     #[arg(long, value_enum, default_value_t = classify_defaults().stability.objective)]
     objective: Objective,
-    /// How x' is drawn: noise:σ (the paper; default noise:<--sigma>) or a mix of real distortions
-    /// with ranges, one family per image, e.g. jpeg:10-90,thumb:25-75,crop:0-8,noise:0-0.1.
+    /// How x' is drawn: noise:σ (the paper; fashion-mnist's default is noise:<--sigma>) or a mix of
+    /// real distortions with ranges, one family per image, e.g. jpeg:10-90,thumb:25-75,crop:0-8,noise:0-0.1.
+    /// Photos' default: the noise and the in-the-wild edits (`stabilize_burn::train::imagenet::DEFAULT_PERTURB`).
     #[arg(long)]
     perturb: Option<Perturbation>,
+    /// Fashion-MNIST: passes over the training set.
     #[arg(long, default_value_t = classify_defaults().epochs)]
     epochs: usize,
-    #[arg(long, default_value_t = classify_defaults().batch_size)]
-    batch_size: usize,
-    /// Peak learning rate (AdamW, cosine decay).
-    #[arg(long, default_value_t = classify_defaults().optimizer.lr)]
-    lr: f64,
+    /// Photos: optimiser steps.
+    #[arg(long, default_value_t = photos_defaults().steps)]
+    steps: usize,
+    #[arg(long, help = per_dataset("Images per step.", classify_defaults().batch_size, photos_defaults().batch_size))]
+    batch_size: Option<usize>,
+    #[arg(long, help = per_dataset("Peak learning rate (AdamW, cosine decay).", classify_defaults().optimizer.lr, photos_defaults().optimizer.lr))]
+    lr: Option<f64>,
     #[arg(long, default_value_t = classify_defaults().seed)]
     seed: u64,
-    /// Train on the first N training images only.
+    /// Fashion-MNIST: train on the first N training images only.
     #[arg(long)]
     train_subset: Option<usize>,
+    /// Photos: what x''s prediction is pulled towards: student (the paper: the model's own clean
+    /// prediction) or teacher (the original network's).
+    #[arg(long, value_enum, default_value_t = photos_defaults().stab_target)]
+    stab_target: StabTarget,
+    /// Photos: side of the training crops in px.
+    #[arg(long, default_value_t = photos_defaults().input_size)]
+    input_size: usize,
+    /// Photos: inverted-residual blocks (of 17) kept frozen after the stem.
+    #[arg(long, default_value_t = photos_defaults().frozen_blocks)]
+    frozen_blocks: usize,
+    /// Photos: checkpoint every N steps.
+    #[arg(long, default_value_t = photos_defaults().checkpoint_every)]
+    checkpoint_every: usize,
     /// Fine-tune: start from this finished classifier run's weights (same architecture), with a new
     /// optimiser and this run's own schedule; the paper's protocol is a baseline, then two
-    /// fine-tunes of it with the same budget, α = 0 and α > 0.
+    /// fine-tunes of it with the same budget, α = 0 and α > 0. With --dataset photos: `mobilenet-v2`
+    /// (torchvision's ImageNet network, the default there).
     #[arg(long, value_name = "RUN")]
     init: Option<PathBuf>,
     #[command(flatten)]
@@ -194,18 +229,21 @@ fn set_stability(
 }
 
 fn classify(args: TrainClassifyArgs) -> Result<()> {
+    if args.dataset == ClassifyDataset::Photos {
+        return classify_photos(args);
+    }
+    let d = classify_defaults();
     let mut config = ClassifyTrainConfig {
-        dataset: args.dataset.clone(),
         epochs: args.epochs,
-        batch_size: args.batch_size,
+        batch_size: args.batch_size.unwrap_or(d.batch_size),
         seed: args.seed,
         train_subset: args.train_subset,
         init_from: args.init.clone(),
         ..classify_defaults()
     };
-    set_stability(&mut config.stability, (args.alpha, args.sigma, args.objective), args.perturb);
-    config.stability.form = Some(args.loss);
-    config.optimizer.lr = args.lr;
+    set_stability(&mut config.stability, (args.alpha.unwrap_or(d.stability.alpha), args.sigma, args.objective), args.perturb);
+    config.stability.form = Some(args.loss.unwrap_or(d.form()));
+    config.optimizer.lr = args.lr.unwrap_or(d.optimizer.lr);
     config.validate()?;
     let device = args.output.run.device()?;
     let data = args.output.run.fashion_mnist()?;
@@ -242,6 +280,77 @@ fn classify(args: TrainClassifyArgs) -> Result<()> {
             summary.test_top1 * 100.0,
             summary.seconds,
             args.output.out.display()
+        );
+    }
+    Ok(())
+}
+
+/// `train classify --dataset photos`: the ImageNet MobileNetV2 stabilized on unlabelled photos.
+fn classify_photos(args: TrainClassifyArgs) -> Result<()> {
+    match args.init.as_deref().map(|p| p.to_string_lossy()) {
+        None => {}
+        Some(i) if i == "mobilenet-v2" => {}
+        Some(i) => bail!("--dataset photos stabilizes torchvision's network: --init mobilenet-v2 (got {i})"),
+    }
+    if args.train_subset.is_some() {
+        bail!("--train-subset applies to --dataset fashion-mnist; photos train for --steps");
+    }
+    let d = photos_defaults();
+    let mut config = ImagenetTrainConfig {
+        input_size: args.input_size,
+        frozen_blocks: args.frozen_blocks,
+        stab_target: args.stab_target,
+        steps: args.steps,
+        batch_size: args.batch_size.unwrap_or(d.batch_size),
+        seed: args.seed,
+        checkpoint_every: args.checkpoint_every,
+        ..photos_defaults()
+    };
+    let s = &mut config.stability;
+    (s.alpha, s.objective) = (args.alpha.unwrap_or(d.stability.alpha), args.objective);
+    if let Some(p) = args.perturb {
+        s.perturb = None;
+        s.set_perturb(p);
+    }
+    s.form = Some(args.loss.unwrap_or(d.form()));
+    config.optimizer.lr = args.lr.unwrap_or(d.optimizer.lr);
+    config.validate()?;
+    let device = args.output.run.device()?;
+    let data = args.output.run.data();
+    let weights = dirs::mobilenet_weights(&data)?;
+    let (photos, skipped) = dirs::photo_pool(&data, config.input_size)?;
+    for s in &skipped {
+        eprintln!("skipped {}: {}", s.path.display(), s.reason);
+    }
+    let pb = bar(config.steps, "steps", args.output.json);
+    let mut on = on_event(&pb, "crops", |s: &ImagenetIntervalStats| {
+        format!(
+            "step {:>5}: loss {:.4} (distil {:.4}, stab {:.4}) agrees with the original {:.1}%, flips {:.1}%, {:.1} crops/s {:.0}s",
+            s.step,
+            s.loss,
+            s.distil,
+            s.stability,
+            s.teacher_agreement * 100.0,
+            s.flip_rate * 100.0,
+            s.crops_per_s,
+            s.seconds
+        )
+    });
+    let task = ImagenetTask::new(&config, &photos, &weights)?;
+    let summary = stabilize_burn::train::run(&task, &device, &args.output.out, args.output.resume, &mut on)
+        .with_context(|| format!("training into {}", args.output.out.display()))?;
+    pb.finish_and_clear();
+    if args.output.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        println!(
+            "stabilized the ImageNet MobileNetV2 for {} steps on {} photos ({} held out, {} labelled kept out) in {:.0}s; model in {}",
+            config.steps,
+            summary.train_photos,
+            summary.test_photos,
+            summary.labelled_kept_out,
+            summary.seconds,
+            args.output.out.join(stabilize_core::run_files::MODEL).display()
         );
     }
     Ok(())

@@ -654,6 +654,69 @@ fn train_and_eval_embed_and_imagenet_on_real_photos() {
     assert_eq!(v["images"][1]["top5"][0], 305);
 }
 
+/// The ImageNet network stabilized on unlabelled photos (`train classify --dataset photos`), its
+/// evaluation beside the original network, and `imagenet --model RUN`.
+#[test]
+fn stabilize_the_imagenet_network_on_photos_and_evaluate_it() {
+    let Some(data) = photo_data() else { return };
+    let d = data.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("inet");
+    let r = run.to_str().unwrap();
+    let o = stabilize(&[
+        "train", "classify", "--dataset", "photos", "--data-dir", d, "--steps", "2", "--batch-size", "2",
+        "--input-size", "96", "--frozen-blocks", "14", "--checkpoint-every", "1", "--out", r, "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let h = s["history"].as_array().unwrap();
+    assert_eq!(h.len(), 2);
+    // The first step sees the untouched network: it is its own teacher.
+    assert!(h[0]["distil"].as_f64().unwrap().abs() < 1e-5, "{h:?}");
+    assert_eq!(h[0]["teacher_agreement"], 1.0);
+    assert!(h.iter().all(|x| x["stability"].as_f64().unwrap() > 0.0), "{h:?}");
+    assert!(s["labelled_kept_out"].as_u64().unwrap() >= 1, "{s}");
+    assert_eq!(s["config"]["dataset"], "photos");
+
+    let o = stabilize(&[
+        "eval", "classify", "--model", r, "--data-dir", d, "--photos", "1", "--distortions", "jpeg:50,hflip", "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let e: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let written: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(e, written);
+    assert_eq!((e["photos"].as_u64(), e["images"].as_u64(), e["input_size"].as_u64()), (Some(1), Some(16), Some(96)));
+    let (a, b) = (&e["models"][0], &e["models"][1]);
+    assert_eq!((a["model"].as_str(), a["clean_agreement"].as_f64()), (Some("pretrained"), Some(1.0)));
+    assert_eq!(a["labelled"]["images"], 20);
+    assert!(a["labelled"]["top1"].as_f64().unwrap() >= 0.85, "{a}");
+    assert_eq!(b["distortions"][1]["spec"], "hflip");
+    for m in [a, b] {
+        for x in m["distortions"].as_array().unwrap() {
+            let (flip, top5) = (x["flip_rate"].as_f64().unwrap(), x["top5_agreement"].as_f64().unwrap());
+            assert!((0.0..=1.0).contains(&flip) && top5 >= 1.0 - flip - 1e-12, "{x}");
+        }
+    }
+    let photo = data.join("photos/foolbox__imagenet_00_243.jpg");
+    let o = stabilize(&["imagenet", "--model", r, "--data-dir", d, "--json", photo.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["images"][0]["top5"].as_array().unwrap().len(), 5);
+
+    let fake = dir.path().join("not-a-run");
+    std::fs::create_dir_all(&fake).unwrap();
+    for (args, want) in [
+        (vec!["imagenet", "--model", fake.to_str().unwrap(), "--data-dir", d, photo.to_str().unwrap()], "not an ImageNet classifier run"),
+        (vec!["imagenet", "--model", "/no/such/run", "--data-dir", d, photo.to_str().unwrap()], "not a run folder"),
+        (vec!["train", "classify", "--dataset", "photos", "--data-dir", d, "--init", r, "--out", "/tmp/x-p"], "--init mobilenet-v2"),
+        (vec!["train", "classify", "--dataset", "photos", "--data-dir", d, "--train-subset", "5", "--out", "/tmp/x-p"], "--train-subset"),
+        (vec!["train", "classify", "--dataset", "photos", "--data-dir", d, "--objective", "jsd", "--out", "/tmp/x-p"], "stability objective"),
+        (vec!["eval", "classify", "--model", r, "--data-dir", d, "--suite", "corruptions"], "photos run"),
+    ] {
+        assert_one_line_error(&stabilize(&args), want);
+    }
+}
+
 #[test]
 fn dupes_groups_planted_copies_and_reports_bad_files() {
     let dir = tempfile::tempdir().unwrap();

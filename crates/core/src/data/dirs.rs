@@ -51,3 +51,27 @@ pub fn photo_pool(data_dir: &Path, input_size: usize) -> Result<(Vec<Photo>, Vec
     }
     Ok((photos, skipped))
 }
+
+/// The labelled ImageNet photos of the pool as fetched (full size, not shrunk for crops), with
+/// their classes ([`crate::data::crops::imagenet_label`]), in file-name order. An unreadable one
+/// is an error: they are the labelled check of every ImageNet evaluation.
+pub fn labelled_imagenet_photos(data_dir: &Path) -> Result<Vec<(String, crate::image::Image, usize)>> {
+    let dir = asset_dir(data_dir, "photos");
+    let entries = std::fs::read_dir(&dir)
+        .map_err(|_| Error::Asset(format!("no photos in {} (run `stabilize fetch photos`)", dir.display())))?;
+    let mut named: Vec<(String, usize)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            crate::data::crops::imagenet_label(&name).map(|c| (name, c))
+        })
+        .collect();
+    named.sort();
+    named
+        .into_iter()
+        .map(|(name, class)| {
+            let img = crate::image::load::load_image(&dir.join(&name))?;
+            Ok((name, img, class))
+        })
+        .collect()
+}

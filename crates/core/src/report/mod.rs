@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::eval::ClassifyEval;
+use crate::eval::imagenet::ImagenetEval;
 use crate::eval::embed::{Disagreement, DistortionResult, EmbedEval};
 use crate::fsutil::write_atomic;
 use crate::image::{Channels, Image};
@@ -32,6 +33,9 @@ pub use plot::{Figure, Series, amplified_difference, frontier_svg, grouped_bars,
 #[derive(Clone, Debug)]
 pub enum RunKind {
     Classify(ClassifyEval),
+    /// A stabilized ImageNet network evaluated beside the original one (`eval classify` on a
+    /// `--dataset photos` run).
+    Imagenet(ImagenetEval),
     Embed { eval: Box<EmbedEval>, examples: Vec<(String, Vec<Disagreement>)> },
 }
 
@@ -67,7 +71,10 @@ impl Run {
             return Err(Error::Invalid(format!("{}: no eval.json (run `stabilize eval` on it first)", dir.display())));
         }
         let eval: serde_json::Value = read_json(&eval_path)?;
-        let kind = if eval.get("baselines").is_some() {
+        let invalid = |e: serde_json::Error| Error::Invalid(format!("{}: {e}", eval_path.display()));
+        let kind = if eval.get("models").is_some() {
+            RunKind::Imagenet(serde_json::from_value(eval).map_err(invalid)?)
+        } else if eval.get("baselines").is_some() {
             let ex_path = dir.join(run_files::EXAMPLES);
             let examples = if ex_path.is_file() { read_json(&ex_path)? } else { Vec::new() };
             RunKind::Embed {
@@ -169,7 +176,7 @@ pub fn render(runs: &[Run], meta: &ReportMeta) -> Result<Report> {
     let mut claims = Vec::new();
     let classify: Vec<&Run> = runs.iter().filter(|r| matches!(r.kind, RunKind::Classify(_))).collect();
     let embed: Vec<&Run> = runs.iter().filter(|r| matches!(r.kind, RunKind::Embed { .. })).collect();
-    if classify.is_empty() && embed.is_empty() {
+    if runs.is_empty() {
         return Err(Error::Invalid("no runs to report".into()));
     }
 
@@ -231,13 +238,28 @@ pub fn render(runs: &[Run], meta: &ReportMeta) -> Result<Report> {
         let _ = writeln!(body, "<p class=warn>Classifier runs need a baseline (α = 0) for the figures.</p>");
     }
 
+    // --- The ImageNet network stabilized on photos.
+    for r in runs {
+        if let RunKind::Imagenet(e) = &r.kind {
+            let _ = writeln!(body, "<h2>The ImageNet network on held-out photos: original against stabilized</h2>");
+            let f = imagenet_figure(&r.name, e)?;
+            push_figure(&mut body, &f);
+            figures.push(f);
+            body.push_str(&imagenet_table(e));
+        }
+    }
+
     // --- Provenance.
     let _ = writeln!(
         body,
         "<h2>Runs</h2><table><tr><th>run</th><th>kind</th><th>α</th><th>σ</th><th>seed</th><th>training time</th><th>command</th></tr>"
     );
     for r in runs {
-        let kind = if matches!(r.kind, RunKind::Embed { .. }) { "embedding" } else { "classifier" };
+        let kind = match r.kind {
+            RunKind::Embed { .. } => "embedding",
+            RunKind::Classify(_) => "classifier",
+            RunKind::Imagenet(_) => "ImageNet classifier",
+        };
         let _ = writeln!(
             body,
             "<tr><td><code>{}</code></td><td>{kind}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td style=\"text-align:left\"><code>{}</code></td></tr>",
@@ -401,6 +423,58 @@ fn classify_table(b: &Run, stab: &[&Run]) -> String {
     t
 }
 
+/// Flip rates of every network of an ImageNet evaluation per distortion (`run` names the figure).
+fn imagenet_figure(run: &str, e: &ImagenetEval) -> Result<Figure> {
+    let specs: Vec<String> = e.models[0].distortions.iter().map(|d| d.spec.clone()).collect();
+    let colours = [plot::GREY, plot::BLUE, plot::ORANGE];
+    let series: Vec<(String, plotters::prelude::RGBColor, Vec<f64>)> = e
+        .models
+        .iter()
+        .zip(colours.iter().cycle())
+        .map(|(m, c)| (m.model.clone(), *c, m.distortions.iter().map(|d| d.flip_rate * 100.0).collect()))
+        .collect();
+    Ok(Figure {
+        id: format!("imagenet-flip-{}", run.replace(|c: char| !c.is_ascii_alphanumeric(), "-")),
+        caption: format!(
+            "Flip rate of the ImageNet top-1 under each distortion, on {} crops of {} held-out photos at {} px (lower is more stable).",
+            e.images, e.photos, e.input_size
+        ),
+        svg: grouped_bars(&specs, &series, "flip rate (%)")?,
+    })
+}
+
+/// Per network: clean agreement with the original, labelled top-1/top-5, flip rate and top-5
+/// agreement per distortion.
+fn imagenet_table(e: &ImagenetEval) -> String {
+    let mut t = String::from("<table><tr><th>network</th><th>clean agreement with the original</th><th>labelled top-1</th><th>labelled top-5</th><th>mean flip</th></tr>");
+    for m in &e.models {
+        let _ = write!(
+            t,
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&m.model),
+            pct(m.clean_agreement),
+            pct(m.labelled.top1),
+            pct(m.labelled.top5),
+            pct(m.mean_flip_rate)
+        );
+    }
+    t.push_str("</table><table><tr><th>distortion</th>");
+    for m in &e.models {
+        let _ = write!(t, "<th><code>{}</code><br>flip</th><th>top-5 agreement</th>", esc(&m.model));
+    }
+    t.push_str("</tr>");
+    for (k, d) in e.models[0].distortions.iter().enumerate() {
+        let _ = write!(t, "<tr><td>{}</td>", esc(&d.spec));
+        for m in &e.models {
+            let r = &m.distortions[k];
+            let _ = write!(t, "<td>{}</td><td>{}</td>", pct(r.flip_rate), pct(r.top5_agreement));
+        }
+        t.push_str("</tr>");
+    }
+    t.push_str("</table>");
+    t
+}
+
 /// Writes `out` (HTML) and `<out stem>-figures/<id>.png|.svg` beside it; returns the figure paths.
 pub fn write(report: &Report, out: &Path) -> Result<Vec<PathBuf>> {
     let stem = out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "report".into());
@@ -447,6 +521,45 @@ mod tests {
             grouped_bars(&["jpeg:10".into(), "noise:0.1".into()], &[("base".into(), BLUE, vec![5.0, 3.0])], "flip (%)")
                 .unwrap();
         assert!(bars.contains("jpeg:10") && bars.contains("<rect"));
+    }
+
+    /// An ImageNet run folder loads as such and renders both networks side by side.
+    #[test]
+    fn an_imagenet_run_is_reported_beside_the_original_network() {
+        use crate::eval::imagenet::{ImagenetDistortionEval, ImagenetModelEval, LabelledEval};
+        let model = |name: &str, flip: f64| ImagenetModelEval {
+            model: name.into(),
+            clean_agreement: if name == "pretrained" { 1.0 } else { 0.97 },
+            labelled: LabelledEval { images: 20, top1: 0.9, top5: 1.0 },
+            distortions: vec![ImagenetDistortionEval { spec: "jpeg:10".into(), flip_rate: flip, top5_agreement: 0.8 }],
+            mean_flip_rate: flip,
+        };
+        let eval = ImagenetEval {
+            photos: 33,
+            images: 528,
+            input_size: 224,
+            seed: 0,
+            models: vec![model("pretrained", 0.65), model("runs/inet", 0.3125)],
+            seconds: 1.0,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(run_files::CONFIG), r#"{"dataset":"photos","alpha":1.0,"sigma":0.1,"seed":0}"#)
+            .unwrap();
+        std::fs::write(dir.path().join(run_files::EVAL), serde_json::to_vec(&eval).unwrap()).unwrap();
+        let run = Run::load(dir.path()).unwrap();
+        assert!(matches!(&run.kind, RunKind::Imagenet(e) if *e == eval));
+        let meta = ReportMeta {
+            title: "t".into(),
+            generated: "now".into(),
+            version: "0".into(),
+            notes: Vec::new(),
+            sweep: None,
+        };
+        let report = render(&[run], &meta).unwrap();
+        assert_eq!(report.figures.len(), 1);
+        for want in ["ImageNet classifier", "runs/inet", "31.25", "65.00", "97.00", "528 crops of 33 held-out photos"] {
+            assert!(report.html.contains(want), "{want} missing");
+        }
     }
 
     #[test]
