@@ -206,6 +206,16 @@ fn fusion(p: &EmbedProtocol, count: Option<usize>) -> Result<()> {
     Ok(())
 }
 
+/// Writes an evaluation to `path`; with `json` also prints it and returns true (nothing more to
+/// print).
+fn save_eval(path: &Path, eval: &impl serde::Serialize, json: bool) -> Result<bool> {
+    write_json(path, eval, false)?;
+    if json {
+        println!("{}", serde_json::to_string(eval)?);
+    }
+    Ok(json)
+}
+
 /// A classifier run folder's model, its dataset and the device.
 fn open_classifier(model_dir: &Path, run: &RunArgs) -> Result<(SmallCnn, FashionMnist, Device)> {
     let device = run.device()?;
@@ -224,9 +234,7 @@ fn classify(model_dir: &Path, distortions: &str, seed: u64, run: &RunArgs, json:
         pb.set_message(if k < n { format!("evaluating {} ({}/{n})", specs[k], k + 1) } else { "done".into() })
     })?;
     pb.finish_and_clear();
-    write_json(&model_dir.join(run_files::EVAL), &eval, false)?;
-    if json {
-        println!("{}", serde_json::to_string(&eval)?);
+    if save_eval(&model_dir.join(run_files::EVAL), &eval, json)? {
         return Ok(());
     }
     println!("{} on {} Fashion-MNIST test images", eval.model, eval.images);
@@ -282,9 +290,7 @@ fn imagenet(model_dir: &Path, distortions: &str, photos: Option<usize>, seed: u6
         pb.inc(n as u64)
     })?;
     pb.finish_and_clear();
-    write_json(&model_dir.join(run_files::EVAL), &eval, false)?;
-    if json {
-        println!("{}", serde_json::to_string(&eval)?);
+    if save_eval(&model_dir.join(run_files::EVAL), &eval, json)? {
         return Ok(());
     }
     let (a, b) = (&eval.models[0], &eval.models[1]);
@@ -333,9 +339,7 @@ fn corruptions(model_dir: &Path, seed: u64, run: &RunArgs, json: bool) -> Result
         pb.set_message(format!("corruption {}/{n}", (k + 1).min(n)))
     })?;
     pb.finish_and_clear();
-    write_json(&model_dir.join(run_files::EVAL_CORRUPTIONS), &eval, false)?;
-    if json {
-        println!("{}", serde_json::to_string(&eval)?);
+    if save_eval(&model_dir.join(run_files::EVAL_CORRUPTIONS), &eval, json)? {
         return Ok(());
     }
     let summary = eval.corruptions.as_ref().expect("the suite fills the summary");

@@ -8,7 +8,8 @@ use clap::Subcommand;
 use stabilize_burn::embed::EmbedNetConfig;
 use stabilize_burn::loss::{Objective, StabTarget, StabilityForm};
 use stabilize_burn::stability::StabilityConfig;
-use stabilize_burn::train::Event;
+use stabilize_burn::Device;
+use stabilize_burn::train::{Event, Task};
 use stabilize_burn::train::classify::{ClassifyTask, ClassifyTrainConfig};
 use stabilize_burn::train::embed::{EmbedL0, EmbedTask, EmbedTrainConfig, Init};
 use stabilize_burn::train::imagenet::{ImagenetIntervalStats, ImagenetTask, ImagenetTrainConfig};
@@ -39,6 +40,29 @@ struct TrainOutput {
     /// Print the final summary as JSON.
     #[arg(long)]
     json: bool,
+}
+
+impl TrainOutput {
+    /// Trains `task` into `--out` (continuing it with `--resume`) with progress on `pb`, then
+    /// prints the summary: JSON with `--json`, else `text(summary)`.
+    fn train<T: Task>(
+        &self,
+        task: &T,
+        device: &Device,
+        pb: &indicatif::ProgressBar,
+        on: &mut dyn FnMut(Event<T::Interval>),
+        text: impl FnOnce(&T::Summary) -> String,
+    ) -> Result<()> {
+        let summary = stabilize_burn::train::run(task, device, &self.out, self.resume, on)
+            .with_context(|| format!("training into {}", self.out.display()))?;
+        pb.finish_and_clear();
+        if self.json {
+            println!("{}", serde_json::to_string(&summary)?);
+        } else {
+            println!("{}", text(&summary));
+        }
+        Ok(())
+    }
 }
 
 fn classify_defaults() -> ClassifyTrainConfig {
@@ -263,13 +287,9 @@ fn classify(args: TrainClassifyArgs) -> Result<()> {
         )
     });
     let task = ClassifyTask::new(&config, &data.train, &data.test)?;
-    let summary = stabilize_burn::train::run(&task, &device, &args.output.out, args.output.resume, &mut on)?;
-    pb.finish_and_clear();
-    if args.output.json {
-        println!("{}", serde_json::to_string(&summary)?);
-    } else {
+    args.output.train(&task, &device, &pb, &mut on, |summary| {
         let s = &config.stability;
-        println!(
+        format!(
             "trained {} ({} parameters): test top-1 {:.2}% in {:.0}s -> {}",
             if s.alpha > 0.0 {
                 format!("stabilized α={} σ={} ({})", s.alpha, s.sigma, config.form())
@@ -280,9 +300,8 @@ fn classify(args: TrainClassifyArgs) -> Result<()> {
             summary.test_top1 * 100.0,
             summary.seconds,
             args.output.out.display()
-        );
-    }
-    Ok(())
+        )
+    })
 }
 
 /// `train classify --dataset photos`: the ImageNet MobileNetV2 stabilized on unlabelled photos.
@@ -337,13 +356,8 @@ fn classify_photos(args: TrainClassifyArgs) -> Result<()> {
         )
     });
     let task = ImagenetTask::new(&config, &photos, &weights)?;
-    let summary = stabilize_burn::train::run(&task, &device, &args.output.out, args.output.resume, &mut on)
-        .with_context(|| format!("training into {}", args.output.out.display()))?;
-    pb.finish_and_clear();
-    if args.output.json {
-        println!("{}", serde_json::to_string(&summary)?);
-    } else {
-        println!(
+    args.output.train(&task, &device, &pb, &mut on, |summary| {
+        format!(
             "stabilized the ImageNet MobileNetV2 for {} steps on {} photos ({} held out, {} labelled kept out) in {:.0}s; model in {}",
             config.steps,
             summary.train_photos,
@@ -351,9 +365,8 @@ fn classify_photos(args: TrainClassifyArgs) -> Result<()> {
             summary.labelled_kept_out,
             summary.seconds,
             args.output.out.join(stabilize_core::run_files::MODEL).display()
-        );
-    }
-    Ok(())
+        )
+    })
 }
 
 fn embed(args: TrainEmbedArgs) -> Result<()> {
@@ -398,13 +411,8 @@ fn embed(args: TrainEmbedArgs) -> Result<()> {
         )
     });
     let task = EmbedTask::new(&config, &photos, &weights)?;
-    let summary = stabilize_burn::train::run(&task, &device, &args.output.out, args.output.resume, &mut on)
-        .with_context(|| format!("training into {}", args.output.out.display()))?;
-    pb.finish_and_clear();
-    if args.output.json {
-        println!("{}", serde_json::to_string(&summary)?);
-    } else {
-        println!(
+    args.output.train(&task, &device, &pb, &mut on, |summary| {
+        format!(
             "trained {} steps on {} photos ({} held out) in {:.0}s; {} trainable parameters; model in {}",
             config.steps,
             summary.train_photos,
@@ -412,7 +420,6 @@ fn embed(args: TrainEmbedArgs) -> Result<()> {
             summary.seconds,
             summary.trainable_parameters,
             args.output.out.join(stabilize_core::run_files::MODEL).display()
-        );
-    }
-    Ok(())
+        )
+    })
 }

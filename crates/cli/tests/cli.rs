@@ -187,7 +187,7 @@ fn every_subcommand_rejects_bad_arguments_in_one_line() {
         (&["train", "classify", "--alpha=-1", "--out", &t], "alpha must be ≥ 0"),
         (&["train", "classify", "--sigma", "2", "--out", &t], "0 ≤ σ ≤ 1"),
         (&["train", "classify", "--loss", "hinge", "--out", &t], "hinge"),
-        (&["train", "classify", "--dataset", "cifar", "--out", &t], "unknown dataset 'cifar'"),
+        (&["train", "classify", "--dataset", "cifar", "--out", &t], "possible values: fashion-mnist, photos"),
         (&["train", "embed", "--alpha=-0.5", "--out", &t], "alpha must be ≥ 0"),
         (&["train", "embed", "--sigma=-0.1", "--out", &t], "0 ≤ σ ≤ 1"),
         (&["eval", "classify", "--model", "/no/such/run"], "/no/such/run"),
