@@ -263,7 +263,14 @@ fn classify(model_dir: &Path, distortions: &str, seed: u64, run: &RunArgs, json:
 }
 
 /// `eval classify` on a `--dataset photos` run: the original network and the run, side by side.
-fn imagenet(model_dir: &Path, distortions: &str, photos: Option<usize>, seed: u64, run: &RunArgs, json: bool) -> Result<()> {
+fn imagenet(
+    model_dir: &Path,
+    distortions: &str,
+    photos: Option<usize>,
+    seed: u64,
+    run: &RunArgs,
+    json: bool,
+) -> Result<()> {
     use stabilize_burn::eval::imagenet::images_per_network;
     let distortions = stabilize_core::distort::parse_list(distortions)?;
     let device = run.device()?;

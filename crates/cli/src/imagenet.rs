@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use serde::Serialize;
-use stabilize_core::data::dirs;
 use stabilize_burn::mobilenet::MobileNetV2;
+use stabilize_core::data::dirs;
 use stabilize_core::image::load;
 
 use crate::args::RunArgs;

@@ -232,7 +232,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Embed(a) => embed::run(a),
         Command::Index(cmd) => index::run(cmd),
         Command::Reproduce { quick, out, run } => reproduce::run(quick, &out, &run),
-        Command::Imagenet { model, dump, run, json, paths } => imagenet::run(&model, dump.as_deref(), &run, json, &paths),
+        Command::Imagenet { model, dump, run, json, paths } => {
+            imagenet::run(&model, dump.as_deref(), &run, json, &paths)
+        }
         Command::Bench(b) => bench::run(b),
     }
 }

@@ -5,14 +5,14 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
+use stabilize_burn::Device;
 use stabilize_burn::embed::EmbedNetConfig;
 use stabilize_burn::loss::{Objective, StabTarget, StabilityForm};
 use stabilize_burn::stability::StabilityConfig;
-use stabilize_burn::Device;
-use stabilize_burn::train::{Event, Task};
 use stabilize_burn::train::classify::{ClassifyTask, ClassifyTrainConfig};
 use stabilize_burn::train::embed::{EmbedL0, EmbedTask, EmbedTrainConfig, Init};
 use stabilize_burn::train::imagenet::{ImagenetIntervalStats, ImagenetTask, ImagenetTrainConfig};
+use stabilize_burn::train::{Event, Task};
 use stabilize_core::Perturbation;
 use stabilize_core::data::dirs;
 
@@ -265,7 +265,11 @@ fn classify(args: TrainClassifyArgs) -> Result<()> {
         init_from: args.init.clone(),
         ..classify_defaults()
     };
-    set_stability(&mut config.stability, (args.alpha.unwrap_or(d.stability.alpha), args.sigma, args.objective), args.perturb);
+    set_stability(
+        &mut config.stability,
+        (args.alpha.unwrap_or(d.stability.alpha), args.sigma, args.objective),
+        args.perturb,
+    );
     config.stability.form = Some(args.loss.unwrap_or(d.form()));
     config.optimizer.lr = args.lr.unwrap_or(d.optimizer.lr);
     config.validate()?;

@@ -664,8 +664,25 @@ fn stabilize_the_imagenet_network_on_photos_and_evaluate_it() {
     let run = dir.path().join("inet");
     let r = run.to_str().unwrap();
     let o = stabilize(&[
-        "train", "classify", "--dataset", "photos", "--data-dir", d, "--steps", "2", "--batch-size", "2",
-        "--input-size", "96", "--frozen-blocks", "14", "--checkpoint-every", "1", "--out", r, "--json",
+        "train",
+        "classify",
+        "--dataset",
+        "photos",
+        "--data-dir",
+        d,
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--input-size",
+        "96",
+        "--frozen-blocks",
+        "14",
+        "--checkpoint-every",
+        "1",
+        "--out",
+        r,
+        "--json",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -679,7 +696,17 @@ fn stabilize_the_imagenet_network_on_photos_and_evaluate_it() {
     assert_eq!(s["config"]["dataset"], "photos");
 
     let o = stabilize(&[
-        "eval", "classify", "--model", r, "--data-dir", d, "--photos", "1", "--distortions", "jpeg:50,hflip", "--json",
+        "eval",
+        "classify",
+        "--model",
+        r,
+        "--data-dir",
+        d,
+        "--photos",
+        "1",
+        "--distortions",
+        "jpeg:50,hflip",
+        "--json",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let e: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -706,11 +733,45 @@ fn stabilize_the_imagenet_network_on_photos_and_evaluate_it() {
     let fake = dir.path().join("not-a-run");
     std::fs::create_dir_all(&fake).unwrap();
     for (args, want) in [
-        (vec!["imagenet", "--model", fake.to_str().unwrap(), "--data-dir", d, photo.to_str().unwrap()], "not an ImageNet classifier run"),
+        (
+            vec!["imagenet", "--model", fake.to_str().unwrap(), "--data-dir", d, photo.to_str().unwrap()],
+            "not an ImageNet classifier run",
+        ),
         (vec!["imagenet", "--model", "/no/such/run", "--data-dir", d, photo.to_str().unwrap()], "not a run folder"),
-        (vec!["train", "classify", "--dataset", "photos", "--data-dir", d, "--init", r, "--out", "/tmp/x-p"], "--init mobilenet-v2"),
-        (vec!["train", "classify", "--dataset", "photos", "--data-dir", d, "--train-subset", "5", "--out", "/tmp/x-p"], "--train-subset"),
-        (vec!["train", "classify", "--dataset", "photos", "--data-dir", d, "--objective", "jsd", "--out", "/tmp/x-p"], "stability objective"),
+        (
+            vec!["train", "classify", "--dataset", "photos", "--data-dir", d, "--init", r, "--out", "/tmp/x-p"],
+            "--init mobilenet-v2",
+        ),
+        (
+            vec![
+                "train",
+                "classify",
+                "--dataset",
+                "photos",
+                "--data-dir",
+                d,
+                "--train-subset",
+                "5",
+                "--out",
+                "/tmp/x-p",
+            ],
+            "--train-subset",
+        ),
+        (
+            vec![
+                "train",
+                "classify",
+                "--dataset",
+                "photos",
+                "--data-dir",
+                d,
+                "--objective",
+                "jsd",
+                "--out",
+                "/tmp/x-p",
+            ],
+            "stability objective",
+        ),
         (vec!["eval", "classify", "--model", r, "--data-dir", d, "--suite", "corruptions"], "photos run"),
     ] {
         assert_one_line_error(&stabilize(&args), want);

@@ -50,7 +50,8 @@ pub fn evaluate_imagenet(
     let started = Instant::now();
     let clean = eval_crops(photos, test, size)?;
     let labels: Vec<usize> = labelled.iter().map(|(_, c)| *c).collect();
-    let labelled: Vec<Image> = labelled.par_iter().map(|(img, _)| center_crop(img)).collect::<stabilize_core::Result<_>>()?;
+    let labelled: Vec<Image> =
+        labelled.par_iter().map(|(img, _)| center_crop(img)).collect::<stabilize_core::Result<_>>()?;
     let mut classify = |images: &[Image], out: &mut Vec<Vec<f32>>| {
         for (_, net) in networks {
             out.push(imagenet_logits(net, images, EMBED_BATCH, device));

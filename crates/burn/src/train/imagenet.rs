@@ -29,7 +29,9 @@ use stabilize_core::seeds::{CLASSIFY_CROP_STREAM, item_seed};
 use stabilize_core::{Image, Perturbation};
 
 use super::embed::{Init, split_indices};
-use super::{HostBatch, IntervalEnd, OptimizerConfig, Plan, Progress, RunConfig, StepLoss, Sums, Task, TrainError, Unit};
+use super::{
+    HostBatch, IntervalEnd, OptimizerConfig, Plan, Progress, RunConfig, StepLoss, Sums, Task, TrainError, Unit,
+};
 use crate::loss::{Objective, StabTarget, StabilityForm, distillation_loss};
 use crate::mobilenet::{BLOCKS, MobileNetV2, MobileNetV2Config};
 use crate::stability::{ConfigError, PerturbSampler, StabilityConfig, Target};
@@ -107,7 +109,10 @@ impl ImagenetTrainConfig {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.dataset != DATASET {
-            return Err(ConfigError::Data(format!("an ImageNet stabilization run trains on {DATASET}, not {}", self.dataset)));
+            return Err(ConfigError::Data(format!(
+                "an ImageNet stabilization run trains on {DATASET}, not {}",
+                self.dataset
+            )));
         }
         if self.frozen_blocks > BLOCKS {
             return Err(ConfigError::Model(format!("frozen blocks must be ≤ {BLOCKS}, got {}", self.frozen_blocks)));
@@ -131,7 +136,11 @@ impl ImagenetTrainConfig {
         }
         self.optimizer.validate()?;
         if !(self.test_fraction > 0.0 && self.test_fraction < 1.0) {
-            return Err(ConfigError::OutOfRange { setting: "test fraction", rule: "in (0, 1)", value: self.test_fraction });
+            return Err(ConfigError::OutOfRange {
+                setting: "test fraction",
+                rule: "in (0, 1)",
+                value: self.test_fraction,
+            });
         }
         Ok(())
     }
@@ -265,8 +274,9 @@ impl Task for ImagenetTask<'_> {
     fn init(&self, device: &Device) -> Result<MobileNetV2, TrainError> {
         let m = match self.config.init {
             Init::Random => MobileNetV2Config::new().init(device),
-            Init::MobilenetV2 => MobileNetV2::load_torchvision(&self.weights, device)
-                .map_err(|e| TrainError::file(&self.weights, e))?,
+            Init::MobilenetV2 => {
+                MobileNetV2::load_torchvision(&self.weights, device).map_err(|e| TrainError::file(&self.weights, e))?
+            }
         };
         // Random weights are lazy and a clone shares their pending initialisation (freezing the
         // copy would freeze the student): draw them first. A resumed run calls init again: the

@@ -200,9 +200,12 @@ mod tests {
     fn imagenet_labels_come_from_foolbox_names_only() {
         assert_eq!(imagenet_label("foolbox__imagenet_00_243.jpg"), Some(243));
         assert_eq!(imagenet_label("foolbox__imagenet_19_305.jpg"), Some(305));
-        for other in
-            ["foolbox__cifar10_00_3.png", "foolbox__imagenet_00.jpg", "foolbox__imagenet_01_1000.jpg", "imagenet_00_1.jpg"]
-        {
+        for other in [
+            "foolbox__cifar10_00_3.png",
+            "foolbox__imagenet_00.jpg",
+            "foolbox__imagenet_01_1000.jpg",
+            "imagenet_00_1.jpg",
+        ] {
             assert_eq!(imagenet_label(other), None, "{other}");
         }
     }

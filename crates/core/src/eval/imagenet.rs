@@ -87,8 +87,7 @@ impl ImagenetModelEval {
                 top5_agreement: top_k_agreement(d, CLASSES, &clean, 5),
             })
             .collect();
-        let mean_flip_rate =
-            distortions.iter().map(|d| d.flip_rate).sum::<f64>() / distortions.len().max(1) as f64;
+        let mean_flip_rate = distortions.iter().map(|d| d.flip_rate).sum::<f64>() / distortions.len().max(1) as f64;
         ImagenetModelEval {
             model: model.to_string(),
             clean_agreement: 1.0 - flip_rate(reference, &clean),

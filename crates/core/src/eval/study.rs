@@ -171,7 +171,9 @@ mod tests {
         let joined: Vec<String> = st.iter().map(|s| s.args.join(" ")).collect();
         // The network both fine-tunes start from, then the two fine-tunes: same budget, same x'
         // draws, α 0 and 2.
-        assert!(joined[1].contains("--alpha 0 ") && joined[1].contains("--epochs 2 ") && joined[1].contains(PRETRAINED));
+        assert!(
+            joined[1].contains("--alpha 0 ") && joined[1].contains("--epochs 2 ") && joined[1].contains(PRETRAINED)
+        );
         for (k, alpha) in [(2, "--alpha 0 "), (4, "--alpha 2 ")] {
             assert!(joined[k].contains(alpha) && joined[k].contains("--epochs 1 "), "{}", joined[k]);
             assert!(joined[k].contains(&format!("--init {}", dir.path().join(PRETRAINED).display())));

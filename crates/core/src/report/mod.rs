@@ -16,8 +16,8 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::eval::ClassifyEval;
-use crate::eval::imagenet::ImagenetEval;
 use crate::eval::embed::{Disagreement, DistortionResult, EmbedEval};
+use crate::eval::imagenet::ImagenetEval;
 use crate::fsutil::write_atomic;
 use crate::image::{Channels, Image};
 use crate::run_files;
@@ -36,7 +36,10 @@ pub enum RunKind {
     /// A stabilized ImageNet network evaluated beside the original one (`eval classify` on a
     /// `--dataset photos` run).
     Imagenet(ImagenetEval),
-    Embed { eval: Box<EmbedEval>, examples: Vec<(String, Vec<Disagreement>)> },
+    Embed {
+        eval: Box<EmbedEval>,
+        examples: Vec<(String, Vec<Disagreement>)>,
+    },
 }
 
 /// A run folder read for the report.
@@ -446,7 +449,9 @@ fn imagenet_figure(run: &str, e: &ImagenetEval) -> Result<Figure> {
 /// Per network: clean agreement with the original, labelled top-1/top-5, flip rate and top-5
 /// agreement per distortion.
 fn imagenet_table(e: &ImagenetEval) -> String {
-    let mut t = String::from("<table><tr><th>network</th><th>clean agreement with the original</th><th>labelled top-1</th><th>labelled top-5</th><th>mean flip</th></tr>");
+    let mut t = String::from(
+        "<table><tr><th>network</th><th>clean agreement with the original</th><th>labelled top-1</th><th>labelled top-5</th><th>mean flip</th></tr>",
+    );
     for m in &e.models {
         let _ = write!(
             t,
