@@ -61,13 +61,15 @@ pub fn evaluate_imagenet(
     let (mut clean_logits, mut labelled_logits) = (Vec::new(), Vec::new());
     classify(&clean, &mut clean_logits);
     classify(&labelled, &mut labelled_logits);
-    // distorted[d][network]
-    let mut distorted: Vec<Vec<Vec<f32>>> = Vec::new();
+    // distorted[network][d]
+    let mut distorted: Vec<Vec<Vec<f32>>> = vec![Vec::new(); networks.len()];
     for (k, d) in distortions.iter().enumerate() {
         let images = d.apply_batch(&clean, item_seed(seed, k as u64))?;
         let mut per_net = Vec::new();
         classify(&images, &mut per_net);
-        distorted.push(per_net);
+        for (n, logits) in per_net.into_iter().enumerate() {
+            distorted[n].push(logits);
+        }
     }
     let reference = predictions(&clean_logits[0], stabilize_core::eval::imagenet::CLASSES);
     let specs: Vec<String> = distortions.iter().map(|d| d.to_string()).collect();
@@ -75,9 +77,8 @@ pub fn evaluate_imagenet(
         .iter()
         .enumerate()
         .map(|(n, (name, _))| {
-            let per_distortion: Vec<Vec<f32>> = distorted.iter().map(|d| d[n].clone()).collect();
             let logits =
-                NetworkLogits { clean: &clean_logits[n], distorted: &per_distortion, labelled: &labelled_logits[n] };
+                NetworkLogits { clean: &clean_logits[n], distorted: &distorted[n], labelled: &labelled_logits[n] };
             ImagenetModelEval::from_logits(name, &logits, &reference, &labels, &specs)
         })
         .collect();

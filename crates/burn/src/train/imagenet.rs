@@ -321,9 +321,10 @@ impl Task for ImagenetTask<'_> {
         let clean = model.logits_from_trunk(h, k);
         let noisy = stabilized.then(|| model.forward(x.narrow(0, b, b)));
         let top1 = |l: &Tensor<2>| l.clone().detach().argmax(1).reshape([b]);
-        let agree = top1(&clean).equal(top1(&t)).int().sum().float();
+        let clean_top1 = top1(&clean);
+        let agree = clean_top1.clone().equal(top1(&t)).int().sum().float();
         let flips = match &noisy {
-            Some(n) => top1(&clean).not_equal(top1(n)).int().sum().float(),
+            Some(n) => clean_top1.not_equal(top1(n)).int().sum().float(),
             None => agree.zeros_like(),
         };
         let c = &self.config;
