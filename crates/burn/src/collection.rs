@@ -10,13 +10,14 @@ use rayon::prelude::*;
 use stabilize_core::dedup::FileInfo;
 use stabilize_core::dedup::cache::{Cache, CacheEntry, stat};
 use stabilize_core::eval::EmbedEval;
-use stabilize_core::eval::embed::FUSED_METHOD;
-use stabilize_core::eval::fusion::{FuseRule, read_fuse_rule};
+use stabilize_core::eval::embed::{FUSED_METHOD, REGIONS_FUSED_METHOD, REGIONS_METHOD};
+use stabilize_core::eval::fusion::{FuseRule, read_fuse_rule, read_region_penalty};
 use stabilize_core::eval::retrieval::point_at_precision;
 use stabilize_core::fsutil::{sha256_bytes, sha256_file};
 use stabilize_core::image::borders::into_content;
 use stabilize_core::image::hash::{HashKind, PerceptualHash};
 use stabilize_core::image::load;
+use stabilize_core::image::regions::{REGION_COUNT, REGION_SCALE, regions as image_regions};
 use stabilize_core::image::resize::{Filter, resize};
 use stabilize_core::run_files;
 
@@ -51,6 +52,10 @@ pub enum EmbedderKind {
 /// What is done to a file before it is described, part of the cache key: solid borders cut off
 /// ([`into_content`]), then resized to the model's input.
 pub const PIPELINE: &str = "strip-borders-v1";
+
+/// Part of the cache key when each file is described by its whole and its
+/// [`regions`](stabilize_core::image::regions) (scale and layout).
+pub const REGIONS_PIPELINE: &str = ":regions-0.75-corners-centre-v1";
 
 /// Which descriptor to embed with (`--model pretrained|RUN`).
 #[derive(Clone, Debug, PartialEq)]
@@ -100,6 +105,9 @@ pub struct Embedder {
     /// How the model is fused with a hash: the run's fitted rule (`fusion.json`), else
     /// [`FuseRule::UNFITTED`].
     pub fuse_rule: FuseRule,
+    /// What a region match adds to its distance when files are described with regions: the
+    /// run's fitted penalty (`fusion.json`), else 0.
+    pub region_penalty: f64,
 }
 
 impl Embedder {
@@ -116,6 +124,7 @@ impl Embedder {
             weights_sha256,
             kind: EmbedderKind::Run,
             fuse_rule: read_fuse_rule(dir)?,
+            region_penalty: read_region_penalty(dir)?,
         })
     }
 
@@ -138,14 +147,17 @@ impl Embedder {
             weights_sha256,
             kind: EmbedderKind::Pretrained,
             fuse_rule: FuseRule::UNFITTED,
+            region_penalty: 0.0,
         })
     }
 
-    /// The key of this model's embedding cache: the vectors' identity, the [`PIPELINE`], and the
-    /// hash stored beside each vector (`fused`).
-    pub fn cache_key(&self, fused: Option<HashKind>) -> String {
+    /// The key of this model's embedding cache: the vectors' identity, the [`PIPELINE`], the
+    /// hash stored beside each vector (`fused`), and whether each entry holds the regions'
+    /// vectors too ([`REGIONS_PIPELINE`]).
+    pub fn cache_key(&self, fused: Option<HashKind>, regions: bool) -> String {
         let hash = fused.map_or("", |k| k.name());
-        sha256_bytes(format!("{}:{PIPELINE}:{hash}", self.weights_sha256).as_bytes())
+        let regions = if regions { REGIONS_PIPELINE } else { "" };
+        sha256_bytes(format!("{}:{PIPELINE}:{hash}{regions}", self.weights_sha256).as_bytes())
     }
 
     /// Descriptors `[N·dim]` of same-sized RGB images (`input_size`²).
@@ -158,8 +170,9 @@ impl Embedder {
 
     /// The distance threshold at precision `p` from the model's evaluation (`eval.json`,
     /// pooled calibration points, else its PR curve); with `fused`, that of the model fused with
-    /// the hash (the evaluation's `model+HASH` method).
-    pub fn calibrated_threshold(&self, p: f64, fused: Option<HashKind>) -> Result<f64, CollectionError> {
+    /// the hash (the evaluation's `model+HASH` method); with `regions`, that of the model with
+    /// regions (`model+regions`, `model+regions+HASH`: `eval embed --regions`).
+    pub fn calibrated_threshold(&self, p: f64, fused: Option<HashKind>, regions: bool) -> Result<f64, CollectionError> {
         if self.kind == EmbedderKind::Pretrained {
             return Err(CollectionError::Calibration(
                 "the pretrained features have no calibration; pass --threshold (an L2 distance)".into(),
@@ -176,7 +189,26 @@ impl Embedder {
         let eval: EmbedEval = serde_json::from_slice(&bytes).map_err(|e| {
             CollectionError::Calibration(format!("{} is not an embedding evaluation: {e}", eval_path.display()))
         })?;
+        if regions && eval.region_penalty != Some(self.region_penalty) {
+            return Err(CollectionError::Calibration(format!(
+                "{} holds no calibration with regions at the run's region penalty {} (re-run `stabilize eval embed --model {} --regions`, or pass --threshold)",
+                eval_path.display(),
+                self.region_penalty,
+                self.dir.display()
+            )));
+        }
+        let method = |name: &str, what: &str| {
+            eval.baselines.iter().find(|m| m.name == name).map(|m| &m.pooled).ok_or_else(|| {
+                CollectionError::Calibration(format!(
+                    "{} has no calibration of {what} (re-run `stabilize eval embed --model {}{}`, or pass --threshold)",
+                    eval_path.display(),
+                    self.dir.display(),
+                    if regions { " --regions" } else { "" }
+                ))
+            })
+        };
         let pooled = match fused {
+            None if regions => method(REGIONS_METHOD, "the model with regions")?,
             None => &eval.pooled,
             Some(kind) if kind != HashKind::Phash => {
                 return Err(CollectionError::Calibration(format!(
@@ -194,13 +226,11 @@ impl Embedder {
                         self.dir.display()
                     )));
                 }
-                &eval.baselines.iter().find(|m| m.name == FUSED_METHOD).ok_or_else(|| {
-                    CollectionError::Calibration(format!(
-                        "{} has no calibration of the model fused with phash (re-run `stabilize eval embed --model {}`, or pass --threshold)",
-                        eval_path.display(),
-                        self.dir.display()
-                    ))
-                })?.pooled
+                if regions {
+                    method(REGIONS_FUSED_METHOD, "the model with regions fused with phash")?
+                } else {
+                    method(FUSED_METHOD, "the model fused with phash")?
+                }
             }
         };
         let from_cal =
@@ -224,22 +254,26 @@ pub struct Embedded {
 
 /// Embeds `files` (decoded, cut free of solid borders and resized in parallel, 64 at a time, then
 /// embedded as one batch), reading and filling `cache` (opened with [`Embedder::cache_key`] of the
-/// same `hash`); with `hash`, also hashes each file (the same borderless, resized image). `on_file` is
+/// same `hash` and `regions`); with `hash`, also hashes each file (the same borderless, resized
+/// image); with `regions`, each vector is the whole's followed by its [`REGION_COUNT`] regions'
+/// (`(1 + REGION_COUNT)·dim` values, cut from the borderless full-size image). `on_file` is
 /// called once per file read (from worker threads). Unreadable files go to the returned skip list
 /// with the reason. Returns the embedded files, the skipped ones and the number of cache hits.
 pub fn embed_files(
     files: &[PathBuf],
     emb: &Embedder,
     hash: Option<HashKind>,
+    regions: bool,
     mut cache: Option<&mut Cache>,
     on_file: &(dyn Fn() + Sync),
 ) -> (Vec<Embedded>, Vec<load::Skipped>, usize) {
     enum Item {
         Cached(Embedded),
-        Image(FileInfo, u128, stabilize_core::Image, Option<PerceptualHash>),
+        Image(FileInfo, u128, Vec<stabilize_core::Image>, Option<PerceptualHash>),
     }
     let opts = load::LoadOptions::default();
     let hasher = hash.map(HashKind::hasher);
+    let per = if regions { 1 + REGION_COUNT } else { 1 };
     let (mut out, mut skipped, mut hits) = (Vec::new(), Vec::new(), 0usize);
     for chunk in files.chunks(64) {
         let old = cache.as_deref();
@@ -251,7 +285,7 @@ pub fn embed_files(
                     let key = p.display().to_string();
                     if let Some(c) = old.and_then(|o| o.get(&key, size, mtime)) {
                         let cached_hash = c.hash.as_deref().and_then(PerceptualHash::from_bytes);
-                        if hash.is_none() || cached_hash.is_some() {
+                        if (hash.is_none() || cached_hash.is_some()) && c.vector.len() == emb.dim * per {
                             let info = FileInfo { path: key, pixels: c.pixels, bytes: c.size };
                             let vector = c.vector.clone();
                             return Ok(Item::Cached(Embedded { info, mtime_ns: mtime, vector, hash: cached_hash }));
@@ -265,7 +299,14 @@ pub fn embed_files(
                     // Hashed at the model's input size, as `eval embed` calibrates the fused
                     // distance (and cheaper than the full image).
                     let h = hasher.as_ref().map(|hs| PerceptualHash::of(hs, &small));
-                    Ok(Item::Image(info, mtime, small, h))
+                    let mut views = vec![small];
+                    if regions {
+                        views.extend(
+                            image_regions(&content, REGION_SCALE, emb.input_size, emb.input_size)
+                                .map_err(|e| e.to_string())?,
+                        );
+                    }
+                    Ok(Item::Image(info, mtime, views, h))
                 })();
                 on_file();
                 (p.clone(), r)
@@ -280,16 +321,16 @@ pub fn embed_files(
                     hits += 1;
                     rows.push(Some(e));
                 }
-                Ok(Item::Image(info, mtime, img, h)) => {
+                Ok(Item::Image(info, mtime, views, h)) => {
                     rows.push(None);
                     pending.push((info, mtime, h));
-                    batch.push(img);
+                    batch.extend(views);
                 }
                 Err(reason) => skipped.push(load::Skipped { path: p, reason }),
             }
         }
         let fresh = if batch.is_empty() { Vec::new() } else { emb.describe(&batch) };
-        let mut fresh = fresh.chunks(emb.dim).map(|c| c.to_vec()).zip(pending);
+        let mut fresh = fresh.chunks(emb.dim * per).map(|c| c.to_vec()).zip(pending);
         for row in rows {
             let e = row.unwrap_or_else(|| {
                 let (vector, (info, mtime_ns, hash)) = fresh.next().expect("one embedding per image");

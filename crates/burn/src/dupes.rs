@@ -18,6 +18,7 @@ use stabilize_core::eval::embed::Descriptors;
 use stabilize_core::image::borders::into_content;
 use stabilize_core::image::hash::{HashKind, PerceptualHash};
 use stabilize_core::image::load;
+use stabilize_core::image::regions::REGION_COUNT;
 
 use crate::collection::{CollectionError, ModelSpec, embed_files};
 
@@ -53,6 +54,10 @@ pub struct DupesParams {
     pub precision: Option<f64>,
     /// Read and write the model's embedding cache.
     pub cache: bool,
+    /// Describe each file by its whole and its [regions](stabilize_core::image::regions) (a model
+    /// only): a copy cut down to part of the picture matches the region it came from
+    /// ([`Descriptors::Regions`]); 6× the embedding work.
+    pub regions: bool,
 }
 
 /// Progress of [`find_dupes`], from worker threads.
@@ -105,12 +110,13 @@ pub fn find_dupes(
                 _ => None,
             };
             let emb = spec.load(device)?;
+            let regions = params.regions;
             let t = match params.threshold {
                 Some(t) => t,
-                None => emb.calibrated_threshold(params.precision.unwrap_or(DEFAULT_PRECISION), fused)?,
+                None => emb.calibrated_threshold(params.precision.unwrap_or(DEFAULT_PRECISION), fused, regions)?,
             };
-            let mut cache = params.cache.then(|| Cache::open(&emb.cache_key(fused)));
-            let (done, bad, hits) = embed_files(&files, &emb, fused, cache.as_mut(), &on_file);
+            let mut cache = params.cache.then(|| Cache::open(&emb.cache_key(fused, regions)));
+            let (done, bad, hits) = embed_files(&files, &emb, fused, regions, cache.as_mut(), &on_file);
             if let Some(Err(e)) = cache.as_ref().map(Cache::save) {
                 eprintln!("warning: embedding cache not saved: {e}");
             }
@@ -126,21 +132,33 @@ pub fn find_dupes(
                     e.info
                 })
                 .collect();
-            let vectors = Descriptors::Vectors { dim: emb.dim, data };
+            let (vectors, with) = if regions {
+                (
+                    Descriptors::Regions { dim: emb.dim, per: 1 + REGION_COUNT, data, penalty: emb.region_penalty },
+                    " with regions",
+                )
+            } else {
+                (Descriptors::Vectors { dim: emb.dim, data }, "")
+            };
             match fused {
-                None => (infos, vectors, t, spec.to_string()),
+                None => (infos, vectors, t, format!("{spec}{with}")),
                 Some(kind) => {
                     assert_eq!(hashes.len(), infos.len(), "embed_files hashes every file when asked");
                     (
                         infos,
                         Descriptors::fuse(vectors, hashes, emb.fuse_rule),
                         t,
-                        format!("{spec} fused with {}", kind.name()),
+                        format!("{spec}{with} fused with {}", kind.name()),
                     )
                 }
             }
         }
         Method::Hash(kind) => {
+            if params.regions {
+                return Err(DupesError::Params(
+                    "--regions needs a model (a hash describes the whole image only)".into(),
+                ));
+            }
             if params.precision.is_some() {
                 return Err(DupesError::Params(
                     "--precision needs --model (the calibration is stored with the model's evaluation)".into(),

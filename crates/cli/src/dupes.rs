@@ -50,6 +50,10 @@ pub struct DupesArgs {
     /// Worker threads [default: all cores].
     #[arg(long)]
     jobs: Option<usize>,
+    /// Describe each file by its whole and five regions (corners and centre at 0.75 of each
+    /// side) with the model: finds copies cut down to part of the picture; 6× the embedding work.
+    #[arg(long)]
+    regions: bool,
     /// Do not read or write the embedding cache ($STABILIZE_CACHE_DIR, else
     /// $XDG_CACHE_HOME/stabilize, else ~/.cache/stabilize).
     #[arg(long)]
@@ -72,6 +76,7 @@ pub fn run(args: DupesArgs) -> Result<()> {
         threshold: args.threshold,
         precision: args.precision,
         cache: !args.no_cache,
+        regions: args.regions,
     };
     let device = args.run.device()?;
     let pb = bar(0, "files", args.json || args.csv);

@@ -58,9 +58,9 @@ pub fn run(args: EmbedArgs) -> Result<()> {
     let emb = spec.load(&args.run.device()?)?;
     let (files, mut skipped) = load::list_images(&args.paths);
     let pb = bar(files.len(), "images", args.json);
-    let mut cache = (!args.no_cache).then(|| Cache::open(&emb.cache_key(None)));
+    let mut cache = (!args.no_cache).then(|| Cache::open(&emb.cache_key(None, false)));
     let embedding = std::time::Instant::now();
-    let (done, bad, hits) = embed_files(&files, &emb, None, cache.as_mut(), &|| pb.inc(1));
+    let (done, bad, hits) = embed_files(&files, &emb, None, false, cache.as_mut(), &|| pb.inc(1));
     let embed_seconds = embedding.elapsed().as_secs_f64();
     pb.finish_and_clear();
     if let Some(Err(e)) = cache.as_ref().map(Cache::save) {

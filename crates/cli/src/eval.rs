@@ -8,8 +8,8 @@ use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use stabilize_burn::Device;
 use stabilize_burn::eval::{
-    EvalEvent, evaluate_classifier, evaluate_corruptions, evaluate_embedding_run, evaluate_imagenet, fit_fusion,
-    read_embed_eval,
+    EvalEvent, EvalExtras, evaluate_classifier, evaluate_corruptions, evaluate_embedding_run, evaluate_imagenet,
+    fit_fusion, read_embed_eval,
 };
 use stabilize_burn::mobilenet::MobileNetV2;
 use stabilize_burn::model::SmallCnn;
@@ -47,6 +47,12 @@ pub struct EmbedProtocol {
     /// `dupes`, `embed` and `index` do to every file).
     #[arg(long)]
     keep_borders: bool,
+    /// Also describe every image by its whole and five regions (corners and centre at 0.75 of
+    /// each side): `eval embed` adds the methods `model+regions` and `model+regions+phash`
+    /// (finds copies cut down to part of the picture); `eval fusion` also fits the penalty of a
+    /// region match. 6× the embeddings.
+    #[arg(long)]
+    regions: bool,
     #[command(flatten)]
     run: RunArgs,
     /// Print one JSON object instead of a table.
@@ -163,8 +169,17 @@ fn fusion(p: &EmbedProtocol, count: Option<usize>) -> Result<()> {
     let Opened { distortions, device, photos } = p.open()?;
     let (model_dir, json) = (p.model.as_path(), p.json);
     let pb = bar(0, "images embedded", json);
-    let fit =
-        fit_fusion(model_dir, &photos, &distortions, p.seed, !p.keep_borders, count, &device, &mut on_event(&pb))?;
+    let fit = fit_fusion(
+        model_dir,
+        &photos,
+        &distortions,
+        p.seed,
+        !p.keep_borders,
+        p.regions,
+        count,
+        &device,
+        &mut on_event(&pb),
+    )?;
     pb.finish_and_clear();
     if json {
         println!("{}", serde_json::to_string(&fit)?);
@@ -198,10 +213,40 @@ fn fusion(p: &EmbedProtocol, count: Option<usize>) -> Result<()> {
             u.pooled_ap, u.mean_recall_at_p99, u.min_recall_at_p99
         );
     }
+    if let Some(r) = &fit.regions {
+        println!("region penalty (with the rule above), best first:");
+        println!(
+            "{:>8} | {:>10} {:>12} {:>12} {:>11} | {:>10} {:>12} {:>12} {:>11}",
+            "penalty",
+            "fused AP",
+            "pooled R@P99",
+            "mean R@P99",
+            "min R@P99",
+            "model AP",
+            "pooled R@P99",
+            "mean R@P99",
+            "min R@P99"
+        );
+        for g in &r.grid {
+            println!(
+                "{:>8.3} | {:>10.4} {:>12.4} {:>12.4} {:>11.4} | {:>10.4} {:>12.4} {:>12.4} {:>11.4}",
+                g.penalty,
+                g.fused.pooled_ap,
+                g.fused.pooled_recall_at_p99,
+                g.fused.mean_recall_at_p99,
+                g.fused.min_recall_at_p99,
+                g.model.pooled_ap,
+                g.model.pooled_recall_at_p99,
+                g.model.mean_recall_at_p99,
+                g.model.min_recall_at_p99
+            );
+        }
+    }
     println!(
-        "wrote {}; now re-run `stabilize eval embed --model {}` (the fused calibration uses the rule)",
+        "wrote {}; now re-run `stabilize eval embed --model {}{}` (the fused calibration uses the rule)",
         model_dir.join(run_files::FUSION).display(),
-        model_dir.display()
+        model_dir.display(),
+        if p.regions { " --regions" } else { "" }
     );
     Ok(())
 }
@@ -447,6 +492,7 @@ fn embed(p: &EmbedProtocol, baseline: Option<&Path>) -> Result<()> {
         &distortions,
         p.seed,
         !p.keep_borders,
+        EvalExtras { regions: p.regions },
         base_eval.as_ref(),
         &device,
         &mut on,

@@ -189,8 +189,8 @@ fn embed_and_add(
     quiet: bool,
 ) -> Result<(usize, Vec<load::Skipped>)> {
     let pb = bar(files.len(), "files", quiet);
-    let mut cache = Cache::open(&emb.cache_key(None));
-    let (done, skipped, _) = embed_files(files, emb, None, Some(&mut cache), &|| pb.inc(1));
+    let mut cache = Cache::open(&emb.cache_key(None, false));
+    let (done, skipped, _) = embed_files(files, emb, None, false, Some(&mut cache), &|| pb.inc(1));
     pb.finish_and_clear();
     if let Err(e) = cache.save() {
         eprintln!("warning: embedding cache not saved: {e}");
@@ -237,7 +237,7 @@ fn build(paths: &[PathBuf], model: &str, out: &Path, params: &IndexParams, commo
     let mut manifest = Manifest {
         model_dir: std::path::absolute(model).unwrap_or_else(|_| model.to_path_buf()),
         weights_sha256: emb.weights_sha256.clone(),
-        threshold: emb.calibrated_threshold(stabilize_burn::dupes::DEFAULT_PRECISION, None).ok(),
+        threshold: emb.calibrated_threshold(stabilize_burn::dupes::DEFAULT_PRECISION, None, false).ok(),
         pipeline: PIPELINE.to_string(),
         files: Vec::new(),
     };
@@ -351,7 +351,7 @@ fn query(path: &Path, images: &[PathBuf], k: usize, exact: bool, common: &Common
     let (index, manifest, emb) = open_with_model(path, false, &common.run)?;
     let open_seconds = t.elapsed().as_secs_f64();
     let (files, mut skipped) = load::list_images(images);
-    let (done, bad, _) = embed_files(&files, &emb, None, None, &|| {});
+    let (done, bad, _) = embed_files(&files, &emb, None, false, None, &|| {});
     skipped.extend(bad);
     let mut results = Vec::new();
     for e in &done {

@@ -7,17 +7,20 @@ use std::path::Path;
 use std::time::Instant;
 
 use burn::tensor::Device;
+use rayon::prelude::*;
 use stabilize_core::data::crops::Photo;
 use stabilize_core::eval::embed::{
-    Descriptors, EmbedEval, EvalSet, FUSED_METHOD, disagreements, evaluate_method, hash_all,
+    Descriptors, EmbedEval, EvalSet, FUSED_METHOD, REGIONS_FUSED_METHOD, REGIONS_METHOD, disagreements,
+    evaluate_method, hash_all,
 };
-use stabilize_core::eval::fusion::read_fuse_rule;
+use stabilize_core::eval::fusion::{read_fuse_rule, read_region_penalty};
 use stabilize_core::fsutil::write_atomic;
 use stabilize_core::image::borders::strip_borders_to;
 use stabilize_core::image::hash::HashKind;
+use stabilize_core::image::regions::{REGION_COUNT, REGION_SCALE, with_regions};
 use stabilize_core::{Distortion, Error, Image, run_files};
 
-use crate::embed::EmbedNetConfig;
+use crate::embed::{EmbedNet, EmbedNetConfig};
 use crate::infer::{EMBED_BATCH, embed_images, pretrained_features};
 use crate::mobilenet::FEATURES;
 use crate::train::TrainError;
@@ -64,6 +67,33 @@ pub fn read_embed_eval(dir: &Path) -> Result<EmbedEval, EvalError> {
         .map_err(|e| EvalError::Baseline(format!("{} is not an embedding evaluation: {e}", p.display())))
 }
 
+/// Row-major `[N, 1 + REGION_COUNT, dim]` embeddings of same-sized images: each image's whole,
+/// then its [`regions`](stabilize_core::image::regions) at [`REGION_SCALE`], at `size` px.
+pub fn embed_with_regions(
+    model: &EmbedNet,
+    images: &[Image],
+    size: u32,
+    device: &Device,
+) -> Result<Vec<f32>, stabilize_core::Error> {
+    let mut out = Vec::new();
+    for chunk in images.chunks(EMBED_BATCH) {
+        let parts: Vec<Vec<Image>> =
+            chunk.par_iter().map(|img| with_regions(img, REGION_SCALE, size, size)).collect::<Result<_, _>>()?;
+        let flat: Vec<Image> = parts.into_iter().flatten().collect();
+        out.extend(embed_images(model, &flat, EMBED_BATCH, device));
+    }
+    Ok(out)
+}
+
+/// What [`evaluate_embedding_run`] measures besides the model, the pretrained features, the
+/// hashes and the model fused with pHash.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EvalExtras {
+    /// Also describe every image by its whole and its regions (`model+regions`, and that fused
+    /// with pHash, `model+regions+phash`): 6× the model's embeddings.
+    pub regions: bool,
+}
+
 /// Evaluates the embedding run `model_dir` on the held-out photos of `photos` (the run's split),
 /// under `distortions` (their random parts and the ranking triplets seeded by `seed`), beside the
 /// pretrained features (`weights`) and the hashes; writes `eval.json`. With `baseline` (an
@@ -76,6 +106,7 @@ pub fn evaluate_embedding_run(
     distortions: &[Distortion],
     seed: u64,
     strip_borders: bool,
+    extras: EvalExtras,
     baseline: Option<&EmbedEval>,
     device: &Device,
     on: &mut dyn FnMut(EvalEvent),
@@ -83,6 +114,7 @@ pub fn evaluate_embedding_run(
     let started = Instant::now();
     let (config, model) = load_embedder(model_dir, device)?;
     let rule = read_fuse_rule(model_dir)?;
+    let penalty = read_region_penalty(model_dir)?;
     let size = config.model.input_size;
     let (_, test) = split_indices(photos, config.test_fraction);
     let set = EvalSet::build(photos, &test, size as u32, distortions, seed)?;
@@ -94,18 +126,32 @@ pub fn evaluate_embedding_run(
         None
     };
     let described = stripped.as_ref().unwrap_or(&set);
-    on(EvalEvent::Start { images: set.image_count() * 2 });
+    let per_image = if extras.regions { 2 + REGION_COUNT } else { 2 };
+    on(EvalEvent::Start { images: set.image_count() * per_image });
     on(EvalEvent::Method("fine-tuned model"));
-    // The model's descriptors, in the order the protocol asks for them, kept for the fused method.
+    // The model's descriptors (with regions when asked), in the order the protocol asks for them,
+    // kept for the other methods that use them.
     let mut kept: Vec<Descriptors> = Vec::new();
+    let mut failed = None;
     let mut describe = |imgs: &[Image]| {
-        let data = embed_images(&model, imgs, EMBED_BATCH, device);
-        on(EvalEvent::Embedded(imgs.len()));
-        let d = Descriptors::Vectors { dim: config.model.dim, data };
+        let dim = config.model.dim;
+        let d = if extras.regions {
+            let data = embed_with_regions(&model, imgs, size as u32, device).unwrap_or_else(|e| {
+                failed = Some(e);
+                vec![0.0; imgs.len() * (1 + REGION_COUNT) * dim]
+            });
+            Descriptors::Regions { dim, per: 1 + REGION_COUNT, data, penalty }
+        } else {
+            Descriptors::Vectors { dim, data: embed_images(&model, imgs, EMBED_BATCH, device) }
+        };
+        on(EvalEvent::Embedded(imgs.len() * if extras.regions { 1 + REGION_COUNT } else { 1 }));
         kept.push(d.clone());
-        d
+        d.wholes()
     };
     let main = evaluate_method("model", described, &mut describe);
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
     on(EvalEvent::Method("pretrained features"));
     let pretrained = EmbedNetConfig::new()
         .with_input_size(size)
@@ -130,14 +176,25 @@ pub fn evaluate_embedding_run(
             Descriptors::Hashes(h)
         }));
     }
-    // The fused method replays both: the protocol describes the same slices in the same order.
-    let mut replay = kept.into_iter().zip(phashes);
+    // The fused methods replay both: the protocol describes the same slices in the same order.
+    let mut replay = kept.iter().zip(&phashes);
     let mut describe_fused = |_: &[Image]| {
         let (vectors, hashes) = replay.next().expect("one kept description per slice");
-        Descriptors::fuse(vectors, hashes, rule)
+        Descriptors::fuse(vectors.wholes(), hashes.clone(), rule)
     };
     baselines.push(evaluate_method(FUSED_METHOD, described, &mut describe_fused));
     assert!(replay.next().is_none(), "the fused method replays every slice the model described");
+    if extras.regions {
+        let mut replay = kept.iter();
+        let mut describe_regions = |_: &[Image]| replay.next().expect("one kept description per slice").clone();
+        baselines.push(evaluate_method(REGIONS_METHOD, described, &mut describe_regions));
+        let mut replay = kept.into_iter().zip(phashes);
+        let mut describe_fused = |_: &[Image]| {
+            let (vectors, hashes) = replay.next().expect("one kept description per slice");
+            Descriptors::fuse(vectors, hashes, rule)
+        };
+        baselines.push(evaluate_method(REGIONS_FUSED_METHOD, described, &mut describe_fused));
+    }
     let eval = EmbedEval {
         model: model_dir.display().to_string(),
         seed,
@@ -149,6 +206,7 @@ pub fn evaluate_embedding_run(
         baselines,
         borders_stripped: strip_borders,
         fuse_rule: Some(rule),
+        region_penalty: extras.regions.then_some(penalty),
         seconds: started.elapsed().as_secs_f64(),
     };
     write_atomic(&model_dir.join(run_files::EVAL), &serde_json::to_vec(&eval).expect("serialisable"))?;

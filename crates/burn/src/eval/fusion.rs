@@ -12,14 +12,17 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use stabilize_core::data::crops::Photo;
 use stabilize_core::eval::embed::{Descriptors, EvalSet, fuse_pairs, hash_all};
-use stabilize_core::eval::fusion::{CAP_GRID, FusionFit, PER_BIT_GRID, fit_fuse_rule};
+use stabilize_core::eval::fusion::{
+    CAP_GRID, FusionFit, PER_BIT_GRID, REGION_PENALTY_GRID, fit_fuse_rule, fit_region_penalty,
+};
 use stabilize_core::fsutil::write_atomic;
 use stabilize_core::image::borders::strip_borders_to;
 use stabilize_core::image::hash::HashKind;
+use stabilize_core::image::regions::REGION_COUNT;
 use stabilize_core::seeds::{FUSION_STREAM, item_seed};
 use stabilize_core::{Distortion, Error, run_files};
 
-use super::embed::{EvalError, EvalEvent};
+use super::embed::{EvalError, EvalEvent, embed_with_regions};
 use crate::infer::{EMBED_BATCH, embed_images};
 use crate::train::embed::{load_embedder, split_indices};
 
@@ -39,8 +42,9 @@ pub fn fit_photos(photos: &[Photo], test_fraction: f64, count: usize, seed: u64)
 }
 
 /// Fits the fusion of run `model_dir` with pHash on `count` of its training photos (default: as
-/// many as it holds out), under `distortions` seeded by `seed`, over the default grid; writes
-/// `fusion.json` and returns it.
+/// many as it holds out), under `distortions` seeded by `seed`, over the default grid; with
+/// `regions`, also the penalty of a region match ([`fit_region_penalty`], given the fitted rule);
+/// writes `fusion.json` and returns it.
 #[allow(clippy::too_many_arguments)]
 pub fn fit_fusion(
     model_dir: &Path,
@@ -48,6 +52,7 @@ pub fn fit_fusion(
     distortions: &[Distortion],
     seed: u64,
     strip_borders: bool,
+    regions: bool,
     count: Option<usize>,
     device: &Device,
     on: &mut dyn FnMut(EvalEvent),
@@ -59,15 +64,30 @@ pub fn fit_fusion(
     let chosen = fit_photos(photos, config.test_fraction, count.unwrap_or(test.len()), seed)?;
     let set = EvalSet::build(photos, &chosen, size as u32, distortions, seed)?;
     let set = if strip_borders { set.map_images(&|img| strip_borders_to(img, size as u32, size as u32))? } else { set };
-    on(EvalEvent::Start { images: set.clean.len() * (1 + distortions.len()) });
+    let per = if regions { 1 + REGION_COUNT } else { 1 };
+    on(EvalEvent::Start { images: set.clean.len() * (1 + distortions.len()) * per });
     on(EvalEvent::Method("fine-tuned model and phash"));
     let hasher = HashKind::Phash;
+    let dim = config.model.dim;
+    let mut failed = None;
     let pairs = fuse_pairs(&set, &mut |imgs| {
-        let data = embed_images(&model, imgs, EMBED_BATCH, device);
-        on(EvalEvent::Embedded(imgs.len()));
-        (Descriptors::Vectors { dim: config.model.dim, data }, hash_all(hasher, imgs))
+        let d = if regions {
+            let data = embed_with_regions(&model, imgs, size as u32, device).unwrap_or_else(|e| {
+                failed = Some(e);
+                vec![0.0; imgs.len() * per * dim]
+            });
+            Descriptors::Regions { dim, per, data, penalty: 0.0 }
+        } else {
+            Descriptors::Vectors { dim, data: embed_images(&model, imgs, EMBED_BATCH, device) }
+        };
+        on(EvalEvent::Embedded(imgs.len() * per));
+        (d, hash_all(hasher, imgs))
     });
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
     let grid = fit_fuse_rule(&pairs, &PER_BIT_GRID, &CAP_GRID);
+    let regions = if regions { Some(fit_region_penalty(&pairs, grid[0].rule, &REGION_PENALTY_GRID)?) } else { None };
     let fit = FusionFit {
         rule: grid[0].rule,
         hash: hasher.name().to_string(),
@@ -77,6 +97,7 @@ pub fn fit_fusion(
         distortions: distortions.iter().map(|d| d.to_string()).collect(),
         borders_stripped: strip_borders,
         grid,
+        regions,
         seconds: started.elapsed().as_secs_f64(),
     };
     write_atomic(&model_dir.join(run_files::FUSION), &serde_json::to_vec_pretty(&fit).expect("serialisable"))?;

@@ -11,6 +11,8 @@ pub mod fusion;
 pub mod imagenet;
 
 pub use classify::{evaluate_classifier, evaluate_classifier_ops, evaluate_corruptions};
-pub use embed::{EmbeddingEvaluation, EvalError, EvalEvent, evaluate_embedding_run, read_embed_eval, write_examples};
+pub use embed::{
+    EmbeddingEvaluation, EvalError, EvalEvent, EvalExtras, evaluate_embedding_run, read_embed_eval, write_examples,
+};
 pub use fusion::fit_fusion;
 pub use imagenet::evaluate_imagenet;

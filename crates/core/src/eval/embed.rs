@@ -120,12 +120,21 @@ impl EvalSet {
 /// The name, among an evaluation's baselines, of the model fused with pHash
 /// (`model+HASH` in general: [`Descriptors::Fused`]).
 pub const FUSED_METHOD: &str = "model+phash";
+/// The name of the model with regions ([`Descriptors::Regions`]).
+pub const REGIONS_METHOD: &str = "model+regions";
+/// The name of the model with regions fused with pHash.
+pub const REGIONS_FUSED_METHOD: &str = "model+regions+phash";
 
 /// What a method turns images into, and the distance between two of them.
 #[derive(Clone)]
 pub enum Descriptors {
     /// Row-major `[N, dim]` vectors compared by L2.
     Vectors { dim: usize, data: Vec<f32> },
+    /// Row-major `[N, per, dim]` vectors: each image's whole (`[i, 0]`) and its `per − 1` regions
+    /// ([`crate::image::regions`]); two images are as close as the nearer of whole-to-whole and
+    /// the nearest whole-to-region or region-to-whole plus `penalty` (L2;
+    /// [`with_regions`](crate::eval::fusion::with_regions)), never region-to-region.
+    Regions { dim: usize, per: usize, data: Vec<f32>, penalty: f64 },
     /// Perceptual hashes compared by Hamming distance.
     Hashes(Vec<PerceptualHash>),
     /// A model's vectors and a hash of the same images, combined by `rule` ([`FuseRule`]): a pair
@@ -137,8 +146,11 @@ impl Descriptors {
     pub fn distance(&self, i: usize, other: &Descriptors, j: usize) -> f64 {
         match (self, other) {
             (Descriptors::Vectors { dim, data }, Descriptors::Vectors { data: o, .. }) => {
-                let (a, b) = (&data[i * dim..(i + 1) * dim], &o[j * dim..(j + 1) * dim]);
-                a.iter().zip(b).map(|(x, y)| ((x - y) * (x - y)) as f64).sum::<f64>().sqrt()
+                l2_sq(&data[i * dim..(i + 1) * dim], &o[j * dim..(j + 1) * dim]).sqrt()
+            }
+            (Descriptors::Regions { penalty, .. }, Descriptors::Regions { .. }) => {
+                let (whole, region) = self.region_parts(i, other, j);
+                crate::eval::fusion::with_regions(whole, region, *penalty)
             }
             (Descriptors::Hashes(a), Descriptors::Hashes(b)) => a[i].distance(&b[j]) as f64,
             (
@@ -146,6 +158,36 @@ impl Descriptors {
                 Descriptors::Fused { vectors: b, hashes: hb, .. },
             ) => rule.distance(a.distance(i, b, j), ha[i].distance(&hb[j]) as f64),
             _ => panic!("descriptors of different kinds"),
+        }
+    }
+
+    /// For [`Descriptors::Regions`]: the whole-to-whole L2 of `i` and `other`'s `j`, and their
+    /// nearest whole-to-region or region-to-whole L2 (infinite with one vector per image).
+    pub fn region_parts(&self, i: usize, other: &Descriptors, j: usize) -> (f64, f64) {
+        let (Descriptors::Regions { dim, per, data, .. }, Descriptors::Regions { data: o, .. }) = (self, other) else {
+            panic!("region_parts needs regions on both sides");
+        };
+        fn row(d: &[f32], dim: usize, per: usize, k: usize, r: usize) -> &[f32] {
+            let at = (k * per + r) * dim;
+            &d[at..at + dim]
+        }
+        let row = |d, k, r| row(d, *dim, *per, k, r);
+        let (a, b) = (row(data, i, 0), row(o, j, 0));
+        let mut region = f64::INFINITY;
+        for r in 1..*per {
+            region = region.min(l2_sq(a, row(o, j, r))).min(l2_sq(row(data, i, r), b));
+        }
+        (l2_sq(a, b).sqrt(), region.sqrt())
+    }
+
+    /// Only the whole images' vectors of [`Descriptors::Regions`] (other kinds as they are).
+    pub fn wholes(&self) -> Descriptors {
+        match self {
+            Descriptors::Regions { dim, per, data, .. } => Descriptors::Vectors {
+                dim: *dim,
+                data: data.chunks_exact(dim * per).flat_map(|img| &img[..*dim]).copied().collect(),
+            },
+            other => other.clone(),
         }
     }
 
@@ -159,6 +201,11 @@ impl Descriptors {
     pub fn fuse(vectors: Descriptors, hashes: Vec<PerceptualHash>, rule: FuseRule) -> Self {
         Descriptors::Fused { vectors: Box::new(vectors), hashes, rule }
     }
+}
+
+/// Squared L2 distance (accumulated in f64).
+fn l2_sq(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| ((x - y) * (x - y)) as f64).sum()
 }
 
 /// Hashes of `images` with `kind`, in parallel, in order.
@@ -277,10 +324,22 @@ pub fn fuse_pairs(set: &EvalSet, describe: &mut DescribeBoth<'_>) -> Vec<FusePai
         .enumerate()
         .map(|(k, d)| {
             let (dv, dh) = describe(&set.distorted[k]);
-            let pair = |i: usize, j: usize| (cv.distance(i, &dv, j) as f32, ch[i].distance(&dh[j]).min(255) as u8);
-            let dup = (0..n).map(|i| pair(i, i)).collect();
-            let distinct = distinct_pairs(&set.photo_of, pair);
-            FusePairs { spec: d.to_string(), dup, distinct }
+            let bits = |i: usize, j: usize| ch[i].distance(&dh[j]).min(255) as u8;
+            if let Descriptors::Regions { .. } = cv {
+                // The whole-to-whole and the regions' distances, kept apart for the penalty's fit.
+                let pair = |i: usize, j: usize| {
+                    let (whole, region) = cv.region_parts(i, &dv, j);
+                    ((whole as f32, bits(i, j)), region as f32)
+                };
+                let (dup, dup_regions) = (0..n).map(|i| pair(i, i)).unzip();
+                let (distinct, distinct_regions) = distinct_pairs(&set.photo_of, pair).into_iter().unzip();
+                FusePairs { spec: d.to_string(), dup, distinct, dup_regions, distinct_regions }
+            } else {
+                let pair = |i: usize, j: usize| (cv.distance(i, &dv, j) as f32, bits(i, j));
+                let dup = (0..n).map(|i| pair(i, i)).collect();
+                let distinct = distinct_pairs(&set.photo_of, pair);
+                FusePairs { spec: d.to_string(), dup, distinct, ..Default::default() }
+            }
         })
         .collect()
 }
@@ -307,6 +366,10 @@ pub struct EmbedEval {
     /// [`FuseRule::UNFITTED`]).
     #[serde(default)]
     pub fuse_rule: Option<FuseRule>,
+    /// The penalty of a region match in `model+regions` and `model+regions+phash` (`eval embed
+    /// --regions`); `null` when regions were not evaluated.
+    #[serde(default)]
+    pub region_penalty: Option<f64>,
     pub seconds: f64,
 }
 
@@ -404,6 +467,33 @@ mod tests {
             FuseRule { l2_per_bit: 0.001, l2_cap: 1.0 },
         );
         assert_eq!(f.distance(0, &f, 2), 1.5);
+    }
+
+    #[test]
+    fn a_regions_distance_is_the_nearest_whole_or_region_match() {
+        // Two images, 1-d vectors, whole + 2 regions each.
+        let d = Descriptors::Regions { dim: 1, per: 3, data: vec![0.0, 5.0, 9.0, 3.0, 0.5, 8.5], penalty: 0.0 };
+        // whole–whole 3; whole 0 vs regions of image 1: 0.5, 8.5; regions of 0 vs whole 3: 2, 6.
+        assert!((d.distance(0, &d, 1) - 0.5).abs() < 1e-12);
+        assert!((d.distance(1, &d, 0) - 0.5).abs() < 1e-12, "symmetric");
+        // Regions are never compared with regions: 5 vs 8.5 would be 3.5, 9 vs 8.5 would be 0.5.
+        let d = Descriptors::Regions { dim: 1, per: 3, data: vec![0.0, 5.0, 9.0, 20.0, 30.0, 8.5], penalty: 0.0 };
+        assert!((d.distance(0, &d, 1) - 8.5).abs() < 1e-12, "{}", d.distance(0, &d, 1));
+        assert_eq!(d.distance(0, &d, 0), 0.0);
+        assert_eq!(d.region_parts(0, &d, 1), (20.0, 8.5));
+        // A penalty is added to the region match only: 8.5 + 5 = 13.5 < 20; + 12 → the whole's 20.
+        let with =
+            |penalty| Descriptors::Regions { dim: 1, per: 3, data: vec![0.0, 5.0, 9.0, 20.0, 30.0, 8.5], penalty };
+        assert!((with(5.0).distance(0, &with(5.0), 1) - 13.5).abs() < 1e-12);
+        assert_eq!(with(12.0).distance(0, &with(12.0), 1), 20.0);
+        // The wholes alone are the first vector of each image.
+        let Descriptors::Vectors { dim, data } = d.wholes() else { panic!("vectors") };
+        assert_eq!((dim, data), (1, vec![0.0, 20.0]));
+        // Fused with a hash, the regions' distance is what the rule sees.
+        let img = Image::new(8, 8, Channels::Rgb, vec![100; 192]).unwrap();
+        let h = hash_all(HashKind::Phash, &[img.clone(), img]);
+        let f = Descriptors::fuse(d, h, FuseRule { l2_per_bit: 1.0, l2_cap: 100.0 });
+        assert_eq!(f.distance(0, &f, 1), 0.0, "identical hashes");
     }
 
     #[test]

@@ -53,6 +53,106 @@ pub struct FusePairs {
     pub dup: Vec<(f32, u8)>,
     /// Distinct pairs (images of different photos).
     pub distinct: Vec<(f32, u8)>,
+    /// With regions: per pair in `dup` / `distinct`, the model's nearest whole-to-region or
+    /// region-to-whole L2 ([`crate::eval::embed::Descriptors::Regions`]); empty without.
+    pub dup_regions: Vec<f32>,
+    pub distinct_regions: Vec<f32>,
+}
+
+/// The penalties [`fit_region_penalty`] tries: what a region match adds to its L2 before it is
+/// compared with the whole-to-whole distance (2 = regions never win: L2 of unit vectors ≤ 2).
+pub const REGION_PENALTY_GRID: [f64; 9] = [0.0, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 2.0];
+
+/// How one region penalty does (with the run's fusion rule) on a set of pairs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RegionScore {
+    pub penalty: f64,
+    /// The model with regions alone.
+    pub model: Scores,
+    /// The model with regions fused with the hash by the run's rule (what the fit maximises).
+    pub fused: Scores,
+}
+
+/// Detection summary of one way of measuring distance on a set of pairs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Scores {
+    pub pooled_ap: f64,
+    #[serde(rename = "pooled_recall_at_precision_0.99")]
+    pub pooled_recall_at_p99: f64,
+    #[serde(rename = "mean_recall_at_precision_0.99")]
+    pub mean_recall_at_p99: f64,
+    #[serde(rename = "min_recall_at_precision_0.99")]
+    pub min_recall_at_p99: f64,
+}
+
+/// What [`fit_region_penalty`] chose, and every penalty tried (best first).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RegionFit {
+    pub penalty: f64,
+    pub grid: Vec<RegionScore>,
+}
+
+/// The model's distance with regions: the whole-to-whole `whole`, or the nearest region match
+/// `region` plus `penalty` when that is nearer.
+pub fn with_regions(whole: f64, region: f64, penalty: f64) -> f64 {
+    whole.min(region + penalty)
+}
+
+/// Scores `distance(pair index in dup or distinct, is_dup)` over every distortion and pooled.
+fn scores(pairs: &[FusePairs], distance: &(dyn Fn(&FusePairs, usize, bool) -> f64 + Sync)) -> Scores {
+    let per: Vec<(Vec<f64>, Vec<f64>)> = pairs
+        .iter()
+        .map(|p| {
+            let dup = (0..p.dup.len()).map(|i| distance(p, i, true)).collect();
+            let distinct = (0..p.distinct.len()).map(|i| distance(p, i, false)).collect();
+            (dup, distinct)
+        })
+        .collect();
+    let recalls: Vec<f64> =
+        per.par_iter().map(|(dup, distinct)| detection(dup, distinct).recall_at_precision_0_99).collect();
+    let dup: Vec<f64> = per.iter().flat_map(|p| p.0.iter().copied()).collect();
+    let distinct: Vec<f64> = per.iter().flat_map(|p| p.1.iter().copied()).collect();
+    let pooled = detection(&dup, &distinct);
+    Scores {
+        pooled_ap: pooled.ap,
+        pooled_recall_at_p99: pooled.recall_at_precision_0_99,
+        mean_recall_at_p99: recalls.iter().sum::<f64>() / recalls.len().max(1) as f64,
+        min_recall_at_p99: recalls.iter().copied().fold(f64::INFINITY, f64::min).min(1.0),
+    }
+}
+
+/// Scores every penalty of `grid` on `pairs` (which must hold the regions' distances), the
+/// model fused with the hash by `rule`; returns the fit: the largest mean recall at precision
+/// 0.99 of the fused distance, then the largest pooled AP, then the grid's order.
+pub fn fit_region_penalty(pairs: &[FusePairs], rule: FuseRule, grid: &[f64]) -> Result<RegionFit> {
+    if pairs.iter().any(|p| p.dup_regions.len() != p.dup.len() || p.distinct_regions.len() != p.distinct.len()) {
+        return Err(Error::Invalid("the pairs hold no regions' distances to fit a region penalty on".into()));
+    }
+    let mut out: Vec<RegionScore> = grid
+        .iter()
+        .map(|&penalty| {
+            let model = |p: &FusePairs, i: usize, dup: bool| {
+                let (pair, region) =
+                    if dup { (p.dup[i], p.dup_regions[i]) } else { (p.distinct[i], p.distinct_regions[i]) };
+                (with_regions(pair.0 as f64, region as f64, penalty), pair.1 as f64)
+            };
+            RegionScore {
+                penalty,
+                model: scores(pairs, &|p, i, dup| model(p, i, dup).0),
+                fused: scores(pairs, &|p, i, dup| {
+                    let (l2, bits) = model(p, i, dup);
+                    rule.distance(l2, bits)
+                }),
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.fused
+            .mean_recall_at_p99
+            .total_cmp(&a.fused.mean_recall_at_p99)
+            .then(b.fused.pooled_ap.total_cmp(&a.fused.pooled_ap))
+    });
+    Ok(RegionFit { penalty: out[0].penalty, grid: out })
 }
 
 /// The grids [`fit_fuse_rule`] searches by default: bits from 0.01 to 0.06, caps from 0.6 to none.
@@ -123,6 +223,10 @@ pub struct FusionFit {
     pub borders_stripped: bool,
     /// Every rule tried, best first.
     pub grid: Vec<FuseScore>,
+    /// The penalty of a region match (`eval fusion --regions`), fitted with `rule` on the same
+    /// pairs; `null` when regions were not fitted ([`read_region_penalty`] then gives 0).
+    #[serde(default)]
+    pub regions: Option<RegionFit>,
     pub seconds: f64,
 }
 
@@ -139,9 +243,76 @@ pub fn read_fuse_rule(dir: &Path) -> Result<FuseRule> {
     }
 }
 
+/// The region penalty of run folder `dir`: its `fusion.json`'s fitted one, else 0 (a region
+/// match counts as it is). A damaged file is an error.
+pub fn read_region_penalty(dir: &Path) -> Result<f64> {
+    let p = dir.join(run_files::FUSION);
+    match std::fs::read(&p) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0.0),
+        Err(e) => Err(Error::io(&p, e)),
+        Ok(bytes) => {
+            serde_json::from_slice::<FusionFit>(&bytes).map(|f| f.regions.map_or(0.0, |r| r.penalty)).map_err(|e| {
+                Error::Invalid(format!("{} is not a fusion fit ({e}); re-run `stabilize eval fusion`", p.display()))
+            })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_region_penalty_is_fitted_to_keep_distinct_region_matches_out() {
+        // Whole-to-whole: trims at 0.8 (lost among distinct pairs at 0.6–1.0), jpeg copies at 0.1.
+        // Regions: trims at 0.1; distinct pairs' region matches at 0.2–0.3 (closer than their
+        // wholes), and the jpeg copies' regions no nearer than their wholes.
+        let distinct: Vec<(f32, u8)> = (0..400).map(|i| (0.6 + (i % 40) as f32 * 0.01, 30)).collect();
+        let distinct_regions: Vec<f32> = (0..400).map(|i| 0.2 + (i % 10) as f32 * 0.01).collect();
+        let pairs = vec![
+            FusePairs {
+                spec: "trim".into(),
+                dup: vec![(0.8, 30); 40],
+                distinct: distinct.clone(),
+                dup_regions: vec![0.1; 40],
+                distinct_regions: distinct_regions.clone(),
+            },
+            FusePairs {
+                spec: "jpeg".into(),
+                dup: vec![(0.1, 30); 40],
+                distinct,
+                dup_regions: vec![0.15; 40],
+                distinct_regions,
+            },
+        ];
+        let rule = FuseRule { l2_per_bit: 0.01, l2_cap: 2.0 };
+        let fit = fit_region_penalty(&pairs, rule, &REGION_PENALTY_GRID).unwrap();
+        // Penalty 0: the jpeg copies (0.1) sit under every distinct region match, the trims (0.1)
+        // too: everything found. Any penalty ≥ 0.1 pushes the trims (0.1 + p) past distinct
+        // regions (0.2 + p) — still found; 2: the trims are lost.
+        assert_eq!(
+            fit.penalty,
+            0.0,
+            "{:?}",
+            fit.grid.iter().map(|g| (g.penalty, g.fused.mean_recall_at_p99)).collect::<Vec<_>>()
+        );
+        assert_eq!(fit.grid[0].fused.min_recall_at_p99, 1.0);
+        let never = fit.grid.iter().find(|g| g.penalty == 2.0).unwrap();
+        assert_eq!(never.fused.min_recall_at_p99, 0.0, "without regions the trims are lost");
+        // Regions that bring distinct pairs under the jpeg copies: a penalty keeps them out.
+        let mut close = pairs.clone();
+        for p in &mut close {
+            p.distinct_regions = vec![0.05; 400];
+        }
+        close[0].dup_regions = vec![0.0; 40];
+        let fit = fit_region_penalty(&close, rule, &REGION_PENALTY_GRID).unwrap();
+        assert!(fit.penalty > 0.0 && fit.penalty < 2.0, "{}", fit.penalty);
+        assert_eq!(fit.grid[0].fused.min_recall_at_p99, 1.0);
+        // Pairs without regions cannot be fitted.
+        let mut bare = pairs;
+        bare[1].dup_regions.clear();
+        assert!(fit_region_penalty(&bare, rule, &REGION_PENALTY_GRID).is_err());
+    }
 
     #[test]
     fn the_cap_keeps_the_model_when_it_is_sure() {
@@ -161,9 +332,14 @@ mod tests {
             .collect();
         vec![
             // The model finds these (0.2), the hash does not (25 bits).
-            FusePairs { spec: "trim".into(), dup: vec![(0.2, 25); 40], distinct: distinct.clone() },
+            FusePairs {
+                spec: "trim".into(),
+                dup: vec![(0.2, 25); 40],
+                distinct: distinct.clone(),
+                ..Default::default()
+            },
             // The hash finds these (2 bits), the model places them among the distinct pairs.
-            FusePairs { spec: "jpeg".into(), dup: vec![(1.05, 2); 40], distinct },
+            FusePairs { spec: "jpeg".into(), dup: vec![(1.05, 2); 40], distinct, ..Default::default() },
         ]
     }
 

@@ -13,6 +13,7 @@ pub mod borders;
 pub mod hash;
 pub mod jpeg;
 pub mod load;
+pub mod regions;
 pub mod resize;
 
 use std::path::Path;

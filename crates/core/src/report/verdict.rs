@@ -191,6 +191,7 @@ mod tests {
             baselines,
             borders_stripped: false,
             fuse_rule: None,
+            region_penalty: None,
             seconds: 0.0,
         }
     }
