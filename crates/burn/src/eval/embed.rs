@@ -250,3 +250,35 @@ pub fn write_examples(
     write_atomic(&model_dir.join(run_files::EXAMPLES), &serde_json::to_vec_pretty(&examples).expect("serialisable"))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stabilize_core::Channels;
+    use stabilize_core::image::regions::regions;
+
+    #[test]
+    fn with_regions_each_image_is_its_whole_then_its_five_regions() {
+        let device = Device::flex();
+        let model = EmbedNetConfig::new().with_dim(8).with_input_size(32).init(&device);
+        let imgs: Vec<Image> = (0..3u32)
+            .map(|k| {
+                let data = (0..32 * 32 * 3).map(|i| ((i * (7 + k as usize)) % 251) as u8).collect();
+                Image::new(32, 32, Channels::Rgb, data).unwrap()
+            })
+            .collect();
+        let all = embed_with_regions(&model, &imgs, 32, &device).unwrap();
+        let per = 1 + REGION_COUNT;
+        assert_eq!(all.len(), 3 * per * 8);
+        // Row 0 of each image is its whole, rows 1.. its regions in `regions`' order.
+        let wholes = embed_images(&model, &imgs, EMBED_BATCH, &device);
+        let second = embed_images(&model, &regions(&imgs[1], REGION_SCALE, 32, 32).unwrap(), EMBED_BATCH, &device);
+        let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-4);
+        for k in 0..3 {
+            assert!(close(&all[k * per * 8..k * per * 8 + 8], &wholes[k * 8..k * 8 + 8]), "image {k}");
+        }
+        assert!(close(&all[(per + 1) * 8..(2 * per) * 8], &second));
+        // A region is another input than the whole (an untrained network maps both near each other).
+        assert_ne!(&all[..8], &all[8..16]);
+    }
+}
