@@ -13,7 +13,7 @@ use burn::tensor::Device;
 use rayon::prelude::*;
 use serde::Serialize;
 use stabilize_core::dedup::cache::Cache;
-use stabilize_core::dedup::{Cluster, FileInfo, clusters, pairs_under};
+use stabilize_core::dedup::{Cluster, FileInfo, clusters, library_clusters, pairs_touching, pairs_under};
 use stabilize_core::eval::embed::Descriptors;
 use stabilize_core::image::borders::into_content;
 use stabilize_core::image::hash::{HashKind, PerceptualHash};
@@ -44,6 +44,12 @@ pub enum Method {
 pub struct DupesParams {
     /// Folders (searched recursively) or files.
     pub paths: Vec<PathBuf>,
+    /// Library mode: folders or files already in the collection. `paths` are then the new
+    /// files: only pairs with a new file are compared (never library with library), and only
+    /// clusters holding a new file are reported, each with its library files
+    /// ([`stabilize_core::dedup::library_clusters`]). A file under both is taken as the
+    /// library's. The library's embeddings come from the cache after the first run.
+    pub against: Vec<PathBuf>,
     pub method: Method,
     /// The distance under which two files are duplicates (L2 for a model or a fused pair, Hamming bits for a
     /// hash); `None`: the model's calibrated distance at `precision`, or
@@ -77,6 +83,11 @@ pub struct DupesReport {
     pub files_seen: usize,
     /// `model DIR`, the hash's name, or `model DIR fused with HASH`.
     pub method: String,
+    /// Library mode: readable new files and library files compared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_files: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub library_files: Option<usize>,
     pub seconds: f64,
     /// Files that could not be read, with the reason.
     pub skipped: Vec<load::Skipped>,
@@ -99,7 +110,18 @@ pub fn find_dupes(
     progress: &(dyn Fn(DupesProgress) + Sync),
 ) -> Result<DupesReport, DupesError> {
     let started = Instant::now();
-    let (files, mut skipped) = load::list_images(&params.paths);
+    let (mut files, mut skipped) = load::list_images(&params.paths);
+    // Library mode: the new files first, then the library's (a file under both is the library's).
+    let mut new_paths = std::collections::HashSet::new();
+    if !params.against.is_empty() {
+        let (library, lib_skipped) = load::list_images(&params.against);
+        skipped.extend(lib_skipped);
+        let key = |p: &PathBuf| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+        let in_library: std::collections::HashSet<PathBuf> = library.iter().map(key).collect();
+        files.retain(|p| !in_library.contains(&key(p)));
+        new_paths = files.iter().map(|p| p.display().to_string()).collect();
+        files.extend(library);
+    }
     progress(DupesProgress::Files(files.len()));
     let on_file = || progress(DupesProgress::File);
     let mut cache_hits = 0;
@@ -170,13 +192,22 @@ pub fn find_dupes(
             (infos, Descriptors::Hashes(hashes), t, kind.name().to_string())
         }
     };
-    let pairs = pairs_under(infos.len(), threshold, &|i, j| desc.distance(i, &desc, j));
-    let found = clusters(&infos, &pairs);
+    let (found, new_files, library_files) = if params.against.is_empty() {
+        let pairs = pairs_under(infos.len(), threshold, &|i, j| desc.distance(i, &desc, j));
+        (clusters(&infos, &pairs), None, None)
+    } else {
+        // The readable new files come first, in order.
+        let first = infos.iter().take_while(|f| new_paths.contains(&f.path)).count();
+        let pairs = pairs_touching(infos.len(), first, threshold, &|i, j| desc.distance(i, &desc, j));
+        (library_clusters(&infos, &pairs, first), Some(first), Some(infos.len() - first))
+    };
     Ok(DupesReport {
         cache_hits,
         clusters: found,
         files_seen: infos.len() + skipped.len(),
         method,
+        new_files,
+        library_files,
         seconds: started.elapsed().as_secs_f64(),
         skipped,
         threshold,

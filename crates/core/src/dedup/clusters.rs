@@ -20,6 +20,10 @@ pub struct Cluster {
     pub keep: String,
     /// The largest distance among the pairs that linked the cluster.
     pub max_distance: f64,
+    /// Library mode ([`library_clusters`]): the cluster's files that are already in the library
+    /// (the others are new). Empty, and left out of JSON, otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub library: Vec<String>,
 }
 
 /// Every pair `(i, j, d)` with `i < j` and `d = distance(i, j) ≤ threshold`, for `n` items, in
@@ -29,8 +33,19 @@ pub fn pairs_under(
     threshold: f64,
     distance: &(dyn Fn(usize, usize) -> f64 + Sync),
 ) -> Vec<(usize, usize, f64)> {
+    pairs_touching(n, n, threshold, distance)
+}
+
+/// Like [`pairs_under`], but only the pairs with `i < first` (`i < j`): items `0..first` are new,
+/// `first..n` a library that is not compared with itself. `first = n`: every pair.
+pub fn pairs_touching(
+    n: usize,
+    first: usize,
+    threshold: f64,
+    distance: &(dyn Fn(usize, usize) -> f64 + Sync),
+) -> Vec<(usize, usize, f64)> {
     use rayon::prelude::*;
-    (0..n)
+    (0..first.min(n))
         .into_par_iter()
         .flat_map_iter(|i| {
             (i + 1..n).filter_map(move |j| {
@@ -51,6 +66,20 @@ fn find(parent: &mut [usize], mut x: usize) -> usize {
 
 /// Connected components of the pairs (single linkage), largest first, then by first path.
 pub fn clusters(files: &[FileInfo], pairs: &[(usize, usize, f64)]) -> Vec<Cluster> {
+    grouped(files, pairs, files.len())
+}
+
+/// Library mode: `files[..first]` are new, `files[first..]` the library, and `pairs` come from
+/// [`pairs_touching`] with the same `first`. Every cluster holds a new file (a library file
+/// joins one only through a new file); [`Cluster::library`] lists its library files, and the
+/// suggested keep is a library file when there is one (what is already kept stays), chosen by
+/// the same rule among them.
+pub fn library_clusters(files: &[FileInfo], pairs: &[(usize, usize, f64)], first: usize) -> Vec<Cluster> {
+    grouped(files, pairs, first)
+}
+
+/// [`clusters`] with `files[first..]` marked as the library.
+fn grouped(files: &[FileInfo], pairs: &[(usize, usize, f64)], first: usize) -> Vec<Cluster> {
     let n = files.len();
     let mut parent: Vec<usize> = (0..n).collect();
     for &(i, j, _) in pairs {
@@ -74,7 +103,9 @@ pub fn clusters(files: &[FileInfo], pairs: &[(usize, usize, f64)]) -> Vec<Cluste
         .into_iter()
         .filter(|(_, m)| m.len() > 1)
         .map(|(root, m)| {
-            let keep = *m
+            let in_library: Vec<usize> = m.iter().copied().filter(|&i| i >= first).collect();
+            let candidates = if in_library.is_empty() { &m } else { &in_library };
+            let keep = *candidates
                 .iter()
                 .max_by(|&&a, &&b| {
                     (files[a].pixels, files[a].bytes)
@@ -85,10 +116,13 @@ pub fn clusters(files: &[FileInfo], pairs: &[(usize, usize, f64)]) -> Vec<Cluste
             let mut paths: Vec<String> = m.iter().filter(|&&i| i != keep).map(|&i| files[i].path.clone()).collect();
             paths.sort();
             paths.insert(0, files[keep].path.clone());
+            let mut library: Vec<String> = in_library.iter().map(|&i| files[i].path.clone()).collect();
+            library.sort();
             Cluster {
                 keep: files[keep].path.clone(),
                 files: paths,
                 max_distance: max_d.get(&root).copied().unwrap_or(0.0),
+                library,
             }
         })
         .collect();
@@ -171,5 +205,37 @@ mod tests {
         let partial = vec![c[0].clone()];
         let (p, r) = pair_precision_recall(&partial, &label, &paths);
         assert_eq!((p, r), (1.0, 0.75));
+        assert!(c.iter().all(|c| c.library.is_empty()), "no library outside library mode");
+    }
+
+    #[test]
+    fn library_mode_reports_only_clusters_with_a_new_file_and_keeps_the_library_s() {
+        // New: n0 at 0, n1 at 9.02. Library: l0 at 0.05, l1 at 0.1 (a library duplicate of l0),
+        // l2 at 5, l3 at 20 and l4 at 20.01 (a duplicate pair inside the library, no new file).
+        let x: [f64; 7] = [0.0, 9.02, 0.05, 0.1, 5.0, 20.0, 20.01];
+        let pairs = pairs_touching(x.len(), 2, 0.12, &|i, j| (x[i] - x[j]).abs());
+        // n0–l0, n0–l1; n1 matches nothing; l0–l1 and l3–l4 are never compared.
+        assert_eq!(pairs.iter().map(|&(i, j, _)| (i, j)).collect::<Vec<_>>(), vec![(0, 2), (0, 3)]);
+        assert_eq!(pairs_touching(x.len(), x.len(), 0.12, &|i, j| (x[i] - x[j]).abs()).len(), 4);
+        let files = vec![
+            info("new/a.jpg", 900, 90),
+            info("new/b.jpg", 10, 10),
+            info("lib/a.jpg", 100, 10),
+            info("lib/a-copy.jpg", 200, 10),
+            info("lib/c.jpg", 1, 1),
+            info("lib/d.jpg", 1, 1),
+            info("lib/d2.jpg", 1, 1),
+        ];
+        let c = library_clusters(&files, &pairs, 2);
+        assert_eq!(c.len(), 1, "{c:?}");
+        // The new file has more pixels, but the library's largest copy is the keep.
+        assert_eq!(c[0].keep, "lib/a-copy.jpg");
+        assert_eq!(c[0].files, vec!["lib/a-copy.jpg", "lib/a.jpg", "new/a.jpg"]);
+        assert_eq!(c[0].library, vec!["lib/a-copy.jpg", "lib/a.jpg"]);
+        // Two new files alike with no library match: a cluster of new files, keep by the usual rule.
+        let y: [f64; 3] = [0.0, 0.01, 7.0];
+        let pairs = pairs_touching(3, 2, 0.12, &|i, j| (y[i] - y[j]).abs());
+        let c = library_clusters(&files[..3], &pairs, 2);
+        assert_eq!((c.len(), c[0].keep.as_str(), c[0].library.len()), (1, "new/a.jpg", 0));
     }
 }

@@ -9,4 +9,4 @@ pub mod index;
 #[cfg(all(feature = "index", feature = "bench"))]
 pub mod index_bench;
 
-pub use clusters::{Cluster, FileInfo, clusters, pairs_under};
+pub use clusters::{Cluster, FileInfo, clusters, library_clusters, pairs_touching, pairs_under};
