@@ -201,6 +201,11 @@ pub fn find_dupes(
         let pairs = pairs_touching(infos.len(), first, threshold, &|i, j| desc.distance(i, &desc, j));
         (library_clusters(&infos, &pairs, first), Some(first), Some(infos.len() - first))
     };
+    // Each file's distance to its cluster's keep.
+    let index: std::collections::HashMap<&str, usize> =
+        infos.iter().enumerate().map(|(i, f)| (f.path.as_str(), i)).collect();
+    let found: Vec<Cluster> =
+        found.into_iter().map(|c| c.with_distances(&|p| index[p], &|i, j| desc.distance(i, &desc, j))).collect();
     Ok(DupesReport {
         cache_hits,
         clusters: found,

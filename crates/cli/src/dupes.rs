@@ -52,6 +52,10 @@ pub struct DupesArgs {
     /// Print CSV rows: cluster,path,keep,max_distance.
     #[arg(long)]
     csv: bool,
+    /// Also write a self-contained review page (thumbnails inline, no network): each cluster's
+    /// files side by side with size, format and distance to the keep, least certain first.
+    #[arg(long, value_name = "PAGE")]
+    html: Option<PathBuf>,
     /// Worker threads [default: all cores].
     #[arg(long)]
     jobs: Option<usize>,
@@ -97,6 +101,9 @@ pub fn run(args: DupesArgs) -> Result<()> {
         DupesProgress::File => pb.inc(1),
     })?;
     pb.finish_and_clear();
+    if let Some(page) = &args.html {
+        write_review(page, &report)?;
+    }
     let DupesReport { clusters: found, skipped, seconds, method: method_name, threshold, .. } = &report;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -137,5 +144,21 @@ pub fn run(args: DupesArgs) -> Result<()> {
             found.iter().map(|c| c.files.len()).sum::<usize>()
         );
     }
+    Ok(())
+}
+
+/// Writes the review page of `report` to `page` ([`stabilize_core::dedup::review`]).
+fn write_review(page: &std::path::Path, report: &DupesReport) -> Result<()> {
+    use rayon::prelude::*;
+    use stabilize_core::dedup::review::{review_file, review_html};
+    let files: Vec<Vec<_>> = report
+        .clusters
+        .par_iter()
+        .map(|c| c.files.iter().enumerate().map(|(i, f)| review_file(f, c.distances.get(i).copied())).collect())
+        .collect();
+    let html = review_html(&report.clusters, &files, &report.method, report.threshold);
+    stabilize_core::fsutil::write_atomic(page, html.as_bytes())
+        .map_err(|e| anyhow::anyhow!("writing the review page: {e}"))?;
+    eprintln!("review page: {} ({} clusters)", page.display(), report.clusters.len());
     Ok(())
 }

