@@ -60,6 +60,8 @@ pub struct DupesParams {
     pub precision: Option<f64>,
     /// Read and write the model's embedding cache.
     pub cache: bool,
+    /// Folders whose files are kept first ([`stabilize_core::dedup::keep`]), the first given first.
+    pub prefer: Vec<PathBuf>,
     /// Describe each file by its whole and its [regions](stabilize_core::image::regions) (a model
     /// only): a copy cut down to part of the picture matches the region it came from
     /// ([`Descriptors::Regions`]); 6× the embedding work.
@@ -201,11 +203,22 @@ pub fn find_dupes(
         let pairs = pairs_touching(infos.len(), first, threshold, &|i, j| desc.distance(i, &desc, j));
         (library_clusters(&infos, &pairs, first), Some(first), Some(infos.len() - first))
     };
-    // Each file's distance to its cluster's keep.
+    // The keep by the full rule, then each file's distance to it.
     let index: std::collections::HashMap<&str, usize> =
         infos.iter().enumerate().map(|(i, f)| (f.path.as_str(), i)).collect();
-    let found: Vec<Cluster> =
-        found.into_iter().map(|c| c.with_distances(&|p| index[p], &|i, j| desc.distance(i, &desc, j))).collect();
+    let distance = |i: usize, j: usize| desc.distance(i, &desc, j);
+    // How central a file is in its cluster is measured by the model's whole-image vectors when
+    // there are any: the fused distance is 0 for every pair whose hashes agree, too coarse to rank.
+    let fine = match &desc {
+        Descriptors::Fused { vectors, .. } => vectors.wholes(),
+        other => other.wholes(),
+    };
+    let centrality = |i: usize, j: usize| fine.distance(i, &fine, j);
+    let pixels: Vec<u64> = infos.iter().map(|f| f.pixels).collect();
+    let found: Vec<Cluster> = found
+        .into_par_iter()
+        .map(|c| rekeep(c, &index, &pixels, &centrality, &params.prefer).with_distances(&|p| index[p], &distance))
+        .collect();
     Ok(DupesReport {
         cache_hits,
         clusters: found,
@@ -254,4 +267,50 @@ pub fn hash_files(
         }
     }
     (infos, hashes, skipped)
+}
+
+/// `c` with its keep chosen by [`stabilize_core::dedup::keep`] (among its library files in library
+/// mode), the keep first and the rest by path; `pixels[i]` is file i's decoded size. Reads each
+/// member again (its noise, its size without borders, a JPEG's quantisation tables).
+fn rekeep(
+    mut c: Cluster,
+    index: &std::collections::HashMap<&str, usize>,
+    pixels: &[u64],
+    distance: &(dyn Fn(usize, usize) -> f64 + Sync),
+    prefer: &[PathBuf],
+) -> Cluster {
+    use stabilize_core::dedup::keep::{Candidate, choose, jpeg_quality_of, noise_sigma};
+    use stabilize_core::image::borders::content_window;
+    let members: Vec<&String> =
+        if c.library.is_empty() { c.files.iter().collect() } else { c.library.iter().collect() };
+    let all: Vec<usize> = c.files.iter().map(|f| index[f.as_str()]).collect();
+    let candidates: Vec<Candidate> = members
+        .iter()
+        .map(|path| {
+            let p = std::path::Path::new(path.as_str());
+            let me = index[path.as_str()];
+            let others: Vec<f64> = all.iter().filter(|&&j| j != me).map(|&j| distance(me, j)).collect();
+            // The picture as decoded, for its noise and its size without borders.
+            let img = load::load_image_with(p, &load::LoadOptions::default()).ok();
+            let noise = img.as_ref().map_or(f64::INFINITY, noise_sigma);
+            let content_pixels = img.as_ref().map_or(0, |img| {
+                content_window(img).map_or(img.pixel_count() as u64, |(_, _, w, h)| w as u64 * h as u64)
+            });
+            Candidate {
+                path: path.to_string(),
+                pixels: pixels[me],
+                noise,
+                content_pixels,
+                jpeg_quality: jpeg_quality_of(p),
+                mean_distance: others.iter().sum::<f64>() / others.len().max(1) as f64,
+                modified: std::fs::metadata(p).and_then(|m| m.modified()).ok(),
+            }
+        })
+        .collect();
+    let keep = candidates[choose(&candidates, prefer)].path.clone();
+    c.files.retain(|f| *f != keep);
+    c.files.sort();
+    c.files.insert(0, keep.clone());
+    c.keep = keep;
+    c
 }

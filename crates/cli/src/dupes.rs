@@ -52,6 +52,11 @@ pub struct DupesArgs {
     /// Print CSV rows: cluster,path,keep,max_distance.
     #[arg(long)]
     csv: bool,
+    /// A folder whose files are kept before others' (repeatable; the first given first). Then:
+    /// the most pixels without borders, the least lossy encoding, the copy nearest the rest of its
+    /// cluster, the oldest.
+    #[arg(long, value_name = "DIR")]
+    prefer: Vec<PathBuf>,
     /// Also write a self-contained review page (thumbnails inline, no network): each cluster's
     /// files side by side with size, format and distance to the keep, least certain first.
     #[arg(long, value_name = "PAGE")]
@@ -83,6 +88,7 @@ pub fn run(args: DupesArgs) -> Result<()> {
     let params = DupesParams {
         paths: args.paths.clone(),
         against: args.against.clone(),
+        prefer: args.prefer.clone(),
         method: match (&args.model, args.hash) {
             (Some(m), None) => Method::Model(model_spec(m, args.input_size, &args.run)?),
             (Some(m), Some(h)) => Method::Fused(model_spec(m, args.input_size, &args.run)?, h),

