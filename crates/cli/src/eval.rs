@@ -201,16 +201,16 @@ fn fusion(p: &EmbedProtocol, count: Option<usize>) -> Result<()> {
             "{:>8.3} {:>6.2} {:>10.4} {:>12.4} {:>12.4} {:>11.4}",
             s.rule.l2_per_bit,
             s.rule.l2_cap,
-            s.pooled_ap,
-            s.pooled_recall_at_p99,
-            s.mean_recall_at_p99,
-            s.min_recall_at_p99
+            s.scores.pooled_ap,
+            s.scores.pooled_recall_at_p99,
+            s.scores.mean_recall_at_p99,
+            s.scores.min_recall_at_p99
         );
     }
     if let Some(u) = fit.grid.iter().find(|s| s.rule == stabilize_core::eval::fusion::FuseRule::UNFITTED) {
         println!(
             "unfitted rule (0.03 per bit, no cap): pooled AP {:.4}, mean R@P99 {:.4}, min R@P99 {:.4}",
-            u.pooled_ap, u.mean_recall_at_p99, u.min_recall_at_p99
+            u.scores.pooled_ap, u.scores.mean_recall_at_p99, u.scores.min_recall_at_p99
         );
     }
     if let Some(r) = &fit.regions {

@@ -159,38 +159,22 @@ pub fn fit_region_penalty(pairs: &[FusePairs], rule: FuseRule, grid: &[f64]) -> 
 pub const PER_BIT_GRID: [f64; 8] = [0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.06];
 pub const CAP_GRID: [f64; 9] = [0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 2.0];
 
-/// How one rule does on a set of pairs.
+/// How one rule does on a set of pairs (the fit maximises the mean recall at precision 0.99 over
+/// distortions).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FuseScore {
     pub rule: FuseRule,
-    pub pooled_ap: f64,
-    #[serde(rename = "pooled_recall_at_precision_0.99")]
-    pub pooled_recall_at_p99: f64,
-    /// Mean over distortions of recall at precision 0.99 (what the fit maximises).
-    #[serde(rename = "mean_recall_at_precision_0.99")]
-    pub mean_recall_at_p99: f64,
-    /// The smallest recall at precision 0.99 of any distortion.
-    #[serde(rename = "min_recall_at_precision_0.99")]
-    pub min_recall_at_p99: f64,
+    #[serde(flatten)]
+    pub scores: Scores,
 }
 
 /// Scores `rule` on `pairs` (every distortion, and all of them pooled).
 pub fn score_rule(rule: FuseRule, pairs: &[FusePairs]) -> FuseScore {
-    let fused = |v: &[(f32, u8)]| v.iter().map(|&(l2, b)| rule.distance(l2 as f64, b as f64)).collect::<Vec<f64>>();
-    let per: Vec<(Vec<f64>, Vec<f64>)> = pairs.iter().map(|p| (fused(&p.dup), fused(&p.distinct))).collect();
-    let recalls: Vec<f64> =
-        per.par_iter().map(|(dup, distinct)| detection(dup, distinct).recall_at_precision_0_99).collect();
-    let dup: Vec<f64> = per.iter().flat_map(|p| p.0.iter().copied()).collect();
-    let distinct: Vec<f64> = per.iter().flat_map(|p| p.1.iter().copied()).collect();
-    let pooled = detection(&dup, &distinct);
-    let n = recalls.len().max(1) as f64;
-    FuseScore {
-        rule,
-        pooled_ap: pooled.ap,
-        pooled_recall_at_p99: pooled.recall_at_precision_0_99,
-        mean_recall_at_p99: recalls.iter().sum::<f64>() / n,
-        min_recall_at_p99: recalls.iter().copied().fold(f64::INFINITY, f64::min).min(1.0),
-    }
+    let scores = scores(pairs, &|p, i, dup| {
+        let (l2, bits) = if dup { p.dup[i] } else { p.distinct[i] };
+        rule.distance(l2 as f64, bits as f64)
+    });
+    FuseScore { rule, scores }
 }
 
 /// Scores every rule of the grid (`per_bit` × `caps`) on `pairs`; returns the scores, best first
@@ -202,7 +186,10 @@ pub fn fit_fuse_rule(pairs: &[FusePairs], per_bit: &[f64], caps: &[f64]) -> Vec<
         .map(|r| score_rule(r, pairs))
         .collect();
     scores.sort_by(|a, b| {
-        b.mean_recall_at_p99.total_cmp(&a.mean_recall_at_p99).then(b.pooled_ap.total_cmp(&a.pooled_ap))
+        b.scores
+            .mean_recall_at_p99
+            .total_cmp(&a.scores.mean_recall_at_p99)
+            .then(b.scores.pooled_ap.total_cmp(&a.scores.pooled_ap))
     });
     scores
 }
@@ -348,12 +335,12 @@ mod tests {
         // Without a cap, 20 distinct pairs at 1 bit (0.03) come before the model's 0.2: the trim
         // copies are lost at precision 0.99.
         let plain = score_rule(FuseRule::UNFITTED, &pairs());
-        assert_eq!(plain.min_recall_at_p99, 0.0);
+        assert_eq!(plain.scores.min_recall_at_p99, 0.0);
         // With a cap under 1.25 those pairs stay at the model's distance: both kinds found.
         let capped = score_rule(FuseRule { l2_per_bit: 0.03, l2_cap: 1.2 }, &pairs());
-        assert_eq!(capped.min_recall_at_p99, 1.0);
-        assert_eq!(capped.pooled_recall_at_p99, 1.0);
-        assert!((capped.pooled_ap - 1.0).abs() < 1e-12);
+        assert_eq!(capped.scores.min_recall_at_p99, 1.0);
+        assert_eq!(capped.scores.pooled_recall_at_p99, 1.0);
+        assert!((capped.scores.pooled_ap - 1.0).abs() < 1e-12);
     }
 
     #[test]
@@ -362,7 +349,7 @@ mod tests {
         assert_eq!(grid.len(), PER_BIT_GRID.len() * CAP_GRID.len());
         assert!(grid[0].rule.l2_cap <= 1.25, "{:?}", grid[0].rule);
         assert!(grid[0].rule.l2_cap > 1.05, "the jpeg copies need the hash: {:?}", grid[0].rule);
-        assert_eq!(grid[0].mean_recall_at_p99, 1.0);
-        assert!(grid.windows(2).all(|w| w[0].mean_recall_at_p99 >= w[1].mean_recall_at_p99));
+        assert_eq!(grid[0].scores.mean_recall_at_p99, 1.0);
+        assert!(grid.windows(2).all(|w| w[0].scores.mean_recall_at_p99 >= w[1].scores.mean_recall_at_p99));
     }
 }
