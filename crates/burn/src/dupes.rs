@@ -13,7 +13,9 @@ use burn::tensor::Device;
 use rayon::prelude::*;
 use serde::Serialize;
 use stabilize_core::dedup::cache::Cache;
-use stabilize_core::dedup::{Cluster, FileInfo, clusters, library_clusters, pairs_touching, pairs_under};
+use stabilize_core::dedup::{
+    Cluster, FileInfo, clusters, identical_groups, library_clusters, pairs_touching, pairs_under,
+};
 use stabilize_core::eval::embed::Descriptors;
 use stabilize_core::image::borders::into_content;
 use stabilize_core::image::hash::{HashKind, PerceptualHash};
@@ -227,7 +229,12 @@ pub fn find_dupes(
     let pixels: Vec<u64> = infos.iter().map(|f| f.pixels).collect();
     let found: Vec<Cluster> = found
         .into_par_iter()
-        .map(|c| rekeep(c, &index, &pixels, &centrality, &params.prefer).with_distances(&|p| index[p], &distance))
+        .map(|c| {
+            let mut c =
+                rekeep(c, &index, &pixels, &centrality, &params.prefer).with_distances(&|p| index[p], &distance);
+            c.identical = identical_groups(&c.files);
+            c
+        })
         .collect();
     Ok(DupesReport {
         cache_hits,

@@ -135,6 +135,9 @@ pub fn run(args: DupesArgs) -> Result<()> {
                 };
                 println!("  {mark} {f}");
             }
+            for same in &c.identical {
+                println!("  byte-identical: {}", same.join(", "));
+            }
         }
         for s in skipped.iter() {
             eprintln!("skipped {}: {}", s.path.display(), s.reason);

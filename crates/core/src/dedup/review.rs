@@ -114,7 +114,7 @@ pub fn review_html(clusters: &[Cluster], files: &[Vec<ReviewFile>], method: &str
          figure img{display:block;max-width:200px;max-height:200px;margin:auto}\
          figcaption{font-size:.78em;word-break:break-all;margin-top:4px}\
          .badge{display:inline-block;font-weight:bold;font-size:.75em;padding:1px 5px;border-radius:3px;margin-right:4px;color:#fff}\
-         .badge.keep{background:#1a7f37}.badge.lib{background:#0550ae}.badge.new{background:#9a6700}\
+         .badge.keep{background:#1a7f37}.badge.same{background:#6e40c9}.badge.lib{background:#0550ae}.badge.new{background:#9a6700}\
          .none{width:200px;height:120px;display:flex;align-items:center;justify-content:center;background:#eee;color:#a00}\
          .uncertain{color:#b35900}",
     );
@@ -144,6 +144,9 @@ pub fn review_html(clusters: &[Cluster], files: &[Vec<ReviewFile>], method: &str
             let mut badges = String::new();
             if keep {
                 badges.push_str("<span class=\"badge keep\">KEEP</span>");
+            }
+            if c.identical.iter().any(|g| g.contains(&f.path)) {
+                badges.push_str("<span class=\"badge same\">byte-identical</span>");
             }
             if !c.library.is_empty() {
                 if c.library.contains(&f.path) {
@@ -189,6 +192,7 @@ mod tests {
             max_distance: d,
             library: vec![],
             distances: vec![],
+            identical: vec![],
         }
     }
 
