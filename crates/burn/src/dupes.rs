@@ -13,6 +13,7 @@ use burn::tensor::Device;
 use rayon::prelude::*;
 use serde::Serialize;
 use stabilize_core::dedup::cache::Cache;
+use stabilize_core::dedup::keep::{Candidate, choose};
 use stabilize_core::dedup::{
     Cluster, FileInfo, clusters, identical_groups, library_clusters, pairs_touching, pairs_under,
 };
@@ -114,6 +115,10 @@ pub fn find_dupes(
     progress: &(dyn Fn(DupesProgress) + Sync),
 ) -> Result<DupesReport, DupesError> {
     let started = Instant::now();
+    // A mistyped library would read as "nothing matches": refuse it instead.
+    if let Some(p) = params.against.iter().find(|p| !p.exists()) {
+        return Err(DupesError::Params(format!("--against {}: no such file or folder", p.display())));
+    }
     let (mut files, mut skipped) = load::list_images(&params.paths);
     // Library mode: the new files first, then the library's (a file under both is the library's).
     let mut new_paths = std::collections::HashSet::new();
@@ -196,22 +201,11 @@ pub fn find_dupes(
             (infos, Descriptors::Hashes(hashes), t, kind.name().to_string())
         }
     };
-    let (found, new_files, library_files) = if params.against.is_empty() {
-        let pairs = pairs_under(infos.len(), threshold, &|i, j| desc.distance(i, &desc, j));
-        (clusters(&infos, &pairs), None, None)
-    } else {
-        // The readable new files come first, in order.
-        let first = infos.iter().take_while(|f| new_paths.contains(&f.path)).count();
-        let pairs = pairs_touching(infos.len(), first, threshold, &|i, j| desc.distance(i, &desc, j));
-        (library_clusters(&infos, &pairs, first), Some(first), Some(infos.len() - first))
-    };
-    // The keep by the full rule, then each file's distance to it.
-    let index: std::collections::HashMap<&str, usize> =
-        infos.iter().enumerate().map(|(i, f)| (f.path.as_str(), i)).collect();
     let distance = |i: usize, j: usize| desc.distance(i, &desc, j);
-    // How central a file is in its cluster is measured by the model's whole-image vectors when
-    // there are any: the fused distance is 0 for every pair whose hashes agree, too coarse to rank.
-    // (Borrowed where possible: a copy of a large library's vectors would double their memory.)
+    // The keep ([`stabilize_core::dedup::keep`]). How central a file is in its cluster is measured
+    // by the model's whole-image vectors when there are any: the fused distance is 0 for every pair
+    // whose hashes agree, too coarse to rank. (Borrowed where possible: a copy of a large
+    // library's vectors would double their memory.)
     let wholes;
     let fine: &Descriptors = match &desc {
         Descriptors::Fused { vectors, .. } if matches!(vectors.as_ref(), Descriptors::Vectors { .. }) => vectors,
@@ -225,13 +219,31 @@ pub fn find_dupes(
         }
         other => other,
     };
-    let centrality = |i: usize, j: usize| fine.distance(i, fine, j);
-    let pixels: Vec<u64> = infos.iter().map(|f| f.pixels).collect();
+    let keep_rule = |candidates: &[usize], members: &[usize]| {
+        let read = |&i: &usize| {
+            let others: Vec<f64> = members.iter().filter(|&&j| j != i).map(|&j| fine.distance(i, fine, j)).collect();
+            let mean = others.iter().sum::<f64>() / others.len().max(1) as f64;
+            Candidate::read(&infos[i].path, infos[i].pixels, mean)
+        };
+        let read: Vec<Candidate> = candidates.iter().map(read).collect();
+        candidates[choose(&read, &params.prefer)]
+    };
+    let (found, new_files, library_files) = if params.against.is_empty() {
+        let pairs = pairs_under(infos.len(), threshold, &distance);
+        (clusters(&infos, &pairs, &keep_rule), None, None)
+    } else {
+        // The readable new files come first, in order.
+        let first = infos.iter().take_while(|f| new_paths.contains(&f.path)).count();
+        let pairs = pairs_touching(infos.len(), first, threshold, &distance);
+        (library_clusters(&infos, &pairs, first, &keep_rule), Some(first), Some(infos.len() - first))
+    };
+    // Each file's distance to its keep, and the byte-identical sets.
+    let index: std::collections::HashMap<&str, usize> =
+        infos.iter().enumerate().map(|(i, f)| (f.path.as_str(), i)).collect();
     let found: Vec<Cluster> = found
         .into_par_iter()
         .map(|c| {
-            let mut c =
-                rekeep(c, &index, &pixels, &centrality, &params.prefer).with_distances(&|p| index[p], &distance);
+            let mut c = c.with_distances(&|p| index[p], &distance);
             c.identical = identical_groups(&c.files);
             c
         })
@@ -284,50 +296,4 @@ pub fn hash_files(
         }
     }
     (infos, hashes, skipped)
-}
-
-/// `c` with its keep chosen by [`stabilize_core::dedup::keep`] (among its library files in library
-/// mode), the keep first and the rest by path; `pixels[i]` is file i's decoded size. Reads each
-/// member again (its noise, its size without borders, a JPEG's quantisation tables).
-fn rekeep(
-    mut c: Cluster,
-    index: &std::collections::HashMap<&str, usize>,
-    pixels: &[u64],
-    distance: &(dyn Fn(usize, usize) -> f64 + Sync),
-    prefer: &[PathBuf],
-) -> Cluster {
-    use stabilize_core::dedup::keep::{Candidate, choose, jpeg_quality_of, noise_sigma};
-    use stabilize_core::image::borders::content_window;
-    let members: Vec<&String> =
-        if c.library.is_empty() { c.files.iter().collect() } else { c.library.iter().collect() };
-    let all: Vec<usize> = c.files.iter().map(|f| index[f.as_str()]).collect();
-    let candidates: Vec<Candidate> = members
-        .iter()
-        .map(|path| {
-            let p = std::path::Path::new(path.as_str());
-            let me = index[path.as_str()];
-            let others: Vec<f64> = all.iter().filter(|&&j| j != me).map(|&j| distance(me, j)).collect();
-            // The picture as decoded, for its noise and its size without borders.
-            let img = load::load_image_with(p, &load::LoadOptions::default()).ok();
-            let noise = img.as_ref().map_or(f64::INFINITY, noise_sigma);
-            let content_pixels = img.as_ref().map_or(0, |img| {
-                content_window(img).map_or(img.pixel_count() as u64, |(_, _, w, h)| w as u64 * h as u64)
-            });
-            Candidate {
-                path: path.to_string(),
-                pixels: pixels[me],
-                noise,
-                content_pixels,
-                jpeg_quality: jpeg_quality_of(p),
-                mean_distance: others.iter().sum::<f64>() / others.len().max(1) as f64,
-                modified: std::fs::metadata(p).and_then(|m| m.modified()).ok(),
-            }
-        })
-        .collect();
-    let keep = candidates[choose(&candidates, prefer)].path.clone();
-    c.files.retain(|f| *f != keep);
-    c.files.sort();
-    c.files.insert(0, keep.clone());
-    c.keep = keep;
-    c
 }

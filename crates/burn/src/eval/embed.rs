@@ -85,6 +85,32 @@ pub fn embed_with_regions(
     Ok(out)
 }
 
+/// The model's descriptors of same-sized images at `size` px: the wholes' vectors, or with
+/// `regions = Some(penalty)` the wholes' and their regions' ([`Descriptors::Regions`]). For the
+/// protocol's describe callbacks, which cannot fail: a region that cannot be rendered leaves zeros
+/// of the right layout and its error in `failed` (the caller returns it).
+pub fn describe_model(
+    model: &EmbedNet,
+    dim: usize,
+    images: &[Image],
+    size: u32,
+    regions: Option<f64>,
+    device: &Device,
+    failed: &mut Option<stabilize_core::Error>,
+) -> Descriptors {
+    match regions {
+        Some(penalty) => {
+            let per = 1 + REGION_COUNT;
+            let data = embed_with_regions(model, images, size, device).unwrap_or_else(|e| {
+                failed.get_or_insert(e);
+                vec![0.0; images.len() * per * dim]
+            });
+            Descriptors::Regions { dim, per, data, penalty }
+        }
+        None => Descriptors::Vectors { dim, data: embed_images(model, images, EMBED_BATCH, device) },
+    }
+}
+
 /// What [`evaluate_embedding_run`] measures besides the model, the pretrained features, the
 /// hashes and the model fused with pHash.
 #[derive(Clone, Copy, Debug, Default)]
@@ -133,17 +159,9 @@ pub fn evaluate_embedding_run(
     // kept for the other methods that use them.
     let mut kept: Vec<Descriptors> = Vec::new();
     let mut failed = None;
+    let regions = extras.regions.then_some(penalty);
     let mut describe = |imgs: &[Image]| {
-        let dim = config.model.dim;
-        let d = if extras.regions {
-            let data = embed_with_regions(&model, imgs, size as u32, device).unwrap_or_else(|e| {
-                failed = Some(e);
-                vec![0.0; imgs.len() * (1 + REGION_COUNT) * dim]
-            });
-            Descriptors::Regions { dim, per: 1 + REGION_COUNT, data, penalty }
-        } else {
-            Descriptors::Vectors { dim, data: embed_images(&model, imgs, EMBED_BATCH, device) }
-        };
+        let d = describe_model(&model, config.model.dim, imgs, size as u32, regions, device, &mut failed);
         on(EvalEvent::Embedded(imgs.len() * if extras.regions { 1 + REGION_COUNT } else { 1 }));
         kept.push(d.clone());
         d.wholes()

@@ -11,7 +11,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use stabilize_core::data::crops::Photo;
-use stabilize_core::eval::embed::{Descriptors, EvalSet, fuse_pairs, hash_all};
+use stabilize_core::eval::embed::{EvalSet, fuse_pairs, hash_all};
 use stabilize_core::eval::fusion::{
     CAP_GRID, FusionFit, PER_BIT_GRID, REGION_PENALTY_GRID, fit_fuse_rule, fit_region_penalty,
 };
@@ -22,8 +22,7 @@ use stabilize_core::image::regions::REGION_COUNT;
 use stabilize_core::seeds::{FUSION_STREAM, item_seed};
 use stabilize_core::{Distortion, Error, run_files};
 
-use super::embed::{EvalError, EvalEvent, embed_with_regions};
-use crate::infer::{EMBED_BATCH, embed_images};
+use super::embed::{EvalError, EvalEvent, describe_model};
 use crate::train::embed::{load_embedder, split_indices};
 
 /// The training photos a fit uses: `count` of them (all when fewer), drawn by `seed`, in index
@@ -68,18 +67,11 @@ pub fn fit_fusion(
     on(EvalEvent::Start { images: set.clean.len() * (1 + distortions.len()) * per });
     on(EvalEvent::Method("fine-tuned model and phash"));
     let hasher = HashKind::Phash;
-    let dim = config.model.dim;
     let mut failed = None;
+    // Penalty 0: the fit sees the whole-to-whole and the regions' distances apart.
+    let with = regions.then_some(0.0);
     let pairs = fuse_pairs(&set, &mut |imgs| {
-        let d = if regions {
-            let data = embed_with_regions(&model, imgs, size as u32, device).unwrap_or_else(|e| {
-                failed = Some(e);
-                vec![0.0; imgs.len() * per * dim]
-            });
-            Descriptors::Regions { dim, per, data, penalty: 0.0 }
-        } else {
-            Descriptors::Vectors { dim, data: embed_images(&model, imgs, EMBED_BATCH, device) }
-        };
+        let d = describe_model(&model, config.model.dim, imgs, size as u32, with, device, &mut failed);
         on(EvalEvent::Embedded(imgs.len() * per));
         (d, hash_all(hasher, imgs))
     });

@@ -16,7 +16,8 @@ pub struct FileInfo {
 pub struct Cluster {
     /// The files, the one to keep first, then by path.
     pub files: Vec<String>,
-    /// The suggested file to keep: the most pixels, then the largest file, then the first path.
+    /// The suggested file to keep: the caller's rule ([`KeepRule`]; `dupes` uses
+    /// [`crate::dedup::keep`]), among the library's files in library mode.
     pub keep: String,
     /// The largest distance among the pairs that linked the cluster.
     pub max_distance: f64,
@@ -111,22 +112,33 @@ fn find(parent: &mut [usize], mut x: usize) -> usize {
     x
 }
 
-/// Connected components of the pairs (single linkage), largest first, then by first path.
-pub fn clusters(files: &[FileInfo], pairs: &[(usize, usize, f64)]) -> Vec<Cluster> {
-    grouped(files, pairs, files.len())
+/// How a cluster's keep is chosen: given the candidates (the library's files of the cluster in
+/// library mode, else all of them) and all its members (indices into the files), the index of the
+/// file to keep, one of the candidates. Called in parallel, once per cluster.
+pub type KeepRule<'a> = dyn Fn(&[usize], &[usize]) -> usize + Sync + 'a;
+
+/// Connected components of the pairs (single linkage), largest first, then by first path; each
+/// with its keep by `keep`.
+pub fn clusters(files: &[FileInfo], pairs: &[(usize, usize, f64)], keep: &KeepRule<'_>) -> Vec<Cluster> {
+    grouped(files, pairs, files.len(), keep)
 }
 
 /// Library mode: `files[..first]` are new, `files[first..]` the library, and `pairs` come from
 /// [`pairs_touching`] with the same `first`. Every cluster holds a new file (a library file
 /// joins one only through a new file); [`Cluster::library`] lists its library files, and the
-/// suggested keep is a library file when there is one (what is already kept stays), chosen by
-/// the same rule among them.
-pub fn library_clusters(files: &[FileInfo], pairs: &[(usize, usize, f64)], first: usize) -> Vec<Cluster> {
-    grouped(files, pairs, first)
+/// keep is one of them when there are any (what is already kept stays).
+pub fn library_clusters(
+    files: &[FileInfo],
+    pairs: &[(usize, usize, f64)],
+    first: usize,
+    keep: &KeepRule<'_>,
+) -> Vec<Cluster> {
+    grouped(files, pairs, first, keep)
 }
 
 /// [`clusters`] with `files[first..]` marked as the library.
-fn grouped(files: &[FileInfo], pairs: &[(usize, usize, f64)], first: usize) -> Vec<Cluster> {
+fn grouped(files: &[FileInfo], pairs: &[(usize, usize, f64)], first: usize, keep: &KeepRule<'_>) -> Vec<Cluster> {
+    use rayon::prelude::*;
     let n = files.len();
     let mut parent: Vec<usize> = (0..n).collect();
     for &(i, j, _) in pairs {
@@ -146,20 +158,12 @@ fn grouped(files: &[FileInfo], pairs: &[(usize, usize, f64)], first: usize) -> V
         let r = find(&mut parent, i);
         members.entry(r).or_default().push(i);
     }
-    let mut out: Vec<Cluster> = members
-        .into_iter()
-        .filter(|(_, m)| m.len() > 1)
+    let groups: Vec<(usize, Vec<usize>)> = members.into_iter().filter(|(_, m)| m.len() > 1).collect();
+    let mut out: Vec<Cluster> = groups
+        .into_par_iter()
         .map(|(root, m)| {
             let in_library: Vec<usize> = m.iter().copied().filter(|&i| i >= first).collect();
-            let candidates = if in_library.is_empty() { &m } else { &in_library };
-            let keep = *candidates
-                .iter()
-                .max_by(|&&a, &&b| {
-                    (files[a].pixels, files[a].bytes)
-                        .cmp(&(files[b].pixels, files[b].bytes))
-                        .then(files[b].path.cmp(&files[a].path))
-                })
-                .expect("non-empty");
+            let keep = keep(if in_library.is_empty() { &m } else { &in_library }, &m);
             let mut paths: Vec<String> = m.iter().filter(|&&i| i != keep).map(|&i| files[i].path.clone()).collect();
             paths.sort();
             paths.insert(0, files[keep].path.clone());
@@ -219,6 +223,20 @@ mod tests {
         FileInfo { path: path.into(), pixels, bytes }
     }
 
+    /// A keep rule for these tests: the most pixels, then the largest file, then the first path.
+    fn by_size(files: &[FileInfo]) -> impl Fn(&[usize], &[usize]) -> usize + Sync + '_ {
+        move |candidates, _| {
+            *candidates
+                .iter()
+                .max_by(|&&a, &&b| {
+                    (files[a].pixels, files[a].bytes)
+                        .cmp(&(files[b].pixels, files[b].bytes))
+                        .then(files[b].path.cmp(&files[a].path))
+                })
+                .expect("a cluster has files")
+        }
+    }
+
     #[test]
     fn pairs_link_into_clusters_and_the_largest_file_is_kept() {
         // Points on a line: 0, 0.1, 0.15 | 5 | 9, 9.05
@@ -233,7 +251,7 @@ mod tests {
             info("e.jpg", 50, 50),
             info("f.jpg", 50, 60),
         ];
-        let c = clusters(&files, &pairs);
+        let c = clusters(&files, &pairs, &by_size(&files));
         assert_eq!(c.len(), 2);
         assert_eq!(c[0].files, vec!["c.jpg", "a.jpg", "b.png"]);
         assert_eq!(c[0].keep, "c.jpg");
@@ -292,7 +310,7 @@ mod tests {
             info("lib/d.jpg", 1, 1),
             info("lib/d2.jpg", 1, 1),
         ];
-        let c = library_clusters(&files, &pairs, 2);
+        let c = library_clusters(&files, &pairs, 2, &by_size(&files));
         assert_eq!(c.len(), 1, "{c:?}");
         // The new file has more pixels, but the library's largest copy is the keep.
         assert_eq!(c[0].keep, "lib/a-copy.jpg");
@@ -301,7 +319,7 @@ mod tests {
         // Two new files alike with no library match: a cluster of new files, keep by the usual rule.
         let y: [f64; 3] = [0.0, 0.01, 7.0];
         let pairs = pairs_touching(3, 2, 0.12, &|i, j| (y[i] - y[j]).abs());
-        let c = library_clusters(&files[..3], &pairs, 2);
+        let c = library_clusters(&files[..3], &pairs, 2, &by_size(&files[..3]));
         assert_eq!((c.len(), c[0].keep.as_str(), c[0].library.len()), (1, "new/a.jpg", 0));
     }
 }

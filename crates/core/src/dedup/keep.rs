@@ -36,6 +36,30 @@ pub struct Candidate {
     pub modified: Option<SystemTime>,
 }
 
+impl Candidate {
+    /// Reads what the rule needs of the file at `path` (decoded size `pixels`, mean distance
+    /// `mean_distance` to the rest of its cluster): its noise and size without solid borders
+    /// (decoding it), its JPEG tables, its modification time. A file that can no longer be read
+    /// counts as infinitely noisy and without content.
+    pub fn read(path: &str, pixels: u64, mean_distance: f64) -> Candidate {
+        use crate::image::borders::content_window;
+        use crate::image::load::{LoadOptions, load_image_with};
+        let p = Path::new(path);
+        let img = load_image_with(p, &LoadOptions::default()).ok();
+        Candidate {
+            path: path.to_string(),
+            pixels,
+            jpeg_quality: jpeg_quality_of(p),
+            noise: img.as_ref().map_or(f64::INFINITY, noise_sigma),
+            content_pixels: img.as_ref().map_or(0, |img| {
+                content_window(img).map_or(img.pixel_count() as u64, |(_, _, w, h)| w as u64 * h as u64)
+            }),
+            mean_distance,
+            modified: std::fs::metadata(p).and_then(|m| m.modified()).ok(),
+        }
+    }
+}
+
 /// Distances closer than this count as equal (descriptor distances are L2 of unit vectors, or
 /// Hamming bits).
 const DISTANCE_TIE: f64 = 1e-6;

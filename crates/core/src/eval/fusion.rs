@@ -85,6 +85,14 @@ pub struct Scores {
     pub min_recall_at_p99: f64,
 }
 
+impl Scores {
+    /// The fits' order, best first: the larger mean recall at precision 0.99 over distortions,
+    /// then the larger pooled AP.
+    pub fn best_first(&self, other: &Scores) -> std::cmp::Ordering {
+        other.mean_recall_at_p99.total_cmp(&self.mean_recall_at_p99).then(other.pooled_ap.total_cmp(&self.pooled_ap))
+    }
+}
+
 /// What [`fit_region_penalty`] chose, and every penalty tried (best first).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RegionFit {
@@ -146,12 +154,7 @@ pub fn fit_region_penalty(pairs: &[FusePairs], rule: FuseRule, grid: &[f64]) -> 
             }
         })
         .collect();
-    out.sort_by(|a, b| {
-        b.fused
-            .mean_recall_at_p99
-            .total_cmp(&a.fused.mean_recall_at_p99)
-            .then(b.fused.pooled_ap.total_cmp(&a.fused.pooled_ap))
-    });
+    out.sort_by(|a, b| a.fused.best_first(&b.fused));
     Ok(RegionFit { penalty: out[0].penalty, grid: out })
 }
 
@@ -185,12 +188,7 @@ pub fn fit_fuse_rule(pairs: &[FusePairs], per_bit: &[f64], caps: &[f64]) -> Vec<
         .flat_map(|&b| caps.iter().map(move |&c| FuseRule { l2_per_bit: b, l2_cap: c }))
         .map(|r| score_rule(r, pairs))
         .collect();
-    scores.sort_by(|a, b| {
-        b.scores
-            .mean_recall_at_p99
-            .total_cmp(&a.scores.mean_recall_at_p99)
-            .then(b.scores.pooled_ap.total_cmp(&a.scores.pooled_ap))
-    });
+    scores.sort_by(|a, b| a.scores.best_first(&b.scores));
     scores
 }
 
@@ -220,28 +218,25 @@ pub struct FusionFit {
 /// The fusion rule of run folder `dir`: its `fusion.json` (`stabilize eval fusion`), else
 /// [`FuseRule::UNFITTED`]. A file that is there but cannot be read is an error, not the fallback.
 pub fn read_fuse_rule(dir: &Path) -> Result<FuseRule> {
-    let p = dir.join(run_files::FUSION);
-    match std::fs::read(&p) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FuseRule::UNFITTED),
-        Err(e) => Err(Error::io(&p, e)),
-        Ok(bytes) => serde_json::from_slice::<FusionFit>(&bytes).map(|f| f.rule).map_err(|e| {
-            Error::Invalid(format!("{} is not a fusion fit ({e}); re-run `stabilize eval fusion`", p.display()))
-        }),
-    }
+    Ok(read_fusion_fit(dir)?.map_or(FuseRule::UNFITTED, |f| f.rule))
 }
 
 /// The region penalty of run folder `dir`: its `fusion.json`'s fitted one, else 0 (a region
 /// match counts as it is). A damaged file is an error.
 pub fn read_region_penalty(dir: &Path) -> Result<f64> {
+    Ok(read_fusion_fit(dir)?.and_then(|f| f.regions).map_or(0.0, |r| r.penalty))
+}
+
+/// Run folder `dir`'s `fusion.json`, `None` when there is none; a file that is there but cannot
+/// be read is an error.
+pub fn read_fusion_fit(dir: &Path) -> Result<Option<FusionFit>> {
     let p = dir.join(run_files::FUSION);
     match std::fs::read(&p) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0.0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io(&p, e)),
-        Ok(bytes) => {
-            serde_json::from_slice::<FusionFit>(&bytes).map(|f| f.regions.map_or(0.0, |r| r.penalty)).map_err(|e| {
-                Error::Invalid(format!("{} is not a fusion fit ({e}); re-run `stabilize eval fusion`", p.display()))
-            })
-        }
+        Ok(bytes) => serde_json::from_slice::<FusionFit>(&bytes).map(Some).map_err(|e| {
+            Error::Invalid(format!("{} is not a fusion fit ({e}); re-run `stabilize eval fusion`", p.display()))
+        }),
     }
 }
 
