@@ -282,7 +282,7 @@ pub fn embed_files(
             .map(|p| {
                 let r = (|| {
                     let (size, mtime) = stat(p).map_err(|e| e.to_string())?;
-                    let key = p.display().to_string();
+                    let key = stabilize_core::fsutil::path_text(p);
                     if let Some(c) = old.and_then(|o| o.get(&key, size, mtime)) {
                         let cached_hash = c.hash.as_deref().and_then(PerceptualHash::from_bytes);
                         if (hash.is_none() || cached_hash.is_some()) && c.vector.len() == emb.dim * per {
@@ -364,9 +364,9 @@ pub struct ExportSummary {
 
 /// Writes `dir/embeddings.npy` (float32, `N × dim`, row i the vector of `embedded[i]`),
 /// `dir/paths.txt` (one path per line, line i = row i) and `dir/skipped.json` (the files that
-/// could not be read, with reasons), each atomically. A path that cannot be written as one line
-/// of UTF-8 (a newline in it, or not UTF-8) is moved to the skipped list rather than written
-/// ambiguously.
+/// could not be read, with reasons), each atomically. Paths are written as
+/// [`stabilize_core::fsutil::path_text`] makes them: exact, one line each even when a name holds
+/// a line break or is not UTF-8.
 pub fn write_embeddings(
     dir: &Path,
     dim: usize,
@@ -374,15 +374,9 @@ pub fn write_embeddings(
     skipped: &[load::Skipped],
 ) -> Result<ExportSummary, CollectionError> {
     std::fs::create_dir_all(dir).map_err(|source| stabilize_core::Error::Io { path: dir.to_path_buf(), source })?;
-    let mut skipped = skipped.to_vec();
     let (mut data, mut lines) = (Vec::with_capacity(embedded.len() * dim), String::new());
     let mut rows = 0;
     for e in embedded {
-        if e.info.path.contains(['\n', '\r']) {
-            skipped
-                .push(load::Skipped { path: e.info.path.clone().into(), reason: "path contains a line break".into() });
-            continue;
-        }
         data.extend_from_slice(&e.vector);
         lines.push_str(&e.info.path);
         lines.push('\n');
@@ -390,7 +384,7 @@ pub fn write_embeddings(
     }
     stabilize_core::data::npy::write_npy(&dir.join("embeddings.npy"), &data, &[rows, dim])?;
     stabilize_core::fsutil::write_atomic(&dir.join("paths.txt"), lines.as_bytes())?;
-    let json = serde_json::to_vec_pretty(&skipped).expect("skips serialise");
+    let json = serde_json::to_vec_pretty(skipped).expect("skips serialise");
     stabilize_core::fsutil::write_atomic(&dir.join("skipped.json"), &json)?;
     Ok(ExportSummary { rows, dim, skipped: skipped.len() })
 }

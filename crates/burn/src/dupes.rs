@@ -128,7 +128,7 @@ pub fn find_dupes(
         let key = |p: &PathBuf| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
         let in_library: std::collections::HashSet<PathBuf> = library.iter().map(key).collect();
         files.retain(|p| !in_library.contains(&key(p)));
-        new_paths = files.iter().map(|p| p.display().to_string()).collect();
+        new_paths = files.iter().map(|p| stabilize_core::fsutil::path_text(p)).collect();
         files.extend(library);
     }
     progress(DupesProgress::Files(files.len()));
@@ -277,7 +277,7 @@ pub fn hash_files(
             let r = (|| {
                 let bytes = std::fs::metadata(p).map_err(|e| e.to_string())?.len();
                 let img = load::load_image_with(p, &opts).map_err(|e| e.to_string())?;
-                let info = FileInfo { path: p.display().to_string(), pixels: img.pixel_count() as u64, bytes };
+                let info = FileInfo { path: stabilize_core::fsutil::path_text(p), pixels: img.pixel_count() as u64, bytes };
                 let content = into_content(img).map_err(|e| e.to_string())?;
                 Ok((info, PerceptualHash::of(&hasher, &content)))
             })();

@@ -1,12 +1,14 @@
 //! `stabilize dupes`: near-duplicate clusters under folders, by a trained model, a perceptual
 //! hash, or both fused (the default: the shipped model with pHash); the search is the library's ([`stabilize_burn::dupes`]), this prints it as text, JSON
-//! or CSV. Never moves or deletes anything.
+//! or CSV, and with `--move-to DIR` moves every file but the keep out of the way
+//! ([`stabilize_core::dedup::moves`]; `dupes undo DIR` puts them back). Never deletes anything.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use stabilize_burn::dupes::{DupesParams, DupesProgress, DupesReport, Method, find_dupes};
 use stabilize_core::HashKind;
+use stabilize_core::dedup::moves::{MoveReport, common_base, move_files};
 
 use crate::args::{RunArgs, bar, check_threshold_args, model_spec, set_jobs};
 
@@ -18,7 +20,10 @@ fn default_method(model: stabilize_burn::collection::ModelSpec) -> Method {
 
 /// `stabilize dupes` arguments.
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct DupesArgs {
+    #[command(subcommand)]
+    command: Option<DupesCommand>,
     /// Folders (searched recursively) or files; with --against, the new files.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
@@ -61,6 +66,12 @@ pub struct DupesArgs {
     /// files side by side with size, format and distance to the keep, least certain first.
     #[arg(long, value_name = "PAGE")]
     html: Option<PathBuf>,
+    /// Move every file of each cluster but its keep (in library mode: every new file but the
+    /// keep; library files never move) into DIR under its path relative to the searched folders,
+    /// listing each in DIR/stabilize-moves.jsonl first. Never overwrites; across file systems it
+    /// copies, fsyncs and only then removes. `stabilize dupes undo DIR` puts them back.
+    #[arg(long, value_name = "DIR")]
+    move_to: Option<PathBuf>,
     /// Worker threads [default: all cores].
     #[arg(long)]
     jobs: Option<usize>,
@@ -76,8 +87,31 @@ pub struct DupesArgs {
     run: RunArgs,
 }
 
+/// `stabilize dupes` subcommands.
+#[derive(clap::Subcommand)]
+pub enum DupesCommand {
+    /// Put back every file a `dupes --move-to DIR` moved (DIR/stabilize-moves.jsonl), never
+    /// overwriting; safe to re-run, also after a move or an undo was killed.
+    Undo {
+        /// The folder given to --move-to.
+        dir: PathBuf,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 pub fn run(args: DupesArgs) -> Result<()> {
+    if let Some(DupesCommand::Undo { dir, json }) = &args.command {
+        return undo(dir, *json);
+    }
     set_jobs(args.jobs)?;
+    if let Some(dir) = &args.move_to
+        && dir.exists()
+        && !dir.is_dir()
+    {
+        anyhow::bail!("--move-to {}: not a folder", dir.display());
+    }
     check_threshold_args(args.threshold, args.precision)?;
     let params = DupesParams {
         paths: args.paths.clone(),
@@ -104,9 +138,17 @@ pub fn run(args: DupesArgs) -> Result<()> {
     if let Some(page) = &args.html {
         write_review(page, &report)?;
     }
+    let moves = match &args.move_to {
+        Some(dir) => Some(move_duplicates(dir, &args, &report)?),
+        None => None,
+    };
     let DupesReport { clusters: found, skipped, seconds, method: method_name, threshold, .. } = &report;
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        let mut v = serde_json::to_value(&report)?;
+        if let Some(m) = &moves {
+            v["moves"] = serde_json::to_value(m)?;
+        }
+        println!("{v}");
     } else if args.csv {
         let library = !args.against.is_empty();
         println!("cluster,path,keep,max_distance{}", if library { ",in_library" } else { "" });
@@ -134,18 +176,93 @@ pub fn run(args: DupesArgs) -> Result<()> {
             }
         }
         for s in skipped.iter() {
-            eprintln!("skipped {}: {}", s.path.display(), s.reason);
+            eprintln!("{s}");
         }
         if let (Some(n), Some(l)) = (report.new_files, report.library_files) {
             eprintln!("library mode: {n} new files against {l} library files; clusters hold a new file");
         }
+        let acted = match &moves {
+            None => "nothing was moved or deleted".to_string(),
+            Some(m) => {
+                for n in &m.not_moved {
+                    eprintln!("not moved {}: {}", n.path, n.reason);
+                }
+                format!(
+                    "moved {} files to {} ({} copied across file systems, {} left in place); nothing deleted; undo: stabilize dupes undo {}",
+                    m.moved,
+                    m.dir,
+                    m.copied,
+                    m.not_moved.len(),
+                    m.dir
+                )
+            }
+        };
         eprintln!(
-            "{} files, {} skipped, {} clusters ({} files in them) with {method_name} at threshold {threshold:.4} in {seconds:.1}s; nothing was moved or deleted",
+            "{} files, {} skipped, {} clusters ({} files in them) with {method_name} at threshold {threshold:.4} in {seconds:.1}s; {acted}",
             report.files_seen - skipped.len(),
             skipped.len(),
             found.len(),
             found.iter().map(|c| c.files.len()).sum::<usize>()
         );
+    }
+    Ok(())
+}
+
+/// Moves every file of each cluster but its keep (library files never) into `dir`
+/// ([`stabilize_core::dedup::moves::move_files`]). `STABILIZE_MOVE_STEP_MS`, a test's hook,
+/// pauses between the steps of each move so a test can kill the run half way.
+fn move_duplicates(dir: &std::path::Path, args: &DupesArgs, report: &DupesReport) -> Result<MoveReport> {
+    use stabilize_core::fsutil::text_path_or_same;
+    let files: Vec<(PathBuf, String)> = report
+        .clusters
+        .iter()
+        .flat_map(|c| {
+            c.files
+                .iter()
+                .filter(|f| **f != c.keep && !c.library.contains(f))
+                .map(|f| (text_path_or_same(f), c.keep.clone()))
+        })
+        .collect();
+    let roots: Vec<PathBuf> = args.paths.iter().chain(&args.against).cloned().collect();
+    let step = std::env::var("STABILIZE_MOVE_STEP_MS").ok().and_then(|v| v.parse::<u64>().ok());
+    let pause = || {
+        if let Some(ms) = step {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
+    };
+    let pb = bar(files.len(), "moved", args.json || args.csv);
+    let r = move_files(&files, &common_base(&roots), dir, &pause, &|| pb.inc(1))
+        .map_err(|e| anyhow::anyhow!("--move-to: {e}"))?;
+    pb.finish_and_clear();
+    Ok(r)
+}
+
+/// `stabilize dupes undo DIR`.
+fn undo(dir: &std::path::Path, json: bool) -> Result<()> {
+    let n = stabilize_core::dedup::moves::read_manifest(dir).map(|m| m.len()).unwrap_or(0);
+    let pb = bar(n, "entries", json);
+    let r = stabilize_core::dedup::moves::undo(dir, &|| pb.inc(1))?;
+    pb.finish_and_clear();
+    if json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        for l in &r.left {
+            eprintln!("left {}: {}", l.path, l.reason);
+        }
+        let manifest = dir.join(stabilize_core::dedup::moves::MANIFEST);
+        eprintln!(
+            "{} files put back, {} already in place, {}",
+            r.restored,
+            r.in_place,
+            if r.manifest_removed {
+                "none left; the manifest is removed".to_string()
+            } else {
+                format!("{} left (kept in {})", r.left.len(), manifest.display())
+            }
+        );
+    }
+    if !r.left.is_empty() {
+        anyhow::bail!("{} entries could not be put back (see above); they stay in the manifest", r.left.len());
     }
     Ok(())
 }

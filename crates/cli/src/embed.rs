@@ -77,7 +77,7 @@ pub fn run(args: EmbedArgs) -> Result<()> {
         println!("{v}");
     } else {
         for s in &skipped {
-            eprintln!("skipped {}: {}", s.path.display(), s.reason);
+            eprintln!("{s}");
         }
         let fresh = summary.rows.saturating_sub(hits);
         let rate = if fresh > 0 {

@@ -74,7 +74,7 @@ impl EmbedProtocol {
         let (config, _) = load_embedder(&self.model, &device)?;
         let (photos, skipped) = dirs::photo_pool(&self.run.data(), config.model.input_size)?;
         for s in &skipped {
-            eprintln!("skipped {}: {}", s.path.display(), s.reason);
+            eprintln!("{s}");
         }
         Ok(Opened { distortions, device, photos })
     }
@@ -323,7 +323,7 @@ fn imagenet(
     let original = MobileNetV2::load_torchvision(&dirs::mobilenet_weights(&run.data())?, &device)?;
     let (pool, skipped) = dirs::photo_pool(&run.data(), config.input_size)?;
     for s in &skipped {
-        eprintln!("skipped {}: {}", s.path.display(), s.reason);
+        eprintln!("{s}");
     }
     let (_, mut test) = stabilize_burn::train::embed::split_indices(&pool, config.test_fraction);
     if let Some(n) = photos {

@@ -40,7 +40,7 @@ pub fn run(model: &str, dump: Option<&Path>, run: &RunArgs, json: bool, paths: &
     let model = open_model(model, run, &device)?;
     let loaded = load::load_all(paths, &load::LoadOptions::default());
     for s in &loaded.skipped {
-        eprintln!("skipped {}: {}", s.path.display(), s.reason);
+        eprintln!("{s}");
     }
     if loaded.images.is_empty() {
         bail!("no readable images under the given paths");

@@ -215,7 +215,7 @@ fn embed_and_add(
 fn report_skipped(skipped: &[load::Skipped], json: bool) {
     if !json {
         for s in skipped {
-            eprintln!("skipped {}: {}", s.path.display(), s.reason);
+            eprintln!("{s}");
         }
     }
 }
@@ -299,7 +299,7 @@ fn add(path: &Path, paths: &[PathBuf], common: &CommonArgs) -> Result<()> {
     }
     let (mut todo, mut unchanged, mut replaced) = (Vec::new(), 0usize, 0usize);
     for f in files {
-        let key = f.display().to_string();
+        let key = stabilize_core::fsutil::path_text(&f);
         match known.get(&key) {
             Some(&k) => {
                 let entry = manifest.files[k as usize].as_ref().expect("known keys are present");

@@ -91,7 +91,8 @@ enum Command {
         json: bool,
     },
     /// Find near-duplicate images under folders: pairs under a threshold, grouped into clusters,
-    /// with a suggested file to keep. Never deletes or moves anything.
+    /// with a suggested file to keep. Never deletes anything; moves files only with --move-to
+    /// (`stabilize dupes undo DIR` puts them back).
     Dupes(dupes::DupesArgs),
     /// Write a collection's vectors for your own search: DIR/embeddings.npy (float32, N × d,
     /// L2-normalised rows), DIR/paths.txt (row i = line i), DIR/skipped.json.

@@ -94,7 +94,7 @@ pub fn measure(spec: &str, seed: u64, json: bool, paths: &[PathBuf]) -> Result<(
         }
         println!("{} images in {:.1}s", report.images.len(), report.seconds);
         for s in &report.skipped {
-            println!("skipped {}: {}", s.path.display(), s.reason);
+            println!("{s}");
         }
     }
     Ok(())

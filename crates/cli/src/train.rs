@@ -347,7 +347,7 @@ fn classify_photos(args: TrainClassifyArgs) -> Result<()> {
     let weights = dirs::mobilenet_weights(&data)?;
     let (photos, skipped) = dirs::photo_pool(&data, config.input_size)?;
     for s in &skipped {
-        eprintln!("skipped {}: {}", s.path.display(), s.reason);
+        eprintln!("{s}");
     }
     let pb = bar(config.steps, "steps", args.output.json);
     let mut on = on_event(&pb, "crops", |s: &ImagenetIntervalStats| {
@@ -403,7 +403,7 @@ fn embed(args: TrainEmbedArgs) -> Result<()> {
     };
     let (photos, skipped) = dirs::photo_pool(&data, config.model.input_size)?;
     for s in &skipped {
-        eprintln!("skipped {}: {}", s.path.display(), s.reason);
+        eprintln!("{s}");
     }
     let pb = bar(config.steps, "steps", args.output.json);
     let mut on = on_event(&pb, "triplets", |s: &stabilize_burn::train::IntervalStats| {

@@ -850,6 +850,135 @@ fn dupes_groups_planted_copies_and_reports_bad_files() {
     assert_one_line_error(&stabilize(&["dupes", d.to_str().unwrap(), "--jobs", "0"]), "--jobs must be ≥ 1");
 }
 
+/// Every file under `root` (relative path → bytes), recursively.
+fn snapshot(root: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.insert(p.strip_prefix(root).unwrap().to_path_buf(), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// Three textures, each with a JPEG copy in `a/` and a thumbnail copy in `b/`; on Unix the first
+/// texture's JPEG copy has a name that is not UTF-8. Returns the folder.
+fn planted_textures(root: &Path) -> std::path::PathBuf {
+    let d = root.join("photos");
+    for sub in ["a", "b"] {
+        std::fs::create_dir_all(d.join(sub)).unwrap();
+    }
+    for k in 0..3u32 {
+        let img = image::RgbImage::from_fn(96, 80, |x, y| {
+            let v = match k {
+                0 => (x * 5 + y * 2) % 256,
+                1 => (x * 3 + y * y / 20) % 256,
+                _ => (x * y) % 256,
+            };
+            image::Rgb([v as u8, (v / 2 + 40 * k) as u8, 255 - v as u8])
+        });
+        let orig = d.join(format!("img{k}.png"));
+        img.save(&orig).unwrap();
+        distort_to("jpeg:80", &orig, &d.join(format!("a/img{k}__jpeg.png")));
+        distort_to("thumb:60", &orig, &d.join(format!("b/img{k}__thumb.png")));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let odd = d.join("a").join(std::ffi::OsStr::from_bytes(b"img0 copy \xff\xfe.png"));
+        std::fs::rename(d.join("a/img0__jpeg.png"), odd).unwrap();
+    }
+    d
+}
+
+/// `dupes --move-to DIR` moves every file but each cluster's keep under its relative path and
+/// lists it; `dupes undo DIR` puts every byte back, a name that is not UTF-8 included (written
+/// escaped in JSON and the manifest, read back exactly). Killed half way (SIGKILL, at several
+/// points), every file is in place or moved and listed, and undo restores them all.
+#[test]
+fn dupes_move_to_survives_a_kill_and_undo_restores_every_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let photos = planted_textures(dir.path());
+    let before = snapshot(&photos);
+    let trash = dir.path().join("trash");
+    let (p, t) = (photos.to_str().unwrap(), trash.to_str().unwrap());
+    let o = stabilize(&["dupes", p, "--hash", "phash", "--move-to", t, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["clusters"].as_array().unwrap().len(), 3, "{v}");
+    assert_eq!(v["moves"]["moved"], 6, "{v}");
+    let moved = snapshot(&trash);
+    let keeps: Vec<&str> = v["clusters"].as_array().unwrap().iter().map(|c| c["keep"].as_str().unwrap()).collect();
+    for keep in &keeps {
+        assert!(Path::new(keep).is_file(), "the keep stays: {keep}");
+    }
+    assert_eq!(snapshot(&photos).len(), 3);
+    assert_eq!(moved.len(), 6 + 1, "six files and the manifest: {:?}", moved.keys());
+    for (rel, bytes) in &moved {
+        if rel != Path::new("stabilize-moves.jsonl") {
+            assert_eq!(before.get(rel), Some(bytes), "{rel:?} moved under its relative path, unchanged");
+        }
+    }
+    #[cfg(unix)]
+    {
+        let files = v["clusters"].to_string();
+        assert!(files.contains(r#"img0 copy \\xff\\xfe.png"#), "escaped in JSON: {files}");
+        let manifest = std::fs::read_to_string(trash.join("stabilize-moves.jsonl")).unwrap();
+        assert!(manifest.contains(r#"a/img0 copy \\xff\\xfe.png"#), "{manifest}");
+    }
+    // Moving again into the same folder finds nothing left to move.
+    let o = stabilize(&["dupes", p, "--hash", "phash", "--move-to", t]);
+    assert!(o.status.success() && stderr(&o).contains("moved 0 files"), "{}", stderr(&o));
+    let o = stabilize(&["dupes", "undo", t]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("6 files put back"), "{}", stderr(&o));
+    assert_eq!(snapshot(&photos), before, "every byte back under its name");
+    assert_eq!(snapshot(&trash).len(), 0, "the manifest and the folders it made are gone");
+    assert_one_line_error(&stabilize(&["dupes", "undo", t]), "nothing to undo");
+    std::fs::write(dir.path().join("file"), b"x").unwrap();
+    assert_one_line_error(
+        &stabilize(&["dupes", p, "--hash", "phash", "--move-to", dir.path().join("file").to_str().unwrap()]),
+        "not a folder",
+    );
+
+    // Killed after the k-th file's entry is written, with pauses between every step.
+    for k in 1..=4 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_stabilize"))
+            .args(["dupes", p, "--hash", "phash", "--move-to", t])
+            .env("STABILIZE_MOVE_STEP_MS", "60")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let manifest = trash.join("stabilize-moves.jsonl");
+        let started = std::time::Instant::now();
+        while std::fs::read_to_string(&manifest).map_or(0, |m| m.lines().count()) < k {
+            assert!(started.elapsed().as_secs() < 60, "no progress");
+            std::thread::sleep(std::time::Duration::from_millis(5 + 17 * k as u64));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let listed = std::fs::read_to_string(&manifest).unwrap();
+        let (now, away) = (snapshot(&photos), snapshot(&trash));
+        for (rel, bytes) in &before {
+            let in_place = now.get(rel) == Some(bytes);
+            let moved = away.get(rel) == Some(bytes);
+            let name = serde_json::to_string(&stabilize_core::fsutil::path_text(rel)).unwrap();
+            assert!(in_place || (moved && listed.contains(name.trim_matches('"'))), "kill {k}: {rel:?} lost");
+        }
+        let o = stabilize(&["dupes", "undo", t]);
+        assert!(o.status.success(), "kill {k}: {}", stderr(&o));
+        assert_eq!(snapshot(&photos), before, "kill {k}: restored");
+        assert_eq!(snapshot(&trash).len(), 0, "kill {k}");
+    }
+}
+
 /// `--l0 distil` starts from the pretrained descriptor: with α = 0 the distillation distance is the
 /// ε floor (√1e-8) and stays there (zero gradient); with α > 0 the stability term is positive and
 /// the student moves. Settings that cannot anchor are one-line errors.

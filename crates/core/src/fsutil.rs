@@ -118,6 +118,92 @@ pub fn human_bytes(n: u64) -> String {
     if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", units[u]) }
 }
 
+/// A path as text that names it exactly, for output a script acts on (`dupes`' JSON/CSV, the
+/// move manifest, `embed`'s paths.txt): the path's bytes with `\\` written `\\\\`, and each byte
+/// that is an ASCII control character (a line break, a tab) or not part of valid UTF-8 written
+/// `\\xNN` (two lower-case hex digits). A UTF-8 path without a backslash or control character,
+/// nearly every path, is its own text; [`text_path`] reads any of them back byte for byte.
+pub fn path_text(path: &Path) -> String {
+    let bytes = path_bytes(path);
+    let mut out = String::with_capacity(bytes.len());
+    let hex = |out: &mut String, b: u8| out.push_str(&format!("\\x{b:02x}"));
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                c if c.is_ascii_control() => hex(&mut out, c as u8),
+                c => out.push(c),
+            }
+        }
+        for &b in chunk.invalid() {
+            hex(&mut out, b);
+        }
+    }
+    out
+}
+
+/// The path [`path_text`] wrote as `text`; an error names a malformed escape (a lone `\\`, or
+/// `\\x` without two hex digits).
+pub fn text_path(text: &str) -> std::result::Result<std::path::PathBuf, String> {
+    if !text.contains('\\') {
+        return Ok(std::path::PathBuf::from(text));
+    }
+    let bad = || format!("{text:?}: a malformed escape (paths write a backslash as \\\\ and other bytes as \\xNN)");
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        rest = tail;
+        if b != b'\\' {
+            bytes.push(b);
+            continue;
+        }
+        match rest {
+            [b'\\', tail @ ..] => {
+                bytes.push(b'\\');
+                rest = tail;
+            }
+            [b'x', h, l, tail @ ..] => {
+                let digit = |d: u8| (d as char).to_digit(16).map(|v| v as u8);
+                bytes.push(digit(*h).zip(digit(*l)).map(|(h, l)| h << 4 | l).ok_or_else(bad)?);
+                rest = tail;
+            }
+            _ => return Err(bad()),
+        }
+    }
+    path_from_bytes(bytes).ok_or_else(|| format!("{text:?}: not a path on this system (not UTF-8)"))
+}
+
+/// Like [`text_path`] for a `String` known to come from [`path_text`] (a search's own output); a
+/// malformed one is taken as written.
+pub fn text_path_or_same(text: &str) -> std::path::PathBuf {
+    text_path(text).unwrap_or_else(|_| std::path::PathBuf::from(text))
+}
+
+#[cfg(unix)]
+fn path_bytes(path: &Path) -> std::borrow::Cow<'_, [u8]> {
+    use std::os::unix::ffi::OsStrExt;
+    std::borrow::Cow::Borrowed(path.as_os_str().as_bytes())
+}
+
+#[cfg(not(unix))]
+fn path_bytes(path: &Path) -> std::borrow::Cow<'_, [u8]> {
+    match path.to_string_lossy() {
+        std::borrow::Cow::Borrowed(s) => std::borrow::Cow::Borrowed(s.as_bytes()),
+        std::borrow::Cow::Owned(s) => std::borrow::Cow::Owned(s.into_bytes()),
+    }
+}
+
+#[cfg(unix)]
+fn path_from_bytes(bytes: Vec<u8>) -> Option<std::path::PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    Some(std::path::PathBuf::from(std::ffi::OsString::from_vec(bytes)))
+}
+
+#[cfg(not(unix))]
+fn path_from_bytes(bytes: Vec<u8>) -> Option<std::path::PathBuf> {
+    String::from_utf8(bytes).ok().map(std::path::PathBuf::from)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,5 +245,33 @@ mod tests {
         let p = dir.path().join("abc");
         fs::write(&p, b"abc").unwrap();
         assert_eq!(sha256_file(&p).unwrap(), sha256_bytes(b"abc"));
+    }
+
+    #[test]
+    fn path_text_is_the_path_when_plain_and_round_trips_every_byte() {
+        use std::path::PathBuf;
+        assert_eq!(path_text(Path::new("photos/été 2020/a.jpg")), "photos/été 2020/a.jpg");
+        assert_eq!(path_text(Path::new("a\\b\nc\td")), "a\\\\b\\x0ac\\x09d");
+        assert_eq!(text_path("a\\\\b\\x0ac\\x09d").unwrap(), PathBuf::from("a\\b\nc\td"));
+        // A literal "\x41" in a name is escaped, so it does not read back as "A".
+        assert_eq!(text_path(&path_text(Path::new("\\x41"))).unwrap(), PathBuf::from("\\x41"));
+        for bad in ["a\\", "a\\q", "a\\x4", "a\\xzz"] {
+            assert!(text_path(bad).unwrap_err().contains("malformed"), "{bad}");
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStrExt;
+            let raw = std::ffi::OsStr::from_bytes(b"bad\xff\xfename\xc3.png");
+            let text = path_text(Path::new(raw));
+            assert_eq!(text, "bad\\xff\\xfename\\xc3.png");
+            assert_eq!(text_path(&text).unwrap().as_os_str(), raw);
+            // Every byte value but NUL (no path holds one), alone and after a UTF-8 lead byte.
+            for b in 1..=255u8 {
+                for name in [vec![b'x', b], vec![0xe2, b, b'y']] {
+                    let p = Path::new(std::ffi::OsStr::from_bytes(&name));
+                    assert_eq!(text_path(&path_text(p)).unwrap(), p, "{name:?}");
+                }
+            }
+        }
     }
 }

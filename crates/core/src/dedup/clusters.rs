@@ -50,7 +50,7 @@ pub fn identical_groups(paths: &[String]) -> Vec<Vec<String>> {
     for same_size in by_size.into_values().filter(|v| v.len() > 1) {
         let mut by_hash: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for p in same_size {
-            if let Ok(h) = crate::fsutil::sha256_file(std::path::Path::new(p)) {
+            if let Ok(h) = crate::fsutil::sha256_file(&crate::fsutil::text_path_or_same(p)) {
                 by_hash.entry(h).or_default().push(p.clone());
             }
         }

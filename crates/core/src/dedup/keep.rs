@@ -44,7 +44,7 @@ impl Candidate {
     pub fn read(path: &str, pixels: u64, mean_distance: f64) -> Candidate {
         use crate::image::borders::content_window;
         use crate::image::load::{LoadOptions, load_image_with};
-        let p = Path::new(path);
+        let p = &crate::fsutil::text_path_or_same(path);
         let img = load_image_with(p, &LoadOptions::default()).ok();
         Candidate {
             path: path.to_string(),
@@ -67,7 +67,7 @@ const DISTANCE_TIE: f64 = 1e-6;
 /// Rank of `path` among `prefer` (folders): the index of the first folder it lies under, else
 /// `prefer.len()`. Paths are compared as given and canonicalised.
 pub fn prefer_rank(path: &str, prefer: &[PathBuf]) -> usize {
-    let p = Path::new(path);
+    let p = &crate::fsutil::text_path_or_same(path);
     let canon = std::fs::canonicalize(p).ok();
     prefer
         .iter()

@@ -1,6 +1,7 @@
 //! Near-duplicate search: pairs under a threshold and their clusters with a suggested keep
 //! ([`clusters`]), the per-model embedding cache ([`cache`]), and the persistent HNSW index with
-//! its scale benchmark ([`index`], [`index_bench`]; feature `index`).
+//! its scale benchmark ([`index`], [`index_bench`]; feature `index`), and moving the
+//! duplicates out of the way with an undo ([`moves`]).
 
 pub mod cache;
 pub mod clusters;
@@ -9,6 +10,7 @@ pub mod index;
 #[cfg(all(feature = "index", feature = "bench"))]
 pub mod index_bench;
 pub mod keep;
+pub mod moves;
 #[cfg(feature = "report")]
 pub mod review;
 

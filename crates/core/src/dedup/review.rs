@@ -4,8 +4,6 @@
 //! keep, the keep marked, and the least certain clusters first (the largest linking distance, the
 //! nearest to the threshold), so a person decides where the search is least sure.
 
-use std::path::Path;
-
 use base64::Engine as _;
 
 use crate::dedup::Cluster;
@@ -34,7 +32,7 @@ pub struct ReviewFile {
 /// Reads what the page shows of `path`: its size, format and thumbnail. An unreadable file is
 /// still shown, with its path and why (in `format`).
 pub fn review_file(path: &str, distance: Option<f64>) -> ReviewFile {
-    let p = Path::new(path);
+    let p = &crate::fsutil::text_path_or_same(path);
     let bytes = std::fs::metadata(p).ok().map(|m| m.len());
     let format = std::fs::read(p)
         .ok()

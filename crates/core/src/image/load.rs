@@ -111,8 +111,21 @@ fn check_pixels(w: u32, h: u32, opts: &LoadOptions) -> std::result::Result<(), S
 /// A file that was not loaded, and why.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Skipped {
+    /// Written as [`crate::fsutil::path_text`] makes it (exact for any name).
+    #[serde(serialize_with = "serialize_path_text")]
     pub path: PathBuf,
     pub reason: String,
+}
+
+/// `skipped PATH: REASON`, the path as [`crate::fsutil::path_text`] writes it.
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "skipped {}: {}", crate::fsutil::path_text(&self.path), self.reason)
+    }
+}
+
+fn serialize_path_text<S: serde::Serializer>(path: &std::path::Path, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::fsutil::path_text(path))
 }
 
 /// Lists image files (by extension) under `roots`, recursively, sorted; a root may also be a
