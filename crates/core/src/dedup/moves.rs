@@ -376,7 +376,7 @@ mod tests {
         write(&b.join("y.jpg"), b"y");
         assert_eq!(common_base(&[a.clone(), b.clone()]), t.path().join("lib"));
         assert_eq!(common_base(&[a.join("x.jpg")]), a);
-        assert_eq!(common_base(&[a.clone()]), a);
+        assert_eq!(common_base(std::slice::from_ref(&a)), a);
         assert_eq!(relative_under(&a.join("x.jpg"), &t.path().join("lib")), PathBuf::from("2020/x.jpg"));
         assert_eq!(relative_under(Path::new("/elsewhere/y.jpg"), &a), PathBuf::from("elsewhere/y.jpg"));
     }
