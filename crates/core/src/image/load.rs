@@ -1,4 +1,5 @@
-//! The photo loader: JPEG, PNG, WebP, GIF (first frame), BMP and TIFF files to RGB [`Image`]s.
+//! The photo loader: JPEG, PNG, WebP, GIF (first frame), BMP, TIFF, and HEIC/HEIF and AVIF
+//! (through libheif, feature `heif`: [`crate::image::heif`]) files to RGB [`Image`]s.
 //!
 //! JPEG goes through libjpeg-turbo (the decoder Pillow uses, so pixels match Pillow's), other
 //! formats and CMYK JPEGs through the `image` crate. EXIF orientation is applied; grayscale is
@@ -17,7 +18,8 @@ use crate::error::{Error, IoContext, Result};
 use crate::image::Image;
 
 /// File extensions treated as images (lower case).
-pub const IMAGE_EXTENSIONS: [&str; 8] = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"];
+pub const IMAGE_EXTENSIONS: [&str; 11] =
+    ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff", "heic", "heif", "avif"];
 
 /// Safety limits for decoding untrusted files.
 #[derive(Clone, Debug)]
@@ -60,6 +62,12 @@ pub fn decode_image(bytes: &[u8], opts: &LoadOptions) -> std::result::Result<Ima
     if bytes.is_empty() {
         return Err("empty file".into());
     }
+    if is_heif_like(bytes) {
+        #[cfg(feature = "heif")]
+        return crate::image::heif::decode(bytes, &|w, h| check_pixels(w, h, opts));
+        #[cfg(not(feature = "heif"))]
+        return Err("HEIF/AVIF: this build has no libheif (feature `heif`)".into());
+    }
     let format = image::guess_format(bytes).map_err(|_| "not a recognised image format".to_string())?;
     if format == image::ImageFormat::Jpeg {
         let (w, h) = crate::image::jpeg::dimensions(bytes).map_err(|e| e.to_string())?;
@@ -91,6 +99,14 @@ pub fn decode_image(bytes: &[u8], opts: &LoadOptions) -> std::result::Result<Ima
     let mut dynamic = image::DynamicImage::from_decoder(decoder).map_err(|e| e.to_string())?;
     dynamic.apply_orientation(orientation);
     Ok(Image::from_dynamic(dynamic).map_err(|e| e.to_string())?.to_rgb())
+}
+
+/// Whether `bytes` start like a HEIF/AVIF file (an ISO BMFF `ftyp` box with a picture brand).
+fn is_heif_like(bytes: &[u8]) -> bool {
+    #[cfg(feature = "heif")]
+    return crate::image::heif::is_heif(bytes);
+    #[cfg(not(feature = "heif"))]
+    return bytes.len() >= 12 && &bytes[4..8] == b"ftyp" && [b"heic", b"heix", b"mif1", b"avif"].iter().any(|b| &bytes[8..12] == *b);
 }
 
 fn check_pixels(w: u32, h: u32, opts: &LoadOptions) -> std::result::Result<(), String> {

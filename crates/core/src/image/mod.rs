@@ -11,6 +11,8 @@
 pub mod bench;
 pub mod borders;
 pub mod hash;
+#[cfg(feature = "heif")]
+pub mod heif;
 pub mod jpeg;
 pub mod load;
 pub mod regions;
