@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use stabilize_burn::dupes::{DupesParams, DupesProgress, DupesReport, Method, find_dupes};
+use stabilize_burn::dupes::{DupesParams, DupesProgress, DupesReport, Method, PairSearch, find_dupes};
 use stabilize_core::HashKind;
 use stabilize_core::dedup::moves::{MoveReport, common_base, move_files};
 
@@ -72,6 +72,11 @@ pub struct DupesArgs {
     /// copies, fsyncs and only then removes. `stabilize dupes undo DIR` puts them back.
     #[arg(long, value_name = "DIR")]
     move_to: Option<PathBuf>,
+    /// How pairs are found: `exact` compares every pair; `indexed` takes candidates from an
+    /// HNSW graph of the model's vectors (each file's 32 nearest) and buckets of the hashes (all
+    /// pairs within the threshold), checked exactly; `auto` indexes from 5,000 files on.
+    #[arg(long, value_enum, default_value_t = PairSearch::Auto)]
+    search: PairSearch,
     /// Worker threads [default: all cores].
     #[arg(long)]
     jobs: Option<usize>,
@@ -127,6 +132,7 @@ pub fn run(args: DupesArgs) -> Result<()> {
         precision: args.precision,
         cache: !args.no_cache,
         regions: args.regions,
+        search: args.search,
     };
     let device = args.run.device()?;
     let pb = bar(0, "files", args.json || args.csv);
@@ -198,11 +204,12 @@ pub fn run(args: DupesArgs) -> Result<()> {
             }
         };
         eprintln!(
-            "{} files, {} skipped, {} clusters ({} files in them) with {method_name} at threshold {threshold:.4} in {seconds:.1}s; {acted}",
+            "{} files, {} skipped, {} clusters ({} files in them) with {method_name} at threshold {threshold:.4}, {} search, in {seconds:.1}s; {acted}",
             report.files_seen - skipped.len(),
             skipped.len(),
             found.len(),
-            found.iter().map(|c| c.files.len()).sum::<usize>()
+            found.iter().map(|c| c.files.len()).sum::<usize>(),
+            report.search
         );
     }
     Ok(())

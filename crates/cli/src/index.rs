@@ -89,6 +89,31 @@ pub enum IndexCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The pair search of `dupes --search indexed` at scale, on synthetic clustered vectors: time,
+    /// peak memory and pairs over N, then pair recall and clusters against exact search on a subset.
+    BenchPairs {
+        #[arg(long, default_value_t = 1_000_000)]
+        n: usize,
+        /// Items compared both ways (exact search is quadratic).
+        #[arg(long, default_value_t = 100_000)]
+        subset: usize,
+        #[arg(long, default_value_t = 128)]
+        dim: usize,
+        /// L2 (fused) distance under which a pair is a duplicate.
+        #[arg(long, default_value_t = 0.45)]
+        threshold: f64,
+        /// Graph neighbours asked per item.
+        #[arg(long, default_value_t = stabilize_core::dedup::ann::DEFAULT_K)]
+        k: usize,
+        /// Vectors alone, without fused SimHash hashes.
+        #[arg(long)]
+        no_hash: bool,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// HNSW parameters.
@@ -176,6 +201,37 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
         IndexCommand::Query { index, images, k, exact, common } => query(&index, &images, k, exact, &common),
         IndexCommand::Bench { synthetic, from, n, dim, queries, k, seed, threads, params, also_ef, json } => {
             bench(&synthetic, from.as_deref(), n, dim, queries, k, seed, threads, &params, &also_ef, json)
+        }
+        IndexCommand::BenchPairs { n, subset, dim, threshold, k, no_hash, seed, json } => {
+            if n < 2 || subset < 2 || dim == 0 || k == 0 || !(threshold > 0.0) {
+                bail!("--n and --subset must be ≥ 2, --dim and --k ≥ 1, --threshold > 0");
+            }
+            let r = index_bench::pairs_run(n, subset, dim, threshold, k, !no_hash, seed, &|m| eprintln!("{m}"))?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "{} — {} × {}, threshold {}, k {}, {} threads\nindexed over {}: {} pairs in {:.1}s, peak RSS {}\nfirst {}: exact {} pairs in {:.1}s, indexed {} in {:.1}s, pair recall {:.4}, same clusters: {}",
+                    r.data,
+                    r.n,
+                    r.dim,
+                    r.threshold,
+                    r.k,
+                    r.threads,
+                    r.n,
+                    r.indexed_pairs,
+                    r.indexed_seconds,
+                    r.peak_rss_bytes.map_or("?".into(), stabilize_core::fsutil::human_bytes),
+                    r.subset,
+                    r.subset_exact_pairs,
+                    r.subset_exact_seconds,
+                    r.subset_indexed_pairs,
+                    r.subset_indexed_seconds,
+                    r.subset_pair_recall,
+                    r.subset_same_clusters
+                );
+            }
+            Ok(())
         }
     }
 }

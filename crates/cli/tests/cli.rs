@@ -835,6 +835,16 @@ fn dupes_groups_planted_copies_and_reports_bad_files() {
         assert!(skipped.iter().any(|p| p.ends_with(bad)), "{bad} not reported: {skipped:?}");
     }
     assert_eq!(v["files_seen"], 12);
+    assert_eq!(v["search"], "exact", "small sets compare every pair");
+    // The indexed search (hash buckets here) finds the same clusters.
+    let o = stabilize(&["dupes", d.to_str().unwrap(), "--hash", "phash", "--json", "--search", "indexed"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let w: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((&w["search"], &w["clusters"]), (&"indexed".into(), &v["clusters"]));
+    assert_one_line_error(
+        &stabilize(&["dupes", d.to_str().unwrap(), "--hash", "phash", "--threshold", "20", "--search", "indexed"]),
+        "use --search exact",
+    );
     let o = stabilize(&["dupes", d.to_str().unwrap(), "--hash", "phash", "--csv", "--jobs", "1"]);
     assert!(o.status.success());
     let csv = String::from_utf8_lossy(&o.stdout);
@@ -1079,6 +1089,20 @@ fn dupes_uses_the_default_model_on_edited_copies() {
     let found: usize = clusters.iter().map(|c| c["files"].as_array().unwrap().len()).sum();
     assert!(found >= 32, "{found}: {v}");
     assert_eq!(std::fs::read_dir(&lib).unwrap().count(), 36);
+    // The indexed search (HNSW over the model's vectors, buckets over pHash) finds the same clusters.
+    let o = stabilize(&[
+        "dupes",
+        lib.to_str().unwrap(),
+        "--data-dir",
+        own_data.to_str().unwrap(),
+        "--json",
+        "--search",
+        "indexed",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let w: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((&v["search"], &w["search"]), (&"exact".into(), &"indexed".into()));
+    assert_eq!(w["clusters"], v["clusters"]);
 }
 
 /// Library mode: `dupes NEW --against LIBRARY` reports only clusters holding a new file, marks the

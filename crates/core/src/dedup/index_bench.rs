@@ -232,6 +232,139 @@ pub fn run(
     })
 }
 
+/// What the pair-search benchmark ([`pairs_run`]) measured.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PairsResult {
+    /// "synthetic clustered" vectors, with SimHash hashes when fused.
+    pub data: String,
+    pub n: usize,
+    pub dim: usize,
+    /// Fused with 64-bit hashes (the signs of 64 fixed random projections of each vector, so near
+    /// vectors have near hashes) by the rule `min(l2, 0.05 · bits)`, as `dupes` does by default.
+    pub fused: bool,
+    pub threshold: f64,
+    pub k: usize,
+    pub threads: usize,
+    /// The indexed search over all `n`: seconds, pairs found, peak resident memory after it.
+    pub indexed_seconds: f64,
+    pub indexed_pairs: usize,
+    pub peak_rss_bytes: Option<u64>,
+    /// On the first `subset` items: exact pairs, the indexed search's pairs, both times, and the
+    /// share of exact pairs the indexed search found (it finds no false pair: each is checked).
+    pub subset: usize,
+    pub subset_exact_pairs: usize,
+    pub subset_indexed_pairs: usize,
+    pub subset_exact_seconds: f64,
+    pub subset_indexed_seconds: f64,
+    pub subset_pair_recall: f64,
+    /// Whether single linkage over the indexed pairs gives the same groups as over the exact ones.
+    pub subset_same_clusters: bool,
+}
+
+/// Hashes that agree where vectors do: bit b is the sign of the projection of the vector on a
+/// fixed random direction b (SimHash), so the Hamming distance tracks the angle between vectors.
+pub fn simhash(data: &[f32], dim: usize, seed: u64) -> Vec<crate::image::hash::PerceptualHash> {
+    use rayon::prelude::*;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5348_4153);
+    let normal = Normal::new(0f32, 1.0).expect("valid");
+    let dirs: Vec<f32> = (0..64 * dim).map(|_| normal.sample(&mut rng)).collect();
+    data.par_chunks(dim)
+        .map(|v| {
+            let mut w = 0u64;
+            for (b, d) in dirs.chunks(dim).enumerate() {
+                if v.iter().zip(d).map(|(x, y)| x * y).sum::<f32>() > 0.0 {
+                    w |= 1 << b;
+                }
+            }
+            crate::image::hash::PerceptualHash::from_bytes(&w.to_le_bytes()).expect("8 bytes are a hash")
+        })
+        .collect()
+}
+
+/// Group labels of single linkage over `pairs` of `n` items (the smallest member names a group).
+fn groups(n: usize, pairs: &[(usize, usize, f64)]) -> Vec<usize> {
+    let mut parent: Vec<usize> = (0..n).collect();
+    fn root(p: &mut [usize], mut x: usize) -> usize {
+        while p[x] != x {
+            p[x] = p[p[x]];
+            x = p[x];
+        }
+        x
+    }
+    for &(i, j, _) in pairs {
+        let (a, b) = (root(&mut parent, i), root(&mut parent, j));
+        parent[a.max(b)] = a.min(b);
+    }
+    (0..n).map(|i| root(&mut parent, i)).collect()
+}
+
+/// The pair-search benchmark: `n` synthetic clustered unit vectors of dimension `dim` (fused with
+/// SimHash hashes when `fused`), every pair under `threshold` found by the indexed search
+/// ([`crate::dedup::ann::pairs_indexed`], `k` neighbours) with its time and peak memory, then on
+/// the first `subset` items the same against exact search (every pair).
+#[allow(clippy::too_many_arguments)]
+pub fn pairs_run(
+    n: usize,
+    subset: usize,
+    dim: usize,
+    threshold: f64,
+    k: usize,
+    fused: bool,
+    seed: u64,
+    progress: &dyn Fn(&str),
+) -> Result<PairsResult> {
+    use crate::dedup::ann::pairs_indexed;
+    use crate::dedup::clusters::pairs_under;
+    use crate::eval::embed::Descriptors;
+    progress(&format!("generating {n} vectors × {dim}"));
+    let (data, _) = synthetic(Synthetic::Clustered, n, 0, dim, seed);
+    let describe = |data: Vec<f32>| {
+        let v = Descriptors::Vectors { dim, data };
+        if fused {
+            let Descriptors::Vectors { data, .. } = &v else { unreachable!() };
+            let h = simhash(data, dim, seed);
+            Descriptors::fuse(v, h, crate::eval::fusion::FuseRule { l2_per_bit: 0.05, l2_cap: 2.0 })
+        } else {
+            v
+        }
+    };
+    let subset = subset.min(n);
+    let small = describe(data[..subset * dim].to_vec());
+    let all = describe(data);
+    progress(&format!("indexed search over {n}"));
+    let t = Instant::now();
+    let pairs = pairs_indexed(&all, n, n, threshold, k)?;
+    let indexed_seconds = t.elapsed().as_secs_f64();
+    let peak = peak_rss_bytes();
+    drop(all);
+    progress(&format!("indexed and exact search over the first {subset}"));
+    let t = Instant::now();
+    let sub_indexed = pairs_indexed(&small, subset, subset, threshold, k)?;
+    let subset_indexed_seconds = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let sub_exact = pairs_under(subset, threshold, &|i, j| small.distance(i, &small, j));
+    let subset_exact_seconds = t.elapsed().as_secs_f64();
+    Ok(PairsResult {
+        data: format!("synthetic clustered{}", if fused { " + SimHash" } else { "" }),
+        n,
+        dim,
+        fused,
+        threshold,
+        k,
+        threads: rayon::current_num_threads(),
+        indexed_seconds,
+        indexed_pairs: pairs.len(),
+        peak_rss_bytes: peak,
+        subset,
+        subset_exact_pairs: sub_exact.len(),
+        subset_indexed_pairs: sub_indexed.len(),
+        subset_exact_seconds,
+        subset_indexed_seconds,
+        subset_pair_recall: sub_indexed.len() as f64 / sub_exact.len().max(1) as f64,
+        subset_same_clusters: groups(subset, &sub_exact) == groups(subset, &sub_indexed),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,6 +382,20 @@ mod tests {
         let (u, qu) = synthetic(Synthetic::Uniform, 2000, 10, 16, 7);
         let near = |d: &[f32], q: &[f32]| exact_knn(d, 16, q, 1).iter().map(|r| r[0].distance).sum::<f32>() / 10.0;
         assert!(near(&a, &qa) < 0.6 * near(&u, &qu), "{} vs {}", near(&a, &qa), near(&u, &qu));
+    }
+
+    #[test]
+    fn pair_benchmark_finds_the_exact_groups_on_a_small_set() {
+        let r = pairs_run(3000, 3000, 32, 0.45, 32, true, 2, &|_| {}).unwrap();
+        assert_eq!(r.indexed_pairs, r.subset_indexed_pairs);
+        assert!(r.subset_exact_pairs > 3000, "{r:?}");
+        assert!(r.subset_pair_recall > 0.98 && r.subset_pair_recall <= 1.0, "{r:?}");
+        assert!(r.subset_same_clusters, "{r:?}");
+        // SimHash tracks the angle: a vector's hash is nearer its group's than a stranger's.
+        let (d, _) = synthetic(Synthetic::Clustered, 64, 0, 32, 2);
+        let h = simhash(&d, 32, 2);
+        let near = exact_knn(&d, 32, &d[..32], 2)[0][1].key as usize;
+        assert!(h[0].distance(&h[near]) < 16, "{}", h[0].distance(&h[near]));
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! its scale benchmark ([`index`], [`index_bench`]; feature `index`), and moving the
 //! duplicates out of the way with an undo ([`moves`]).
 
+#[cfg(feature = "index")]
+pub mod ann;
 pub mod cache;
 pub mod clusters;
 #[cfg(feature = "index")]
