@@ -257,7 +257,8 @@ pub fn find_dupes(
     };
     let n = infos.len();
     // Library mode: the readable new files come first, in order.
-    let first = if params.against.is_empty() { n } else { infos.iter().take_while(|f| new_paths.contains(&f.path)).count() };
+    let first =
+        if params.against.is_empty() { n } else { infos.iter().take_while(|f| new_paths.contains(&f.path)).count() };
     let indexable = !matches!(&desc, Descriptors::Regions { .. })
         && !matches!(&desc, Descriptors::Fused { vectors, .. } if matches!(vectors.as_ref(), Descriptors::Regions { .. }))
         && !(matches!(&desc, Descriptors::Hashes(_)) && threshold > MAX_INDEXED_BITS as f64);
@@ -324,7 +325,8 @@ pub fn hash_files(
             let r = (|| {
                 let bytes = std::fs::metadata(p).map_err(|e| e.to_string())?.len();
                 let img = load::load_image_with(p, &opts).map_err(|e| e.to_string())?;
-                let info = FileInfo { path: stabilize_core::fsutil::path_text(p), pixels: img.pixel_count() as u64, bytes };
+                let info =
+                    FileInfo { path: stabilize_core::fsutil::path_text(p), pixels: img.pixel_count() as u64, bytes };
                 let content = into_content(img).map_err(|e| e.to_string())?;
                 Ok((info, PerceptualHash::of(&hasher, &content)))
             })();

@@ -33,7 +33,13 @@ pub const MAX_INDEXED_BITS: u32 = 15;
 /// item `0..first`, hashes by multi-index hashing. Items `first..` (a library) are not queried,
 /// so library pairs are not looked for. Sorted by `(i, j)`. [`Descriptors::Regions`] and hash
 /// thresholds above [`MAX_INDEXED_BITS`] are errors: use exact search for them.
-pub fn pairs_indexed(desc: &Descriptors, n: usize, first: usize, threshold: f64, k: usize) -> Result<Vec<(usize, usize, f64)>> {
+pub fn pairs_indexed(
+    desc: &Descriptors,
+    n: usize,
+    first: usize,
+    threshold: f64,
+    k: usize,
+) -> Result<Vec<(usize, usize, f64)>> {
     let first = first.min(n);
     let mut candidates: Vec<(usize, usize)> = Vec::new();
     match desc {
@@ -49,7 +55,9 @@ pub fn pairs_indexed(desc: &Descriptors, n: usize, first: usize, threshold: f64,
                 candidates.extend(hash_candidates(hashes, first, hash_bits(threshold / rule.l2_per_bit)?));
             }
         }
-        Descriptors::Regions { .. } => return Err(Error::Invalid("indexed search: regions are searched exactly".into())),
+        Descriptors::Regions { .. } => {
+            return Err(Error::Invalid("indexed search: regions are searched exactly".into()));
+        }
     }
     candidates.par_sort_unstable();
     candidates.dedup();

@@ -135,9 +135,10 @@ pub fn move_files(
             }
             let entry = MoveEntry { from: path_text(&from), to: path_text(&rel), keep: keep.clone() };
             let line = serde_json::to_string(&entry).expect("entries serialise") + "\n";
-            manifest.write_all(line.as_bytes()).and_then(|_| manifest.sync_data()).map_err(|e| {
-                format!("writing {}: {e} (the file was not touched)", path_text(&manifest_path))
-            })?;
+            manifest
+                .write_all(line.as_bytes())
+                .and_then(|_| manifest.sync_data())
+                .map_err(|e| format!("writing {}: {e} (the file was not touched)", path_text(&manifest_path)))?;
             pause();
             relocate(&from, &to, pause)
         })();
@@ -300,11 +301,9 @@ pub fn undo(dir: &Path, progress: &dyn Fn()) -> Result<UndoReport, MoveError> {
                     fs::remove_file(&to).map_err(|e| e.to_string())?;
                     Ok(false)
                 }
-                (true, true) => Err(format!(
-                    "{} exists and differs from the moved copy {}; both kept",
-                    entry.from,
-                    path_text(&to)
-                )),
+                (true, true) => {
+                    Err(format!("{} exists and differs from the moved copy {}; both kept", entry.from, path_text(&to)))
+                }
                 (false, true) => {
                     if let Some(parent) = from.parent() {
                         fs::create_dir_all(parent).map_err(|e| e.to_string())?;
@@ -482,8 +481,8 @@ mod tests {
             let same = fs::metadata(t.path()).unwrap().dev() == fs::metadata(dest.path()).unwrap().dev();
             if same { 0 } else { copied_expected }
         };
-        let r = move_files(&[(src.clone(), String::new())], &t.path().join("photos"), dest.path(), &|| {}, &|| {})
-            .unwrap();
+        let r =
+            move_files(&[(src.clone(), String::new())], &t.path().join("photos"), dest.path(), &|| {}, &|| {}).unwrap();
         assert_eq!((r.moved, r.copied), (1, copied_expected));
         let moved = dest.path().join("a.jpg");
         assert_eq!(fs::read(&moved).unwrap(), b"across");

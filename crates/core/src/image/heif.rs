@@ -11,7 +11,8 @@ use crate::image::{Channels, Image};
 
 /// The brands (ISO BMFF `ftyp`) of the files libheif reads: HEIF stills and sequences, HEVC
 /// (`heic`…), AV1 (`avif`, `avis`), and the generic `mif1`/`msf1`.
-const BRANDS: [&[u8; 4]; 10] = [b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif", b"avis"];
+const BRANDS: [&[u8; 4]; 10] =
+    [b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif", b"avis"];
 
 /// Whether `bytes` begin like a HEIF or AVIF file: an `ftyp` box whose major or a compatible
 /// brand is one of [`BRANDS`].
@@ -41,7 +42,10 @@ pub fn decode(bytes: &[u8], check: &dyn Fn(u32, u32) -> Result<(), String>) -> R
     let img = lib.decode(&handle, ColorSpace::Rgb(RgbChroma::Rgb), None).map_err(|e| format!("HEIF: {e}"))?;
     let plane = img.planes().interleaved.ok_or("HEIF: the decoder gave no RGB plane")?;
     let (w, h, stride) = (plane.width as usize, plane.height as usize, plane.stride);
-    if !matches!(plane.bits_per_pixel, 8 | 24) || stride < 3 * w || plane.data.len() < stride * h.saturating_sub(1) + 3 * w {
+    if !matches!(plane.bits_per_pixel, 8 | 24)
+        || stride < 3 * w
+        || plane.data.len() < stride * h.saturating_sub(1) + 3 * w
+    {
         return Err(format!("HEIF: unexpected RGB plane ({} bits per pixel, stride {stride})", plane.bits_per_pixel));
     }
     let mut data = Vec::with_capacity(3 * w * h);

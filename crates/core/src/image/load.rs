@@ -106,7 +106,9 @@ fn is_heif_like(bytes: &[u8]) -> bool {
     #[cfg(feature = "heif")]
     return crate::image::heif::is_heif(bytes);
     #[cfg(not(feature = "heif"))]
-    return bytes.len() >= 12 && &bytes[4..8] == b"ftyp" && [b"heic", b"heix", b"mif1", b"avif"].iter().any(|b| &bytes[8..12] == *b);
+    return bytes.len() >= 12
+        && &bytes[4..8] == b"ftyp"
+        && [b"heic", b"heix", b"mif1", b"avif"].iter().any(|b| &bytes[8..12] == *b);
 }
 
 fn check_pixels(w: u32, h: u32, opts: &LoadOptions) -> std::result::Result<(), String> {
