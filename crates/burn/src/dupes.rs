@@ -12,8 +12,9 @@ use std::time::Instant;
 use burn::tensor::Device;
 use rayon::prelude::*;
 use serde::Serialize;
-use stabilize_core::dedup::ann::{DEFAULT_K, MAX_INDEXED_BITS, pairs_indexed};
+use stabilize_core::dedup::ann::{DEFAULT_K, MAX_INDEXED_BITS, hash_pairs, pairs_indexed};
 use stabilize_core::dedup::cache::Cache;
+use stabilize_core::dedup::index::{IndexManifest, IndexedFile, VectorIndex, is_index_file};
 use stabilize_core::dedup::keep::{Candidate, choose};
 use stabilize_core::dedup::{
     Cluster, FileInfo, clusters, identical_groups, library_clusters, pairs_touching, pairs_under,
@@ -146,10 +147,21 @@ pub fn find_dupes(
     if let Some(p) = params.against.iter().find(|p| !p.exists()) {
         return Err(DupesError::Params(format!("--against {}: no such file or folder", p.display())));
     }
+    // A library given as an index file (`stabilize index build`): its vectors and hashes are read
+    // from it, never recomputed, and only its files near a new one are loaded.
+    let index_library = match params.against.iter().position(|p| is_index_file(p)) {
+        Some(_) if params.against.len() > 1 => {
+            return Err(DupesError::Params("--against: one index file, or folders, not both".into()));
+        }
+        Some(k) => Some(open_index_library(&params.against[k], params)?),
+        None => None,
+    };
     let (mut files, mut skipped) = load::list_images(&params.paths);
     // Library mode: the new files first, then the library's (a file under both is the library's).
     let mut new_paths = std::collections::HashSet::new();
-    if !params.against.is_empty() {
+    if index_library.is_some() {
+        new_paths = files.iter().map(|p| stabilize_core::fsutil::path_text(p)).collect();
+    } else if !params.against.is_empty() {
         let (library, lib_skipped) = load::list_images(&params.against);
         skipped.extend(lib_skipped);
         let key = |p: &PathBuf| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
@@ -168,6 +180,15 @@ pub fn find_dupes(
                 _ => None,
             };
             let emb = spec.load(device)?;
+            if let Some((path, _, manifest)) = &index_library
+                && manifest.weights_sha256 != emb.weights_sha256
+            {
+                return Err(DupesError::Params(format!(
+                    "--against {}: built with another model ({}), not {spec}",
+                    path.display(),
+                    manifest.model_dir.display()
+                )));
+            }
             let regions = params.regions;
             let t = match params.threshold {
                 Some(t) => t,
@@ -228,6 +249,14 @@ pub fn find_dupes(
             (infos, Descriptors::Hashes(hashes), t, kind.name().to_string())
         }
     };
+    let new_count = infos.len();
+    let (infos, desc, index_files) = match &index_library {
+        Some((_, index, manifest)) => {
+            let (infos, desc) = with_index_neighbours(infos, desc, index, manifest, threshold)?;
+            (infos, desc, Some(manifest.files.iter().flatten().count()))
+        }
+        None => (infos, desc, None),
+    };
     let distance = |i: usize, j: usize| desc.distance(i, &desc, j);
     // The keep ([`stabilize_core::dedup::keep`]). How central a file is in its cluster is measured
     // by the model's whole-image vectors when there are any: the fused distance is 0 for every pair
@@ -272,6 +301,7 @@ pub fn find_dupes(
             )));
         }
     };
+    let indexed = indexed && index_library.is_none();
     let pairs = if indexed {
         pairs_indexed(&desc, n, first, threshold, DEFAULT_K).map_err(|e| DupesError::Params(e.to_string()))?
     } else if first == n {
@@ -282,8 +312,9 @@ pub fn find_dupes(
     let (found, new_files, library_files) = if params.against.is_empty() {
         (clusters(&infos, &pairs, &keep_rule), None, None)
     } else {
-        (library_clusters(&infos, &pairs, first, &keep_rule), Some(first), Some(n - first))
+        (library_clusters(&infos, &pairs, first, &keep_rule), Some(first), Some(index_files.unwrap_or(n - first)))
     };
+    debug_assert!(index_library.is_none() || first == new_count);
     // Each file's distance to its keep, and the byte-identical sets.
     let index: std::collections::HashMap<&str, usize> =
         infos.iter().enumerate().map(|(i, f)| (f.path.as_str(), i)).collect();
@@ -303,9 +334,107 @@ pub fn find_dupes(
         new_files,
         library_files,
         seconds: started.elapsed().as_secs_f64(),
-        search: if indexed { "indexed" } else { "exact" },
+        search: if indexed || index_library.is_some() { "indexed" } else { "exact" },
         skipped,
         threshold,
+    })
+}
+
+/// Opens an index file given as `--against` for a search with `params`: a model (fused with
+/// pHash or not), no regions; its pipeline must be this build's.
+fn open_index_library(
+    path: &std::path::Path,
+    params: &DupesParams,
+) -> Result<(PathBuf, VectorIndex, IndexManifest), DupesError> {
+    let bad = |why: String| DupesError::Params(format!("--against {}: {why}", path.display()));
+    match &params.method {
+        Method::Model(_) | Method::Fused(_, HashKind::Phash) => {}
+        _ => return Err(bad("an index library needs a model, alone or fused with phash".into())),
+    }
+    if params.regions {
+        return Err(bad("an index holds whole-image vectors only; --regions needs a folder library".into()));
+    }
+    let (index, manifest): (VectorIndex, IndexManifest) =
+        VectorIndex::open(path, false).map_err(|e| bad(e.to_string()))?;
+    if manifest.pipeline != crate::collection::PIPELINE {
+        return Err(bad("built by an older stabilize (borders kept); rebuild the index".into()));
+    }
+    if matches!(params.method, Method::Fused(..)) && manifest.files.iter().flatten().any(|f| f.phash.is_none()) {
+        return Err(bad("built before indexes stored pHash; rebuild it, or use --model alone".into()));
+    }
+    Ok((path.to_path_buf(), index, manifest))
+}
+
+/// The new files' descriptors `desc` (rows `0..infos.len()`) extended by the index's files that
+/// could pair with one: each new file's [`DEFAULT_K`] nearest in the index's graph within the
+/// threshold, and (fused) every indexed file whose pHash is within the threshold's bits of a new
+/// one. Their vectors are the index's (f16, dequantized), their hashes the manifest's.
+fn with_index_neighbours(
+    mut infos: Vec<FileInfo>,
+    desc: Descriptors,
+    index: &VectorIndex,
+    manifest: &IndexManifest,
+    threshold: f64,
+) -> Result<(Vec<FileInfo>, Descriptors), DupesError> {
+    let err = |e: stabilize_core::Error| DupesError::Params(format!("reading the index: {e}"));
+    let (vectors, hashes, rule) = match desc {
+        Descriptors::Vectors { .. } => (desc, None, None),
+        Descriptors::Fused { vectors, hashes, rule } => (*vectors, Some(hashes), Some(rule)),
+        _ => unreachable!("checked by open_index_library"),
+    };
+    let Descriptors::Vectors { dim, mut data } = vectors else { unreachable!("whole-image vectors") };
+    if dim != index.config().dim {
+        return Err(DupesError::Params(format!(
+            "the index holds {}-d vectors, the model makes {dim}",
+            index.config().dim
+        )));
+    }
+    let n = infos.len();
+    let limit = (threshold * 1.02 + 1e-6) as f32;
+    let mut keys: std::collections::BTreeSet<u64> = std::collections::BTreeSet::new();
+    let near: Result<Vec<Vec<u64>>, _> = (0..n)
+        .into_par_iter()
+        .map(|i| {
+            index
+                .search(&data[i * dim..(i + 1) * dim], DEFAULT_K)
+                .map(|v| v.into_iter().filter(|nb| nb.distance <= limit).map(|nb| nb.key).collect())
+        })
+        .collect();
+    keys.extend(near.map_err(err)?.into_iter().flatten());
+    let present: Vec<(u64, &IndexedFile)> =
+        manifest.files.iter().enumerate().filter_map(|(k, f)| f.as_ref().map(|f| (k as u64, f))).collect();
+    if let (Some(h), Some(rule)) = (&hashes, &rule)
+        && rule.l2_per_bit > 0.0
+    {
+        let lib: Vec<PerceptualHash> = present
+            .iter()
+            .map(|(_, f)| f.phash.as_deref().and_then(PerceptualHash::from_hex).unwrap_or_else(|| h[0].clone()))
+            .collect();
+        let all: Vec<PerceptualHash> = h.iter().cloned().chain(lib).collect();
+        let bits = (threshold / rule.l2_per_bit).floor().min(MAX_INDEXED_BITS as f64) as u32;
+        for (_, j) in hash_pairs(&all, n, bits) {
+            if j >= n {
+                keys.insert(present[j - n].0);
+            }
+        }
+    }
+    let mut lib_hashes = Vec::new();
+    for key in keys {
+        let Some(f) = manifest.files.get(key as usize).and_then(Option::as_ref) else { continue };
+        let Some(v) = index.get(key).map_err(err)? else { continue };
+        infos.push(FileInfo { path: f.path.clone(), pixels: f.pixels, bytes: f.bytes });
+        data.extend_from_slice(&v);
+        if hashes.is_some() {
+            lib_hashes.push(f.phash.as_deref().and_then(PerceptualHash::from_hex).expect("checked when opened"));
+        }
+    }
+    let vectors = Descriptors::Vectors { dim, data };
+    Ok(match (hashes, rule) {
+        (Some(mut h), Some(rule)) => {
+            h.extend(lib_hashes);
+            (infos, Descriptors::fuse(vectors, h, rule))
+        }
+        _ => (infos, vectors),
     })
 }
 

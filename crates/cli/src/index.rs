@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use serde::{Deserialize, Serialize};
-use stabilize_core::dedup::index::{IndexConfig, Quantization, VectorIndex};
+use serde::Serialize;
+use stabilize_core::dedup::index::{IndexConfig, IndexManifest, IndexedFile, Quantization, VectorIndex};
 use stabilize_core::dedup::index_bench::{self, Synthetic};
 use stabilize_core::image::load;
 
@@ -166,30 +166,6 @@ pub struct CommonArgs {
     run: RunArgs,
 }
 
-/// What an index file says about its vectors, beside them.
-#[derive(Serialize, Deserialize)]
-struct Manifest {
-    /// The embedding run that made the vectors (absolute path) and its weights' sha256.
-    model_dir: PathBuf,
-    weights_sha256: String,
-    /// The model's calibrated threshold at precision 0.99, when it had been evaluated.
-    threshold: Option<f64>,
-    /// What was done to each file before embedding ([`PIPELINE`]); empty in indexes built
-    /// before borders were cut off.
-    #[serde(default)]
-    pipeline: String,
-    /// Key k is `files[k]`; `None` where a file was replaced.
-    files: Vec<Option<IndexedFile>>,
-}
-
-#[derive(Clone, Serialize, Deserialize)]
-struct IndexedFile {
-    path: String,
-    bytes: u64,
-    pixels: u64,
-    mtime_ns: u128,
-}
-
 fn absolute(paths: &[PathBuf]) -> Vec<PathBuf> {
     paths.iter().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())).collect()
 }
@@ -239,14 +215,16 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
 /// Embeds `paths` (absolute), adds them under fresh keys; returns (added, skipped).
 fn embed_and_add(
     index: &VectorIndex,
-    manifest: &mut Manifest,
+    manifest: &mut IndexManifest,
     emb: &Embedder,
     files: &[PathBuf],
     quiet: bool,
 ) -> Result<(usize, Vec<load::Skipped>)> {
     let pb = bar(files.len(), "files", quiet);
-    let mut cache = Cache::open(&emb.cache_key(None, false));
-    let (done, skipped, _) = embed_files(files, emb, None, false, Some(&mut cache), &|| pb.inc(1));
+    // With pHash, as `dupes` fuses it, so the index can serve as `dupes --against`'s library.
+    let fused = Some(stabilize_core::HashKind::Phash);
+    let mut cache = Cache::open(&emb.cache_key(fused, false));
+    let (done, skipped, _) = embed_files(files, emb, fused, false, Some(&mut cache), &|| pb.inc(1));
     pb.finish_and_clear();
     if let Err(e) = cache.save() {
         eprintln!("warning: embedding cache not saved: {e}");
@@ -261,6 +239,7 @@ fn embed_and_add(
             bytes: e.info.bytes,
             pixels: e.info.pixels,
             mtime_ns: e.mtime_ns,
+            phash: e.hash.as_ref().map(|h| h.to_hex()),
         }));
     }
     let threads = rayon::current_num_threads();
@@ -290,7 +269,7 @@ fn build(paths: &[PathBuf], model: &str, out: &Path, params: &IndexParams, commo
     let emb = Embedder::load(model, &common.run.device()?)?;
     let config = params.config(emb.dim)?;
     let index = config.init()?;
-    let mut manifest = Manifest {
+    let mut manifest = IndexManifest {
         model_dir: std::path::absolute(model).unwrap_or_else(|_| model.to_path_buf()),
         weights_sha256: emb.weights_sha256.clone(),
         threshold: emb.calibrated_threshold(stabilize_burn::dupes::DEFAULT_PRECISION, None, false).ok(),
@@ -319,8 +298,8 @@ fn build(paths: &[PathBuf], model: &str, out: &Path, params: &IndexParams, commo
 }
 
 /// Opens an index and the model that made it, checking that the weights are still the same.
-fn open_with_model(path: &Path, writable: bool, run: &RunArgs) -> Result<(VectorIndex, Manifest, Embedder)> {
-    let (index, manifest): (VectorIndex, Manifest) = VectorIndex::open(path, writable)?;
+fn open_with_model(path: &Path, writable: bool, run: &RunArgs) -> Result<(VectorIndex, IndexManifest, Embedder)> {
+    let (index, manifest): (VectorIndex, IndexManifest) = VectorIndex::open(path, writable)?;
     let emb = Embedder::load(&manifest.model_dir, &run.device()?)
         .with_context(|| format!("loading the model that built {}", path.display()))?;
     if emb.weights_sha256 != manifest.weights_sha256 {
@@ -467,7 +446,7 @@ fn bench(
     let (label, data, qs, dim) = match from {
         Some(p) => {
             // The real vectors of an index; queries are indexed vectors themselves.
-            let (index, manifest): (VectorIndex, Manifest) = VectorIndex::open(p, false)?;
+            let (index, manifest): (VectorIndex, IndexManifest) = VectorIndex::open(p, false)?;
             let dim = index.config().dim;
             let mut data = Vec::new();
             for (key, f) in manifest.files.iter().enumerate() {

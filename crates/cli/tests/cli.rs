@@ -783,31 +783,29 @@ fn stabilize_the_imagenet_network_on_photos_and_evaluate_it() {
     }
 }
 
+/// One of three distinct 96×80 textures (`k` in 0..3).
+fn texture(k: u32) -> image::RgbImage {
+    image::RgbImage::from_fn(96, 80, |x, y| {
+        let v = match k {
+            0 => (x * 5 + y * 2) % 256,
+            1 => (x * 3 + y * y / 20) % 256,
+            _ => (x * y) % 256,
+        };
+        image::Rgb([v as u8, (v / 2 + 40 * k) as u8, 255 - v as u8])
+    })
+}
+
 #[test]
 fn dupes_groups_planted_copies_and_reports_bad_files() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     // Three distinct textures and a light JPEG copy and a thumbnail copy of each.
     for k in 0..3u32 {
-        let img = image::RgbImage::from_fn(96, 80, |x, y| {
-            let v = match k {
-                0 => (x * 5 + y * 2) % 256,
-                1 => (x * 3 + y * y / 20) % 256,
-                _ => (x * y) % 256,
-            };
-            image::Rgb([v as u8, (v / 2 + 40 * k) as u8, 255 - v as u8])
-        });
+        let img = texture(k);
         let orig = d.join(format!("img{k}.png"));
         img.save(&orig).unwrap();
         for (spec, name) in [("jpeg:80", "jpeg"), ("thumb:60", "thumb")] {
-            let o = stabilize(&[
-                "distort",
-                "--spec",
-                spec,
-                orig.to_str().unwrap(),
-                d.join(format!("img{k}__{name}.png")).to_str().unwrap(),
-            ]);
-            assert!(o.status.success(), "{}", stderr(&o));
+            distort_to(spec, &orig, &d.join(format!("img{k}__{name}.png")));
         }
     }
     std::fs::write(d.join("broken.jpg"), b"\xff\xd8\xff\xe0 not really a jpeg").unwrap();
@@ -885,14 +883,7 @@ fn planted_textures(root: &Path) -> std::path::PathBuf {
         std::fs::create_dir_all(d.join(sub)).unwrap();
     }
     for k in 0..3u32 {
-        let img = image::RgbImage::from_fn(96, 80, |x, y| {
-            let v = match k {
-                0 => (x * 5 + y * 2) % 256,
-                1 => (x * 3 + y * y / 20) % 256,
-                _ => (x * y) % 256,
-            };
-            image::Rgb([v as u8, (v / 2 + 40 * k) as u8, 255 - v as u8])
-        });
+        let img = texture(k);
         let orig = d.join(format!("img{k}.png"));
         img.save(&orig).unwrap();
         distort_to("jpeg:80", &orig, &d.join(format!("a/img{k}__jpeg.png")));
@@ -1105,7 +1096,7 @@ fn dupes_uses_the_default_model_on_edited_copies() {
     assert_eq!(w["clusters"], v["clusters"]);
 }
 
-/// Library mode: `dupes NEW --against LIBRARY` reports only clusters holding a new file, marks the
+/// Library mode: `dupes NEW --against LIBRARY` (a folder, or an index file) reports only clusters holding a new file, marks the
 /// library's files and keeps one of them, never compares the library with itself, and reads the
 /// library's embeddings from the cache on the next run; a missing library is a one-line error.
 #[test]
@@ -1151,6 +1142,30 @@ fn dupes_against_a_library_reports_only_new_files_clusters() {
     let v2: serde_json::Value = serde_json::from_slice(&o2.stdout).unwrap();
     assert_eq!(v2["cache_hits"], 7);
     assert_eq!(v2["clusters"], v["clusters"]);
+    // The library as an index (`index build`): its vectors and hashes come from the index file,
+    // with the same clusters and keeps (distances differ in the 3rd decimal: f16 storage).
+    let idx = dir.path().join("lib.idx");
+    let (l, n, i) = (lib.to_str().unwrap(), new.to_str().unwrap(), idx.to_str().unwrap());
+    let with_cache = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_stabilize")).env("STABILIZE_CACHE_DIR", &cache).args(args).output().unwrap()
+    };
+    let o = with_cache(&["index", "build", l, "--model", "default", "--data-dir", d, "--out", i]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o3 = with_cache(&["dupes", n, "--against", i, "--data-dir", d, "--json"]);
+    assert!(o3.status.success(), "{}", stderr(&o3));
+    let v3: serde_json::Value = serde_json::from_slice(&o3.stdout).unwrap();
+    assert_eq!((v3["library_files"].as_u64(), v3["search"].as_str()), (Some(4), Some("indexed")), "{v3}");
+    let shape = |v: &serde_json::Value| -> Vec<(String, String, String)> {
+        v["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["files"].to_string(), c["library"].to_string(), c["keep"].to_string()))
+            .collect()
+    };
+    assert_eq!(shape(&v3), shape(&v));
+    assert_one_line_error(&with_cache(&["dupes", n, "--against", i, "--hash", "phash"]), "needs a model");
+    assert_one_line_error(&with_cache(&["dupes", n, "--against", i, "--against", l, "--data-dir", d]), "not both");
     assert_one_line_error(
         &stabilize(&["dupes", new.to_str().unwrap(), "--against", "/no/such/library", "--hash", "phash"]),
         "--against /no/such/library: no such file or folder",

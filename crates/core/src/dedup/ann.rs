@@ -140,8 +140,12 @@ fn flip_masks(r: u32) -> Vec<u16> {
     masks
 }
 
-/// Pairs `(i, j)`, `i < j`, `i < first`, whose hashes are at most `bits` apart, by multi-index
-/// hashing (exact; see the module).
+/// Pairs `(i, j)`, `i < j`, `i < first`, whose hashes are at most `bits` (≤ [`MAX_INDEXED_BITS`])
+/// apart, by multi-index hashing (exact; see the module). Unsorted; a pair may repeat.
+pub fn hash_pairs(hashes: &[PerceptualHash], first: usize, bits: u32) -> Vec<(usize, usize)> {
+    hash_candidates(hashes, first, bits.min(MAX_INDEXED_BITS))
+}
+
 fn hash_candidates(hashes: &[PerceptualHash], first: usize, bits: u32) -> Vec<(usize, usize)> {
     let words: Vec<u64> = hashes.par_iter().map(bits_of).collect();
     let chunk = |w: u64, c: usize| (w >> (16 * c)) as u16;

@@ -305,6 +305,43 @@ impl VectorIndex {
     }
 }
 
+/// What a `stabilize index` file says about its vectors, beside them (key k is `files[k]`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct IndexManifest {
+    /// The embedding run that made the vectors (absolute path) and its weights' sha256.
+    pub model_dir: std::path::PathBuf,
+    pub weights_sha256: String,
+    /// The model's calibrated threshold at precision 0.99, when it had been evaluated.
+    pub threshold: Option<f64>,
+    /// What was done to each file before embedding (the burn layer's `PIPELINE`); empty in
+    /// indexes built before borders were cut off.
+    #[serde(default)]
+    pub pipeline: String,
+    /// Key k is `files[k]`; `None` where a file was replaced.
+    pub files: Vec<Option<IndexedFile>>,
+}
+
+/// One indexed file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct IndexedFile {
+    /// As [`crate::fsutil::path_text`] writes it.
+    pub path: String,
+    pub bytes: u64,
+    pub pixels: u64,
+    pub mtime_ns: u128,
+    /// Its pHash (hex of the 8 bytes) at the model's input size, as `dupes` fuses it; absent in
+    /// indexes built before it was stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phash: Option<String>,
+}
+
+/// Whether the file at `path` starts like an index file (its magic), without reading the rest.
+pub fn is_index_file(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 8];
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && &magic == MAGIC
+}
+
 /// Exact k nearest neighbours of each query among `data` (`n × dim`, row-major), by brute force
 /// in `f32`, parallel over queries: the reference for recall. Ties go to the lower index.
 pub fn exact_knn(data: &[f32], dim: usize, queries: &[f32], k: usize) -> Vec<Vec<Neighbor>> {

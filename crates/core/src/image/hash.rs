@@ -88,6 +88,16 @@ impl PerceptualHash {
         self.0.as_bytes().to_vec()
     }
 
+    /// The hash's bytes in lower-case hex (what an index manifest stores).
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.to_bytes())
+    }
+
+    /// A hash from [`PerceptualHash::to_hex`]; `None` for text that is not one.
+    pub fn from_hex(text: &str) -> Option<Self> {
+        hex::decode(text).ok().and_then(|b| Self::from_bytes(&b))
+    }
+
     /// A hash from [`PerceptualHash::to_bytes`]; `None` for bytes that are not one.
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
         ImageHash::from_bytes(bytes).ok().map(PerceptualHash)
