@@ -9,13 +9,27 @@ use stabilize_burn::BackendKind;
 use stabilize_core::data::dirs;
 use stabilize_core::data::fashion_mnist::FashionMnist;
 
+/// The data dir in effect ([`dirs::data_dir`]); the first time an older version's `./data` is
+/// used, a note on stderr says where it belongs now.
+pub fn data_dir(explicit: Option<&std::path::Path>) -> PathBuf {
+    static NOTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let (dir, note) = dirs::data_dir_and_note(explicit);
+    if let Some(note) = note
+        && !NOTED.swap(true, std::sync::atomic::Ordering::Relaxed)
+    {
+        eprintln!("{note}");
+    }
+    dir
+}
+
 /// Where data comes from and which backend computes.
 #[derive(clap::Args, Clone)]
 pub struct RunArgs {
     /// burn backend (tch, cuda and wgpu need their cargo feature).
     #[arg(long, value_enum, default_value_t = BackendKind::default())]
     pub backend: BackendKind,
-    /// Data dir [default: $STABILIZE_DATA, else ./data].
+    /// Data dir [default: $STABILIZE_DATA, else $XDG_DATA_HOME/stabilize, else
+    /// ~/.local/share/stabilize; an older version's ./data is still found].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
 }
@@ -27,7 +41,7 @@ impl RunArgs {
 
     /// The data dir in effect.
     pub fn data(&self) -> PathBuf {
-        dirs::data_dir(self.data_dir.as_deref())
+        data_dir(self.data_dir.as_deref())
     }
 
     /// The `--backend`/`--data-dir` arguments that reproduce these settings in a child command.

