@@ -95,6 +95,9 @@ pub struct DupesParams {
     pub regions: bool,
     /// How candidate pairs are found.
     pub search: PairSearch,
+    /// Folders left out of the walk (`--move-to`'s destination, so moved files are not found
+    /// again under a searched folder).
+    pub exclude: Vec<PathBuf>,
 }
 
 /// Progress of [`find_dupes`], from worker threads.
@@ -157,12 +160,16 @@ pub fn find_dupes(
         None => None,
     };
     let (mut files, mut skipped) = load::list_images(&params.paths);
+    let absolute = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
+    let excluded: Vec<PathBuf> = params.exclude.iter().map(absolute).collect();
+    files.retain(|p| !excluded.iter().any(|e| absolute(p).starts_with(e)));
     // Library mode: the new files first, then the library's (a file under both is the library's).
     let mut new_paths = std::collections::HashSet::new();
     if index_library.is_some() {
         new_paths = files.iter().map(|p| stabilize_core::fsutil::path_text(p)).collect();
     } else if !params.against.is_empty() {
-        let (library, lib_skipped) = load::list_images(&params.against);
+        let (mut library, lib_skipped) = load::list_images(&params.against);
+        library.retain(|p| !excluded.iter().any(|e| absolute(p).starts_with(e)));
         skipped.extend(lib_skipped);
         let key = |p: &PathBuf| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
         let in_library: std::collections::HashSet<PathBuf> = library.iter().map(key).collect();

@@ -133,6 +133,7 @@ pub fn run(args: DupesArgs) -> Result<()> {
         cache: !args.no_cache,
         regions: args.regions,
         search: args.search,
+        exclude: args.move_to.iter().cloned().collect(),
     };
     let device = args.run.device()?;
     let pb = bar(0, "files", args.json || args.csv);

@@ -942,6 +942,17 @@ fn dupes_move_to_survives_a_kill_and_undo_restores_every_file() {
     assert_eq!(snapshot(&photos), before, "every byte back under its name");
     assert_eq!(snapshot(&trash).len(), 0, "the manifest and the folders it made are gone");
     assert_one_line_error(&stabilize(&["dupes", "undo", t]), "nothing to undo");
+    // A destination inside the searched folder is left out of the search: run again, the moved
+    // files are not found (and moved) again.
+    let inside = photos.join("dupes");
+    let i = inside.to_str().unwrap();
+    let moved = |o: &Output| serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["moves"]["moved"].clone();
+    assert_eq!(moved(&stabilize(&["dupes", p, "--hash", "phash", "--move-to", i, "--json"])), 6);
+    let o = stabilize(&["dupes", p, "--hash", "phash", "--move-to", i, "--json"]);
+    let w: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((w["moves"]["moved"].as_u64(), w["clusters"].as_array().unwrap().len()), (Some(0), 0), "{w}");
+    assert!(stabilize(&["dupes", "undo", i]).status.success());
+    assert_eq!(snapshot(&photos), before);
     std::fs::write(dir.path().join("file"), b"x").unwrap();
     assert_one_line_error(
         &stabilize(&["dupes", p, "--hash", "phash", "--move-to", dir.path().join("file").to_str().unwrap()]),
