@@ -9,6 +9,7 @@ use burn::tensor::Device;
 use rayon::prelude::*;
 use stabilize_core::dedup::FileInfo;
 use stabilize_core::dedup::cache::{Cache, CacheEntry, stat};
+use stabilize_core::dedup::shards::{SHARD_FILES, SHARD_MODEL, ShardFile, ShardModel};
 use stabilize_core::eval::EmbedEval;
 use stabilize_core::eval::embed::{FUSED_METHOD, REGIONS_FUSED_METHOD, REGIONS_METHOD};
 use stabilize_core::eval::fusion::{FuseRule, read_fuse_rule, read_region_penalty};
@@ -364,24 +365,38 @@ pub struct ExportSummary {
 
 /// Writes `dir/embeddings.npy` (float32, `N × dim`, row i the vector of `embedded[i]`),
 /// `dir/paths.txt` (one path per line, line i = row i) and `dir/skipped.json` (the files that
-/// could not be read, with reasons), each atomically. Paths are written as
+/// could not be read, with reasons), and the shard's `model.json` ([`ShardModel`]: `model`) and
+/// `files.json` ([`ShardFile`] per row), each atomically, so `index build --from-npy` can index
+/// them ([`stabilize_core::dedup::shards`]). Paths are written as
 /// [`stabilize_core::fsutil::path_text`] makes them: exact, one line each even when a name holds
 /// a line break or is not UTF-8.
 pub fn write_embeddings(
     dir: &Path,
-    dim: usize,
+    model: &ShardModel,
     embedded: &[Embedded],
     skipped: &[load::Skipped],
 ) -> Result<ExportSummary, CollectionError> {
+    let dim = model.dim;
     std::fs::create_dir_all(dir).map_err(|source| stabilize_core::Error::Io { path: dir.to_path_buf(), source })?;
     let (mut data, mut lines) = (Vec::with_capacity(embedded.len() * dim), String::new());
+    let mut files = Vec::with_capacity(embedded.len());
     let mut rows = 0;
     for e in embedded {
         data.extend_from_slice(&e.vector);
         lines.push_str(&e.info.path);
         lines.push('\n');
+        files.push(ShardFile {
+            bytes: e.info.bytes,
+            pixels: e.info.pixels,
+            mtime_ns: e.mtime_ns,
+            phash: e.hash.as_ref().map(PerceptualHash::to_hex),
+        });
         rows += 1;
     }
+    let model_json = serde_json::to_vec_pretty(model).expect("a model description serialises");
+    stabilize_core::fsutil::write_atomic(&dir.join(SHARD_MODEL), &model_json)?;
+    let files_json = serde_json::to_vec(&files).expect("file entries serialise");
+    stabilize_core::fsutil::write_atomic(&dir.join(SHARD_FILES), &files_json)?;
     stabilize_core::data::npy::write_npy(&dir.join("embeddings.npy"), &data, &[rows, dim])?;
     stabilize_core::fsutil::write_atomic(&dir.join("paths.txt"), lines.as_bytes())?;
     let json = serde_json::to_vec_pretty(skipped).expect("skips serialise");

@@ -1,5 +1,6 @@
 //! `stabilize embed`: the vectors of a collection, for the user's own search: `embeddings.npy`
-//! (float32, N × d, L2-normalised rows), `paths.txt` (row i = line i) and `skipped.json`.
+//! (float32, N × d, L2-normalised rows), `paths.txt` (row i = line i) and `skipped.json`, with
+//! the shard's `model.json` and `files.json` (`stabilize index build --from-npy` reads them).
 
 use std::path::PathBuf;
 
@@ -58,16 +59,24 @@ pub fn run(args: EmbedArgs) -> Result<()> {
     let emb = spec.load(&args.run.device()?)?;
     let (files, mut skipped) = load::list_images(&args.paths);
     let pb = bar(files.len(), "images", args.json);
-    let mut cache = (!args.no_cache).then(|| Cache::open(&emb.cache_key(None, false)));
+    // With pHash (as `dupes` fuses it), so the shard can become a `dupes --against` index.
+    let fused = Some(stabilize_core::HashKind::Phash);
+    let mut cache = (!args.no_cache).then(|| Cache::open(&emb.cache_key(fused, false)));
     let embedding = std::time::Instant::now();
-    let (done, bad, hits) = embed_files(&files, &emb, None, false, cache.as_mut(), &|| pb.inc(1));
+    let (done, bad, hits) = embed_files(&files, &emb, fused, false, cache.as_mut(), &|| pb.inc(1));
     let embed_seconds = embedding.elapsed().as_secs_f64();
     pb.finish_and_clear();
     if let Some(Err(e)) = cache.as_ref().map(Cache::save) {
         eprintln!("warning: embedding cache not saved: {e}");
     }
     skipped.extend(bad);
-    let summary = write_embeddings(&args.out, emb.dim, &done, &skipped)?;
+    let model = stabilize_core::dedup::shards::ShardModel {
+        model: spec.to_string(),
+        weights_sha256: emb.weights_sha256.clone(),
+        pipeline: stabilize_burn::collection::PIPELINE.to_string(),
+        dim: emb.dim,
+    };
+    let summary = write_embeddings(&args.out, &model, &done, &skipped)?;
     let seconds = started.elapsed().as_secs_f64();
     if args.json {
         let v = serde_json::json!({

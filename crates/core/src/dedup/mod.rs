@@ -15,5 +15,6 @@ pub mod keep;
 pub mod moves;
 #[cfg(feature = "report")]
 pub mod review;
+pub mod shards;
 
 pub use clusters::{Cluster, FileInfo, clusters, identical_groups, library_clusters, pairs_touching, pairs_under};
