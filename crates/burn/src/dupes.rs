@@ -295,9 +295,12 @@ pub fn find_dupes(
     // Library mode: the readable new files come first, in order.
     let first =
         if params.against.is_empty() { n } else { infos.iter().take_while(|f| new_paths.contains(&f.path)).count() };
-    let indexable = !matches!(&desc, Descriptors::Regions { .. })
-        && !matches!(&desc, Descriptors::Fused { vectors, .. } if matches!(vectors.as_ref(), Descriptors::Regions { .. }))
-        && !(matches!(&desc, Descriptors::Hashes(_)) && threshold > MAX_INDEXED_BITS as f64);
+    let indexable = match &desc {
+        Descriptors::Regions { .. } => false,
+        Descriptors::Fused { vectors, .. } => !matches!(vectors.as_ref(), Descriptors::Regions { .. }),
+        Descriptors::Hashes(_) => threshold <= MAX_INDEXED_BITS as f64,
+        Descriptors::Vectors { .. } => true,
+    };
     let indexed = match params.search {
         PairSearch::Exact => false,
         PairSearch::Auto => indexable && n >= INDEXED_FROM,

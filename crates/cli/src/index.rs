@@ -191,7 +191,7 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
             bench(&synthetic, from.as_deref(), n, dim, queries, k, seed, threads, &params, &also_ef, json)
         }
         IndexCommand::BenchPairs { n, subset, dim, threshold, k, no_hash, seed, json } => {
-            if n < 2 || subset < 2 || dim == 0 || k == 0 || !(threshold > 0.0) {
+            if n < 2 || subset < 2 || dim == 0 || k == 0 || threshold.is_nan() || threshold <= 0.0 {
                 bail!("--n and --subset must be ≥ 2, --dim and --k ≥ 1, --threshold > 0");
             }
             let r = index_bench::pairs_run(n, subset, dim, threshold, k, !no_hash, seed, &|m| eprintln!("{m}"))?;

@@ -235,7 +235,7 @@ mod tests {
         for bits in [0.0, 4.0, 9.0, 15.0] {
             let exact = pairs_touching(3000, 3000, bits, &|i, j| desc.distance(i, &desc, j));
             let mut exact = exact;
-            exact.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+            exact.sort_by_key(|&(i, j, _)| (i, j));
             let found = pairs_indexed(&desc, 3000, 3000, bits, DEFAULT_K).unwrap();
             assert_eq!(found, exact, "{bits} bits");
             assert!(bits < 4.0 || found.len() > 1000, "{bits}: {}", found.len());
@@ -243,7 +243,7 @@ mod tests {
         // Library mode: only pairs touching the first 500.
         let found = pairs_indexed(&desc, 3000, 500, 9.0, DEFAULT_K).unwrap();
         let mut exact = pairs_touching(3000, 500, 9.0, &|i, j| desc.distance(i, &desc, j));
-        exact.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        exact.sort_by_key(|&(i, j, _)| (i, j));
         assert_eq!(found, exact);
         assert!(pairs_indexed(&desc, 3000, 3000, 16.0, DEFAULT_K).unwrap_err().to_string().contains("exactly"));
     }
