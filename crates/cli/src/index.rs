@@ -273,21 +273,9 @@ fn build(paths: &[PathBuf], model: &str, out: &Path, params: &IndexParams, commo
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         stabilize_core::fsutil::ensure_writable_dir(dir)?;
     }
-    // `index add` and `query` reload the model from the folder the manifest names.
-    let ModelSpec::Run(model) = model_spec(model, None, &common.run)? else {
-        bail!("index build needs a trained model folder or 'default', not the pretrained features");
-    };
-    let model = model.as_path();
-    let emb = Embedder::load(model, &common.run.device()?)?;
+    let (_, emb, mut manifest) = new_index_model(model, common)?;
     let config = params.config(emb.dim)?;
     let index = config.init()?;
-    let mut manifest = IndexManifest {
-        model_dir: std::path::absolute(model).unwrap_or_else(|_| model.to_path_buf()),
-        weights_sha256: emb.weights_sha256.clone(),
-        threshold: emb.calibrated_threshold(stabilize_burn::dupes::DEFAULT_PRECISION, None, false).ok(),
-        pipeline: PIPELINE.to_string(),
-        files: Vec::new(),
-    };
     let (files, mut skipped) = load::list_images(&absolute(paths));
     let (added, bad) = embed_and_add(&index, &mut manifest, &emb, &files, common.json)?;
     skipped.extend(bad);
@@ -309,6 +297,23 @@ fn build(paths: &[PathBuf], model: &str, out: &Path, params: &IndexParams, commo
     Ok(())
 }
 
+/// The model a new index is built with (a run folder or `default`; `index add` and `query`
+/// reload it from the folder the manifest names), loaded, and the empty manifest naming it.
+fn new_index_model(model: &str, common: &CommonArgs) -> Result<(PathBuf, Embedder, IndexManifest)> {
+    let ModelSpec::Run(model) = model_spec(model, None, &common.run)? else {
+        bail!("index build needs a trained model folder or 'default', not the pretrained features");
+    };
+    let emb = Embedder::load(&model, &common.run.device()?)?;
+    let manifest = IndexManifest {
+        model_dir: std::path::absolute(&model).unwrap_or_else(|_| model.clone()),
+        weights_sha256: emb.weights_sha256.clone(),
+        threshold: emb.calibrated_threshold(stabilize_burn::dupes::DEFAULT_PRECISION, None, false).ok(),
+        pipeline: PIPELINE.to_string(),
+        files: Vec::new(),
+    };
+    Ok((model, emb, manifest))
+}
+
 /// `index build --from-npy`: every shard read and checked against the model and each other
 /// before anything is written, then indexed as one.
 fn build_from_shards(
@@ -328,10 +333,7 @@ fn build_from_shards(
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         stabilize_core::fsutil::ensure_writable_dir(dir)?;
     }
-    let ModelSpec::Run(model) = model_spec(model, None, &common.run)? else {
-        bail!("index build needs a trained model folder or 'default', not the pretrained features");
-    };
-    let emb = Embedder::load(&model, &common.run.device()?)?;
+    let (model, emb, mut manifest) = new_index_model(model, common)?;
     let mut shards = Vec::with_capacity(npys.len());
     let mut seen: std::collections::HashMap<String, PathBuf> = Default::default();
     for (k, npy) in npys.iter().enumerate() {
@@ -363,13 +365,6 @@ fn build_from_shards(
         shards.push(shard);
     }
     let index = params.config(emb.dim)?.init()?;
-    let mut manifest = IndexManifest {
-        model_dir: std::path::absolute(&model).unwrap_or_else(|_| model.clone()),
-        weights_sha256: emb.weights_sha256.clone(),
-        threshold: emb.calibrated_threshold(stabilize_burn::dupes::DEFAULT_PRECISION, None, false).ok(),
-        pipeline: PIPELINE.to_string(),
-        files: Vec::new(),
-    };
     let mut data = Vec::new();
     for shard in shards {
         data.extend_from_slice(&shard.data);
