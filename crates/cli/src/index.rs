@@ -47,8 +47,15 @@ pub enum IndexCommand {
     /// re-embedded, unchanged ones left alone. The file is replaced atomically.
     Add {
         index: PathBuf,
-        #[arg(required = true)]
+        #[arg(required_unless_present = "from_npy", conflicts_with = "from_npy")]
         paths: Vec<PathBuf>,
+        /// Add the vectors of `stabilize embed` shards instead of embedding files (checked as
+        /// `build --from-npy` checks them; a path the index holds is replaced).
+        #[arg(long, value_name = "NPY")]
+        from_npy: Vec<PathBuf>,
+        /// The paths file of each --from-npy, in order [default: paths.txt beside it].
+        #[arg(long, value_name = "TXT", requires = "from_npy")]
+        paths_file: Vec<PathBuf>,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -185,7 +192,10 @@ pub fn run(cmd: IndexCommand) -> Result<()> {
             build_from_shards(&from_npy, &paths_file, &model, &out, &params, &common)
         }
         IndexCommand::Build { paths, model, out, params, common, .. } => build(&paths, &model, &out, &params, &common),
-        IndexCommand::Add { index, paths, common } => add(&index, &paths, &common),
+        IndexCommand::Add { index, from_npy, paths_file, common, .. } if !from_npy.is_empty() => {
+            add_from_shards(&index, &from_npy, &paths_file, &common)
+        }
+        IndexCommand::Add { index, paths, common, .. } => add(&index, &paths, &common),
         IndexCommand::Query { index, images, k, exact, common } => query(&index, &images, k, exact, &common),
         IndexCommand::Bench { synthetic, from, n, dim, queries, k, seed, threads, params, also_ef, json } => {
             bench(&synthetic, from.as_deref(), n, dim, queries, k, seed, threads, &params, &also_ef, json)
@@ -324,28 +334,50 @@ fn build_from_shards(
     params: &IndexParams,
     common: &CommonArgs,
 ) -> Result<()> {
-    use stabilize_core::dedup::shards::read_shard;
     let started = Instant::now();
     set_jobs(common.jobs)?;
-    if !paths_files.is_empty() && paths_files.len() != npys.len() {
-        bail!("{} --paths-file for {} --from-npy: give one per shard, or none", paths_files.len(), npys.len());
-    }
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         stabilize_core::fsutil::ensure_writable_dir(dir)?;
     }
-    let (model, emb, mut manifest) = new_index_model(model, common)?;
+    let (_, emb, mut manifest) = new_index_model(model, common)?;
+    let shards = checked_shards(npys, paths_files, &emb, &manifest)?;
+    let index = params.config(emb.dim)?.init()?;
+    let (added, _) = add_shards(&index, &mut manifest, shards)?;
+    index.save(out, &manifest)?;
+    let seconds = started.elapsed().as_secs_f64();
+    if common.json {
+        let v = serde_json::json!({"index": out, "added": added, "shards": npys.len(), "vectors": index.len(),
+            "threshold": manifest.threshold, "seconds": seconds});
+        println!("{}", serde_json::to_string(&v)?);
+    } else {
+        eprintln!("indexed {added} vectors from {} shards in {seconds:.1}s → {}", npys.len(), out.display());
+    }
+    Ok(())
+}
+
+/// Reads every shard of `npys` (with `paths_files`, one per shard or none) and checks it against
+/// the model of `manifest` (`emb`: weights, width, pipeline) and the others (no path in two).
+fn checked_shards(
+    npys: &[PathBuf],
+    paths_files: &[PathBuf],
+    emb: &Embedder,
+    manifest: &IndexManifest,
+) -> Result<Vec<stabilize_core::dedup::shards::Shard>> {
+    if !paths_files.is_empty() && paths_files.len() != npys.len() {
+        bail!("{} --paths-file for {} --from-npy: give one per shard, or none", paths_files.len(), npys.len());
+    }
     let mut shards = Vec::with_capacity(npys.len());
     let mut seen: std::collections::HashMap<String, PathBuf> = Default::default();
     for (k, npy) in npys.iter().enumerate() {
-        let shard = read_shard(npy, paths_files.get(k).map(PathBuf::as_path))?;
-        if shard.model.weights_sha256 != emb.weights_sha256 {
+        let shard = stabilize_core::dedup::shards::read_shard(npy, paths_files.get(k).map(PathBuf::as_path))?;
+        if shard.model.weights_sha256 != manifest.weights_sha256 {
             bail!(
                 "{}: vectors of another model ({}, weights {}), not {} ({})",
                 npy.display(),
                 shard.model.model,
                 &shard.model.weights_sha256[..12.min(shard.model.weights_sha256.len())],
-                model.display(),
-                &emb.weights_sha256[..12]
+                manifest.model_dir.display(),
+                &manifest.weights_sha256[..12]
             );
         }
         if shard.model.dim != emb.dim || shard.model.pipeline != PIPELINE {
@@ -364,32 +396,41 @@ fn build_from_shards(
         }
         shards.push(shard);
     }
-    let index = params.config(emb.dim)?.init()?;
-    let mut data = Vec::new();
+    Ok(shards)
+}
+
+/// Adds the rows of `shards` to `index` under fresh keys; a path the index already holds is
+/// replaced. Returns (rows added, of them replacements).
+fn add_shards(
+    index: &VectorIndex,
+    manifest: &mut IndexManifest,
+    shards: Vec<stabilize_core::dedup::shards::Shard>,
+) -> Result<(usize, usize)> {
+    let known: std::collections::HashMap<String, usize> =
+        manifest.files.iter().enumerate().filter_map(|(k, f)| f.as_ref().map(|f| (f.path.clone(), k))).collect();
+    let first = manifest.files.len() as u64;
+    let (mut data, mut replaced) = (Vec::new(), 0);
     for shard in shards {
         data.extend_from_slice(&shard.data);
         for (path, f) in shard.paths.into_iter().zip(shard.files) {
+            if let Some(&k) = known.get(&path) {
+                index.remove(k as u64)?;
+                manifest.files[k] = None;
+                replaced += 1;
+            }
+            let phash = f.phash;
             manifest.files.push(Some(IndexedFile {
                 path,
                 bytes: f.bytes,
                 pixels: f.pixels,
                 mtime_ns: f.mtime_ns,
-                phash: f.phash,
+                phash,
             }));
         }
     }
-    let keys: Vec<u64> = (0..manifest.files.len() as u64).collect();
+    let keys: Vec<u64> = (first..manifest.files.len() as u64).collect();
     index.add_batch(&keys, &data, rayon::current_num_threads())?;
-    index.save(out, &manifest)?;
-    let seconds = started.elapsed().as_secs_f64();
-    if common.json {
-        let v = serde_json::json!({"index": out, "added": keys.len(), "shards": npys.len(), "vectors": index.len(),
-            "threshold": manifest.threshold, "seconds": seconds});
-        println!("{}", serde_json::to_string(&v)?);
-    } else {
-        eprintln!("indexed {} vectors from {} shards in {seconds:.1}s → {}", keys.len(), npys.len(), out.display());
-    }
-    Ok(())
+    Ok((keys.len(), replaced))
 }
 
 /// Opens an index and the model that made it, checking that the weights are still the same.
@@ -414,6 +455,30 @@ fn open_with_model(path: &Path, writable: bool, run: &RunArgs) -> Result<(Vector
         );
     }
     Ok((index, manifest, emb))
+}
+
+/// `index add --from-npy`: the shards checked against the index's model, then added.
+fn add_from_shards(path: &Path, npys: &[PathBuf], paths_files: &[PathBuf], common: &CommonArgs) -> Result<()> {
+    let started = Instant::now();
+    set_jobs(common.jobs)?;
+    let (index, mut manifest, emb) = open_with_model(path, true, &common.run)?;
+    let shards = checked_shards(npys, paths_files, &emb, &manifest)?;
+    let (added, replaced) = add_shards(&index, &mut manifest, shards)?;
+    index.save(path, &manifest)?;
+    let seconds = started.elapsed().as_secs_f64();
+    if common.json {
+        let v = serde_json::json!({"index": path, "added": added, "replaced": replaced, "shards": npys.len(),
+            "vectors": index.len(), "seconds": seconds});
+        println!("{}", serde_json::to_string(&v)?);
+    } else {
+        eprintln!(
+            "added {added} vectors ({replaced} of them replacing) from {} shards; {} vectors in {} ({seconds:.1}s)",
+            npys.len(),
+            index.len(),
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 fn add(path: &Path, paths: &[PathBuf], common: &CommonArgs) -> Result<()> {

@@ -1225,6 +1225,13 @@ fn an_index_built_from_embed_shards_answers_like_a_direct_build() {
     let q = query(&sharded);
     assert_eq!(q.len(), 8);
     assert_eq!(q, query(&direct));
+    // Built from one shard and extended by the other (`index add --from-npy`): the same answers.
+    let grown = dir.path().join("grown.idx");
+    let g = grown.to_str().unwrap();
+    assert!(stabilize(&["index", "build", "--data-dir", d, "--out", g, "--from-npy", &n0]).status.success());
+    let o = stabilize(&["index", "add", g, "--data-dir", d, "--from-npy", &n1, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(query(&grown), q);
     // The same file in two shards.
     assert_one_line_error(&build(&["--from-npy", &n0, "--from-npy", &n0]), "is in two shards");
     let before = std::fs::read(&sharded).unwrap();
