@@ -12,7 +12,7 @@ use std::time::Instant;
 use burn::tensor::Device;
 use rayon::prelude::*;
 use serde::Serialize;
-use stabilize_core::dedup::ann::{DEFAULT_K, MAX_INDEXED_BITS, hash_pairs, pairs_indexed};
+use stabilize_core::dedup::ann::{DEFAULT_K, MAX_INDEXED_BITS, hash_pairs, indexable, pairs_indexed};
 use stabilize_core::dedup::cache::Cache;
 use stabilize_core::dedup::index::{IndexManifest, IndexedFile, VectorIndex, is_index_file};
 use stabilize_core::dedup::keep::{Candidate, choose};
@@ -295,12 +295,7 @@ pub fn find_dupes(
     // Library mode: the readable new files come first, in order.
     let first =
         if params.against.is_empty() { n } else { infos.iter().take_while(|f| new_paths.contains(&f.path)).count() };
-    let indexable = match &desc {
-        Descriptors::Regions { .. } => false,
-        Descriptors::Fused { vectors, .. } => !matches!(vectors.as_ref(), Descriptors::Regions { .. }),
-        Descriptors::Hashes(_) => threshold <= MAX_INDEXED_BITS as f64,
-        Descriptors::Vectors { .. } => true,
-    };
+    let indexable = indexable(&desc, threshold);
     let indexed = match params.search {
         PairSearch::Exact => false,
         PairSearch::Auto => indexable && n >= INDEXED_FROM,
@@ -416,13 +411,13 @@ fn with_index_neighbours(
     if let (Some(h), Some(rule)) = (&hashes, &rule)
         && rule.l2_per_bit > 0.0
     {
-        let lib: Vec<PerceptualHash> = present
+        let lib = present
             .iter()
-            .map(|(_, f)| f.phash.as_deref().and_then(PerceptualHash::from_hex).unwrap_or_else(|| h[0].clone()))
-            .collect();
+            .map(|(_, f)| f.phash.as_deref().and_then(PerceptualHash::from_hex).expect("checked when opened"));
         let all: Vec<PerceptualHash> = h.iter().cloned().chain(lib).collect();
-        let bits = (threshold / rule.l2_per_bit).floor().min(MAX_INDEXED_BITS as f64) as u32;
-        for (_, j) in hash_pairs(&all, n, bits) {
+        let pairs = hash_pairs(&all, n, threshold / rule.l2_per_bit)
+            .map_err(|e| DupesError::Params(format!("--against an index: {e}")))?;
+        for (_, j) in pairs {
             if j >= n {
                 keys.insert(present[j - n].0);
             }

@@ -283,7 +283,7 @@ fn build(paths: &[PathBuf], model: &str, out: &Path, params: &IndexParams, commo
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         stabilize_core::fsutil::ensure_writable_dir(dir)?;
     }
-    let (_, emb, mut manifest) = new_index_model(model, common)?;
+    let (emb, mut manifest) = new_index_model(model, common)?;
     let config = params.config(emb.dim)?;
     let index = config.init()?;
     let (files, mut skipped) = load::list_images(&absolute(paths));
@@ -309,7 +309,7 @@ fn build(paths: &[PathBuf], model: &str, out: &Path, params: &IndexParams, commo
 
 /// The model a new index is built with (a run folder or `default`; `index add` and `query`
 /// reload it from the folder the manifest names), loaded, and the empty manifest naming it.
-fn new_index_model(model: &str, common: &CommonArgs) -> Result<(PathBuf, Embedder, IndexManifest)> {
+fn new_index_model(model: &str, common: &CommonArgs) -> Result<(Embedder, IndexManifest)> {
     let ModelSpec::Run(model) = model_spec(model, None, &common.run)? else {
         bail!("index build needs a trained model folder or 'default', not the pretrained features");
     };
@@ -321,7 +321,7 @@ fn new_index_model(model: &str, common: &CommonArgs) -> Result<(PathBuf, Embedde
         pipeline: PIPELINE.to_string(),
         files: Vec::new(),
     };
-    Ok((model, emb, manifest))
+    Ok((emb, manifest))
 }
 
 /// `index build --from-npy`: every shard read and checked against the model and each other
@@ -339,7 +339,7 @@ fn build_from_shards(
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         stabilize_core::fsutil::ensure_writable_dir(dir)?;
     }
-    let (_, emb, mut manifest) = new_index_model(model, common)?;
+    let (emb, mut manifest) = new_index_model(model, common)?;
     let shards = checked_shards(npys, paths_files, &emb, &manifest)?;
     let index = params.config(emb.dim)?.init()?;
     let (added, _) = add_shards(&index, &mut manifest, shards)?;

@@ -28,11 +28,33 @@ pub const DEFAULT_K: usize = 32;
 /// it the probes per chunk grow past a thousand and exact search is the better tool.
 pub const MAX_INDEXED_BITS: u32 = 15;
 
+/// The Hamming radius in bits that `threshold` means for `desc`'s hashes: the threshold itself
+/// for hashes alone, `threshold / l2_per_bit` when fused (a hash brings a pair under the threshold
+/// only at `l2_per_bit · bits ≤ threshold`); `None` when no hash can find a pair.
+fn hash_radius(desc: &Descriptors, threshold: f64) -> Option<f64> {
+    match desc {
+        Descriptors::Hashes(_) => Some(threshold),
+        Descriptors::Fused { rule, .. } if rule.l2_per_bit > 0.0 => Some(threshold / rule.l2_per_bit),
+        _ => None,
+    }
+}
+
+/// Whether [`pairs_indexed`] can search `desc` at `threshold`: not with regions, and not with a
+/// hash radius above [`MAX_INDEXED_BITS`].
+pub fn indexable(desc: &Descriptors, threshold: f64) -> bool {
+    let regions = match desc {
+        Descriptors::Regions { .. } => true,
+        Descriptors::Fused { vectors, .. } => matches!(vectors.as_ref(), Descriptors::Regions { .. }),
+        _ => false,
+    };
+    !regions && hash_radius(desc, threshold).is_none_or(|bits| bits.floor() <= MAX_INDEXED_BITS as f64)
+}
+
 /// Every pair `(i, j, d)`, `i < j`, `i < first`, with `d = desc.distance(i, j) ≤ threshold`
 /// that the indexes propose (see the module): vectors by the HNSW graph's `k` nearest of each
 /// item `0..first`, hashes by multi-index hashing. Items `first..` (a library) are not queried,
-/// so library pairs are not looked for. Sorted by `(i, j)`. [`Descriptors::Regions`] and hash
-/// thresholds above [`MAX_INDEXED_BITS`] are errors: use exact search for them.
+/// so library pairs are not looked for. Sorted by `(i, j)`. Where [`indexable`] says no, an
+/// error: use exact search.
 pub fn pairs_indexed(
     desc: &Descriptors,
     n: usize,
@@ -40,24 +62,24 @@ pub fn pairs_indexed(
     threshold: f64,
     k: usize,
 ) -> Result<Vec<(usize, usize, f64)>> {
+    if !indexable(desc, threshold) {
+        return Err(Error::Invalid(format!(
+            "indexed search: not for regions or hash thresholds above {MAX_INDEXED_BITS} bits; search exactly"
+        )));
+    }
     let first = first.min(n);
+    let (vectors, hashes) = match desc {
+        Descriptors::Vectors { .. } => (Some(desc), None),
+        Descriptors::Hashes(h) => (None, Some(h)),
+        Descriptors::Fused { vectors, hashes, .. } => (Some(vectors.as_ref()), Some(hashes)),
+        Descriptors::Regions { .. } => unreachable!("not indexable"),
+    };
     let mut candidates: Vec<(usize, usize)> = Vec::new();
-    match desc {
-        Descriptors::Vectors { dim, data } => candidates.extend(vector_candidates(data, *dim, first, threshold, k)?),
-        Descriptors::Hashes(h) => candidates.extend(hash_candidates(h, first, hash_bits(threshold)?)),
-        Descriptors::Fused { vectors, hashes, rule } => {
-            let Descriptors::Vectors { dim, data } = vectors.as_ref() else {
-                return Err(Error::Invalid("indexed search: regions are searched exactly".into()));
-            };
-            candidates.extend(vector_candidates(data, *dim, first, threshold, k)?);
-            // A hash brings a pair under the threshold only at l2_per_bit · bits ≤ threshold.
-            if rule.l2_per_bit > 0.0 {
-                candidates.extend(hash_candidates(hashes, first, hash_bits(threshold / rule.l2_per_bit)?));
-            }
-        }
-        Descriptors::Regions { .. } => {
-            return Err(Error::Invalid("indexed search: regions are searched exactly".into()));
-        }
+    if let Some(Descriptors::Vectors { dim, data }) = vectors {
+        candidates.extend(vector_candidates(data, *dim, first, threshold, k)?);
+    }
+    if let (Some(h), Some(bits)) = (hashes, hash_radius(desc, threshold)) {
+        candidates.extend(hash_pairs(h, first, bits)?);
     }
     candidates.par_sort_unstable();
     candidates.dedup();
@@ -68,16 +90,6 @@ pub fn pairs_indexed(
             (d <= threshold).then_some((i, j, d))
         })
         .collect())
-}
-
-fn hash_bits(threshold: f64) -> Result<u32> {
-    let bits = threshold.max(0.0).floor();
-    if bits > MAX_INDEXED_BITS as f64 {
-        return Err(Error::Invalid(format!(
-            "indexed search serves hash thresholds up to {MAX_INDEXED_BITS} bits, not {bits}; search exactly"
-        )));
-    }
-    Ok(bits as u32)
 }
 
 /// Pairs `(min, max)` with `min < first` among each item `0..first`'s `k` nearest in an HNSW
@@ -140,13 +152,17 @@ fn flip_masks(r: u32) -> Vec<u16> {
     masks
 }
 
-/// Pairs `(i, j)`, `i < j`, `i < first`, whose hashes are at most `bits` (≤ [`MAX_INDEXED_BITS`])
-/// apart, by multi-index hashing (exact; see the module). Unsorted; a pair may repeat.
-pub fn hash_pairs(hashes: &[PerceptualHash], first: usize, bits: u32) -> Vec<(usize, usize)> {
-    hash_candidates(hashes, first, bits.min(MAX_INDEXED_BITS))
-}
-
-fn hash_candidates(hashes: &[PerceptualHash], first: usize, bits: u32) -> Vec<(usize, usize)> {
+/// Pairs `(i, j)`, `i < j`, `i < first`, whose hashes are at most `radius` bits apart (its
+/// floor; above [`MAX_INDEXED_BITS`] an error), by multi-index hashing (exact; see the module).
+/// Unsorted; a pair may repeat.
+pub fn hash_pairs(hashes: &[PerceptualHash], first: usize, radius: f64) -> Result<Vec<(usize, usize)>> {
+    let bits = radius.max(0.0).floor();
+    if bits > MAX_INDEXED_BITS as f64 {
+        return Err(Error::Invalid(format!(
+            "indexed search serves hash thresholds up to {MAX_INDEXED_BITS} bits, not {bits}; search exactly"
+        )));
+    }
+    let bits = bits as u32;
     let words: Vec<u64> = hashes.par_iter().map(bits_of).collect();
     let chunk = |w: u64, c: usize| (w >> (16 * c)) as u16;
     // Per chunk: item numbers sorted by the chunk's value, and where each value's run starts.
@@ -171,7 +187,7 @@ fn hash_candidates(hashes: &[PerceptualHash], first: usize, bits: u32) -> Vec<(u
         })
         .collect();
     let masks = flip_masks(bits / 4);
-    (0..first.min(words.len()))
+    Ok((0..first.min(words.len()))
         .into_par_iter()
         .flat_map_iter(|i| {
             let w = words[i];
@@ -189,7 +205,7 @@ fn hash_candidates(hashes: &[PerceptualHash], first: usize, bits: u32) -> Vec<(u
             }
             out
         })
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]
@@ -246,6 +262,7 @@ mod tests {
         exact.sort_by_key(|&(i, j, _)| (i, j));
         assert_eq!(found, exact);
         assert!(pairs_indexed(&desc, 3000, 3000, 16.0, DEFAULT_K).unwrap_err().to_string().contains("exactly"));
+        assert!(indexable(&desc, 15.9) && !indexable(&desc, 16.0));
     }
 
     /// Vectors: nearly every exact pair is found (groups of 16 fit in k = 32), none that is not
@@ -268,5 +285,7 @@ mod tests {
         let found = pairs_indexed(&fused, n, n, t, DEFAULT_K).unwrap();
         assert!(exact.len() > set.len() + 1000, "hash pairs add: {} vs {}", exact.len(), set.len());
         assert!(found.len() as f64 / exact.len() as f64 > 0.98, "{} of {}", found.len(), exact.len());
+        // At 1.0 the fused hash radius is 20 bits: beyond the buckets, so not indexable.
+        assert!(indexable(&fused, t) && !indexable(&fused, 1.0));
     }
 }

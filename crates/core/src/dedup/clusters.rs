@@ -104,12 +104,21 @@ pub fn pairs_touching(
         .collect()
 }
 
-fn find(parent: &mut [usize], mut x: usize) -> usize {
-    while parent[x] != x {
-        parent[x] = parent[parent[x]];
-        x = parent[x];
+/// Each of `n` items' component under single linkage of `pairs`, named by its smallest member.
+pub fn components(n: usize, pairs: &[(usize, usize, f64)]) -> Vec<usize> {
+    fn find(parent: &mut [usize], mut x: usize) -> usize {
+        while parent[x] != x {
+            parent[x] = parent[parent[x]];
+            x = parent[x];
+        }
+        x
     }
-    x
+    let mut parent: Vec<usize> = (0..n).collect();
+    for &(i, j, _) in pairs {
+        let (a, b) = (find(&mut parent, i), find(&mut parent, j));
+        parent[a.max(b)] = a.min(b);
+    }
+    (0..n).map(|i| find(&mut parent, i)).collect()
 }
 
 /// How a cluster's keep is chosen: given the candidates (the library's files of the cluster in
@@ -139,23 +148,14 @@ pub fn library_clusters(
 /// [`clusters`] with `files[first..]` marked as the library.
 fn grouped(files: &[FileInfo], pairs: &[(usize, usize, f64)], first: usize, keep: &KeepRule<'_>) -> Vec<Cluster> {
     use rayon::prelude::*;
-    let n = files.len();
-    let mut parent: Vec<usize> = (0..n).collect();
-    for &(i, j, _) in pairs {
-        let (a, b) = (find(&mut parent, i), find(&mut parent, j));
-        if a != b {
-            parent[a.max(b)] = a.min(b);
-        }
-    }
+    let root = components(files.len(), pairs);
     let mut members: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
     let mut max_d: std::collections::HashMap<usize, f64> = Default::default();
     for &(i, _, d) in pairs {
-        let r = find(&mut parent, i);
-        let e = max_d.entry(r).or_insert(0.0);
+        let e = max_d.entry(root[i]).or_insert(0.0);
         *e = e.max(d);
     }
-    for i in 0..n {
-        let r = find(&mut parent, i);
+    for (i, &r) in root.iter().enumerate() {
         members.entry(r).or_default().push(i);
     }
     let groups: Vec<(usize, Vec<usize>)> = members.into_iter().filter(|(_, m)| m.len() > 1).collect();

@@ -281,23 +281,6 @@ pub fn simhash(data: &[f32], dim: usize, seed: u64) -> Vec<crate::image::hash::P
         .collect()
 }
 
-/// Group labels of single linkage over `pairs` of `n` items (the smallest member names a group).
-fn groups(n: usize, pairs: &[(usize, usize, f64)]) -> Vec<usize> {
-    let mut parent: Vec<usize> = (0..n).collect();
-    fn root(p: &mut [usize], mut x: usize) -> usize {
-        while p[x] != x {
-            p[x] = p[p[x]];
-            x = p[x];
-        }
-        x
-    }
-    for &(i, j, _) in pairs {
-        let (a, b) = (root(&mut parent, i), root(&mut parent, j));
-        parent[a.max(b)] = a.min(b);
-    }
-    (0..n).map(|i| root(&mut parent, i)).collect()
-}
-
 /// The pair-search benchmark: `n` synthetic clustered unit vectors of dimension `dim` (fused with
 /// SimHash hashes when `fused`), every pair under `threshold` found by the indexed search
 /// ([`crate::dedup::ann::pairs_indexed`], `k` neighbours) with its time and peak memory, then on
@@ -314,18 +297,16 @@ pub fn pairs_run(
     progress: &dyn Fn(&str),
 ) -> Result<PairsResult> {
     use crate::dedup::ann::pairs_indexed;
-    use crate::dedup::clusters::pairs_under;
+    use crate::dedup::clusters::{components, pairs_under};
     use crate::eval::embed::Descriptors;
     progress(&format!("generating {n} vectors × {dim}"));
     let (data, _) = synthetic(Synthetic::Clustered, n, 0, dim, seed);
     let describe = |data: Vec<f32>| {
+        let hashes = fused.then(|| simhash(&data, dim, seed));
         let v = Descriptors::Vectors { dim, data };
-        if fused {
-            let Descriptors::Vectors { data, .. } = &v else { unreachable!() };
-            let h = simhash(data, dim, seed);
-            Descriptors::fuse(v, h, crate::eval::fusion::FuseRule { l2_per_bit: 0.05, l2_cap: 2.0 })
-        } else {
-            v
+        match hashes {
+            Some(h) => Descriptors::fuse(v, h, crate::eval::fusion::FuseRule { l2_per_bit: 0.05, l2_cap: 2.0 }),
+            None => v,
         }
     };
     let subset = subset.min(n);
@@ -361,7 +342,7 @@ pub fn pairs_run(
         subset_exact_seconds,
         subset_indexed_seconds,
         subset_pair_recall: sub_indexed.len() as f64 / sub_exact.len().max(1) as f64,
-        subset_same_clusters: groups(subset, &sub_exact) == groups(subset, &sub_indexed),
+        subset_same_clusters: components(subset, &sub_exact) == components(subset, &sub_indexed),
     })
 }
 

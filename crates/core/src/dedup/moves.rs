@@ -285,10 +285,9 @@ pub fn undo(dir: &Path, progress: &dyn Fn()) -> Result<UndoReport, MoveError> {
     let mut report = UndoReport::default();
     let mut left: Vec<MoveEntry> = Vec::new();
     for entry in entries.iter().rev() {
-        let parse = |t: &str| text_path(t);
         let outcome = (|| -> Result<bool, String> {
-            let from = parse(&entry.from)?;
-            let rel = parse(&entry.to)?;
+            let from = text_path(&entry.from)?;
+            let rel = text_path(&entry.to)?;
             if rel.is_absolute() || rel.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
                 return Err(format!("{}: not a path inside {}", entry.to, path_text(dir)));
             }

@@ -9,23 +9,6 @@ use libheif_rs::{Channel, ColorSpace, CompressionFormat, EncoderQuality, HeifCon
 
 use crate::image::{Channels, Image};
 
-/// The brands (ISO BMFF `ftyp`) of the files libheif reads: HEIF stills and sequences, HEVC
-/// (`heic`…), AV1 (`avif`, `avis`), and the generic `mif1`/`msf1`.
-const BRANDS: [&[u8; 4]; 10] =
-    [b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif", b"avis"];
-
-/// Whether `bytes` begin like a HEIF or AVIF file: an `ftyp` box whose major or a compatible
-/// brand is one of [`BRANDS`].
-pub fn is_heif(bytes: &[u8]) -> bool {
-    if bytes.len() < 16 || &bytes[4..8] != b"ftyp" {
-        return false;
-    }
-    let size = (u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize).clamp(16, bytes.len().min(256));
-    let major = &bytes[8..12];
-    let compatible = bytes[16..size].chunks_exact(4);
-    std::iter::once(major).chain(compatible).any(|b| BRANDS.iter().any(|x| x.as_slice() == b))
-}
-
 /// libheif, initialised once for the process (its init is reference counted and not free).
 fn lib() -> &'static LibHeif {
     static LIB: OnceLock<LibHeif> = OnceLock::new();
@@ -122,7 +105,7 @@ mod tests {
         let img = sample();
         for codec in [HeifCodec::Hevc, HeifCodec::Av1] {
             let bytes = encode(&img, codec, 90).unwrap();
-            assert!(is_heif(&bytes), "{codec:?}: {:?}", &bytes[..16]);
+            assert!(crate::image::load::is_heif(&bytes), "{codec:?}: {:?}", &bytes[..16]);
             let back = decode(&bytes, &|_, _| Ok(())).unwrap();
             assert_eq!((back.width(), back.height()), (96, 64), "{codec:?}");
             let db = psnr(&img, &back);
@@ -143,7 +126,10 @@ mod tests {
             let err = decode(&bytes[..cut], &|_, _| Ok(())).unwrap_err();
             assert!(err.starts_with("HEIF"), "{cut}: {err}");
         }
-        assert!(!is_heif(b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"), "an MP4 is not a picture");
-        assert!(!is_heif(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"));
+        assert!(
+            !crate::image::load::is_heif(b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"),
+            "an MP4 is not a picture"
+        );
+        assert!(!crate::image::load::is_heif(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"));
     }
 }

@@ -62,7 +62,7 @@ pub fn decode_image(bytes: &[u8], opts: &LoadOptions) -> std::result::Result<Ima
     if bytes.is_empty() {
         return Err("empty file".into());
     }
-    if is_heif_like(bytes) {
+    if is_heif(bytes) {
         #[cfg(feature = "heif")]
         return crate::image::heif::decode(bytes, &|w, h| check_pixels(w, h, opts));
         #[cfg(not(feature = "heif"))]
@@ -101,14 +101,21 @@ pub fn decode_image(bytes: &[u8], opts: &LoadOptions) -> std::result::Result<Ima
     Ok(Image::from_dynamic(dynamic).map_err(|e| e.to_string())?.to_rgb())
 }
 
-/// Whether `bytes` start like a HEIF/AVIF file (an ISO BMFF `ftyp` box with a picture brand).
-fn is_heif_like(bytes: &[u8]) -> bool {
-    #[cfg(feature = "heif")]
-    return crate::image::heif::is_heif(bytes);
-    #[cfg(not(feature = "heif"))]
-    return bytes.len() >= 12
-        && &bytes[4..8] == b"ftyp"
-        && [b"heic", b"heix", b"mif1", b"avif"].iter().any(|b| &bytes[8..12] == *b);
+/// The brands (ISO BMFF `ftyp`) of the files libheif reads ([`crate::image::heif`], feature `heif`): HEIF stills and sequences, HEVC
+/// (`heic`…), AV1 (`avif`, `avis`), and the generic `mif1`/`msf1`.
+const BRANDS: [&[u8; 4]; 10] =
+    [b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif", b"avis"];
+
+/// Whether `bytes` begin like a HEIF or AVIF file: an `ftyp` box whose major or a compatible
+/// brand is one of [`BRANDS`].
+pub fn is_heif(bytes: &[u8]) -> bool {
+    if bytes.len() < 16 || &bytes[4..8] != b"ftyp" {
+        return false;
+    }
+    let size = (u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize).clamp(16, bytes.len().min(256));
+    let major = &bytes[8..12];
+    let compatible = bytes[16..size].chunks_exact(4);
+    std::iter::once(major).chain(compatible).any(|b| BRANDS.iter().any(|x| x.as_slice() == b))
 }
 
 fn check_pixels(w: u32, h: u32, opts: &LoadOptions) -> std::result::Result<(), String> {
