@@ -244,6 +244,17 @@ impl Embedder {
     }
 }
 
+/// What an embedding model is given for one decoded image: solid borders cut off (the
+/// borderless RGB image is returned first, for regions) and resized to `side`² (bicubic).
+pub fn model_input(
+    img: &stabilize_core::Image,
+    side: u32,
+) -> Result<(stabilize_core::Image, stabilize_core::Image), String> {
+    let content = into_content(img.to_rgb()).map_err(|e| e.to_string())?;
+    let small = resize(&content, side, side, Filter::Bicubic).map_err(|e| e.to_string())?;
+    Ok((content, small))
+}
+
 /// An embedded file.
 pub struct Embedded {
     pub info: FileInfo,
@@ -294,9 +305,7 @@ pub fn embed_files(
                     }
                     let img = load::load_image_with(p, &opts).map_err(|e| e.to_string())?;
                     let info = FileInfo { path: key, pixels: img.pixel_count() as u64, bytes: size };
-                    let content = into_content(img.to_rgb()).map_err(|e| e.to_string())?;
-                    let small =
-                        resize(&content, emb.input_size, emb.input_size, Filter::Bicubic).map_err(|e| e.to_string())?;
+                    let (content, small) = model_input(&img, emb.input_size)?;
                     // Hashed at the model's input size, as `eval embed` calibrates the fused
                     // distance (and cheaper than the full image).
                     let h = hasher.as_ref().map(|hs| PerceptualHash::of(hs, &small));

@@ -13,6 +13,7 @@
 //! | [`train`] | the one training loop (run folders, checkpoints, resume, schedule, NaN stop) and its tasks: [`train::classify`], [`train::embed`] |
 //! | [`infer`], [`eval`] | batched inference and feature extraction; classifier and embedding evaluation |
 //! | [`collection`], [`dupes`] | embedding image collections from disk with a trained model (cache, calibration); the near-duplicate search with its parameters and report |
+//! | [`export`] | a run's weights out to PyTorch (safetensors under torchvision's / `nn.Sequential`'s names) |
 //! | [`bench`] | training and inference throughput |
 
 pub mod bench;
@@ -21,6 +22,7 @@ pub mod device;
 pub mod dupes;
 pub mod embed;
 pub mod eval;
+pub mod export;
 pub mod imagenet;
 pub mod infer;
 pub mod layers;

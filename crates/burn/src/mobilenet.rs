@@ -19,6 +19,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 
+use crate::export::StateTensor;
 use crate::layers::{conv2d, relu6};
 use burn::store::pytorch_reader::{DType, PytorchReader};
 
@@ -201,28 +202,72 @@ impl Checkpoint {
 }
 
 impl MobileNetV2 {
+    /// torchvision's state-dict prefixes of each [`ConvBn`] (its convolution's, its batch norm's),
+    /// in the order of [`conv_bns`](Self::conv_bns): `features.0.*` is the stem, `features.{i+1}`
+    /// block i (`conv.0` expand, `conv.1` depthwise, `conv.2`/`conv.3` project; one fewer index
+    /// without an expansion), `features.18` the last convolution. The one naming that loading and
+    /// [`torchvision_state`](Self::torchvision_state) share.
+    fn torchvision_prefixes(&self) -> Vec<(String, String)> {
+        let mut v = vec![("features.0.0".to_string(), "features.0.1".to_string())];
+        for (i, b) in self.blocks.iter().enumerate() {
+            let f = format!("features.{}.conv", i + 1);
+            let (dw, pc, pb) = if b.expand.is_some() {
+                v.push((format!("{f}.0.0"), format!("{f}.0.1")));
+                (1, 2, 3)
+            } else {
+                (0, 1, 2)
+            };
+            v.push((format!("{f}.{dw}.0"), format!("{f}.{dw}.1")));
+            v.push((format!("{f}.{pc}"), format!("{f}.{pb}")));
+        }
+        v.push(("features.18.0".into(), "features.18.1".into()));
+        v
+    }
+
+    /// Every convolution + batch norm, stem first, then each block's expand, depthwise and
+    /// project, then the last convolution.
+    fn conv_bns(&self) -> Vec<&ConvBn> {
+        let blocks = self.blocks.iter().flat_map(|b| b.expand.iter().chain([&b.depthwise, &b.project]));
+        std::iter::once(&self.stem).chain(blocks).chain([&self.last]).collect()
+    }
+
+    /// [`conv_bns`](Self::conv_bns), mutable.
+    fn conv_bns_mut(&mut self) -> Vec<&mut ConvBn> {
+        let blocks = self.blocks.iter_mut().flat_map(|b| b.expand.iter_mut().chain([&mut b.depthwise, &mut b.project]));
+        std::iter::once(&mut self.stem).chain(blocks).chain([&mut self.last]).collect()
+    }
+
     /// torchvision's ImageNet weights from a `.pth` state dict (legacy or zip format). Every
     /// tensor is checked for name, shape, dtype and finiteness; the error names the first bad one.
     pub fn load_torchvision(path: &Path, device: &Device) -> Result<Self, WeightsError> {
         let ck = Checkpoint::open(path)?;
         let mut m = MobileNetV2Config::new().init(device);
-        ck.conv_bn(&mut m.stem, "features.0.0", "features.0.1", device)?;
-        for (i, b) in m.blocks.iter_mut().enumerate() {
-            let f = format!("features.{}.conv", i + 1);
-            if let Some(e) = b.expand.as_mut() {
-                ck.conv_bn(e, &format!("{f}.0.0"), &format!("{f}.0.1"), device)?;
-                ck.conv_bn(&mut b.depthwise, &format!("{f}.1.0"), &format!("{f}.1.1"), device)?;
-                ck.conv_bn(&mut b.project, &format!("{f}.2"), &format!("{f}.3"), device)?;
-            } else {
-                ck.conv_bn(&mut b.depthwise, &format!("{f}.0.0"), &format!("{f}.0.1"), device)?;
-                ck.conv_bn(&mut b.project, &format!("{f}.1"), &format!("{f}.2"), device)?;
-            }
+        let prefixes = m.torchvision_prefixes();
+        for (cb, (conv, bn)) in m.conv_bns_mut().into_iter().zip(&prefixes) {
+            ck.conv_bn(cb, conv, bn, device)?;
         }
-        ck.conv_bn(&mut m.last, "features.18.0", "features.18.1", device)?;
         let w: Tensor<2> = ck.tensor("classifier.1.weight", [1000, FEATURES], device)?;
         m.classifier.weight = Param::from_tensor(w.transpose());
         m.classifier.bias = Some(Param::from_tensor(ck.tensor("classifier.1.bias", [1000], device)?));
         Ok(m)
+    }
+
+    /// The network as torchvision's `mobilenet_v2()` state dict: every tensor
+    /// `torchvision.models.mobilenet_v2(num_classes=K).load_state_dict(…, strict=True)` expects,
+    /// under its name, in torch's layouts (linear weights `[out, in]`), with each batch norm's
+    /// `num_batches_tracked` as 0 (unused in inference).
+    pub fn torchvision_state(&self) -> Vec<StateTensor> {
+        let mut out = Vec::new();
+        for (cb, (conv, bn)) in self.conv_bns().into_iter().zip(self.torchvision_prefixes()) {
+            out.push(StateTensor::of(format!("{conv}.weight"), cb.conv.weight.val()));
+            out.push(StateTensor::of(format!("{bn}.weight"), cb.bn.gamma.val()));
+            out.push(StateTensor::of(format!("{bn}.bias"), cb.bn.beta.val()));
+            out.push(StateTensor::of(format!("{bn}.running_mean"), cb.bn.running_mean.value()));
+            out.push(StateTensor::of(format!("{bn}.running_var"), cb.bn.running_var.value()));
+            out.push(StateTensor::counter(format!("{bn}.num_batches_tracked")));
+        }
+        out.extend(StateTensor::linear("classifier.1", &self.classifier));
+        out
     }
 
     /// ImageNet normalisation of `[N, 3, H, W]` on [0,1].

@@ -13,6 +13,7 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 
+use crate::export::StateTensor;
 use crate::layers::{conv2d, max_pool2d, relu};
 
 /// Configuration (data) of [`SmallCnn`]; saved with every run as JSON.
@@ -90,6 +91,22 @@ impl SmallCnn {
     /// Logits `[N, K]` from penultimate features `[N, F]`.
     pub fn head(&self, features: Tensor<2>) -> Tensor<2> {
         self.fc2.forward(features)
+    }
+
+    /// The state dict of the same network as a plain torch `nn.Sequential(Conv2d(C, w, 3,
+    /// padding=1), MaxPool2d(2), ReLU(), Conv2d(w, 2w, 3, padding=1), MaxPool2d(2), ReLU(),
+    /// Flatten(), Linear(2w·(S/4)², F), ReLU(), Linear(F, K))`: keys `0.*`, `3.*`, `7.*`, `9.*`,
+    /// linear weights in torch's `[out, in]`. Its input is the standardised image
+    /// `(x − pixel_mean) / pixel_std`.
+    pub fn sequential_state(&self) -> Vec<StateTensor> {
+        let mut v = Vec::new();
+        for (i, conv) in [(0, &self.conv1), (3, &self.conv2)] {
+            v.push(StateTensor::of(format!("{i}.weight"), conv.weight.val()));
+            v.push(StateTensor::of(format!("{i}.bias"), conv.bias.as_ref().expect("convolutions have a bias").val()));
+        }
+        v.extend(StateTensor::linear("7", &self.fc1));
+        v.extend(StateTensor::linear("9", &self.fc2));
+        v
     }
 
     /// Logits `[N, K]` of inputs `[N, C, S, S]` on [0,1].

@@ -16,6 +16,7 @@ mod default_model;
 mod dupes;
 mod embed;
 mod eval;
+mod export;
 mod fetch;
 mod imagenet;
 mod index;
@@ -160,6 +161,10 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Write a run's weights for PyTorch: one safetensors file under torchvision's `mobilenet_v2`
+    /// names (plus the embedding head), or an `nn.Sequential`'s for the Fashion-MNIST CNN; load it
+    /// with scripts/load_in_pytorch.py.
+    Export(export::ExportArgs),
     /// Benchmark against PyTorch and Pillow, side by side: training step (plain and stabilized) and
     /// inference per backend, one end-to-end epoch, JPEG round trip and thumbnail resize.
     Bench(bench::BenchArgs),
@@ -251,6 +256,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Imagenet { model, dump, run, json, paths } => {
             imagenet::run(&model, dump.as_deref(), &run, json, &paths)
         }
+        Command::Export(a) => export::run(a),
         Command::Bench(b) => bench::run(b),
     }
 }

@@ -390,6 +390,9 @@ fn train_eval_compare_on_real_fashion_mnist() {
         }
         evals.push(eval);
     }
+    // The stabilized classifier out to PyTorch as an nn.Sequential.
+    let v = check_export(dir.path().join("stab").to_str().unwrap(), d, dir.path(), None, "fashion-cnn");
+    assert_eq!(v["reference"]["output_shape"], serde_json::json!([256, 10]));
     let o =
         stabilize(&["compare", dir.path().join("base").to_str().unwrap(), dir.path().join("stab").to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -446,6 +449,89 @@ fn photo_data() -> Option<std::path::PathBuf> {
     );
     eprintln!("skipping: photos or mobilenet-v2 not fetched");
     None
+}
+
+/// `stabilize export RUN --reference` (with `images` for a photo model), and the PyTorch round
+/// trip where PyTorch is installed (required with STABILIZE_REQUIRE_TCH=1):
+/// `scripts/load_in_pytorch.py` must load the file into torchvision / an `nn.Sequential` and
+/// reproduce this program's outputs within 1e-4. Returns the export's JSON summary.
+fn check_export(run: &str, data: &str, tmp: &Path, images: Option<&Path>, kind: &str) -> serde_json::Value {
+    let (out, refdir) = (tmp.join(format!("{kind}.safetensors")), tmp.join(format!("{kind}-reference")));
+    let mut args = vec!["export", run, "--data-dir", data, "--out", out.to_str().unwrap()];
+    args.extend(["--reference", refdir.to_str().unwrap(), "--json"]);
+    if let Some(i) = images {
+        args.extend(["--images", i.to_str().unwrap()]);
+    }
+    let o = stabilize(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["kind"], kind);
+    assert_eq!(v["metadata"]["format"], "stabilize-export-1");
+    for f in ["input.npy", "output.npy", "paths.txt"] {
+        assert!(refdir.join(f).is_file(), "{f}");
+    }
+    // Never over an existing file without --overwrite: one line, the file untouched.
+    let before = std::fs::read(&out).unwrap();
+    assert_one_line_error(
+        &stabilize(&["export", run, "--data-dir", data, "--out", out.to_str().unwrap()]),
+        "--overwrite",
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), before);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let python = root.join(".venv-torch/bin/python");
+    if !python.is_file() {
+        assert!(std::env::var("STABILIZE_REQUIRE_TCH").as_deref() != Ok("1"), "no .venv-torch for the PyTorch check");
+        eprintln!("skipping the PyTorch round trip: no .venv-torch");
+        return v;
+    }
+    let o = Command::new(&python)
+        .arg(root.join("scripts/load_in_pytorch.py"))
+        .args([out.to_str().unwrap(), "--check", refdir.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+    let check: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(check["kind"], kind);
+    assert!(check["max_abs_diff"].as_f64().unwrap() <= 1e-4, "{check}");
+    assert_eq!(check["same_argmax"], check["images"], "{check}");
+    v
+}
+
+/// The default embedding model out to PyTorch: torchvision's MobileNetV2 + the head reproduce its
+/// embeddings of the held-out photos; a run folder that is none, an unfinished one, and
+/// `--images` without `--reference` are one-line errors.
+#[test]
+fn export_the_default_model_to_pytorch() {
+    let Some(data) = photo_data() else { return };
+    let d = data.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let held = dir.path().join("held-out");
+    std::fs::create_dir_all(&held).unwrap();
+    for e in std::fs::read_dir(data.join("photos")).unwrap() {
+        let name = e.unwrap().file_name().into_string().unwrap();
+        if stabilize_core::data::crops::is_test(&name, 0.25) {
+            std::fs::copy(data.join("photos").join(&name), held.join(&name)).unwrap();
+        }
+    }
+    let n = std::fs::read_dir(&held).unwrap().count();
+    assert!(n >= 30, "{n} held-out photos");
+    let v = check_export("default", d, dir.path(), Some(&held), "embedding");
+    assert_eq!(v["reference"]["input_shape"], serde_json::json!([n, 3, 128, 128]));
+    assert_eq!(v["reference"]["output_shape"], serde_json::json!([n, 1280]));
+    assert_eq!((v["metadata"]["dim"].as_str(), v["metadata"]["input_size"].as_str()), (Some("1280"), Some("128")));
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = dir.path().join("x.safetensors");
+    let o = out.to_str().unwrap();
+    for (args, want) in [
+        (vec!["export", empty.to_str().unwrap(), "--out", o], "no config.json"),
+        (vec!["export", "/no/such/run", "--out", o], "not a run folder"),
+        (vec!["export", "default", "--data-dir", d, "--out", o, "--images", d], "--images is for --reference"),
+        (vec!["export", "default", "--data-dir", d, "--out", o, "--reference", o], "--reference needs --images"),
+    ] {
+        assert_one_line_error(&stabilize(&args), want);
+    }
+    assert!(!out.exists());
 }
 
 /// `index build/add/query` with a trained model on real photos and a distorted copy.
@@ -734,6 +820,21 @@ fn stabilize_the_imagenet_network_on_photos_and_evaluate_it() {
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["images"][0]["top5"].as_array().unwrap().len(), 5);
+
+    // The stabilized network out to PyTorch: torchvision's mobilenet_v2 reproduces its logits.
+    let photos = dir.path().join("reference-photos");
+    std::fs::create_dir_all(&photos).unwrap();
+    for k in [0, 1, 2] {
+        let name = format!("foolbox__imagenet_0{k}_");
+        let e = std::fs::read_dir(data.join("photos"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with(&name))
+            .unwrap();
+        std::fs::copy(&e, photos.join(e.file_name().unwrap())).unwrap();
+    }
+    let v = check_export(r, d, dir.path(), Some(&photos), "imagenet-classifier");
+    assert_eq!(v["reference"]["output_shape"], serde_json::json!([3, 1000]));
 
     let fake = dir.path().join("not-a-run");
     std::fs::create_dir_all(&fake).unwrap();
