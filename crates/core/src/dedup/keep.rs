@@ -45,7 +45,7 @@ impl Candidate {
     /// (decoding it), its JPEG tables, its modification time. A file that can no longer be read
     /// counts as infinitely noisy and without content.
     pub fn read(path: &str, pixels: u64, mean_distance: f64) -> Candidate {
-        use crate::image::borders::content_window;
+        use crate::image::borders::content_window_within;
         use crate::image::load::{LoadOptions, load_image_with};
         let p = &crate::fsutil::text_path_or_same(path);
         let img = load_image_with(p, &LoadOptions::default()).ok();
@@ -56,7 +56,8 @@ impl Candidate {
             noise: img.as_ref().map_or(f64::INFINITY, noise_sigma),
             detail: img.as_ref().map_or(0.0, detail),
             content_pixels: img.as_ref().map_or(0, |img| {
-                content_window(img).map_or(img.pixel_count() as u64, |(_, _, w, h)| w as u64 * h as u64)
+                content_window_within(img, KEEP_BORDER_TOLERANCE)
+                    .map_or(img.pixel_count() as u64, |(_, _, w, h)| w as u64 * h as u64)
             }),
             mean_distance,
             modified: std::fs::metadata(p).and_then(|m| m.modified()).ok(),
@@ -81,6 +82,17 @@ pub fn prefer_rank(path: &str, prefer: &[PathBuf]) -> usize {
         })
         .unwrap_or(prefer.len())
 }
+
+/// How far (0–255, any channel) a border pixel may be from the border colour when the keep rule
+/// measures a file's picture without borders: tighter than what descriptors are cut with
+/// ([`BORDER_TOLERANCE`](crate::image::borders::BORDER_TOLERANCE)), so only flat bars count (an
+/// added letterbox, even JPEG-saved), not the low-contrast edges of a smooth texture, which made a
+/// wood-grain original measure less picture than its zoomed copy.
+pub const KEEP_BORDER_TOLERANCE: u8 = 8;
+
+/// Noise estimates within this share of each other count as the same level (a lossless copy, a
+/// mirror or a grey version, keeps its original's noise to a few tenths of a percent).
+pub const SHARED_NOISE: f64 = 0.02;
 
 /// Sizes within this factor of the largest count as the same resolution.
 pub const RESOLUTION_TOLERANCE: f64 = 1.1;
@@ -172,6 +184,26 @@ pub fn compare(a: &Candidate, b: &Candidate) -> Ordering {
         .then(a.path.cmp(&b.path))
 }
 
+/// The noise level a file is "clearly noisier" than ([`NOISE_TOLERANCE`]), from the noise estimates
+/// of a cluster's files (not empty): the highest level two or more files share (within
+/// [`SHARED_NOISE`]) — copies made without resampling (mirrored, grey, captioned) keep their
+/// original's noise, while added noise is a copy's own — else the lower median, not the minimum:
+/// a blurred copy measures less "noise" than its original's texture. (The median alone let the
+/// blurred, resized and re-encoded copies of a grass texture outvote its original, whose grain
+/// then counted as noise.)
+pub fn noise_reference(sigmas: &[f64]) -> f64 {
+    let shared = sigmas
+        .iter()
+        .filter(|&&a| sigmas.iter().filter(|&&b| (a - b).abs() <= SHARED_NOISE * a.max(b)).count() >= 2)
+        .copied()
+        .max_by(f64::total_cmp);
+    shared.unwrap_or_else(|| {
+        let mut sorted = sigmas.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        sorted[(sorted.len() - 1) / 2]
+    })
+}
+
 /// Index of the file to keep among `candidates` (not empty), narrowing in the module's order:
 /// the best-ranked preferred folder, the largest (within [`RESOLUTION_TOLERANCE`]), the best
 /// JPEG quality, the least noise (within [`NOISE_TOLERANCE`]), the most content without borders,
@@ -187,13 +219,11 @@ pub fn choose(candidates: &[Candidate], prefer: &[PathBuf]) -> usize {
     let pool = within(pool, &|c| c.pixels);
     let best_q = pool.iter().map(|&i| candidates[i].jpeg_quality.unwrap_or(100)).max().unwrap_or(100);
     let pool: Vec<usize> = pool.into_iter().filter(|&i| candidates[i].jpeg_quality.unwrap_or(100) == best_q).collect();
-    // Against the cluster's (lower) median, not its minimum: a blurred copy measures less "noise"
-    // than its original's texture; only a clearly noisier file drops out.
-    let mut sigmas: Vec<f64> = pool.iter().map(|&i| candidates[i].noise).collect();
-    sigmas.sort_by(f64::total_cmp);
-    let median = sigmas[(sigmas.len() - 1) / 2];
-    let pool: Vec<usize> =
-        pool.into_iter().filter(|&i| candidates[i].noise <= NOISE_TOLERANCE.0 * median + NOISE_TOLERANCE.1).collect();
+    let reference = noise_reference(&pool.iter().map(|&i| candidates[i].noise).collect::<Vec<_>>());
+    let pool: Vec<usize> = pool
+        .into_iter()
+        .filter(|&i| candidates[i].noise <= NOISE_TOLERANCE.0 * reference + NOISE_TOLERANCE.1)
+        .collect();
     // Against the upper median: in a cluster of an original and one blurred copy, the original.
     let mut details: Vec<f64> = pool.iter().map(|&i| candidates[i].detail).collect();
     details.sort_by(f64::total_cmp);
@@ -389,6 +419,23 @@ mod tests {
         assert_eq!(choose(&c, none), 0);
         c[1].noise = 4.5;
         assert_eq!(choose(&c, none), 1, "4.5 is within 1.5 × 2 + 2");
+        // A grainy original among copies that smoothed its grain: its mirror shares its noise, so
+        // the grain is the cluster's level, not noise (with the median, 5.1, the original and its
+        // mirror dropped out and the JPEG was kept).
+        let mut c = [
+            cand("orig", 100, None, 0.18, 0),
+            cand("mirror", 100, None, 0.40, 1),
+            cand("jpeg", 100, None, 0.20, 2),
+            cand("rotated", 100, None, 0.25, 3),
+            cand("resized", 100, None, 0.22, 4),
+        ];
+        for (x, n) in c.iter_mut().zip([11.8, 11.8, 6.4, 4.6, 5.1]) {
+            x.noise = n;
+        }
+        assert_eq!(noise_reference(&[11.8, 11.8, 6.4, 4.6, 5.1]), 11.8);
+        assert_eq!(choose(&c, none), 0);
+        // Without a shared level, the lower median: an added-noise copy is unique and drops out.
+        assert_eq!(noise_reference(&[2.2, 4.3, 1.3, 8.7]), 2.2);
         // A letterboxed copy (less picture inside the same canvas) loses.
         let mut c = [cand("boxed", 100, None, 0.1, 5), cand("orig", 100, None, 0.3, 0)];
         c[0].content_pixels = 64;

@@ -24,6 +24,13 @@ pub const MAX_BORDER_SHARE: f64 = 0.75;
 /// The window `(left, top, width, height)` in px left after cutting solid borders off `img`, or
 /// `None` when it has none (or cutting would leave less than `1 − MAX_BORDER_SHARE` of an axis).
 pub fn content_window(img: &Image) -> Option<(u32, u32, u32, u32)> {
+    content_window_within(img, BORDER_TOLERANCE)
+}
+
+/// [`content_window`] with border pixels within `tolerance` (0–255, any channel) of the border
+/// colour: a small one finds only flat bars (an added letterbox, even JPEG-saved), not the
+/// low-contrast edges of a smooth texture that [`BORDER_TOLERANCE`] also cuts.
+pub fn content_window_within(img: &Image, tolerance: u8) -> Option<(u32, u32, u32, u32)> {
     let (w, h) = (img.width() as usize, img.height() as usize);
     if w < 4 || h < 4 {
         return None;
@@ -44,7 +51,7 @@ pub fn content_window(img: &Image) -> Option<(u32, u32, u32, u32)> {
     let matches = |pixels: &[&[u8]], colour: &[f64]| {
         let ok = pixels
             .iter()
-            .filter(|p| p.iter().zip(colour).all(|(&v, &m)| (v as f64 - m).abs() <= BORDER_TOLERANCE as f64))
+            .filter(|p| p.iter().zip(colour).all(|(&v, &m)| (v as f64 - m).abs() <= tolerance as f64))
             .count();
         ok as f64 >= BORDER_MATCH * pixels.len() as f64
     };
@@ -71,7 +78,7 @@ pub fn content_window(img: &Image) -> Option<(u32, u32, u32, u32)> {
     // MAX_BORDER_SHARE of the axis.
     let pair = |a: usize, b: usize, lo: usize, hi: usize, len: usize| -> (usize, usize) {
         let ((da, ca), (db, cb)) = (depth(a, lo, hi, len), depth(b, lo, hi, len));
-        let same = ca.iter().zip(&cb).all(|(x, y)| (x - y).abs() <= BORDER_TOLERANCE as f64);
+        let same = ca.iter().zip(&cb).all(|(x, y)| (x - y).abs() <= tolerance as f64);
         let max_cut = (len as f64 * MAX_BORDER_SHARE).floor() as usize;
         if da > 0 && db > 0 && same && da + db <= max_cut { (da, db) } else { (0, 0) }
     };
@@ -166,6 +173,9 @@ mod tests {
             let (l, t, w, h) = content_window(&padded).expect("a border");
             assert!((11..=13).contains(&l) && (11..=13).contains(&t), "{l} {t}");
             assert!((102..=106).contains(&w) && (102..=106).contains(&h), "{w} {h}");
+            // Its bars are flat: a tolerance of 8 finds them to within a line.
+            let (l8, t8, w8, h8) = content_window_within(&padded, 8).expect("a flat border");
+            assert!(l8.abs_diff(l) <= 1 && t8.abs_diff(t) <= 1 && w8.abs_diff(w) <= 2 && h8.abs_diff(h) <= 2);
         }
     }
 
@@ -213,6 +223,8 @@ mod tests {
             }
         }
         assert_eq!(content_window(&img), Some((0, 4, 30, 23)));
+        // Lines that vary by ±10 are no flat bar at a tolerance of 8.
+        assert_eq!(content_window_within(&img, 8), None);
     }
 
     #[test]
