@@ -150,6 +150,31 @@ pub fn distil_loss(student: Tensor<2>, noisy: Option<Tensor<2>>, teacher: Tensor
     }
 }
 
+/// The batch-contrastive term (InfoNCE, as SSCD and SimCLR use it) of the anchored design: each
+/// perturbed copy must be nearer its own image's teacher features than every other image's of the
+/// step, `−mean_i log softmax_j(⟨x'_i, t_j⟩ / τ)[i]` over the images `j` of other photos (and `i`
+/// itself: crops of one photo are not each other's negatives).
+///
+/// `noisy`: `[N, d]` unit embeddings of the perturbed copies; `teacher`: `[N, d]` the frozen
+/// network's unit features of the clean images, row i of image i (no gradient flows into it);
+/// `photos`: the photo each row was cut from; `tau`: the temperature (SSCD: 0.05).
+pub fn contrastive_loss(noisy: Tensor<2>, teacher: Tensor<2>, photos: &[i64], tau: f64) -> Tensor<1> {
+    let n = photos.len();
+    let device = noisy.device();
+    // −1e4 / τ-scaled logits are already ≤ 1/τ = 20: a −1e9 offset removes a pair from the softmax.
+    let mask: Vec<f32> = (0..n * n)
+        .map(|k| {
+            let (i, j) = (k / n, k % n);
+            if i != j && photos[i] == photos[j] { -1e9 } else { 0.0 }
+        })
+        .collect();
+    let mask = Tensor::<2>::from_data(TensorData::new(mask, [n, n]), &device);
+    let logits = noisy.matmul(teacher.detach().transpose()).div_scalar(tau) + mask;
+    let log_p = burn::tensor::activation::log_softmax(logits, 1);
+    let eye = Tensor::<2>::eye(n, &device);
+    (log_p * eye).sum().neg().div_scalar(n as f64).reshape([1])
+}
+
 /// Rows scaled to unit L2 norm (`‖x‖ + 1e-12` in the denominator).
 pub fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
     let norm = x.clone().powi_scalar(2).sum_dim(1).sqrt().add_scalar(1e-12);
@@ -302,4 +327,26 @@ mod tests {
         assert!(grads.get::<4>(m.backbone.stem.conv.weight.id).is_none());
         assert!(cfg.with_frozen_blocks(18).validate().is_err());
     }
+    #[test]
+    fn contrastive_loss_known_answer_masks_same_photo_rows_and_spares_the_teacher() {
+        let device = Device::flex().autodiff();
+        // Three rows in 2-D; rows 0 and 1 are crops of one photo. τ = 1.
+        // Row 0: logits to t = (1, 0.6, 0) with row 1 masked → −log(e¹ / (e¹ + e⁰)).
+        // Row 1: (0.6, 0.8)·t = (0.6, 1, 0.8) with row 0 masked → −log(e¹ / (e¹ + e^0.8)).
+        // Row 2: (0, 1)·t = (0, 0.8, 1), nothing masked → −log(e¹ / (e⁰ + e^0.8 + e¹)).
+        let t = t2(vec![1., 0., 0.6, 0.8, 0., 1.], 3, 2, &device).require_grad();
+        let x = t2(vec![1., 0., 0.6, 0.8, 0., 1.], 3, 2, &device).require_grad();
+        let l = contrastive_loss(x.clone(), t.clone(), &[7, 7, 3], 1.0);
+        let e = std::f64::consts::E;
+        let want = ((1.0 + 1.0 / e).ln() + (1.0 + (0.8f64 - 1.0).exp()).ln() + (1.0 + (-1f64).exp() + (-0.2f64).exp()).ln()) / 3.0;
+        let got = l.clone().into_scalar::<f32>() as f64;
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+        let g = l.backward();
+        assert!(t.grad(&g).is_none(), "the teacher is a target");
+        assert!(x.grad(&g).is_some());
+        // Unmasked, row 0 sees row 1 as a negative: a larger loss.
+        let unmasked = contrastive_loss(x.clone(), t.clone(), &[1, 2, 3], 1.0).into_scalar::<f32>() as f64;
+        assert!(unmasked > got + 0.05, "{unmasked} vs {got}");
+    }
+
 }

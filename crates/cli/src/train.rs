@@ -167,6 +167,14 @@ pub struct TrainEmbedArgs {
     /// σ of the Gaussian perturbation on the [0,1] pixel scale (paper: 0.2).
     #[arg(long, default_value_t = embed_defaults().stability.sigma)]
     sigma: f64,
+    /// Weight β of a batch-contrastive term (InfoNCE) added to --l0 distil: each perturbed copy
+    /// against the teacher's features of every image of the step (other photos' crops as
+    /// negatives); 0: off.
+    #[arg(long, default_value_t = embed_defaults().contrast)]
+    contrast: f64,
+    /// Temperature τ of --contrast (SSCD: 0.05).
+    #[arg(long, default_value_t = embed_defaults().tau)]
+    tau: f64,
     /// Triplet margin g on the L2 distance between unit embeddings (distances lie in [0, 2]).
     #[arg(long, default_value_t = embed_defaults().margin)]
     margin: f64,
@@ -386,6 +394,8 @@ fn embed(args: TrainEmbedArgs) -> Result<()> {
             .with_input_size(args.input_size)
             .with_frozen_blocks(args.frozen_blocks),
         margin: args.margin,
+        contrast: args.contrast,
+        tau: args.tau,
         steps: args.steps,
         batch_size: args.batch_size,
         seed: args.seed,
@@ -407,8 +417,9 @@ fn embed(args: TrainEmbedArgs) -> Result<()> {
     }
     let pb = bar(config.steps, "steps", args.output.json);
     let mut on = on_event(&pb, "triplets", |s: &stabilize_burn::train::IntervalStats| {
+        let contrast = if s.contrast > 0.0 { format!(", contrast {:.4}", s.contrast) } else { String::new() };
         format!(
-            "step {:>5}: loss {:.4} (triplet {:.4}, stab {:.4}) ordered {:.1}% {:.2} triplets/s {:.0}s",
+            "step {:>5}: loss {:.4} (triplet {:.4}, stab {:.4}{contrast}) ordered {:.1}% {:.2} triplets/s {:.0}s",
             s.step,
             s.loss,
             s.triplet,

@@ -1119,6 +1119,12 @@ fn distil_training_starts_at_the_pretrained_network() {
     let h = &stab["history"].as_array().unwrap()[1];
     assert!(h["stability"].as_f64().unwrap() > 0.01 && h["triplet"].as_f64().unwrap() > 1.5e-4, "{h}");
     assert_eq!(stab["config"]["l0"], "distil");
+    assert!(stab["config"].get("contrast").is_none(), "off by default, and not written");
+    // The batch-contrastive term: measured (and weighted into the loss) only when asked for.
+    let nce = train("c1", &["--alpha", "2", "--perturb", "pad:10-30,hflip", "--contrast", "1", "--tau", "0.1"]);
+    assert_eq!((nce["config"]["contrast"].as_f64(), nce["config"]["tau"].as_f64()), (Some(1.0), Some(0.1)));
+    assert!(nce["history"].as_array().unwrap().iter().all(|h| h["contrast"].as_f64().unwrap() > 0.0), "{nce}");
+    assert!(stab["history"].as_array().unwrap().iter().all(|h| h["contrast"].as_f64().unwrap() == 0.0));
     let t = dir.path().join("bad");
     let t = t.to_str().unwrap();
     assert_one_line_error(&stabilize(&["train", "embed", "--data-dir", d, "--l0", "distil", "--out", t]), "--dim 1280");
@@ -1138,6 +1144,11 @@ fn distil_training_starts_at_the_pretrained_network() {
             t,
         ]),
         "--init mobilenet-v2",
+    );
+    assert_one_line_error(&stabilize(&["train", "embed", "--data-dir", d, "--contrast", "1", "--out", t]), "--l0 distil");
+    assert_one_line_error(
+        &stabilize(&["train", "embed", "--data-dir", d, "--l0", "distil", "--dim", "1280", "--tau", "0", "--out", t]),
+        "tau",
     );
 }
 

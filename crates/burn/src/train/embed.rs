@@ -28,7 +28,7 @@ use stabilize_core::seeds::{TRIPLET_STREAM, item_seed};
 use super::{
     HostBatch, IntervalEnd, OptimizerConfig, Plan, Progress, RunConfig, StepLoss, Sums, Task, TrainError, Unit,
 };
-use crate::embed::{EmbedNet, EmbedNetConfig, distil_loss, embed_loss, l2_normalize};
+use crate::embed::{EmbedNet, EmbedNetConfig, contrastive_loss, distil_loss, embed_loss, l2_normalize};
 use crate::loss::Objective;
 use crate::mobilenet::FEATURES;
 use crate::stability::{ConfigError, PerturbSampler, StabilityConfig, Target};
@@ -73,6 +73,21 @@ fn is_triplet(l0: &EmbedL0) -> bool {
     *l0 == EmbedL0::Triplet
 }
 
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
+}
+
+/// The batch-contrastive term's temperature when none is given (SSCD's).
+pub const DEFAULT_TAU: f64 = 0.05;
+
+fn default_tau() -> f64 {
+    DEFAULT_TAU
+}
+
+fn is_default_tau(v: &f64) -> bool {
+    *v == DEFAULT_TAU
+}
+
 /// Everything that defines an embedding run; saved as `config.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EmbedTrainConfig {
@@ -85,6 +100,14 @@ pub struct EmbedTrainConfig {
     /// needs class distributions and has no embedding form) and the perturbation.
     #[serde(flatten)]
     pub stability: StabilityConfig,
+    /// Weight β of the batch-contrastive term added to the anchored loss (`--contrast`,
+    /// [`contrastive_loss`]): every perturbed copy against the step's other images; 0 (absent in
+    /// older runs): off.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub contrast: f64,
+    /// Its temperature τ (`--tau`).
+    #[serde(default = "default_tau", skip_serializing_if = "is_default_tau")]
+    pub tau: f64,
     /// Triplet margin g on the L2 distance between unit embeddings (distances lie in [0, 2]).
     pub margin: f64,
     pub steps: usize,
@@ -111,6 +134,8 @@ impl EmbedTrainConfig {
             model: EmbedNetConfig::new(),
             l0: EmbedL0::Triplet,
             stability: StabilityConfig::new(0.2),
+            contrast: 0.0,
+            tau: DEFAULT_TAU,
             margin: 1.0,
             steps: 300,
             batch_size: 8,
@@ -126,6 +151,18 @@ impl EmbedTrainConfig {
         self.stability.validate(Target::Embedding, self.model.input_size as u32)?;
         if !(self.margin.is_finite() && self.margin >= 0.0) {
             return Err(ConfigError::OutOfRange { setting: "margin", rule: "≥ 0", value: self.margin });
+        }
+        if !(self.contrast.is_finite() && self.contrast >= 0.0) {
+            return Err(ConfigError::OutOfRange { setting: "contrast", rule: "≥ 0", value: self.contrast });
+        }
+        if !(self.tau.is_finite() && self.tau > 0.0 && self.tau <= 10.0) {
+            return Err(ConfigError::OutOfRange { setting: "tau", rule: "in (0, 10]", value: self.tau });
+        }
+        if self.contrast > 0.0 && (self.l0 != EmbedL0::Distil || self.stability.alpha == 0.0) {
+            return Err(ConfigError::Objective(
+                "--contrast compares perturbed copies with the teacher's features: it needs --l0 distil and --alpha > 0"
+                    .into(),
+            ));
         }
         if self.steps == 0 || self.batch_size == 0 || self.checkpoint_every == 0 {
             return Err(ConfigError::Zero("steps, batch size and checkpoint interval"));
@@ -176,6 +213,9 @@ pub struct IntervalStats {
     pub triplet: f64,
     /// Mean stability term (before α); 0 for the baseline.
     pub stability: f64,
+    /// Mean batch-contrastive term (before β); 0 without one.
+    #[serde(default)]
+    pub contrast: f64,
     /// Share of the interval's training triplets already ordered D(q,p) < D(q,n).
     pub train_order_accuracy: f64,
     pub seconds: f64,
@@ -320,7 +360,11 @@ impl Task for EmbedTask<'_> {
             let seed = PerturbSampler::view_seed(c.seed, 0, step);
             x.extend(self.sampler.draw(&clean, images.len(), |i| Ok(Cow::Borrowed(&images[i])), seed)?);
         }
-        Ok(HostBatch { pixels: x, labels: Vec::new() })
+        // The photo of each clean row (queries and positives: the triplet's photo; negatives: the
+        // other), for the contrastive term's mask.
+        let photo = |f: fn(&Triplet) -> usize| triplets.iter().map(move |t| f(t) as i64);
+        let labels = photo(|t| t.photo).chain(photo(|t| t.photo)).chain(photo(|t| t.other)).collect();
+        Ok(HostBatch { pixels: x, labels })
     }
 
     /// Stats: total, triplet, stability (means over the step's triplets), ordered count; summed
@@ -351,13 +395,23 @@ impl Task for EmbedTask<'_> {
         let d_neg = (q - neg).powi_scalar(2).sum_dim(1);
         let ordered = d_pos.lower(d_neg).int().sum().float();
         let alpha = self.config.stability.alpha;
-        let loss = match teacher {
+        let (beta, tau) = (self.config.contrast, self.config.tau);
+        let contrast = match (&teacher, &noisy) {
+            (Some(t), Some(x)) if beta > 0.0 => Some(contrastive_loss(x.clone(), t.clone(), &batch.labels, tau)),
+            _ => None,
+        };
+        let mut loss = match teacher {
             Some(t) => distil_loss(clean, noisy, t, alpha),
             None => embed_loss(clean, noisy, self.config.margin, alpha),
         };
-        let stab = loss.stability.clone().map(|t| t.detach()).unwrap_or_else(|| loss.triplet.zeros_like().detach());
-        let stats = Tensor::cat(vec![loss.total.clone().detach(), loss.triplet.detach(), stab, ordered], 0);
-        StepLoss { loss: loss.total, stats, weights: vec![1.0; 4], items: b }
+        let zero = loss.triplet.zeros_like().detach();
+        let stab = loss.stability.clone().map(|t| t.detach()).unwrap_or_else(|| zero.clone());
+        if let Some(c) = &contrast {
+            loss.total = loss.total + c.clone().mul_scalar(beta);
+        }
+        let nce = contrast.map(|c| c.detach()).unwrap_or(zero);
+        let stats = Tensor::cat(vec![loss.total.clone().detach(), loss.triplet.detach(), stab, ordered, nce], 0);
+        StepLoss { loss: loss.total, stats, weights: vec![1.0; 5], items: b }
     }
 
     fn progress(&self, s: &Sums, seconds: f64) -> Progress {
@@ -377,6 +431,7 @@ impl Task for EmbedTask<'_> {
             loss: v[0] / steps,
             triplet: v[1] / steps,
             stability: v[2] / steps,
+            contrast: v[4] / steps,
             train_order_accuracy: v[3] / triplets,
             seconds: end.train_seconds,
             triplets_per_s: triplets / end.train_seconds,
