@@ -16,8 +16,19 @@ data pipeline included, then top-1 on the 10k test images).
 
 With --serve it instead answers requests on stdin, one per line, so that `stabilize bench` can
 alternate its own measurements with PyTorch's round by round (this machine's speed drifts):
-    train_plain STEPS | train STEPS | infer STEPS   ->  {"img_per_s": ...}
+    train_plain STEPS [LAYOUT] | train STEPS [LAYOUT] | infer STEPS [LAYOUT]  ->  {"img_per_s": ...}
+    mnv2_infer STEPS [LAYOUT] | mnv2_embed STEPS [LAYOUT]                     ->  {"img_per_s": ...}
     epoch IMAGES                                    ->  {"epoch_seconds": ..., "epoch_test_top1": ...}
+LAYOUT is nchw (the default, PyTorch's eager default) or cl (`torch.channels_last` for the model and
+its inputs, the standard CPU practice): stabilize compares with the faster of the two.
+
+MobileNetV2 (torchvision's `mobilenet_v2`, random weights, batch norm in inference mode as
+stabilize runs it): `mnv2_infer` is ImageNet inference at 224 px (--mnv2-batch images a batch,
+logits read back); `mnv2_embed` is stabilize's embedding fine-tuning step at 128 px
+(crates/burn/src/bench.rs `embed_step_throughput`): MobileNetV2 → mean pool → linear 1280→128 →
+L2-normalise, the stem and the first 12 blocks frozen, --embed-triplets triplets = 3B clean crops
+and their 3B noisy copies (σ 0.04) through the same weights, loss = triplet hinge (margin 1) +
+0.1·Σ‖f(x) − f(x')‖, AdamW lr 1e-4; every clean crop counted once.
 """
 import argparse
 import gzip
@@ -30,6 +41,7 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torchvision
 from torch import nn
 
 # The stabilized step's loss weight and noise level, as in crates/burn/src/bench.rs.
@@ -65,11 +77,17 @@ def step_loss(model, x, y, stabilized, alpha=ALPHA, sigma=SIGMA, noise=None):
     return F.cross_entropy(clean, y) + alpha * stab
 
 
-def train_rate(width, batch, steps, stabilized):
+def layout(model, x, cl):
+    """The model and input in channels-last memory format when `cl`."""
+    if cl:
+        return model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    return model, x
+
+
+def train_rate(width, batch, steps, stabilized, cl=False):
     torch.manual_seed(0)
-    model = SmallCnn(width)
+    model, x = layout(SmallCnn(width), torch.rand(batch, 1, 28, 28), cl)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    x = torch.rand(batch, 1, 28, 28)
     y = torch.arange(batch) % 10
     # x' noise drawn before the timed steps, as stabilize's bench does (its training loops draw it
     # on their batch-preparation thread, off the training thread).
@@ -90,10 +108,9 @@ def train_rate(width, batch, steps, stabilized):
     return batch * steps / (time.perf_counter() - t)
 
 
-def infer_rate(width, batch, steps):
+def infer_rate(width, batch, steps, cl=False):
     torch.manual_seed(0)
-    model = SmallCnn(width).eval()
-    x = torch.rand(batch, 1, 28, 28)
+    model, x = layout(SmallCnn(width).eval(), torch.rand(batch, 1, 28, 28), cl)
     with torch.inference_mode():
         for _ in range(3):
             model(x).numpy()
@@ -101,6 +118,63 @@ def infer_rate(width, batch, steps):
         for _ in range(steps):
             model(x).numpy()
     return batch * steps / (time.perf_counter() - t)
+
+
+IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+
+def mnv2_infer_rate(batch, steps, cl=False, side=224):
+    """ImageNet logits of `batch` random 224 px images a step (normalisation included)."""
+    torch.manual_seed(0)
+    model, x = layout(torchvision.models.mobilenet_v2().eval(), torch.rand(batch, 3, side, side), cl)
+    with torch.inference_mode():
+        model((x - IMAGENET_MEAN) / IMAGENET_STD).numpy()  # warm-up
+        t = time.perf_counter()
+        for _ in range(steps):
+            model((x - IMAGENET_MEAN) / IMAGENET_STD).numpy()
+    return batch * steps / (time.perf_counter() - t)
+
+
+class Embedder(nn.Module):
+    def __init__(self, dim=128, frozen=12):
+        super().__init__()
+        self.features = torchvision.models.mobilenet_v2().features
+        self.proj = nn.Linear(1280, dim)
+        for p in self.features[: 1 + frozen].parameters():  # the stem and the first `frozen` blocks
+            p.requires_grad_(False)
+
+    def forward(self, x):
+        h = self.features((x - IMAGENET_MEAN) / IMAGENET_STD).mean((2, 3))
+        return F.normalize(self.proj(h), dim=1)
+
+
+def mnv2_embed_rate(triplets, steps, cl=False, side=128):
+    """stabilize's embedding fine-tuning step (see the module docs); clean crops per second."""
+    torch.manual_seed(0)
+    n = 3 * triplets
+    model, x = layout(Embedder().eval(), torch.rand(n, 3, side, side), cl)  # eval: BN in inference mode
+    noisy = [(x + SIGMA * torch.randn_like(x)).contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
+             for _ in range(steps + 1)]
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+
+    def step():
+        clean = model(x)
+        other = model(noisy.pop())
+        q, p, m = clean[:triplets], clean[triplets : 2 * triplets], clean[2 * triplets :]
+        d = lambda a, b: ((a - b).pow(2).sum(1) + 1e-8).sqrt()
+        hinge = (1.0 + d(q, p) - d(q, m)).clamp_min(0).mean()
+        loss = hinge + 0.1 * d(clean, other).sum() / triplets
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    step()  # warm-up
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return n * steps / (time.perf_counter() - t)
 
 
 def read_idx(path):
@@ -149,6 +223,8 @@ def main():
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--infer-batch", type=int, default=256)
+    ap.add_argument("--mnv2-batch", type=int, default=16, help="MobileNetV2 inference batch (224 px)")
+    ap.add_argument("--embed-triplets", type=int, default=8, help="triplets of the embedding step (128 px)")
     ap.add_argument("--epoch-images", type=int, default=0, help="also time one epoch over this many images")
     ap.add_argument("--data", default="data", help="stabilize's data folder (for --epoch-images)")
     ap.add_argument("--serve", action="store_true", help="answer requests on stdin (see above)")
@@ -156,14 +232,22 @@ def main():
     if args.serve:
         print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads()}), flush=True)
         for line in sys.stdin:
-            kind, n = line.split()
+            kind, n, *rest = line.split()
             n = int(n)
+            if rest and rest[0] not in ("nchw", "cl"):
+                print(json.dumps({"error": f"unknown layout {rest[0]}"}), flush=True)
+                continue
+            cl = bool(rest) and rest[0] == "cl"
             if kind == "train_plain":
-                out = {"img_per_s": train_rate(args.width, args.batch_size, n, False)}
+                out = {"img_per_s": train_rate(args.width, args.batch_size, n, False, cl)}
             elif kind == "train":
-                out = {"img_per_s": train_rate(args.width, args.batch_size, n, True)}
+                out = {"img_per_s": train_rate(args.width, args.batch_size, n, True, cl)}
             elif kind == "infer":
-                out = {"img_per_s": infer_rate(args.width, args.infer_batch, n)}
+                out = {"img_per_s": infer_rate(args.width, args.infer_batch, n, cl)}
+            elif kind == "mnv2_infer":
+                out = {"img_per_s": mnv2_infer_rate(args.mnv2_batch, n, cl)}
+            elif kind == "mnv2_embed":
+                out = {"img_per_s": mnv2_embed_rate(args.embed_triplets, n, cl)}
             elif kind == "epoch":
                 secs, top1 = epoch_seconds(args.data, args.width, args.batch_size, n)
                 out = {"epoch_seconds": secs, "epoch_test_top1": top1}

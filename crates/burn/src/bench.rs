@@ -1,7 +1,8 @@
 //! Throughput of the classifier: the plain training step against the stabilized step (same model
-//! and batch), inference, and one end-to-end epoch on Fashion-MNIST.
+//! and batch), inference, and one end-to-end epoch on Fashion-MNIST; of MobileNetV2, the network
+//! behind every embedding: ImageNet inference at 224 px and the embedding fine-tuning step at 128 px.
 //!
-//! `scripts/bench_pytorch.py` is the same model, loss, optimiser and batch in PyTorch;
+//! `scripts/bench_pytorch.py` is the same models, losses, optimiser and batches in PyTorch;
 //! `stabilize bench` runs both side by side.
 
 use std::path::Path;
@@ -99,6 +100,62 @@ pub fn infer_throughput(model: &SmallCnnConfig, device: &Device, batch_size: usi
         run();
     }
     (batch_size * steps) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// MobileNetV2 ImageNet inference, images per second at `side` px (224: ImageNet's) on `device`
+/// without autodiff: `steps` batches of `batch_size` random images after one warm-up batch, logits
+/// read back each batch. Random weights: the time does not depend on them.
+pub fn mobilenet_infer_throughput(device: &Device, batch_size: usize, steps: usize, side: usize) -> f64 {
+    device.seed(0);
+    let m = crate::mobilenet::MobileNetV2Config::new().init(device);
+    materialize(&m);
+    let x = Tensor::<4>::random([batch_size, 3, side, side], burn::tensor::Distribution::Default, device);
+    let run = || {
+        let logits: Vec<f32> = m.forward(x.clone()).try_into_vec_as::<f32>().expect("float logits");
+        std::hint::black_box(logits);
+    };
+    run();
+    let started = Instant::now();
+    for _ in 0..steps {
+        run();
+    }
+    (batch_size * steps) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The embedding fine-tuning step (`train embed`'s defaults: MobileNetV2 → pool → linear 1280→128
+/// → L2, 128 px, the stem and the first 12 blocks frozen): `triplets` triplets = `3·triplets` clean
+/// crops and their noisy copies (σ 0.04, drawn before the timed steps) through the same weights,
+/// triplet hinge (margin 1) + 0.1·Σ‖f(x) − f(x')‖, AdamW lr 1e-4; clean crops per second after one
+/// warm-up step (each crop counted once, as the classifier's images are).
+pub fn embed_step_throughput(device: &Device, triplets: usize, steps: usize) -> f64 {
+    use crate::embed::{EmbedNetConfig, embed_loss};
+    let dev = device.clone().autodiff();
+    device.seed(0);
+    let config = EmbedNetConfig::new();
+    let side = config.input_size;
+    let n = 3 * triplets;
+    let mut model = config.init(&dev).freeze_trunk();
+    materialize(&model);
+    let mut optim = AdamWConfig::new().init();
+    let x = Tensor::<4>::random([n, 3, side, side], burn::tensor::Distribution::Default, &dev);
+    let mut noisy = (0..=steps)
+        .map(|_| x.clone() + Tensor::<4>::random(x.dims(), burn::tensor::Distribution::Normal(0.0, 0.04), &dev))
+        .collect::<Vec<_>>();
+    let mut run = |model: crate::embed::EmbedNet| {
+        let clean = model.forward(x.clone());
+        let other = model.forward(noisy.pop().expect("one noisy batch per step"));
+        let loss = embed_loss(clean, Some(other), 1.0, 0.1);
+        let _: f32 = loss.total.clone().into_scalar::<f32>();
+        let grads = GradientsParams::from_grads(loss.total.backward(), &model);
+        optim.step(1e-4, model, grads)
+    };
+    model = run(model);
+    let started = Instant::now();
+    for _ in 0..steps {
+        model = run(model);
+    }
+    let _ = model.num_params();
+    (n * steps) as f64 / started.elapsed().as_secs_f64()
 }
 
 /// One end-to-end stabilized epoch (α 0.01, σ 0.04, the paper's loss, batch `batch_size`) over the

@@ -2,7 +2,11 @@
 //! invocation.
 //!
 //! - training step (plain and stabilized) and inference, images/s, for every compiled backend and
-//!   for PyTorch running `scripts/bench_pytorch.py` (the same model, loss, optimiser and batch);
+//!   for PyTorch running `scripts/bench_pytorch.py` (the same model, loss, optimiser and batch) in
+//!   both memory layouts (NCHW, PyTorch's eager default, and channels-last, the standard CPU
+//!   practice); `pytorch` is the faster of the two each round, and every ratio is against it;
+//! - MobileNetV2 (the network behind every embedding): ImageNet inference at 224 px and the
+//!   embedding fine-tuning step at 128 px, against torchvision's `mobilenet_v2` the same way;
 //! - one end-to-end stabilized Fashion-MNIST epoch (data pipeline included), seconds;
 //! - the JPEG-q round trip and the THUMB-s resize on the same photos, against Pillow
 //!   (`scripts/bench_pillow.py`).
@@ -45,6 +49,16 @@ pub struct BenchArgs {
     /// Inference batch size.
     #[arg(long, default_value_t = 256)]
     pub infer_batch: usize,
+    /// Timed MobileNetV2 batches (inference) and embedding steps per implementation and round,
+    /// after one warm-up (0: skip MobileNetV2).
+    #[arg(long, default_value_t = 2)]
+    pub mobilenet_steps: usize,
+    /// MobileNetV2 inference batch (224 px).
+    #[arg(long, default_value_t = 16)]
+    pub mobilenet_batch: usize,
+    /// Triplets of the embedding step (3 crops each, 128 px, plus their noisy copies).
+    #[arg(long, default_value_t = 8)]
+    pub embed_triplets: usize,
     /// Training images in the end-to-end epoch (0: skip it).
     #[arg(long, default_value_t = 10000)]
     pub epoch_images: usize,
@@ -80,9 +94,14 @@ pub struct BenchArgs {
 }
 
 /// The benchmark's result; the last line of `--json` output. A key per measured implementation
-/// (`flex`, `tch`, `cuda`, `wgpu`, `pytorch`; `stabilize`, `pillow`); absent ones were not run.
+/// (`flex`, `tch`, `cuda`, `wgpu`; `pytorch-nchw` and `pytorch-channels-last`, and `pytorch`, the
+/// faster of the two each round; `stabilize`, `pillow`); absent ones were not run.
 #[derive(Debug, Default, Serialize)]
 pub struct BenchResult {
+    /// MobileNetV2 ImageNet inference at 224 px, images/s.
+    pub mobilenet_infer_img_per_s: BTreeMap<String, f64>,
+    /// The embedding fine-tuning step at 128 px, clean crops/s.
+    pub embed_step_img_per_s: BTreeMap<String, f64>,
     pub train_img_per_s: BTreeMap<String, f64>,
     pub train_plain_img_per_s: BTreeMap<String, f64>,
     pub infer_img_per_s: BTreeMap<String, f64>,
@@ -143,6 +162,8 @@ impl TorchServer {
             .arg(format!("--batch-size={}", args.batch_size))
             .arg(format!("--width={}", args.width))
             .arg(format!("--infer-batch={}", args.infer_batch))
+            .arg(format!("--mnv2-batch={}", args.mobilenet_batch))
+            .arg(format!("--embed-triplets={}", args.embed_triplets))
             .arg(format!("--data={}", data.display()))
             // The same allocator settings as this process (see `tune_allocator`), unless the
             // caller chose their own: the comparison is of compute, not of malloc defaults.
@@ -170,9 +191,10 @@ impl TorchServer {
         serde_json::from_str(line.trim()).with_context(|| format!("bench_pytorch.py printed no JSON: {line}"))
     }
 
-    fn ask(&mut self, kind: &str, n: usize) -> Result<Value> {
+    /// One request line (`KIND N [LAYOUT]`, see the script's docs) and its JSON answer.
+    fn ask(&mut self, request: &str) -> Result<Value> {
         use std::io::Write;
-        writeln!(self.stdin, "{kind} {n}")?;
+        writeln!(self.stdin, "{request}")?;
         self.stdin.flush()?;
         let v = self.read()?;
         if let Some(e) = v.get("error") {
@@ -181,8 +203,9 @@ impl TorchServer {
         Ok(v)
     }
 
-    fn ask_rate(&mut self, kind: &str, n: usize) -> Result<f64> {
-        num(&self.ask(kind, n)?, "img_per_s").context("no img_per_s")
+    /// Images per second of `kind` over `n` steps in `layout` (`nchw` or `cl`).
+    fn ask_rate(&mut self, kind: &str, n: usize, layout: &str) -> Result<f64> {
+        num(&self.ask(&format!("{kind} {n} {layout}"))?, "img_per_s").context("no img_per_s")
     }
 }
 
@@ -191,6 +214,28 @@ impl Drop for TorchServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// PyTorch's memory layouts: the name of its rows and the script's argument.
+const TORCH_LAYOUTS: [(&str, &str); 2] = [("pytorch-nchw", "nchw"), ("pytorch-channels-last", "cl")];
+
+/// Appends one round's PyTorch samples per layout, and `pytorch`: the faster layout of the round,
+/// per measure.
+fn push_torch_round<const K: usize>(samples: &mut BTreeMap<String, [Vec<f64>; K]>, round: [[f64; K]; 2]) {
+    for ((name, _), v) in TORCH_LAYOUTS.iter().zip(round) {
+        let e = samples.entry(name.to_string()).or_insert_with(|| std::array::from_fn(|_| Vec::new()));
+        for k in 0..K {
+            e[k].push(v[k]);
+        }
+    }
+    let e = samples.entry("pytorch".into()).or_insert_with(|| std::array::from_fn(|_| Vec::new()));
+    for k in 0..K {
+        e[k].push(round[0][k].max(round[1][k]));
+    }
+}
+
+fn drop_torch<const K: usize>(samples: &mut BTreeMap<String, [Vec<f64>; K]>) {
+    samples.retain(|k, _| !k.starts_with("pytorch"));
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -211,8 +256,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
         || args.infer_batch == 0
         || args.repeats == 0
         || args.images == 0
+        || args.mobilenet_batch == 0
+        || args.embed_triplets == 0
     {
-        bail!("--batch-size, --steps, --rounds, --infer-batch, --repeats and --images must be ≥ 1");
+        bail!(
+            "--batch-size, --steps, --rounds, --infer-batch, --repeats, --images, --mobilenet-batch and --embed-triplets must be ≥ 1"
+        );
     }
     if !((1..=100).contains(&args.quality) && args.percent > 0.0 && args.percent <= 100.0) {
         bail!("--quality must be in 1..=100 and --percent in (0, 100]");
@@ -248,6 +297,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         settings: serde_json::json!({
             "batch_size": args.batch_size, "steps": args.steps, "rounds": args.rounds, "width": args.width,
             "infer_batch": args.infer_batch, "epoch_images": args.epoch_images,
+            "mobilenet_steps": args.mobilenet_steps, "mobilenet_batch": args.mobilenet_batch,
+            "embed_triplets": args.embed_triplets,
             "images": args.images, "image_side": args.image_side, "quality": args.quality,
             "percent": args.percent, "repeats": args.repeats,
             "threads": rayon::current_num_threads(),
@@ -287,24 +338,23 @@ pub fn run(args: BenchArgs) -> Result<()> {
             e[2].push(inf);
         }
         if let Some(t) = torch.as_mut() {
-            let got = (|| -> Result<[f64; 3]> {
-                Ok([
-                    t.ask_rate("train_plain", args.steps)?,
-                    t.ask_rate("train", args.steps)?,
-                    t.ask_rate("infer", args.steps)?,
-                ])
+            let got = (|| -> Result<[[f64; 3]; 2]> {
+                let mut round = [[0.0; 3]; 2];
+                for (r, (_, layout)) in round.iter_mut().zip(TORCH_LAYOUTS) {
+                    *r = [
+                        t.ask_rate("train_plain", args.steps, layout)?,
+                        t.ask_rate("train", args.steps, layout)?,
+                        t.ask_rate("infer", args.steps, layout)?,
+                    ];
+                }
+                Ok(round)
             })();
             match got {
-                Ok(v) => {
-                    let e = samples.entry("pytorch".into()).or_default();
-                    for k in 0..3 {
-                        e[k].push(v[k]);
-                    }
-                }
+                Ok(round) => push_torch_round(&mut samples, round),
                 Err(e) => {
                     eprintln!("PyTorch reference left out: {e:#}");
                     torch = None;
-                    samples.remove("pytorch");
+                    drop_torch(&mut samples);
                 }
             }
         }
@@ -316,11 +366,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let (p, s, i) = (median(plain), median(stab), median(inf));
         let overhead = ratio(plain, stab);
         let extra = match (name.as_str(), &torch) {
-            ("pytorch", Some(t)) => format!("   (torch {}, {} threads)", t.version, t.threads),
+            ("pytorch", Some(t)) => format!("   (torch {}, {} threads; the faster layout each round)", t.version, t.threads),
             _ => String::new(),
         };
         say(format!(
-            "  {name:<8} plain {p:>7.0} img/s   stabilized {s:>7.0} img/s   overhead {overhead:.2}x   inference {i:>7.0} img/s{extra}"
+            "  {name:<21} plain {p:>7.0} img/s   stabilized {s:>7.0} img/s   overhead {overhead:.2}x   inference {i:>7.0} img/s{extra}"
         ));
         r.train_plain_img_per_s.insert(name.clone(), p);
         r.train_img_per_s.insert(name.clone(), s);
@@ -329,13 +379,17 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     if let Some(pt) = samples.get("pytorch") {
         for (k, v) in &samples {
-            if k != "pytorch" {
+            if !k.starts_with("pytorch") {
                 let [plain, stab, inf] = [0, 1, 2].map(|j| ratio(&v[j], &pt[j]));
                 say(format!(
                     "  {k} / pytorch: stabilized step {stab:.2}x, plain step {plain:.2}x, inference {inf:.2}x (medians of per-round ratios)"
                 ));
             }
         }
+    }
+
+    if args.mobilenet_steps > 0 {
+        mobilenet_rows(&args, &devices, &mut torch, &mut r, &say);
     }
 
     if args.epoch_images > 0 {
@@ -355,7 +409,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             say(format!("  {:<8} {secs:>7.1} s   test top-1 {:.2} %", kind.to_string(), top1 * 100.0));
             r.epoch_seconds.insert(kind.to_string(), secs);
         }
-        if let Some(v) = torch.as_mut().and_then(|t| t.ask("epoch", args.epoch_images).ok())
+        if let Some(v) = torch.as_mut().and_then(|t| t.ask(&format!("epoch {}", args.epoch_images)).ok())
             && let Some(secs) = num(&v, "epoch_seconds")
         {
             say(format!(
@@ -424,4 +478,67 @@ pub fn run(args: BenchArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&r)?);
     }
     Ok(())
+}
+
+/// MobileNetV2's rows: ImageNet inference at 224 px and the embedding step at 128 px, every
+/// backend and PyTorch's two layouts alternating round by round, medians and medians of per-round
+/// ratios against the faster PyTorch layout.
+fn mobilenet_rows(
+    args: &BenchArgs,
+    devices: &[(BackendKind, stabilize_burn::Device)],
+    torch: &mut Option<TorchServer>,
+    r: &mut BenchResult,
+    say: &dyn Fn(String),
+) {
+    use stabilize_burn::bench::{embed_step_throughput, mobilenet_infer_throughput};
+    say(format!(
+        "MobileNetV2: ImageNet inference at 224 px, batch {}; embedding fine-tuning step at 128 px, {} triplets (stem and 12 blocks frozen, clean + noisy copies, triplet + 0.1·Lstab); median of {} rounds × {} steps",
+        args.mobilenet_batch, args.embed_triplets, args.rounds, args.mobilenet_steps
+    ));
+    let mut samples: BTreeMap<String, [Vec<f64>; 2]> = BTreeMap::new();
+    for _ in 0..args.rounds {
+        for (kind, device) in devices {
+            let inf = mobilenet_infer_throughput(device, args.mobilenet_batch, args.mobilenet_steps, 224);
+            let step = embed_step_throughput(device, args.embed_triplets, args.mobilenet_steps);
+            let e = samples.entry(kind.to_string()).or_default();
+            e[0].push(inf);
+            e[1].push(step);
+        }
+        if let Some(t) = torch.as_mut() {
+            let got = (|| -> Result<[[f64; 2]; 2]> {
+                let mut round = [[0.0; 2]; 2];
+                for (r, (_, layout)) in round.iter_mut().zip(TORCH_LAYOUTS) {
+                    *r = [
+                        t.ask_rate("mnv2_infer", args.mobilenet_steps, layout)?,
+                        t.ask_rate("mnv2_embed", args.mobilenet_steps, layout)?,
+                    ];
+                }
+                Ok(round)
+            })();
+            match got {
+                Ok(round) => push_torch_round(&mut samples, round),
+                Err(e) => {
+                    eprintln!("PyTorch MobileNetV2 reference left out: {e:#}");
+                    *torch = None;
+                    drop_torch(&mut samples);
+                }
+            }
+        }
+    }
+    let ratio = |a: &[f64], b: &[f64]| median(&a.iter().zip(b).map(|(x, y)| x / y).collect::<Vec<_>>());
+    for (name, [inf, step]) in &samples {
+        let (i, s) = (median(inf), median(step));
+        say(format!("  {name:<21} inference {i:>7.1} img/s   embedding step {s:>7.1} crops/s"));
+        r.mobilenet_infer_img_per_s.insert(name.clone(), i);
+        r.embed_step_img_per_s.insert(name.clone(), s);
+    }
+    if let Some(pt) = samples.get("pytorch") {
+        for (k, v) in samples.iter().filter(|(k, _)| !k.starts_with("pytorch")) {
+            say(format!(
+                "  {k} / pytorch: MobileNetV2 inference {:.2}x, embedding step {:.2}x (medians of per-round ratios)",
+                ratio(&v[0], &pt[0]),
+                ratio(&v[1], &pt[1])
+            ));
+        }
+    }
 }

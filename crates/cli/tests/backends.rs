@@ -201,6 +201,12 @@ fn bench_reports_every_backend_and_the_references() {
         "2".into(),
         "--repeats".into(),
         "1".into(),
+        "--mobilenet-steps".into(),
+        "1".into(),
+        "--mobilenet-batch".into(),
+        "2".into(),
+        "--embed-triplets".into(),
+        "1".into(),
         "--json".into(),
     ];
     let torch = torch_py.is_file();
@@ -218,13 +224,27 @@ fn bench_reports_every_backend_and_the_references() {
     if torch || tch_required() {
         want.push("pytorch");
     }
-    for key in ["train_img_per_s", "train_plain_img_per_s", "infer_img_per_s", "epoch_seconds"] {
+    for key in [
+        "train_img_per_s",
+        "train_plain_img_per_s",
+        "infer_img_per_s",
+        "epoch_seconds",
+        "mobilenet_infer_img_per_s",
+        "embed_step_img_per_s",
+    ] {
         for b in &want {
             let x = v[key][b].as_f64().unwrap_or_else(|| panic!("{key}.{b} missing: {v}"));
             assert!(x.is_finite() && x > 0.0, "{key}.{b} = {x}");
         }
     }
     assert!(v["train_img_per_s"].get("cuda").is_none(), "a backend not built is left out");
+    // PyTorch in both memory layouts; `pytorch` is the faster of them.
+    if want.contains(&"pytorch") {
+        for key in ["train_img_per_s", "infer_img_per_s", "mobilenet_infer_img_per_s", "embed_step_img_per_s"] {
+            let [best, a, b] = ["pytorch", "pytorch-nchw", "pytorch-channels-last"].map(|k| v[key][k].as_f64().unwrap());
+            assert!(best == a.max(b), "{key}: {best} vs {a}, {b}");
+        }
+    }
     assert!(v["jpeg_roundtrip_img_per_s"]["stabilize"].as_f64().unwrap() > 0.0);
     if pillow_py.is_file() {
         assert!(v["resize_img_per_s"]["pillow"].as_f64().unwrap() > 0.0, "{v}");
