@@ -338,7 +338,9 @@ mod tests {
         let x = t2(vec![1., 0., 0.6, 0.8, 0., 1.], 3, 2, &device).require_grad();
         let l = contrastive_loss(x.clone(), t.clone(), &[7, 7, 3], 1.0);
         let e = std::f64::consts::E;
-        let want = ((1.0 + 1.0 / e).ln() + (1.0 + (0.8f64 - 1.0).exp()).ln() + (1.0 + (-1f64).exp() + (-0.2f64).exp()).ln()) / 3.0;
+        let want =
+            ((1.0 + 1.0 / e).ln() + (1.0 + (0.8f64 - 1.0).exp()).ln() + (1.0 + (-1f64).exp() + (-0.2f64).exp()).ln())
+                / 3.0;
         let got = l.clone().into_scalar::<f32>() as f64;
         assert!((got - want).abs() < 1e-5, "{got} vs {want}");
         let g = l.backward();
@@ -348,5 +350,4 @@ mod tests {
         let unmasked = contrastive_loss(x.clone(), t.clone(), &[1, 2, 3], 1.0).into_scalar::<f32>() as f64;
         assert!(unmasked > got + 0.05, "{unmasked} vs {got}");
     }
-
 }

@@ -14,7 +14,7 @@
 //! | [`infer`], [`eval`] | batched inference and feature extraction; classifier and embedding evaluation |
 //! | [`collection`], [`dupes`] | embedding image collections from disk with a trained model (cache, calibration); the near-duplicate search with its parameters and report |
 //! | [`export`] | a run's weights out to PyTorch (safetensors under torchvision's / `nn.Sequential`'s names) |
-//! | [`bench`] | training and inference throughput |
+//! | [`bench`], [`flops`] | training and inference throughput; FLOPs per image from the models' shapes |
 
 pub mod bench;
 pub mod collection;
@@ -23,6 +23,7 @@ pub mod dupes;
 pub mod embed;
 pub mod eval;
 pub mod export;
+pub mod flops;
 pub mod imagenet;
 pub mod infer;
 pub mod layers;

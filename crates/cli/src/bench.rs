@@ -110,6 +110,14 @@ pub struct BenchResult {
     pub epoch_seconds: BTreeMap<String, f64>,
     pub jpeg_roundtrip_img_per_s: BTreeMap<String, f64>,
     pub resize_img_per_s: BTreeMap<String, f64>,
+    /// FLOPs per image of each measured work (`stabilize_burn::flops`: convolutions and linear
+    /// layers; forward, and for a step the gradients it needs).
+    pub flops_per_image: BTreeMap<String, f64>,
+    /// FLOPs per image × the rate: per work, per implementation.
+    pub gflop_per_s: BTreeMap<String, BTreeMap<String, f64>>,
+    /// The cores' peak, from their vector width, FMA units and clock ([`cpu_peak`]), if known.
+    pub peak_gflop_per_s: Option<f64>,
+    pub peak_note: String,
     /// stabilize over all cores (Pillow has no parallel equivalent to compare with).
     pub jpeg_roundtrip_parallel_img_per_s: f64,
     pub resize_parallel_img_per_s: f64,
@@ -366,7 +374,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let (p, s, i) = (median(plain), median(stab), median(inf));
         let overhead = ratio(plain, stab);
         let extra = match (name.as_str(), &torch) {
-            ("pytorch", Some(t)) => format!("   (torch {}, {} threads; the faster layout each round)", t.version, t.threads),
+            ("pytorch", Some(t)) => {
+                format!("   (torch {}, {} threads; the faster layout each round)", t.version, t.threads)
+            }
             _ => String::new(),
         };
         say(format!(
@@ -474,10 +484,88 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "  all cores: jpeg round trip {:.1} img/s, thumb resize {:.1} img/s",
         r.jpeg_roundtrip_parallel_img_per_s, r.resize_parallel_img_per_s
     ));
+    flop_rates(&model, &mut r, &say);
     if args.json {
         println!("{}", serde_json::to_string(&r)?);
     }
     Ok(())
+}
+
+/// Fills the FLOPs per image, the achieved GFLOP/s of every measured rate and the peak, and
+/// prints them.
+fn flop_rates(model: &stabilize_burn::model::SmallCnnConfig, r: &mut BenchResult, say: &dyn Fn(String)) {
+    use stabilize_burn::flops::{forward, mobilenet_layers, small_cnn_layers, train_step};
+    let cnn = small_cnn_layers(model);
+    let embed = mobilenet_layers(128, 12, 128);
+    let works: [(&str, f64, &BTreeMap<String, f64>); 5] = [
+        // Both copies go forward and backward: twice the plain step per counted image.
+        ("classifier_stabilized_step", 2.0 * train_step(&cnn), &r.train_img_per_s),
+        ("classifier_plain_step", train_step(&cnn), &r.train_plain_img_per_s),
+        ("classifier_inference", forward(&cnn), &r.infer_img_per_s),
+        ("mobilenet_inference_224", forward(&mobilenet_layers(224, 0, 1000)), &r.mobilenet_infer_img_per_s),
+        ("embed_step_128", 2.0 * train_step(&embed), &r.embed_step_img_per_s),
+    ];
+    let (peak, note) = cpu_peak();
+    say(match peak {
+        Some(p) => format!(
+            "FLOP rate (convolutions and linear layers; GFLOP/s = FLOPs per image × rate); peak {p:.0} GFLOP/s: {note}"
+        ),
+        None => format!(
+            "FLOP rate (convolutions and linear layers; GFLOP/s = FLOPs per image × rate); peak unknown: {note}"
+        ),
+    });
+    let mut gflops = BTreeMap::new();
+    for (name, flops, rates) in works {
+        if rates.is_empty() {
+            continue;
+        }
+        let row: BTreeMap<String, f64> = rates.iter().map(|(k, v)| (k.clone(), flops * v / 1e9)).collect();
+        let cells: Vec<String> = row
+            .iter()
+            .map(|(k, g)| match peak {
+                Some(p) => format!("{k} {g:.1} ({:.0} %)", 100.0 * g / p),
+                None => format!("{k} {g:.1}"),
+            })
+            .collect();
+        say(format!("  {name:<27} {:>7.2} MFLOP/image   {}", flops / 1e6, cells.join(", ")));
+        r.flops_per_image.insert(name.into(), flops);
+        gflops.insert(name.to_string(), row);
+    }
+    r.gflop_per_s = gflops;
+    r.peak_gflop_per_s = peak;
+    r.peak_note = note;
+}
+
+/// The peak FLOP rate of the cores this process uses, from `/proc/cpuinfo`: cores × clock ×
+/// FLOPs per cycle, the last from the widest vector unit with FMA, assuming two FMA pipes per
+/// core (AVX-512: 64 single-precision FLOPs a cycle; AMD before family 26 (Zen 4) runs 512-bit
+/// operations as two 256-bit halves: 32; AVX2 + FMA: 32; otherwise 8). An estimate, said as one.
+fn cpu_peak() -> (Option<f64>, String) {
+    let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else {
+        return (None, "no /proc/cpuinfo".into());
+    };
+    let field = |key: &str| {
+        info.lines()
+            .find(|l| l.split(':').next().is_some_and(|k| k.trim() == key))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+    };
+    let (Some(mhz), Some(flags)) = (field("cpu MHz").and_then(|v| v.parse::<f64>().ok()), field("flags")) else {
+        return (None, "no clock or flags in /proc/cpuinfo".into());
+    };
+    let has = |f: &str| flags.split_whitespace().any(|x| x == f);
+    let amd = field("vendor_id").as_deref() == Some("AuthenticAMD");
+    let family: u32 = field("cpu family").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let (per_cycle, unit) = if has("avx512f") && !(amd && family < 26) {
+        (64.0, "AVX-512, 2 FMA pipes")
+    } else if has("avx512f") || (has("avx2") && has("fma")) {
+        (32.0, "256-bit FMA, 2 pipes")
+    } else {
+        (8.0, "SSE, no FMA")
+    };
+    let cores = rayon::current_num_threads() as f64;
+    let peak = cores * mhz / 1e3 * per_cycle;
+    (Some(peak), format!("{cores} cores × {:.2} GHz × {per_cycle} FLOPs/cycle ({unit}; an estimate)", mhz / 1e3))
 }
 
 /// MobileNetV2's rows: ImageNet inference at 224 px and the embedding step at 128 px, every

@@ -238,10 +238,20 @@ fn bench_reports_every_backend_and_the_references() {
         }
     }
     assert!(v["train_img_per_s"].get("cuda").is_none(), "a backend not built is left out");
+    // FLOPs per image from the models' shapes, and the achieved rate of every measured one.
+    assert_eq!(v["flops_per_image"]["classifier_inference"], 2_436_096.0);
+    for (work, rates) in
+        [("classifier_stabilized_step", "train_img_per_s"), ("mobilenet_inference_224", "mobilenet_infer_img_per_s")]
+    {
+        let (f, rate) = (v["flops_per_image"][work].as_f64().unwrap(), v[rates]["flex"].as_f64().unwrap());
+        let g = v["gflop_per_s"][work]["flex"].as_f64().unwrap();
+        assert!((g - f * rate / 1e9).abs() < 1e-9 * g.max(1.0), "{work}: {g}");
+    }
     // PyTorch in both memory layouts; `pytorch` is the faster of them.
     if want.contains(&"pytorch") {
         for key in ["train_img_per_s", "infer_img_per_s", "mobilenet_infer_img_per_s", "embed_step_img_per_s"] {
-            let [best, a, b] = ["pytorch", "pytorch-nchw", "pytorch-channels-last"].map(|k| v[key][k].as_f64().unwrap());
+            let [best, a, b] =
+                ["pytorch", "pytorch-nchw", "pytorch-channels-last"].map(|k| v[key][k].as_f64().unwrap());
             assert!(best == a.max(b), "{key}: {best} vs {a}, {b}");
         }
     }

@@ -1145,7 +1145,10 @@ fn distil_training_starts_at_the_pretrained_network() {
         ]),
         "--init mobilenet-v2",
     );
-    assert_one_line_error(&stabilize(&["train", "embed", "--data-dir", d, "--contrast", "1", "--out", t]), "--l0 distil");
+    assert_one_line_error(
+        &stabilize(&["train", "embed", "--data-dir", d, "--contrast", "1", "--out", t]),
+        "--l0 distil",
+    );
     assert_one_line_error(
         &stabilize(&["train", "embed", "--data-dir", d, "--l0", "distil", "--dim", "1280", "--tau", "0", "--out", t]),
         "tau",
