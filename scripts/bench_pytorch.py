@@ -50,6 +50,9 @@ SIGMA = 0.04
 
 MEAN, STD = 0.2860, 0.3530
 
+# Where models and batches live (`--device`, e.g. cuda:0 for `stabilize bench --device cuda`).
+DEVICE = torch.device("cpu")
+
 
 class SmallCnn(nn.Module):
     def __init__(self, width=16, features=128, classes=10, channels=1, side=28):
@@ -78,7 +81,8 @@ def step_loss(model, x, y, stabilized, alpha=ALPHA, sigma=SIGMA, noise=None):
 
 
 def layout(model, x, cl):
-    """The model and input in channels-last memory format when `cl`."""
+    """The model and input on DEVICE, in channels-last memory format when `cl`."""
+    model, x = model.to(DEVICE), x.to(DEVICE)
     if cl:
         return model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
     return model, x
@@ -88,7 +92,7 @@ def train_rate(width, batch, steps, stabilized, cl=False):
     torch.manual_seed(0)
     model, x = layout(SmallCnn(width), torch.rand(batch, 1, 28, 28), cl)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    y = torch.arange(batch) % 10
+    y = (torch.arange(batch) % 10).to(DEVICE)
     # x' noise drawn before the timed steps, as stabilize's bench does (its training loops draw it
     # on their batch-preparation thread, off the training thread).
     noises = [SIGMA * torch.randn_like(x) for _ in range(steps + 3)] if stabilized else []
@@ -113,15 +117,17 @@ def infer_rate(width, batch, steps, cl=False):
     model, x = layout(SmallCnn(width).eval(), torch.rand(batch, 1, 28, 28), cl)
     with torch.inference_mode():
         for _ in range(3):
-            model(x).numpy()
+            model(x).cpu().numpy()
         t = time.perf_counter()
         for _ in range(steps):
-            model(x).numpy()
+            model(x).cpu().numpy()
     return batch * steps / (time.perf_counter() - t)
 
 
-IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+def imagenet_normalize(x):
+    mean = torch.tensor([0.485, 0.456, 0.406], device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225], device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
 
 
 def mnv2_infer_rate(batch, steps, cl=False, side=224):
@@ -129,10 +135,10 @@ def mnv2_infer_rate(batch, steps, cl=False, side=224):
     torch.manual_seed(0)
     model, x = layout(torchvision.models.mobilenet_v2().eval(), torch.rand(batch, 3, side, side), cl)
     with torch.inference_mode():
-        model((x - IMAGENET_MEAN) / IMAGENET_STD).numpy()  # warm-up
+        model(imagenet_normalize(x)).cpu().numpy()  # warm-up
         t = time.perf_counter()
         for _ in range(steps):
-            model((x - IMAGENET_MEAN) / IMAGENET_STD).numpy()
+            model(imagenet_normalize(x)).cpu().numpy()
     return batch * steps / (time.perf_counter() - t)
 
 
@@ -145,7 +151,7 @@ class Embedder(nn.Module):
             p.requires_grad_(False)
 
     def forward(self, x):
-        h = self.features((x - IMAGENET_MEAN) / IMAGENET_STD).mean((2, 3))
+        h = self.features(imagenet_normalize(x)).mean((2, 3))
         return F.normalize(self.proj(h), dim=1)
 
 
@@ -195,13 +201,13 @@ def epoch_seconds(data, width, batch, images):
     xte = read_idx(os.path.join(fm, "t10k-images-idx3-ubyte.gz"))
     yte = read_idx(os.path.join(fm, "t10k-labels-idx1-ubyte.gz"))
     torch.manual_seed(1)
-    model = SmallCnn(width)
+    model = SmallCnn(width).to(DEVICE)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
     order = np.random.default_rng(1).permutation(len(xtr))
     for i in range(0, len(order), batch):
         idx = order[i : i + batch]
-        x = torch.from_numpy(xtr[idx].astype(np.float32) / 255.0).unsqueeze(1)
-        y = torch.from_numpy(ytr[idx].astype(np.int64))
+        x = torch.from_numpy(xtr[idx].astype(np.float32) / 255.0).unsqueeze(1).to(DEVICE)
+        y = torch.from_numpy(ytr[idx].astype(np.int64)).to(DEVICE)
         loss = step_loss(model, x, y, True)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -212,8 +218,8 @@ def epoch_seconds(data, width, batch, images):
     correct = 0
     with torch.inference_mode():
         for i in range(0, len(xte), 256):
-            x = torch.from_numpy(xte[i : i + 256].astype(np.float32) / 255.0).unsqueeze(1)
-            correct += int((model(x).argmax(1).numpy() == yte[i : i + 256]).sum())
+            x = torch.from_numpy(xte[i : i + 256].astype(np.float32) / 255.0).unsqueeze(1).to(DEVICE)
+            correct += int((model(x).argmax(1).cpu().numpy() == yte[i : i + 256]).sum())
     return time.perf_counter() - t, correct / len(xte)
 
 
@@ -228,9 +234,12 @@ def main():
     ap.add_argument("--epoch-images", type=int, default=0, help="also time one epoch over this many images")
     ap.add_argument("--data", default="data", help="stabilize's data folder (for --epoch-images)")
     ap.add_argument("--serve", action="store_true", help="answer requests on stdin (see above)")
+    ap.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:N")
     args = ap.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device)
     if args.serve:
-        print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads()}), flush=True)
+        print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(DEVICE)}), flush=True)
         for line in sys.stdin:
             kind, n, *rest = line.split()
             n = int(n)

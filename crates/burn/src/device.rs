@@ -2,7 +2,9 @@
 //!
 //! burn 0.22 dispatches on a runtime [`Device`]; model code is the same for every backend. The
 //! backends compiled in depend on cargo features: `flex` (pure-Rust CPU, default), `tch`
-//! (libtorch from PyTorch), `cuda`, `wgpu`.
+//! (libtorch from PyTorch), `cuda`, `wgpu`. [`DeviceChoice`] picks a device of the backend
+//! (`--device cpu|cuda[:N]`): libtorch from the PyPI wheel carries CUDA, so `--backend tch --device
+//! cuda` runs on an NVIDIA GPU with no other install.
 
 use std::fmt;
 use std::str::FromStr;
@@ -74,6 +76,83 @@ impl BackendKind {
     }
 }
 
+/// Which device of a backend (`--device`): the CPU, or CUDA GPU N.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceChoice {
+    Cpu,
+    Cuda(usize),
+}
+
+impl FromStr for DeviceChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim().to_ascii_lowercase();
+        match s.as_str() {
+            "cpu" => Ok(DeviceChoice::Cpu),
+            "cuda" | "gpu" => Ok(DeviceChoice::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(DeviceChoice::Cuda)
+                .ok_or_else(|| format!("unknown device '{s}' (known: cpu, cuda, cuda:N)")),
+        }
+    }
+}
+
+impl fmt::Display for DeviceChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceChoice::Cpu => f.write_str("cpu"),
+            DeviceChoice::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+impl BackendKind {
+    /// The inference device of this backend on `choice` (`None`: the backend's own default, as
+    /// [`device`](Self::device)). libtorch runs on the CPU or on CUDA GPU N (checked: an error
+    /// names how many GPUs libtorch sees); flex only on the CPU; the cuda backend only on a GPU;
+    /// wgpu picks its own.
+    pub fn device_on(self, choice: Option<DeviceChoice>) -> Result<Device, String> {
+        let Some(choice) = choice else { return self.device() };
+        match (self, choice) {
+            (BackendKind::Flex | BackendKind::Tch, DeviceChoice::Cpu) => self.device(),
+            (BackendKind::Tch, DeviceChoice::Cuda(n)) => libtorch_cuda(n),
+            (BackendKind::Cuda, DeviceChoice::Cuda(n)) => {
+                self.device()?;
+                #[cfg(feature = "cuda")]
+                return Ok(Device::cuda(n));
+                #[allow(unreachable_code)]
+                Err(format!("no CUDA device {n}"))
+            }
+            (BackendKind::Flex, DeviceChoice::Cuda(_)) => Err(
+                "flex runs on the CPU; for a GPU use --backend tch --device cuda (the PyTorch wheel's libtorch carries CUDA)"
+                    .into(),
+            ),
+            (BackendKind::Cuda, DeviceChoice::Cpu) => Err("the cuda backend runs on a GPU: --device cuda[:N]".into()),
+            (BackendKind::Wgpu, _) => Err("wgpu picks its own device: drop --device".into()),
+        }
+    }
+}
+
+/// libtorch's CUDA device `n`, if libtorch sees it.
+fn libtorch_cuda(n: usize) -> Result<Device, String> {
+    BackendKind::Tch.device()?;
+    #[cfg(feature = "tch")]
+    {
+        let count = tch::Cuda::device_count().max(0) as usize;
+        if n >= count {
+            return Err(format!(
+                "no CUDA device {n}: libtorch sees {count} (no NVIDIA GPU or driver here?); use --device cpu"
+            ));
+        }
+        #[allow(deprecated)]
+        return Ok(Device::libtorch_cuda(n));
+    }
+    #[allow(unreachable_code)]
+    Err(format!("no CUDA device {n}"))
+}
+
 impl fmt::Display for BackendKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -110,6 +189,30 @@ mod tests {
         if !BackendKind::Cuda.is_compiled() {
             let err = BackendKind::Cuda.device().unwrap_err();
             assert!(err.contains("--features cuda"), "{err}");
+        }
+    }
+
+    #[test]
+    fn devices_parse_and_each_backend_takes_only_its_own() {
+        assert_eq!("cpu".parse::<DeviceChoice>(), Ok(DeviceChoice::Cpu));
+        assert_eq!("cuda".parse::<DeviceChoice>(), Ok(DeviceChoice::Cuda(0)));
+        assert_eq!("CUDA:3".parse::<DeviceChoice>(), Ok(DeviceChoice::Cuda(3)));
+        for bad in ["cuda:", "cuda:x", "tpu"] {
+            assert!(bad.parse::<DeviceChoice>().is_err(), "{bad}");
+        }
+        assert_eq!(DeviceChoice::Cuda(1).to_string(), "cuda:1");
+        assert!(BackendKind::Flex.device_on(Some(DeviceChoice::Cpu)).is_ok());
+        assert!(BackendKind::Flex.device_on(None).is_ok());
+        let err = BackendKind::Flex.device_on(Some(DeviceChoice::Cuda(0))).unwrap_err();
+        assert!(err.contains("--backend tch --device cuda"), "{err}");
+        assert!(BackendKind::Wgpu.device_on(Some(DeviceChoice::Cpu)).is_err());
+        // libtorch on the CPU always; on a GPU only where it sees one (an error names the count).
+        if BackendKind::Tch.is_compiled() {
+            assert!(BackendKind::Tch.device_on(Some(DeviceChoice::Cpu)).is_ok());
+            match BackendKind::Tch.device_on(Some(DeviceChoice::Cuda(64))) {
+                Err(e) => assert!(e.contains("no CUDA device 64: libtorch sees"), "{e}"),
+                Ok(_) => panic!("64 GPUs?"),
+            }
         }
     }
 }

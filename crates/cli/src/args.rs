@@ -28,6 +28,10 @@ pub struct RunArgs {
     /// burn backend (tch, cuda and wgpu need their cargo feature).
     #[arg(long, value_enum, default_value_t = BackendKind::default())]
     pub backend: BackendKind,
+    /// Device of the backend: cpu, or cuda / cuda:N for an NVIDIA GPU with --backend tch (the
+    /// PyTorch wheel's libtorch carries CUDA) or --backend cuda [default: the backend's own].
+    #[arg(long)]
+    pub device: Option<stabilize_burn::device::DeviceChoice>,
     /// Data dir [default: $STABILIZE_DATA, else $XDG_DATA_HOME/stabilize, else
     /// ~/.local/share/stabilize; an older version's ./data is still found].
     #[arg(long)]
@@ -36,7 +40,7 @@ pub struct RunArgs {
 
 impl RunArgs {
     pub fn device(&self) -> Result<stabilize_burn::Device> {
-        self.backend.device().map_err(anyhow::Error::msg)
+        self.backend.device_on(self.device).map_err(anyhow::Error::msg)
     }
 
     /// The data dir in effect.
@@ -44,11 +48,14 @@ impl RunArgs {
         data_dir(self.data_dir.as_deref())
     }
 
-    /// The `--backend`/`--data-dir` arguments that reproduce these settings in a child command.
+    /// The `--backend`/`--device`/`--data-dir` arguments that reproduce these settings in a child command.
     pub fn to_args(&self, with_backend: bool) -> Vec<String> {
         let mut v = Vec::new();
         if with_backend {
             v.extend(["--backend".into(), self.backend.to_string()]);
+            if let Some(d) = self.device {
+                v.extend(["--device".into(), d.to_string()]);
+            }
         }
         if let Some(d) = &self.data_dir {
             v.extend(["--data-dir".into(), d.display().to_string()]);

@@ -43,6 +43,10 @@ pub struct BenchArgs {
     /// Backends to measure, comma-separated (default: every backend in this build).
     #[arg(long, alias = "backend", value_delimiter = ',')]
     pub backends: Vec<String>,
+    /// Device of every measured backend and of PyTorch: cpu, or cuda / cuda:N (an NVIDIA GPU:
+    /// `--backends tch --device cuda`) [default: each backend's own; PyTorch on the CPU].
+    #[arg(long)]
+    pub device: Option<stabilize_burn::device::DeviceChoice>,
     /// Channels of the CNN's first convolution.
     #[arg(long, default_value_t = 16)]
     pub width: usize,
@@ -172,6 +176,7 @@ impl TorchServer {
             .arg(format!("--infer-batch={}", args.infer_batch))
             .arg(format!("--mnv2-batch={}", args.mobilenet_batch))
             .arg(format!("--embed-triplets={}", args.embed_triplets))
+            .arg(format!("--device={}", args.device.map_or("cpu".into(), |d| d.to_string())))
             .arg(format!("--data={}", data.display()))
             // The same allocator settings as this process (see `tune_allocator`), unless the
             // caller chose their own: the comparison is of compute, not of malloc defaults.
@@ -280,7 +285,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         args.backends.iter().map(|b| b.parse().map_err(anyhow::Error::msg)).collect::<Result<_>>()?
     };
     let devices: Vec<(BackendKind, stabilize_burn::Device)> =
-        kinds.iter().map(|k| Ok((*k, k.device().map_err(anyhow::Error::msg)?))).collect::<Result<_>>()?;
+        kinds.iter().map(|k| Ok((*k, k.device_on(args.device).map_err(anyhow::Error::msg)?))).collect::<Result<_>>()?;
     let data = crate::args::data_dir(args.data_dir.as_deref());
     let fm_dir = dirs::asset_dir(&data, "fashion-mnist");
     let photos_dir = dirs::asset_dir(&data, "photos");
@@ -307,6 +312,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "infer_batch": args.infer_batch, "epoch_images": args.epoch_images,
             "mobilenet_steps": args.mobilenet_steps, "mobilenet_batch": args.mobilenet_batch,
             "embed_triplets": args.embed_triplets,
+            "device": args.device.map(|d| d.to_string()),
             "images": args.images, "image_side": args.image_side, "quality": args.quality,
             "percent": args.percent, "repeats": args.repeats,
             "threads": rayon::current_num_threads(),
