@@ -151,27 +151,29 @@ pub fn distil_loss(student: Tensor<2>, noisy: Option<Tensor<2>>, teacher: Tensor
 }
 
 /// The batch-contrastive term (InfoNCE, as SSCD and SimCLR use it) of the anchored design: each
-/// perturbed copy must be nearer its own image's teacher features than every other image's of the
-/// step, `−mean_i log softmax_j(⟨x'_i, t_j⟩ / τ)[i]` over the images `j` of other photos (and `i`
-/// itself: crops of one photo are not each other's negatives).
+/// perturbed copy must be nearer its own image's teacher features than every other key's,
+/// `−mean_i log softmax_j(⟨x'_i, k_j⟩ / τ)[i]` over the keys `j` of other photos (and `i` itself:
+/// crops of one photo are not each other's negatives).
 ///
-/// `noisy`: `[N, d]` unit embeddings of the perturbed copies; `teacher`: `[N, d]` the frozen
-/// network's unit features of the clean images, row i of image i (no gradient flows into it);
-/// `photos`: the photo each row was cut from; `tau`: the temperature (SSCD: 0.05).
-pub fn contrastive_loss(noisy: Tensor<2>, teacher: Tensor<2>, photos: &[i64], tau: f64) -> Tensor<1> {
-    let n = photos.len();
+/// `noisy`: `[N, d]` unit embeddings of the perturbed copies; `keys`: `[K ≥ N, d]` the frozen
+/// network's unit features, the first N of the step's clean images (row i's positive is key i),
+/// then any more (a bank of other crops); no gradient flows into them. `rows`: the photo of each
+/// of the N rows; `key_photos`: of each key. `tau`: the temperature (SSCD: 0.05).
+pub fn contrastive_loss(noisy: Tensor<2>, keys: Tensor<2>, rows: &[i64], key_photos: &[i64], tau: f64) -> Tensor<1> {
+    let (n, k) = (rows.len(), key_photos.len());
     let device = noisy.device();
-    // −1e4 / τ-scaled logits are already ≤ 1/τ = 20: a −1e9 offset removes a pair from the softmax.
-    let mask: Vec<f32> = (0..n * n)
-        .map(|k| {
-            let (i, j) = (k / n, k % n);
-            if i != j && photos[i] == photos[j] { -1e9 } else { 0.0 }
+    // Logits are at most 1/τ: a −1e9 offset removes a pair from the softmax.
+    let mask: Vec<f32> = (0..n * k)
+        .map(|e| {
+            let (i, j) = (e / k, e % k);
+            if i != j && rows[i] == key_photos[j] { -1e9 } else { 0.0 }
         })
         .collect();
-    let mask = Tensor::<2>::from_data(TensorData::new(mask, [n, n]), &device);
-    let logits = noisy.matmul(teacher.detach().transpose()).div_scalar(tau) + mask;
+    let mask = Tensor::<2>::from_data(TensorData::new(mask, [n, k]), &device);
+    let logits = noisy.matmul(keys.detach().transpose()).div_scalar(tau) + mask;
     let log_p = burn::tensor::activation::log_softmax(logits, 1);
     let eye = Tensor::<2>::eye(n, &device);
+    let eye = if k > n { Tensor::cat(vec![eye, Tensor::<2>::zeros([n, k - n], &device)], 1) } else { eye };
     (log_p * eye).sum().neg().div_scalar(n as f64).reshape([1])
 }
 
@@ -336,7 +338,7 @@ mod tests {
         // Row 2: (0, 1)·t = (0, 0.8, 1), nothing masked → −log(e¹ / (e⁰ + e^0.8 + e¹)).
         let t = t2(vec![1., 0., 0.6, 0.8, 0., 1.], 3, 2, &device).require_grad();
         let x = t2(vec![1., 0., 0.6, 0.8, 0., 1.], 3, 2, &device).require_grad();
-        let l = contrastive_loss(x.clone(), t.clone(), &[7, 7, 3], 1.0);
+        let l = contrastive_loss(x.clone(), t.clone(), &[7, 7, 3], &[7, 7, 3], 1.0);
         let e = std::f64::consts::E;
         let want =
             ((1.0 + 1.0 / e).ln() + (1.0 + (0.8f64 - 1.0).exp()).ln() + (1.0 + (-1f64).exp() + (-0.2f64).exp()).ln())
@@ -347,7 +349,16 @@ mod tests {
         assert!(t.grad(&g).is_none(), "the teacher is a target");
         assert!(x.grad(&g).is_some());
         // Unmasked, row 0 sees row 1 as a negative: a larger loss.
-        let unmasked = contrastive_loss(x.clone(), t.clone(), &[1, 2, 3], 1.0).into_scalar::<f32>() as f64;
+        let unmasked = contrastive_loss(x.clone(), t.clone(), &[1, 2, 3], &[1, 2, 3], 1.0).into_scalar::<f32>() as f64;
         assert!(unmasked > got + 0.05, "{unmasked} vs {got}");
+        // A bank key is a negative for the rows of other photos and masked for its own photo's:
+        // key (0, 1) of photo 3 adds e⁰ to row 0's softmax and e^0.8 to row 1's; row 2 (photo 3)
+        // does not see it.
+        let keys = t2(vec![1., 0., 0.6, 0.8, 0., 1., 0., 1.], 4, 2, &device);
+        let banked = contrastive_loss(x.clone(), keys.clone(), &[7, 7, 3], &[7, 7, 3, 3], 1.0).into_scalar::<f32>() as f64;
+        let want_b = ((1.0 + 1.0 / e + 1.0 / e).ln() + (1.0 + 2.0 * (0.8f64 - 1.0).exp()).ln()
+            + (1.0 + (-1f64).exp() + (-0.2f64).exp()).ln())
+            / 3.0;
+        assert!((banked - want_b).abs() < 1e-5, "{banked} vs {want_b}");
     }
 }

@@ -175,6 +175,10 @@ pub struct TrainEmbedArgs {
     /// Temperature τ of --contrast (SSCD: 0.05).
     #[arg(long, default_value_t = embed_defaults().tau)]
     tau: f64,
+    /// Crops per training photo in a bank of extra negatives for --contrast (the frozen teacher's
+    /// features of them, computed once); 0: the step's own crops only.
+    #[arg(long, default_value_t = embed_defaults().contrast_bank)]
+    contrast_bank: usize,
     /// Triplet margin g on the L2 distance between unit embeddings (distances lie in [0, 2]).
     #[arg(long, default_value_t = embed_defaults().margin)]
     margin: f64,
@@ -396,6 +400,7 @@ fn embed(args: TrainEmbedArgs) -> Result<()> {
         margin: args.margin,
         contrast: args.contrast,
         tau: args.tau,
+        contrast_bank: args.contrast_bank,
         steps: args.steps,
         batch_size: args.batch_size,
         seed: args.seed,

@@ -23,7 +23,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use stabilize_core::Image;
 use stabilize_core::data::crops::{Photo, Triplet, is_test, render_triplet, sample_triplet};
-use stabilize_core::seeds::{TRIPLET_STREAM, item_seed};
+use stabilize_core::seeds::{BANK_STREAM, TRIPLET_STREAM, item_seed};
 
 use super::{
     HostBatch, IntervalEnd, OptimizerConfig, Plan, Progress, RunConfig, StepLoss, Sums, Task, TrainError, Unit,
@@ -77,6 +77,10 @@ fn is_zero(v: &f64) -> bool {
     *v == 0.0
 }
 
+fn is_zero_usize(v: &usize) -> bool {
+    *v == 0
+}
+
 /// The batch-contrastive term's temperature when none is given (SSCD's).
 pub const DEFAULT_TAU: f64 = 0.05;
 
@@ -108,6 +112,11 @@ pub struct EmbedTrainConfig {
     /// Its temperature τ (`--tau`).
     #[serde(default = "default_tau", skip_serializing_if = "is_default_tau")]
     pub tau: f64,
+    /// Crops per training photo in a bank of extra negatives for the contrastive term
+    /// (`--contrast-bank`): their teacher features, computed once (the teacher is frozen, so they
+    /// never go stale); 0: the step's own crops only.
+    #[serde(default, skip_serializing_if = "is_zero_usize")]
+    pub contrast_bank: usize,
     /// Triplet margin g on the L2 distance between unit embeddings (distances lie in [0, 2]).
     pub margin: f64,
     pub steps: usize,
@@ -136,6 +145,7 @@ impl EmbedTrainConfig {
             stability: StabilityConfig::new(0.2),
             contrast: 0.0,
             tau: DEFAULT_TAU,
+            contrast_bank: 0,
             margin: 1.0,
             steps: 300,
             batch_size: 8,
@@ -163,6 +173,16 @@ impl EmbedTrainConfig {
                 "--contrast compares perturbed copies with the teacher's features: it needs --l0 distil and --alpha > 0"
                     .into(),
             ));
+        }
+        if self.contrast_bank > 0 && self.contrast == 0.0 {
+            return Err(ConfigError::Objective("--contrast-bank is a bank for --contrast: set --contrast > 0".into()));
+        }
+        if self.contrast_bank > 64 {
+            return Err(ConfigError::OutOfRange {
+                setting: "contrast bank",
+                rule: "≤ 64 crops per photo",
+                value: self.contrast_bank as f64,
+            });
         }
         if self.steps == 0 || self.batch_size == 0 || self.checkpoint_every == 0 {
             return Err(ConfigError::Zero("steps, batch size and checkpoint interval"));
@@ -271,6 +291,9 @@ pub struct EmbedTask<'a> {
     sampler: PerturbSampler,
     /// The frozen pretrained network for [`EmbedL0::Distil`], set by `init`.
     teacher: std::sync::OnceLock<EmbedNet>,
+    /// The negative bank (`contrast_bank`): the teacher's unit features `[M, d]` and each crop's
+    /// photo, set by `init`.
+    bank: std::sync::OnceLock<(Tensor<2>, Vec<i64>)>,
 }
 
 impl<'a> EmbedTask<'a> {
@@ -294,7 +317,31 @@ impl<'a> EmbedTask<'a> {
             train_pool,
             sampler: PerturbSampler::new(&config.stability),
             teacher: std::sync::OnceLock::new(),
+            bank: std::sync::OnceLock::new(),
         })
+    }
+
+    /// `contrast_bank` crops of every training photo (seeded by the run's seed and the photo) and
+    /// the teacher's unit features of them, 64 crops at a time.
+    fn negative_bank(&self, teacher: &EmbedNet, device: &Device) -> Result<(Tensor<2>, Vec<i64>), TrainError> {
+        let (k, size) = (self.config.contrast_bank, self.config.model.input_size as u32);
+        let crops: Vec<(usize, stabilize_core::data::crops::Crop)> = self
+            .train_pool
+            .iter()
+            .flat_map(|&p| {
+                let mut rng = ChaCha8Rng::seed_from_u64(item_seed(self.config.seed ^ BANK_STREAM, p as u64));
+                (0..k).map(move |_| (p, self.photos[p].random_crop(&mut rng))).collect::<Vec<_>>()
+            })
+            .collect();
+        let images: Vec<Image> =
+            crops.par_iter().map(|&(p, c)| self.photos[p].render(c, size)).collect::<stabilize_core::Result<_>>()?;
+        let mut features = Vec::new();
+        for chunk in images.chunks(64) {
+            let x = planar_pixels(&chunk.iter().collect::<Vec<_>>());
+            let x = Tensor::<4>::from_data(TensorData::new(x, [chunk.len(), 3, size as usize, size as usize]), device);
+            features.push(teacher.forward(x).detach());
+        }
+        Ok((Tensor::cat(features, 0), crops.iter().map(|&(p, _)| p as i64).collect()))
     }
 
     /// Whether the step has perturbed copies beside the clean images (stability with α > 0).
@@ -338,7 +385,11 @@ impl Task for EmbedTask<'_> {
                 }
                 let m = m.with_identity_projection().map_err(|e| TrainError::Config(ConfigError::Model(e)))?;
                 // A resumed run calls init again: the teacher is the same weights.
-                let _ = self.teacher.set(m.clone().freeze());
+                let teacher = m.clone().freeze();
+                if self.config.contrast_bank > 0 && self.bank.get().is_none() {
+                    let _ = self.bank.set(self.negative_bank(&teacher, device)?);
+                }
+                let _ = self.teacher.set(teacher);
                 Ok(m)
             }
         }
@@ -397,7 +448,14 @@ impl Task for EmbedTask<'_> {
         let alpha = self.config.stability.alpha;
         let (beta, tau) = (self.config.contrast, self.config.tau);
         let contrast = match (&teacher, &noisy) {
-            (Some(t), Some(x)) if beta > 0.0 => Some(contrastive_loss(x.clone(), t.clone(), &batch.labels, tau)),
+            (Some(t), Some(x)) if beta > 0.0 => Some(match self.bank.get() {
+                Some((bank, photos)) => {
+                    let keys = Tensor::cat(vec![t.clone(), bank.clone()], 0);
+                    let key_photos: Vec<i64> = batch.labels.iter().chain(photos).copied().collect();
+                    contrastive_loss(x.clone(), keys, &batch.labels, &key_photos, tau)
+                }
+                None => contrastive_loss(x.clone(), t.clone(), &batch.labels, &batch.labels, tau),
+            }),
             _ => None,
         };
         let mut loss = match teacher {
