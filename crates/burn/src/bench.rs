@@ -88,18 +88,24 @@ pub fn infer_throughput(model: &SmallCnnConfig, device: &Device, batch_size: usi
     let m = model.init(device);
     materialize(&m);
     let x = Tensor::<4>::random([batch_size, 1, 28, 28], burn::tensor::Distribution::Default, device);
+    images_per_s(batch_size, 3, steps, || m.forward(x.clone()))
+}
+
+/// Images per second of `forward` over `steps` batches of `batch` images after `warmup` ones,
+/// the output read back to the host each batch (as evaluation does).
+fn images_per_s(batch: usize, warmup: usize, steps: usize, forward: impl Fn() -> Tensor<2>) -> f64 {
     let run = || {
-        let logits: Vec<f32> = m.forward(x.clone()).try_into_vec_as::<f32>().expect("float logits");
-        std::hint::black_box(logits);
+        let out: Vec<f32> = forward().try_into_vec_as::<f32>().expect("float output");
+        std::hint::black_box(out);
     };
-    for _ in 0..3 {
+    for _ in 0..warmup {
         run();
     }
     let started = Instant::now();
     for _ in 0..steps {
         run();
     }
-    (batch_size * steps) as f64 / started.elapsed().as_secs_f64()
+    (batch * steps) as f64 / started.elapsed().as_secs_f64()
 }
 
 /// MobileNetV2 ImageNet inference, images per second at `side` px (224: ImageNet's) on `device`
@@ -110,16 +116,7 @@ pub fn mobilenet_infer_throughput(device: &Device, batch_size: usize, steps: usi
     let m = crate::mobilenet::MobileNetV2Config::new().init(device);
     materialize(&m);
     let x = Tensor::<4>::random([batch_size, 3, side, side], burn::tensor::Distribution::Default, device);
-    let run = || {
-        let logits: Vec<f32> = m.forward(x.clone()).try_into_vec_as::<f32>().expect("float logits");
-        std::hint::black_box(logits);
-    };
-    run();
-    let started = Instant::now();
-    for _ in 0..steps {
-        run();
-    }
-    (batch_size * steps) as f64 / started.elapsed().as_secs_f64()
+    images_per_s(batch_size, 1, steps, || m.forward(x.clone()))
 }
 
 /// The embedding fine-tuning step (`train embed`'s defaults: MobileNetV2 → pool → linear 1280→128

@@ -355,8 +355,10 @@ mod tests {
         // key (0, 1) of photo 3 adds e⁰ to row 0's softmax and e^0.8 to row 1's; row 2 (photo 3)
         // does not see it.
         let keys = t2(vec![1., 0., 0.6, 0.8, 0., 1., 0., 1.], 4, 2, &device);
-        let banked = contrastive_loss(x.clone(), keys.clone(), &[7, 7, 3], &[7, 7, 3, 3], 1.0).into_scalar::<f32>() as f64;
-        let want_b = ((1.0 + 1.0 / e + 1.0 / e).ln() + (1.0 + 2.0 * (0.8f64 - 1.0).exp()).ln()
+        let banked =
+            contrastive_loss(x.clone(), keys.clone(), &[7, 7, 3], &[7, 7, 3, 3], 1.0).into_scalar::<f32>() as f64;
+        let want_b = ((1.0 + 1.0 / e + 1.0 / e).ln()
+            + (1.0 + 2.0 * (0.8f64 - 1.0).exp()).ln()
             + (1.0 + (-1f64).exp() + (-0.2f64).exp()).ln())
             / 3.0;
         assert!((banked - want_b).abs() < 1e-5, "{banked} vs {want_b}");

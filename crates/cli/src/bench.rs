@@ -247,8 +247,34 @@ fn push_torch_round<const K: usize>(samples: &mut BTreeMap<String, [Vec<f64>; K]
     }
 }
 
-fn drop_torch<const K: usize>(samples: &mut BTreeMap<String, [Vec<f64>; K]>) {
-    samples.retain(|k, _| !k.starts_with("pytorch"));
+/// One round of PyTorch's rates of `kinds` (the script's requests) over `steps`, in both layouts,
+/// into `samples`; if the reference fails it is left out from then on (said once, as `what`) and
+/// its samples dropped, never faked.
+fn torch_round<const K: usize>(
+    torch: &mut Option<TorchServer>,
+    samples: &mut BTreeMap<String, [Vec<f64>; K]>,
+    kinds: [&str; K],
+    steps: usize,
+    what: &str,
+) {
+    let Some(t) = torch.as_mut() else { return };
+    let got = (|| -> Result<[[f64; K]; 2]> {
+        let mut round = [[0.0; K]; 2];
+        for (r, (_, layout)) in round.iter_mut().zip(TORCH_LAYOUTS) {
+            for (v, kind) in r.iter_mut().zip(kinds) {
+                *v = t.ask_rate(kind, steps, layout)?;
+            }
+        }
+        Ok(round)
+    })();
+    match got {
+        Ok(round) => push_torch_round(samples, round),
+        Err(e) => {
+            eprintln!("{what} left out: {e:#}");
+            *torch = None;
+            samples.retain(|k, _| !k.starts_with("pytorch"));
+        }
+    }
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -351,27 +377,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             e[1].push(t.stabilized_img_per_s);
             e[2].push(inf);
         }
-        if let Some(t) = torch.as_mut() {
-            let got = (|| -> Result<[[f64; 3]; 2]> {
-                let mut round = [[0.0; 3]; 2];
-                for (r, (_, layout)) in round.iter_mut().zip(TORCH_LAYOUTS) {
-                    *r = [
-                        t.ask_rate("train_plain", args.steps, layout)?,
-                        t.ask_rate("train", args.steps, layout)?,
-                        t.ask_rate("infer", args.steps, layout)?,
-                    ];
-                }
-                Ok(round)
-            })();
-            match got {
-                Ok(round) => push_torch_round(&mut samples, round),
-                Err(e) => {
-                    eprintln!("PyTorch reference left out: {e:#}");
-                    torch = None;
-                    drop_torch(&mut samples);
-                }
-            }
-        }
+        torch_round(&mut torch, &mut samples, ["train_plain", "train", "infer"], args.steps, "PyTorch reference");
     }
     // Ratios are medians of per-round ratios: the two sides of a ratio ran back to back in the
     // same round, so the machine's drift between rounds cancels out of them.
@@ -598,26 +604,13 @@ fn mobilenet_rows(
             e[0].push(inf);
             e[1].push(step);
         }
-        if let Some(t) = torch.as_mut() {
-            let got = (|| -> Result<[[f64; 2]; 2]> {
-                let mut round = [[0.0; 2]; 2];
-                for (r, (_, layout)) in round.iter_mut().zip(TORCH_LAYOUTS) {
-                    *r = [
-                        t.ask_rate("mnv2_infer", args.mobilenet_steps, layout)?,
-                        t.ask_rate("mnv2_embed", args.mobilenet_steps, layout)?,
-                    ];
-                }
-                Ok(round)
-            })();
-            match got {
-                Ok(round) => push_torch_round(&mut samples, round),
-                Err(e) => {
-                    eprintln!("PyTorch MobileNetV2 reference left out: {e:#}");
-                    *torch = None;
-                    drop_torch(&mut samples);
-                }
-            }
-        }
+        torch_round(
+            torch,
+            &mut samples,
+            ["mnv2_infer", "mnv2_embed"],
+            args.mobilenet_steps,
+            "PyTorch MobileNetV2 reference",
+        );
     }
     let ratio = |a: &[f64], b: &[f64]| median(&a.iter().zip(b).map(|(x, y)| x / y).collect::<Vec<_>>());
     for (name, [inf, step]) in &samples {

@@ -1125,6 +1125,15 @@ fn distil_training_starts_at_the_pretrained_network() {
     assert_eq!((nce["config"]["contrast"].as_f64(), nce["config"]["tau"].as_f64()), (Some(1.0), Some(0.1)));
     assert!(nce["history"].as_array().unwrap().iter().all(|h| h["contrast"].as_f64().unwrap() > 0.0), "{nce}");
     assert!(stab["history"].as_array().unwrap().iter().all(|h| h["contrast"].as_f64().unwrap() == 0.0));
+    // With a bank of other photos' crops the term has negatives to push from: larger than the
+    // step's own crops give.
+    let bank = train(
+        "c2",
+        &["--alpha", "2", "--perturb", "pad:10-30,hflip", "--contrast", "1", "--tau", "0.1", "--contrast-bank", "2"],
+    );
+    assert_eq!(bank["config"]["contrast_bank"], 2);
+    let first = |v: &serde_json::Value| v["history"][0]["contrast"].as_f64().unwrap();
+    assert!(first(&bank) > first(&nce), "{} vs {}", first(&bank), first(&nce));
     let t = dir.path().join("bad");
     let t = t.to_str().unwrap();
     assert_one_line_error(&stabilize(&["train", "embed", "--data-dir", d, "--l0", "distil", "--out", t]), "--dim 1280");

@@ -26,7 +26,7 @@ pub const CAPTION_STREAM: u64 = 0x7E47;
 /// Salt of the draw of training photos a fusion rule is fitted on (`eval fusion`).
 pub const FUSION_STREAM: u64 = 0xF05E_0F17;
 /// Salt of the crops of the embedding task's negative bank (`train embed --contrast-bank`).
-pub const BANK_STREAM: u64 = 0xBA4C_0F_C40B;
+pub const BANK_STREAM: u64 = 0x00BA_4C0F_C40B;
 /// Salt of the training crops of the ImageNet classifier's stabilization (`--dataset photos`).
 pub const CLASSIFY_CROP_STREAM: u64 = 0xC1A5_5C70;
 /// Salt of the corner a `crop:o` distortion anchors at.
