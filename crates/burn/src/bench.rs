@@ -8,7 +8,6 @@
 use std::path::Path;
 use std::time::Instant;
 
-use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
 use serde::Serialize;
@@ -42,7 +41,7 @@ pub fn train_step_throughput(
         &dev,
     );
     let rate = |stabilized: bool| {
-        let mut model = model.init(&dev);
+        let model = model.init(&dev);
         materialize(&model);
         let mut optim = AdamWConfig::new().init();
         // x' noise drawn before the timed steps: the training loops draw it on their
@@ -51,7 +50,7 @@ pub fn train_step_throughput(
         let mut noises = (0..if stabilized { steps + 3 } else { 0 })
             .map(|_| Tensor::<4>::random(x.dims(), burn::tensor::Distribution::Normal(0.0, 0.04), &dev))
             .collect::<Vec<_>>();
-        let mut run = |model: crate::model::SmallCnn| {
+        let run = |model: crate::model::SmallCnn| {
             // As in training: the clean and the noisy batch through the same weights as two
             // forward passes (one [2N] batch measured slower on tch and no faster on flex).
             let clean = model.forward(x.clone());
@@ -65,15 +64,7 @@ pub fn train_step_throughput(
             let grads = GradientsParams::from_grads(loss.total.backward(), &model);
             optim.step(1e-3, model, grads)
         };
-        for _ in 0..3 {
-            model = run(model);
-        }
-        let started = Instant::now();
-        for _ in 0..steps {
-            model = run(model);
-        }
-        let _ = model.num_params();
-        (batch_size * steps) as f64 / started.elapsed().as_secs_f64()
+        (batch_size * steps) as f64 / timed_steps(model, 3, steps, run)
     };
     let plain = rate(false);
     let stabilized = rate(true);
@@ -131,14 +122,14 @@ pub fn embed_step_throughput(device: &Device, triplets: usize, steps: usize) -> 
     let config = EmbedNetConfig::new();
     let side = config.input_size;
     let n = 3 * triplets;
-    let mut model = config.init(&dev).freeze_trunk();
+    let model = config.init(&dev).freeze_trunk();
     materialize(&model);
     let mut optim = AdamWConfig::new().init();
     let x = Tensor::<4>::random([n, 3, side, side], burn::tensor::Distribution::Default, &dev);
     let mut noisy = (0..=steps)
         .map(|_| x.clone() + Tensor::<4>::random(x.dims(), burn::tensor::Distribution::Normal(0.0, 0.04), &dev))
         .collect::<Vec<_>>();
-    let mut run = |model: crate::embed::EmbedNet| {
+    let run = |model: crate::embed::EmbedNet| {
         let clean = model.forward(x.clone());
         let other = model.forward(noisy.pop().expect("one noisy batch per step"));
         let loss = embed_loss(clean, Some(other), 1.0, 0.1);
@@ -146,13 +137,21 @@ pub fn embed_step_throughput(device: &Device, triplets: usize, steps: usize) -> 
         let grads = GradientsParams::from_grads(loss.total.backward(), &model);
         optim.step(1e-4, model, grads)
     };
-    model = run(model);
+    (n * steps) as f64 / timed_steps(model, 1, steps, run)
+}
+
+/// Seconds that `steps` training steps take after `warmup` untimed ones; each step takes the model
+/// and returns the updated one (and reads its loss back, so the step's work is done when it
+/// returns).
+fn timed_steps<M>(mut model: M, warmup: usize, steps: usize, mut step: impl FnMut(M) -> M) -> f64 {
+    for _ in 0..warmup {
+        model = step(model);
+    }
     let started = Instant::now();
     for _ in 0..steps {
-        model = run(model);
+        model = step(model);
     }
-    let _ = model.num_params();
-    (n * steps) as f64 / started.elapsed().as_secs_f64()
+    started.elapsed().as_secs_f64()
 }
 
 /// One end-to-end stabilized epoch (α 0.01, σ 0.04, the paper's loss, batch `batch_size`) over the
