@@ -20,7 +20,6 @@ exceeds --tolerance. Needs torch, torchvision and safetensors (scripts/requireme
 The core of it, for your own code (an embedding model):
 
     import torch, torch.nn.functional as F, torchvision
-    from safetensors import safe_open
     from safetensors.torch import load_file
     state = load_file("model.safetensors")
     net = torchvision.models.mobilenet_v2()
@@ -115,7 +114,6 @@ def main():
     ap.add_argument("--tolerance", type=float, default=1e-4)
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     model, meta = load(a.model)
     result = {"model": a.model, "kind": meta["kind"], "input_size": int(meta["input_size"]),
               "parameters": sum(p.numel() for p in model.parameters()), "torch": torch.__version__}

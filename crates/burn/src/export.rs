@@ -88,8 +88,7 @@ impl StateTensor {
 }
 
 /// What kind of model an export holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExportKind {
     /// MobileNetV2 + projection, L2-normalised embeddings.
     Embedding,
@@ -100,6 +99,7 @@ pub enum ExportKind {
 }
 
 impl ExportKind {
+    /// The name in the file's metadata (`kind`) and in `export --json`.
     pub fn name(self) -> &'static str {
         match self {
             ExportKind::Embedding => "embedding",
@@ -298,9 +298,12 @@ impl Export {
         safetensors::serialize(views, Some(meta)).map_err(|e| ExportError::Invalid(format!("safetensors: {e}")))
     }
 
-    /// Writes it to `out` atomically (a killed export leaves no half file).
-    pub fn write(&self, out: &Path) -> Result<(), ExportError> {
-        Ok(write_atomic(out, &self.to_bytes()?)?)
+    /// Writes it to `out` atomically (a killed export leaves no half file); returns its size in
+    /// bytes.
+    pub fn write(&self, out: &Path) -> Result<usize, ExportError> {
+        let bytes = self.to_bytes()?;
+        write_atomic(out, &bytes)?;
+        Ok(bytes.len())
     }
 }
 

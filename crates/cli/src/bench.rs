@@ -277,6 +277,12 @@ fn torch_round<const K: usize>(
     }
 }
 
+/// The median of the per-round ratios `a[k] / b[k]`: the two sides of a ratio ran back to back
+/// in the same round, so the machine's drift between rounds cancels out of it.
+fn ratio(a: &[f64], b: &[f64]) -> f64 {
+    median(&a.iter().zip(b).map(|(x, y)| x / y).collect::<Vec<_>>())
+}
+
 fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
@@ -379,9 +385,6 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
         torch_round(&mut torch, &mut samples, ["train_plain", "train", "infer"], args.steps, "PyTorch reference");
     }
-    // Ratios are medians of per-round ratios: the two sides of a ratio ran back to back in the
-    // same round, so the machine's drift between rounds cancels out of them.
-    let ratio = |a: &[f64], b: &[f64]| median(&a.iter().zip(b).map(|(x, y)| x / y).collect::<Vec<_>>());
     for (name, [plain, stab, inf]) in &samples {
         let (p, s, i) = (median(plain), median(stab), median(inf));
         let overhead = ratio(plain, stab);
@@ -612,7 +615,6 @@ fn mobilenet_rows(
             "PyTorch MobileNetV2 reference",
         );
     }
-    let ratio = |a: &[f64], b: &[f64]| median(&a.iter().zip(b).map(|(x, y)| x / y).collect::<Vec<_>>());
     for (name, [inf, step]) in &samples {
         let (i, s) = (median(inf), median(step));
         say(format!("  {name:<21} inference {i:>7.1} img/s   embedding step {s:>7.1} crops/s"));

@@ -79,11 +79,10 @@ pub fn run(a: ExportArgs) -> Result<()> {
     if let Some(parent) = a.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
-    export.write(&a.out)?;
+    let bytes = export.write(&a.out)?;
     if let Some((rdir, r, names)) = &reference {
         write_reference(rdir, r, names)?;
     }
-    let bytes = std::fs::metadata(&a.out)?.len();
     if a.json {
         let reference = reference.as_ref().map(|(d, r, _)| {
             serde_json::json!({ "dir": path_text(d), "input_shape": r.input_shape, "output_shape": r.output_shape })
@@ -91,7 +90,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
         println!(
             "{}",
             serde_json::json!({
-                "out": path_text(&a.out), "kind": export.kind, "tensors": export.tensors.len(), "bytes": bytes,
+                "out": path_text(&a.out), "kind": export.kind.name(), "tensors": export.tensors.len(), "bytes": bytes,
                 "metadata": export.metadata, "reference": reference,
             })
         );
