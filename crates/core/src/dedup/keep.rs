@@ -4,11 +4,13 @@
 //! resolution (decoded pixels; within [`RESOLUTION_TOLERANCE`] counts as equal — not the size
 //! without borders: noise or blur on a photo with plain edges changes where a "border" is found, so
 //! a noisy copy would out-measure its original; a letterboxed copy is left to the next terms);
-//! the least lossy encoding (a JPEG's quality from its tables); the least noise ([`noise_sigma`],
-//! Immerkær's estimate; a copy counts as noisier only when clearly so, [`NOISE_TOLERANCE`]); not
-//! clearly blurrier than the cluster's upper median ([`detail`], [`BLUR_TOLERANCE`]: an upscaled
-//! thumbnail or a blurred copy drops out); the most picture without solid borders (a letterboxed copy loses, within [`RESOLUTION_TOLERANCE`]); (a JPEG's quality estimated from its
-//! quantisation tables, [`jpeg_quality`]; lossless formats count as 100); the least edited copy —
+//! the least lossy encoding ([`Candidate::encoding_quality`]: a JPEG's quality from its
+//! quantisation tables, [`jpeg_quality`]; a lossless file counts as 100 unless its pixels carry a
+//! heavy JPEG compression, [`HEAVY_TRACE`]); the least noise ([`noise_sigma`], Immerkær's
+//! estimate; a copy counts as noisier only when clearly so, [`NOISE_TOLERANCE`]); not clearly
+//! blurrier than the cluster's upper median ([`detail`], [`BLUR_TOLERANCE`]: an upscaled thumbnail
+//! or a blurred copy drops out); the most picture without solid borders (a letterboxed copy
+//! loses, within [`RESOLUTION_TOLERANCE`]); the least edited copy —
 //! the file nearest on average to the others of its cluster: copies are made *from* the original,
 //! each edit moving away from it in its own direction, so the original sits in the middle
 //! ([`Candidate::mean_distance`]); then the oldest (modification time); then the path.
@@ -20,6 +22,8 @@ use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use crate::image::jpeg_trace::STD_LUMA;
+
 /// What the rule looks at for one file.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Candidate {
@@ -28,6 +32,10 @@ pub struct Candidate {
     pub pixels: u64,
     /// Estimated JPEG quality (1–100) for a JPEG file; `None` for lossless formats.
     pub jpeg_quality: Option<u8>,
+    /// For a lossless file, the quality of an earlier JPEG compression its pixels still carry
+    /// ([`quality_from_pixels`](crate::image::jpeg_trace::quality_from_pixels)): a JPEG copy
+    /// saved as PNG. `None` when none is found (or for a JPEG file).
+    pub jpeg_trace: Option<u8>,
     /// Estimated noise standard deviation, grey levels ([`noise_sigma`]).
     pub noise: f64,
     /// Pixels left after cutting solid borders off.
@@ -40,6 +48,12 @@ pub struct Candidate {
 }
 
 impl Candidate {
+    /// The encoding quality the rule compares (1–100): a JPEG's from its tables, a lossless
+    /// file's 100 unless its pixels carry a heavy JPEG compression ([`HEAVY_TRACE`]).
+    pub fn encoding_quality(&self) -> u8 {
+        self.jpeg_quality.or(self.jpeg_trace.filter(|&q| q <= HEAVY_TRACE)).unwrap_or(100)
+    }
+
     /// Reads what the rule needs of the file at `path` (decoded size `pixels`, mean distance
     /// `mean_distance` to the rest of its cluster): its noise and size without solid borders
     /// (decoding it), its JPEG tables, its modification time. A file that can no longer be read
@@ -49,10 +63,16 @@ impl Candidate {
         use crate::image::load::{LoadOptions, load_image_with};
         let p = &crate::fsutil::text_path_or_same(path);
         let img = load_image_with(p, &LoadOptions::default()).ok();
+        let jpeg_quality = jpeg_quality_of(p);
         Candidate {
             path: path.to_string(),
             pixels,
-            jpeg_quality: jpeg_quality_of(p),
+            jpeg_quality,
+            jpeg_trace: if jpeg_quality.is_none() {
+                img.as_ref().and_then(crate::image::jpeg_trace::quality_from_pixels)
+            } else {
+                None
+            },
             noise: img.as_ref().map_or(f64::INFINITY, noise_sigma),
             detail: img.as_ref().map_or(0.0, detail),
             content_pixels: img.as_ref().map_or(0, |img| {
@@ -64,6 +84,13 @@ impl Candidate {
         }
     }
 }
+
+/// A lossless file whose pixels carry a JPEG compression at this quality or lower counts at that
+/// quality (a heavily compressed copy saved as PNG). Milder traces are ignored: most photos were
+/// JPEGs once (a camera's q 85–95, a web image's q 75), and a rotated, resized or mirrored copy
+/// of such an original loses the trace without gaining anything, so comparing mild traces would
+/// keep the edited copy.
+pub const HEAVY_TRACE: u8 = 60;
 
 /// Distances closer than this count as equal (descriptor distances are L2 of unit vectors, or
 /// Hamming bits).
@@ -167,7 +194,7 @@ pub fn noise_sigma(img: &crate::Image) -> f64 {
 
 /// `a` against `b` after folder and resolution (`Less` = `a` is the better keep).
 pub fn compare(a: &Candidate, b: &Candidate) -> Ordering {
-    let quality = |c: &Candidate| c.jpeg_quality.unwrap_or(100);
+    let quality = |c: &Candidate| c.encoding_quality();
     quality(b)
         .cmp(&quality(a))
         .then(if (a.mean_distance - b.mean_distance).abs() <= DISTANCE_TIE {
@@ -217,8 +244,8 @@ pub fn choose(candidates: &[Candidate], prefer: &[PathBuf]) -> usize {
         pool.into_iter().filter(|&i| size(&candidates[i]) as f64 * RESOLUTION_TOLERANCE >= most).collect::<Vec<_>>()
     };
     let pool = within(pool, &|c| c.pixels);
-    let best_q = pool.iter().map(|&i| candidates[i].jpeg_quality.unwrap_or(100)).max().unwrap_or(100);
-    let pool: Vec<usize> = pool.into_iter().filter(|&i| candidates[i].jpeg_quality.unwrap_or(100) == best_q).collect();
+    let best_q = pool.iter().map(|&i| candidates[i].encoding_quality()).max().unwrap_or(100);
+    let pool: Vec<usize> = pool.into_iter().filter(|&i| candidates[i].encoding_quality() == best_q).collect();
     let reference = noise_reference(&pool.iter().map(|&i| candidates[i].noise).collect::<Vec<_>>());
     let pool: Vec<usize> = pool
         .into_iter()
@@ -232,13 +259,6 @@ pub fn choose(candidates: &[Candidate], prefer: &[PathBuf]) -> usize {
     let pool = within(pool, &|c| c.content_pixels);
     pool.into_iter().min_by(|&a, &b| compare(&candidates[a], &candidates[b])).expect("the best is in the pool")
 }
-
-/// The IJG (libjpeg) standard luminance quantisation table, natural order, at quality 50.
-const STD_LUMA: [u16; 64] = [
-    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51,
-    87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92, 49, 64, 78, 87, 103, 121, 120, 101,
-    72, 92, 95, 98, 112, 100, 103, 99,
-];
 
 /// The quality (1–100) a JPEG was saved at, estimated from its luminance quantisation table as
 /// libjpeg scales it (`scale = 5000/q` under 50, `200 − 2q` from 50): the table's sum over the
@@ -331,6 +351,7 @@ mod tests {
             path: path.into(),
             pixels,
             jpeg_quality: q,
+            jpeg_trace: None,
             noise: 2.0,
             content_pixels: pixels,
             detail: 50.0,
@@ -444,6 +465,14 @@ mod tests {
         let c = [cand("a", 100, Some(80), 0.1, 5), cand("b", 100, None, 0.3, 0), cand("c", 100, Some(95), 0.0, 9)];
         assert_eq!(choose(&c, none), 1);
         assert_eq!(choose(&c[..1].iter().chain(&c[2..]).cloned().collect::<Vec<_>>(), none), 1);
+        // A PNG that carries a q 50 JPEG's lattice counts as q 50 (it loses to the clean PNG
+        // though nearer the rest); a mild trace (q 85: the original's camera JPEG) counts as lossless.
+        let mut c = [cand("png-of-jpeg50", 100, None, 0.1, 5), cand("orig", 100, None, 0.3, 0)];
+        c[0].jpeg_trace = Some(50);
+        assert_eq!(c[0].encoding_quality(), 50);
+        assert_eq!(choose(&c, none), 1);
+        c[0].jpeg_trace = Some(85);
+        assert_eq!(choose(&c, none), 0);
         // Same pixels and encoding: the one in the middle of the cluster, then the oldest.
         let c = [cand("copy", 100, None, 0.40, 9), cand("orig", 100, None, 0.25, 0), cand("x", 100, None, 0.41, 3)];
         assert_eq!(choose(&c, none), 1);

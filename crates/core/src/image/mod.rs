@@ -14,6 +14,7 @@ pub mod hash;
 #[cfg(feature = "heif")]
 pub mod heif;
 pub mod jpeg;
+pub mod jpeg_trace;
 pub mod load;
 pub mod regions;
 pub mod resize;
