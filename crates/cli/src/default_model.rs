@@ -22,7 +22,7 @@ const FILES: [(&str, &[u8]); 5] = [
 ];
 
 /// sha256 of `models/embed-default/model.bpk` (also in its README); checked before every use.
-pub const MODEL_SHA256: &str = "06e65314ce032b2fd842f2a987ede5ec3b1a943a407bd3f200c87f795aa525a5";
+pub const MODEL_SHA256: &str = "33002416419ac058d790ba60efdb0a884895af74c0bfe11fb2f6df581157fd37";
 
 /// The folder under the data dir the default model is written to.
 pub const DIR_NAME: &str = "embed-default";
