@@ -153,7 +153,9 @@ mod tests {
         for y in 0..h {
             for x in 0..w {
                 let (fx, fy) = (x as f64, y as f64);
-                let base = 120.0 + 60.0 * (fx / 23.0).sin() * (fy / 17.0).cos() + if (x / 40 + y / 30) % 2 == 0 { 30.0 } else { -30.0 };
+                let base = 120.0
+                    + 60.0 * (fx / 23.0).sin() * (fy / 17.0).cos()
+                    + if (x / 40 + y / 30) % 2 == 0 { 30.0 } else { -30.0 };
                 for c in 0..3 {
                     s ^= s << 13;
                     s ^= s >> 7;
