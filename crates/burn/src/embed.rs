@@ -172,9 +172,8 @@ pub fn contrastive_loss(noisy: Tensor<2>, keys: Tensor<2>, rows: &[i64], key_pho
     let mask = Tensor::<2>::from_data(TensorData::new(mask, [n, k]), &device);
     let logits = noisy.matmul(keys.detach().transpose()).div_scalar(tau) + mask;
     let log_p = burn::tensor::activation::log_softmax(logits, 1);
-    let eye = Tensor::<2>::eye(n, &device);
-    let eye = if k > n { Tensor::cat(vec![eye, Tensor::<2>::zeros([n, k - n], &device)], 1) } else { eye };
-    (log_p * eye).sum().neg().div_scalar(n as f64).reshape([1])
+    // Row i's positive is key i: the diagonal of the first N columns.
+    (log_p.slice([0..n, 0..n]) * Tensor::<2>::eye(n, &device)).sum().neg().div_scalar(n as f64).reshape([1])
 }
 
 /// Rows scaled to unit L2 norm (`‖x‖ + 1e-12` in the denominator).

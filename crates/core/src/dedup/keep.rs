@@ -194,9 +194,8 @@ pub fn noise_sigma(img: &crate::Image) -> f64 {
 
 /// `a` against `b` after folder and resolution (`Less` = `a` is the better keep).
 pub fn compare(a: &Candidate, b: &Candidate) -> Ordering {
-    let quality = |c: &Candidate| c.encoding_quality();
-    quality(b)
-        .cmp(&quality(a))
+    b.encoding_quality()
+        .cmp(&a.encoding_quality())
         .then(if (a.mean_distance - b.mean_distance).abs() <= DISTANCE_TIE {
             Ordering::Equal
         } else {
