@@ -32,9 +32,9 @@ pub struct Candidate {
     pub pixels: u64,
     /// Estimated JPEG quality (1–100) for a JPEG file; `None` for lossless formats.
     pub jpeg_quality: Option<u8>,
-    /// For a lossless file, the quality of an earlier JPEG compression its pixels still carry
-    /// ([`quality_from_pixels`](crate::image::jpeg_trace::quality_from_pixels)): a JPEG copy
-    /// saved as PNG. `None` when none is found (or for a JPEG file).
+    /// For a lossless file, the quality of an earlier heavy JPEG compression (≤ [`HEAVY_TRACE`])
+    /// its pixels still carry ([`quality_from_pixels`](crate::image::jpeg_trace::quality_from_pixels)):
+    /// a JPEG copy saved as PNG. `None` when none is found (or for a JPEG file).
     pub jpeg_trace: Option<u8>,
     /// Estimated noise standard deviation, grey levels ([`noise_sigma`]).
     pub noise: f64,
@@ -69,7 +69,7 @@ impl Candidate {
             pixels,
             jpeg_quality,
             jpeg_trace: if jpeg_quality.is_none() {
-                img.as_ref().and_then(crate::image::jpeg_trace::quality_from_pixels)
+                img.as_ref().and_then(|img| crate::image::jpeg_trace::quality_from_pixels(img, HEAVY_TRACE))
             } else {
                 None
             },

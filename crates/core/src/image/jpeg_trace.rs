@@ -52,15 +52,16 @@ pub const MAX_QUALITY: u8 = 90;
 /// Blocks sampled at most (evenly spaced), so a 24-megapixel photo costs what a 1-megapixel one does.
 const MAX_BLOCKS: usize = 4_096;
 
-/// The quality (1–[`MAX_QUALITY`]) of the libjpeg table whose luminance steps `img`'s pixels sit on,
-/// the coarsest that fits (several qualities round to the same steps, so this is at or a few
-/// points under the quality the JPEG was saved at), or `None` when no table fits: never a JPEG, a
-/// JPEG saved at a quality above about 90, or its 8-pixel grid moved or destroyed since. Blocks
-/// of one flat value are left out (a flat block's DC is a multiple of 8 whether or not it was
-/// compressed).
-pub fn quality_from_pixels(img: &Image) -> Option<u8> {
+/// The quality (1–`up_to`, at most [`MAX_QUALITY`]) of the libjpeg table whose luminance steps
+/// `img`'s pixels sit on, the coarsest that fits (several qualities round to the same steps, so
+/// this is at or a few points under the quality the JPEG was saved at), or `None` when no table up
+/// to `up_to` fits: never a JPEG, a JPEG saved at a higher quality (above about 90 none is found),
+/// or its 8-pixel grid moved or destroyed since. Blocks of one flat value are left out (a flat
+/// block's DC is a multiple of 8 whether or not it was compressed). A caller that acts only on
+/// heavy compression passes a low `up_to` and skips the finer tables.
+pub fn quality_from_pixels(img: &Image, up_to: u8) -> Option<u8> {
     let coeffs = block_coefficients(img);
-    (1..=MAX_QUALITY).find(|&q| fit(&coeffs, &luma_table(q)).is_some_and(|f| f >= FIT))
+    (1..=up_to.min(MAX_QUALITY)).find(|&q| fit(&coeffs, &luma_table(q)).is_some_and(|f| f >= FIT))
 }
 
 /// The coefficients at [`POSITIONS`] of the level-shifted luminance (JFIF: 0.299 R + 0.587 G +
@@ -182,15 +183,15 @@ mod tests {
     #[test]
     fn finds_the_quality_of_a_decoded_jpeg_and_none_in_a_picture_that_never_was_one() {
         let img = picture();
-        assert_eq!(quality_from_pixels(&img), None);
+        assert_eq!(quality_from_pixels(&img, MAX_QUALITY), None);
         for q in [10u8, 30, 50, 60, 75, 85] {
-            let found = quality_from_pixels(&round_trip(&img, q).unwrap());
+            let found = quality_from_pixels(&round_trip(&img, q).unwrap(), MAX_QUALITY);
             let found = found.unwrap_or_else(|| panic!("q {q}: no trace found"));
             assert!(found <= q && found + 8 >= q, "saved at q {q}, found {found}");
         }
         // Grey: the same lattice in the one channel.
         let grey = round_trip(&img.to_gray(), 40).unwrap();
-        assert!(quality_from_pixels(&grey).is_some_and(|f| f <= 40 && f + 8 >= 40));
+        assert!(quality_from_pixels(&grey, MAX_QUALITY).is_some_and(|f| f <= 40 && f + 8 >= 40));
     }
 
     #[test]
@@ -206,10 +207,10 @@ mod tests {
                 }
             }
         }
-        assert_eq!(quality_from_pixels(&Image::new(w, h, Channels::Rgb, data).unwrap()), None);
+        assert_eq!(quality_from_pixels(&Image::new(w, h, Channels::Rgb, data).unwrap(), MAX_QUALITY), None);
         // Flat 8 × 8 blocks of integer levels: DCs on multiples of 8, not a JPEG.
         let blocks: Vec<u8> = (0..64 * 64).map(|i| ((i % 64 / 8) * 29 + (i / 64 / 8) * 13) as u8).collect();
-        assert_eq!(quality_from_pixels(&Image::new(64, 64, Channels::Gray, blocks).unwrap()), None);
-        assert_eq!(quality_from_pixels(&Image::filled(4, 4, Channels::Rgb, 9).unwrap()), None);
+        assert_eq!(quality_from_pixels(&Image::new(64, 64, Channels::Gray, blocks).unwrap(), MAX_QUALITY), None);
+        assert_eq!(quality_from_pixels(&Image::filled(4, 4, Channels::Rgb, 9).unwrap(), MAX_QUALITY), None);
     }
 }
