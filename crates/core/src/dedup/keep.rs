@@ -7,7 +7,9 @@
 //! the least lossy encoding ([`Candidate::encoding_quality`]: a JPEG's quality from its
 //! quantisation tables, [`jpeg_quality`]; a lossless file counts as 100 unless its pixels carry a
 //! heavy JPEG compression, [`HEAVY_TRACE`]); the least noise ([`noise_sigma`], Immerkær's
-//! estimate; a copy counts as noisier only when clearly so, [`NOISE_TOLERANCE`]); not clearly
+//! estimate; a copy counts as noisier only when clearly so, [`NOISE_TOLERANCE`]); not a softened
+//! copy of another file of the same size and framing ([`softer_copy`]: tile by tile, an upscaled
+//! thumbnail or a blurred copy has clearly less fine detail than its source); not clearly
 //! blurrier than the cluster's upper median ([`detail`], [`BLUR_TOLERANCE`]: an upscaled thumbnail
 //! or a blurred copy drops out); the most picture without solid borders (a letterboxed copy
 //! loses, within [`RESOLUTION_TOLERANCE`]); the least edited copy —
@@ -23,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::image::jpeg_trace::STD_LUMA;
+use crate::image::sharpness::{TileDetail, softer_copy};
 
 /// What the rule looks at for one file.
 #[derive(Clone, Debug, PartialEq)]
@@ -42,6 +45,9 @@ pub struct Candidate {
     pub content_pixels: u64,
     /// Fine detail ([`detail`]): lower in a blurred, upscaled-thumbnail or heavily compressed copy.
     pub detail: f64,
+    /// Per-tile detail, compared with the cluster's other files of the same size
+    /// ([`softer_copy`]); empty for a file that can no longer be read.
+    pub tiles: TileDetail,
     /// Mean descriptor distance to the other files of the cluster (0 for a cluster of one).
     pub mean_distance: f64,
     pub modified: Option<SystemTime>,
@@ -75,6 +81,7 @@ impl Candidate {
             },
             noise: img.as_ref().map_or(f64::INFINITY, noise_sigma),
             detail: img.as_ref().map_or(0.0, detail),
+            tiles: img.as_ref().map(TileDetail::of).unwrap_or_default(),
             content_pixels: img.as_ref().map_or(0, |img| {
                 content_window_within(img, KEEP_BORDER_TOLERANCE)
                     .map_or(img.pixel_count() as u64, |(_, _, w, h)| w as u64 * h as u64)
@@ -132,6 +139,12 @@ pub const NOISE_TOLERANCE: (f64, f64) = (1.5, 2.0);
 /// median. On the planted held-out copies (README) the original measured at least 0.77 of its
 /// cluster's median, upscaled thumbnails and blurred copies a median of 0.4.
 pub const BLUR_TOLERANCE: f64 = 0.6;
+
+/// Under this [`detail`] (grey levels squared) the cluster's upper median is mostly the rounding
+/// of pixels to whole grey levels (about 0.06 from rounding alone), and [`BLUR_TOLERANCE`] does not
+/// apply: a smooth picture's original measured 0.07 beside its slightly zoomed `crop:10` copy's
+/// 0.16, and dropped out once the upscaled thumbnail beside them had gone as a softened copy.
+pub const DETAIL_FLOOR: f64 = 1.0;
 
 /// Fine detail of `img`'s luminance: the mean squared difference between the image and its 2×2
 /// block means (what a blur or a downscale-upscale removes), per 16×16 tile, averaged over the
@@ -232,7 +245,8 @@ pub fn noise_reference(sigmas: &[f64]) -> f64 {
 
 /// Index of the file to keep among `candidates` (not empty), narrowing in the module's order:
 /// the best-ranked preferred folder, the largest (within [`RESOLUTION_TOLERANCE`]), the best
-/// JPEG quality, the least noise (within [`NOISE_TOLERANCE`]), the most content without borders,
+/// JPEG quality, the least noise (within [`NOISE_TOLERANCE`]), no softened copy of another
+/// ([`softer_copy`]), not clearly blurrier ([`BLUR_TOLERANCE`]), the most content without borders,
 /// then the first by [`compare`] (nearest the others, oldest, path).
 pub fn choose(candidates: &[Candidate], prefer: &[PathBuf]) -> usize {
     let rank: Vec<usize> = candidates.iter().map(|c| prefer_rank(&c.path, prefer)).collect();
@@ -250,11 +264,19 @@ pub fn choose(candidates: &[Candidate], prefer: &[PathBuf]) -> usize {
         .into_iter()
         .filter(|&i| candidates[i].noise <= NOISE_TOLERANCE.0 * reference + NOISE_TOLERANCE.1)
         .collect();
+    // A softened copy of a file still in the pool drops out (the relation has no cycles: the
+    // sharpest of a chain stays).
+    let pool: Vec<usize> = pool
+        .iter()
+        .copied()
+        .filter(|&i| !pool.iter().any(|&j| j != i && softer_copy(&candidates[i].tiles, &candidates[j].tiles)))
+        .collect();
     // Against the upper median: in a cluster of an original and one blurred copy, the original.
     let mut details: Vec<f64> = pool.iter().map(|&i| candidates[i].detail).collect();
     details.sort_by(f64::total_cmp);
     let upper = details[details.len() / 2];
-    let pool: Vec<usize> = pool.into_iter().filter(|&i| candidates[i].detail >= BLUR_TOLERANCE * upper).collect();
+    let pool: Vec<usize> =
+        pool.into_iter().filter(|&i| upper < DETAIL_FLOOR || candidates[i].detail >= BLUR_TOLERANCE * upper).collect();
     let pool = within(pool, &|c| c.content_pixels);
     pool.into_iter().min_by(|&a, &b| compare(&candidates[a], &candidates[b])).expect("the best is in the pool")
 }
@@ -354,6 +376,7 @@ mod tests {
             noise: 2.0,
             content_pixels: pixels,
             detail: 50.0,
+            tiles: TileDetail::default(),
             mean_distance: mean,
             modified: Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000 - age)),
         }
@@ -405,8 +428,30 @@ mod tests {
         (c[1].mean_distance, c[2].detail) = (0.1, 0.95 * base);
         assert_eq!(choose(&c, &[]), 0);
         // Where the blurred copies are the majority, the median is theirs and the detail term
-        // cannot tell (the next terms decide): what the README says it cannot see.
+        // cannot tell (the next terms decide) …
         c[2].detail = of("thumb:30");
+        assert_eq!(choose(&c, &[]), 1);
+        // … but tile by tile both are softened copies of the original, of the same framing (on a
+        // picture whose structure varies, waves of 12 px and stripes of 3 px fading in from the
+        // left: [`fine_ratio`](crate::image::sharpness::fine_ratio) compares tiles of more and
+        // less structure).
+        let data = (0..w * h)
+            .flat_map(|i| {
+                let (x, y) = ((i % w) as f32, (i / w) as f32);
+                let wave = |t: f32| (t * std::f32::consts::TAU / 12.0).sin();
+                let v = 100.0 + x / w as f32 * (40.0 * (wave(x) + wave(y)) + [0.0, 30.0, -15.0][(i % w % 3) as usize]);
+                [v.round() as u8; 3]
+            })
+            .collect();
+        let img = Image::new(w, h, Channels::Rgb, data).unwrap();
+        let tiles = |spec: &str| TileDetail::of(&spec.parse::<crate::Distortion>().unwrap().apply(&img, 1).unwrap());
+        (c[0].tiles, c[1].tiles, c[2].tiles) = (TileDetail::of(&img), tiles("blur:1.5"), tiles("thumb:30"));
+        assert_eq!(choose(&c, &[]), 0);
+        // A smooth cluster (upper median under DETAIL_FLOOR: rounding) is not judged by detail.
+        let mut c = vec![cand("orig.png", 100, None, 0.3, 5), cand("zoomed.png", 100, None, 0.3, 0)];
+        (c[0].detail, c[1].detail) = (0.07, 0.16);
+        assert_eq!(choose(&c, &[]), 0, "the older: nothing else tells them apart");
+        (c[0].detail, c[1].detail) = (0.7, 1.6);
         assert_eq!(choose(&c, &[]), 1);
     }
 

@@ -1,7 +1,7 @@
 //! Images: the in-memory [`Image`] type shared by loaders, distortions, hashes and the burn layer,
 //! and what reads, writes and measures it — the JPEG codec ([`jpeg`]), resampling ([`resize`]),
 //! loading files and folders ([`load`]), perceptual hashes ([`hash`]), solid borders cut off
-//! before describing ([`borders`]) and codec throughput
+//! before describing ([`borders`]), whether a copy is a softened one ([`sharpness`]) and codec throughput
 //! ([`bench`]).
 //!
 //! Pixels are 8-bit, interleaved, row-major (`[y][x][c]`), with 1 (grayscale) or 3 (RGB) channels.
@@ -18,6 +18,7 @@ pub mod jpeg_trace;
 pub mod load;
 pub mod regions;
 pub mod resize;
+pub mod sharpness;
 
 use std::path::Path;
 
