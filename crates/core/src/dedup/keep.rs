@@ -264,13 +264,7 @@ pub fn choose(candidates: &[Candidate], prefer: &[PathBuf]) -> usize {
         .into_iter()
         .filter(|&i| candidates[i].noise <= NOISE_TOLERANCE.0 * reference + NOISE_TOLERANCE.1)
         .collect();
-    // A softened copy of a file still in the pool drops out (the relation has no cycles: the
-    // sharpest of a chain stays).
-    let pool: Vec<usize> = pool
-        .iter()
-        .copied()
-        .filter(|&i| !pool.iter().any(|&j| j != i && softer_copy(&candidates[i].tiles, &candidates[j].tiles)))
-        .collect();
+    let pool = without_softened(pool, |i, j| softer_copy(&candidates[i].tiles, &candidates[j].tiles));
     // Against the upper median: in a cluster of an original and one blurred copy, the original.
     let mut details: Vec<f64> = pool.iter().map(|&i| candidates[i].detail).collect();
     details.sort_by(f64::total_cmp);
@@ -279,6 +273,14 @@ pub fn choose(candidates: &[Candidate], prefer: &[PathBuf]) -> usize {
         pool.into_iter().filter(|&i| upper < DETAIL_FLOOR || candidates[i].detail >= BLUR_TOLERANCE * upper).collect();
     let pool = within(pool, &|c| c.content_pixels);
     pool.into_iter().min_by(|&a, &b| compare(&candidates[a], &candidates[b])).expect("the best is in the pool")
+}
+
+/// `pool` without the files that are softened copies of another file in it (`softer(i, j)`: `i` is
+/// a softened copy of `j`). Two files never are of each other, but each pair is compared over its
+/// own matching tiles, so three can form a ring; when nothing would be left, `pool` is kept whole.
+fn without_softened(pool: Vec<usize>, softer: impl Fn(usize, usize) -> bool) -> Vec<usize> {
+    let kept: Vec<usize> = pool.iter().copied().filter(|&i| !pool.iter().any(|&j| j != i && softer(i, j))).collect();
+    if kept.is_empty() { pool } else { kept }
 }
 
 /// The quality (1–100) a JPEG was saved at, estimated from its luminance quantisation table as
@@ -453,6 +455,16 @@ mod tests {
         assert_eq!(choose(&c, &[]), 0, "the older: nothing else tells them apart");
         (c[0].detail, c[1].detail) = (0.7, 1.6);
         assert_eq!(choose(&c, &[]), 1);
+    }
+
+    #[test]
+    fn softened_copies_drop_out_and_a_ring_keeps_the_pool() {
+        // 2 is a softened copy of 0, 1 of 2: only 0 stays.
+        assert_eq!(without_softened(vec![0, 1, 2], |i, j| (i, j) == (2, 0) || (i, j) == (1, 2)), vec![0]);
+        // 0 < 1 < 2 < 0 (each pair over its own tiles): nothing would be left, so all stay.
+        let ring = |i: usize, j: usize| j == (i + 1) % 3;
+        assert_eq!(without_softened(vec![0, 1, 2], ring), vec![0, 1, 2]);
+        assert_eq!(without_softened(vec![4], |_, _| true), vec![4]);
     }
 
     #[test]
