@@ -48,6 +48,12 @@ pub const MIN_ALIGNED: f64 = 0.5;
 /// picture matched 140 or more; a few tiles of a zoomed copy can match by chance).
 pub const MIN_TILES: usize = 32;
 
+/// … and those at least this share of the tiles with structure in either file. A copy cropped
+/// by a few pixels and resized back can match in a smooth sky, block by block, in a few tiles
+/// (on the planted copies at most 0.16 of the structured tiles, where an upscaled thumbnail or
+/// a blurred copy matched 0.26 or more), and its fine detail there says nothing.
+pub const MIN_MATCHED_SHARE: f64 = 0.2;
+
 /// A file with under this share of an aligned file's fine energy is a softened copy of it.
 pub const SOFTER: f64 = 0.75;
 
@@ -138,8 +144,8 @@ impl TileDetail {
 /// 0.86 or more, where the plain ratio of sums was as low as 0.04).
 ///
 /// `None` when they cannot be compared: different sizes, under [`MIN_ALIGNED`] of the tiles
-/// aligned (a mirrored, cropped or rotated copy), under [`MIN_TILES`] matching tiles (a flat
-/// picture, a zoomed copy), or no more fine detail where the structure is than where it is not, in either.
+/// aligned (a mirrored, cropped or rotated copy), under [`MIN_TILES`] matching tiles or under
+/// [`MIN_MATCHED_SHARE`] of the structured ones (a flat picture, a shifted or zoomed copy), or no more fine detail where the structure is than where it is not, in either.
 /// `fine_ratio(a, b) · fine_ratio(b, a) = 1` wherever both are defined.
 pub fn fine_ratio(a: &TileDetail, b: &TileDetail) -> Option<f64> {
     if (a.width, a.height) != (b.width, b.height) || a.mean.is_empty() {
@@ -168,7 +174,8 @@ pub fn fine_ratio(a: &TileDetail, b: &TileDetail) -> Option<f64> {
                 && shift <= SHIFT_TOLERANCE * ca.min(cb)
         })
         .collect();
-    if matched.len() < MIN_TILES {
+    let structured = (0..n).filter(|&i| a.coarse[i] >= STRUCTURE_FLOOR || b.coarse[i] >= STRUCTURE_FLOOR).count();
+    if matched.len() < MIN_TILES || (matched.len() as f64) < MIN_MATCHED_SHARE * structured as f64 {
         return None;
     }
     matched.sort_by(|&i, &j| (a.coarse[i] + b.coarse[i]).total_cmp(&(a.coarse[j] + b.coarse[j])));
