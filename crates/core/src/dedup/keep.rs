@@ -70,6 +70,7 @@ impl Candidate {
         let p = &crate::fsutil::text_path_or_same(path);
         let img = load_image_with(p, &LoadOptions::default()).ok();
         let jpeg_quality = jpeg_quality_of(p);
+        let tiles = img.as_ref().map(TileDetail::of).unwrap_or_default();
         Candidate {
             path: path.to_string(),
             pixels,
@@ -80,8 +81,8 @@ impl Candidate {
                 None
             },
             noise: img.as_ref().map_or(f64::INFINITY, noise_sigma),
-            detail: img.as_ref().map_or(0.0, detail),
-            tiles: img.as_ref().map(TileDetail::of).unwrap_or_default(),
+            detail: trimmed_detail(&tiles),
+            tiles,
             content_pixels: img.as_ref().map_or(0, |img| {
                 content_window_within(img, KEEP_BORDER_TOLERANCE)
                     .map_or(img.pixel_count() as u64, |(_, _, w, h)| w as u64 * h as u64)
@@ -156,35 +157,19 @@ pub const DETAIL_FLOOR: f64 = 1.0;
 /// least detailed three quarters of the tiles, so a caption or logo over part of the picture
 /// (sharp edges in a few tiles) does not count as detail. Grey levels squared.
 pub fn detail(img: &crate::Image) -> f64 {
-    let g = img.to_gray();
-    let (w, h) = (g.width() as usize / 16 * 16, g.height() as usize / 16 * 16);
-    if w == 0 || h == 0 {
+    trimmed_detail(&TileDetail::of(img))
+}
+
+/// [`detail`] from a picture's tile statistics (their `fine` energies are the same per-tile
+/// measure): the mean over the least detailed three quarters of the tiles; 0 without tiles.
+pub fn trimmed_detail(tiles: &TileDetail) -> f64 {
+    let mut fine: Vec<f64> = tiles.fine.iter().map(|&e| e as f64).collect();
+    if fine.is_empty() {
         return 0.0;
     }
-    let (stride, px) = (g.width() as usize, g.data());
-    let mut tiles = Vec::with_capacity((w / 16) * (h / 16));
-    for ty in (0..h).step_by(16) {
-        for tx in (0..w).step_by(16) {
-            let mut e = 0.0;
-            for y in (ty..ty + 16).step_by(2) {
-                for x in (tx..tx + 16).step_by(2) {
-                    let q = [
-                        px[y * stride + x],
-                        px[y * stride + x + 1],
-                        px[(y + 1) * stride + x],
-                        px[(y + 1) * stride + x + 1],
-                    ]
-                    .map(f64::from);
-                    let m = q.iter().sum::<f64>() / 4.0;
-                    e += q.iter().map(|v| (v - m) * (v - m)).sum::<f64>();
-                }
-            }
-            tiles.push(e / 256.0);
-        }
-    }
-    tiles.sort_by(f64::total_cmp);
-    let keep = (tiles.len() * 3 / 4).max(1);
-    tiles[..keep].iter().sum::<f64>() / keep as f64
+    fine.sort_by(f64::total_cmp);
+    let keep = (fine.len() * 3 / 4).max(1);
+    fine[..keep].iter().sum::<f64>() / keep as f64
 }
 
 /// Immerkær's fast noise estimate (1996) of `img`'s luminance, in grey levels: the mean absolute
