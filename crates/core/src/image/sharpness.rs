@@ -16,8 +16,7 @@
 //! (33 photos; `thumb:30`, `blur:1.5`, `noise`, `text`, `gray`, `crop`, `trim` … copies, README):
 //! every `thumb:30` copy had at most 0.59 of its original's fine detail, every `blur:1.5` copy at
 //! most 0.53; the original at least 0.90 of every other same-size copy it could be compared with
-//! (a `crop:10` copy, zoomed 3 %, in 47 matching tiles) and at least 0.86 of its noisy copies (up to
-//! `noise:0.1`, σ 25 grey levels), except a JPEG q 50 saved as PNG (0.61 at worst: the block edges
+//! and at least 0.86 of its noisy copies (up to `noise:0.1`, σ 25 grey levels), except a JPEG q 50 saved as PNG (0.61 at worst: the block edges
 //! are fine detail; such a copy drops out earlier, by its encoding). [`SOFTER`] is set between.
 
 use crate::Image;
@@ -54,7 +53,7 @@ pub const MIN_TILES: usize = 32;
 /// a blurred copy matched 0.26 or more), and its fine detail there says nothing.
 pub const MIN_MATCHED_SHARE: f64 = 0.2;
 
-/// A file with under this share of an aligned file's fine energy is a softened copy of it.
+/// A file whose [`fine_ratio`] against another is under this is a softened copy of it.
 pub const SOFTER: f64 = 0.75;
 
 /// Per-tile luminance statistics of one picture ([`TILE`] × [`TILE`] tiles, row-major).
