@@ -16,8 +16,9 @@
 //! (33 photos; `thumb:30`, `blur:1.5`, `noise`, `text`, `gray`, `crop`, `trim` … copies, README):
 //! every `thumb:30` copy had at most 0.59 of its original's fine detail, every `blur:1.5` copy at
 //! most 0.53; the original at least 0.90 of every other same-size copy it could be compared with
-//! and at least 0.86 of its noisy copies (up to `noise:0.1`, σ 25 grey levels), except a JPEG q 50 saved as PNG (0.61 at worst: the block edges
-//! are fine detail; such a copy drops out earlier, by its encoding). [`SOFTER`] is set between.
+//! and at least 0.86 of its noisy copies (up to `noise:0.1`, σ 25 grey levels), except a JPEG
+//! q 50 saved as PNG (0.61 at worst: the block edges are fine detail; such a copy drops out
+//! earlier, by its encoding). [`SOFTER`] is set between.
 
 use crate::Image;
 
@@ -32,7 +33,10 @@ pub const ALIGN_TOLERANCE: f32 = 3.0;
 pub const STRUCTURE_FLOOR: f32 = 1.0;
 
 /// Tiles whose coarse-structure energies differ by more than this factor show different things
-/// (a caption's glyphs over a plain ground). A blur of 1.5 px halves it at most.
+/// (a caption's glyphs over a plain ground). A blur of 1.5 px takes more than that off the top of
+/// the band (a Gaussian of σ 1.5 keeps a quarter of the energy at an eighth of a cycle per pixel),
+/// so some of a blurred copy's tiles leave the comparison: on the planted copies a blurred copy
+/// still matched 0.26 or more of the structured tiles ([`MIN_MATCHED_SHARE`]).
 pub const COARSE_MATCH: f32 = 2.0;
 
 /// Tiles whose 4×4 block means differ by more than this share of their coarse structure (mean
@@ -135,8 +139,9 @@ impl TileDetail {
 
 /// How much of `b`'s fine detail `a` has, over the tiles where the two show the same thing (mean
 /// within [`ALIGN_TOLERANCE`]; coarse structure above [`STRUCTURE_FLOOR`] in both and within
-/// [`COARSE_MATCH`], 4×4 block means within [`SHIFT_TOLERANCE`]): those tiles split in halves by coarse structure, the fine energy `a` has
-/// more in its structured half than in its plainer half, over the same difference in `b`. A
+/// [`COARSE_MATCH`], 4×4 block means within [`SHIFT_TOLERANCE`]): those tiles split in halves by
+/// coarse structure, the fine energy `a` has more in its structured half than in its plainer
+/// half, over the same difference in `b`. A
 /// softened copy loses fine energy in proportion to the structure (the ratio is the share it
 /// keeps); added noise raises every tile's fine energy by about the same amount, which cancels
 /// (the ratio stays near 1: on the planted held-out copies, an original against its noisy copy
@@ -144,7 +149,8 @@ impl TileDetail {
 ///
 /// `None` when they cannot be compared: different sizes, under [`MIN_ALIGNED`] of the tiles
 /// aligned (a mirrored, cropped or rotated copy), under [`MIN_TILES`] matching tiles or under
-/// [`MIN_MATCHED_SHARE`] of the structured ones (a flat picture, a shifted or zoomed copy), or no more fine detail where the structure is than where it is not, in either.
+/// [`MIN_MATCHED_SHARE`] of the structured ones (a flat picture, a shifted or zoomed copy), or
+/// no more fine detail where the structure is than where it is not, in either.
 /// `fine_ratio(a, b) · fine_ratio(b, a) = 1` wherever both are defined.
 pub fn fine_ratio(a: &TileDetail, b: &TileDetail) -> Option<f64> {
     if (a.width, a.height) != (b.width, b.height) || a.mean.is_empty() {
