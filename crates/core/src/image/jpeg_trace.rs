@@ -52,7 +52,7 @@ pub const MIN_COEFFICIENTS: usize = 60;
 /// and near 0 for pixels that never were a JPEG at these steps (r uniform: mean r² = 1/12).
 pub const FIT: f64 = 0.6;
 
-/// The highest quality tried: above it the steps scored are mostly under [`MIN_STEP`].
+/// The highest quality tried: above it most scored steps are under 3, too fine to be scored.
 pub const MAX_QUALITY: u8 = 90;
 
 /// Blocks sampled at most (evenly spaced), so a 24-megapixel photo costs what a 1-megapixel one does.
