@@ -291,10 +291,13 @@ pub fn find_dupes(
         };
         let mut read: Vec<Candidate> = members.iter().map(read).collect();
         set_centrality(&mut read);
-        let read: Vec<Candidate> = candidates
-            .iter()
-            .map(|i| read[members.iter().position(|m| m == i).expect("a candidate is a member")].clone())
-            .collect();
+        // Library mode: only some members are candidates.
+        if candidates != members {
+            read = candidates
+                .iter()
+                .map(|i| read[members.iter().position(|m| m == i).expect("a candidate is a member")].clone())
+                .collect();
+        }
         candidates[choose(&read, &params.prefer)]
     };
     let n = infos.len();

@@ -1542,7 +1542,8 @@ fn dupes_keeps_a_flat_ground_original_over_its_zoomed_copies() {
         let orig = lib.join(format!("{name}.png"));
         distort_to("thumb:100", &data.join(format!("photos/{name}.jpg")), &orig);
         for spec in ["jpeg:50", "thumb:30", "crop:10", "trim:15", "rotate:5", "gray"] {
-            distort_to(spec, &orig, &lib.join(format!("{name}__{}.png", spec.replace(':', "-"))));
+            // Named to sort before the original ('-' < '.'), so the path cannot break a tie for it.
+            distort_to(spec, &orig, &lib.join(format!("{name}-{}.png", spec.replace(':', "-"))));
         }
     }
     let same_age = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);

@@ -3,8 +3,9 @@
 //! In order: a file under a preferred folder (`--prefer DIR`, the first given first); the highest
 //! resolution (decoded pixels; within [`RESOLUTION_TOLERANCE`] counts as equal — not the size
 //! without borders: noise or blur on a photo with plain edges changes where a "border" is found, so
-//! a noisy copy would out-measure its original; a letterboxed copy is left to the next terms); in
-//! colour when any file of the cluster is ([`chroma`], [`GREY_CHROMA`]); the least lossy encoding
+//! a noisy copy would out-measure its original; a letterboxed copy is left to the next terms); not
+//! grey when another file left (of at least [`NOISE_MIN_PIXELS`]) clearly has colour ([`chroma`],
+//! [`GREY_CHROMA`], [`COLOUR_CHROMA`]); the least lossy encoding
 //! ([`Candidate::encoding_quality`]: a JPEG's quality from its quantisation tables,
 //! [`jpeg_quality`]; a lossless file counts as 100 unless its pixels carry a heavy JPEG
 //! compression, [`HEAVY_TRACE`]); the least noise ([`noise_sigma`], Immerkær's estimate; a copy
@@ -15,7 +16,7 @@
 //! original sits in the middle of its cluster, and a crop, zoom, rotation, border, mirror or
 //! caption moves a copy clearly out of it ([`layout`], [`set_centrality`], [`CENTRAL_TOLERANCE`]);
 //! not clearly blurrier than the upper median of those left ([`detail`], [`BLUR_TOLERANCE`]: an
-//! upscaled thumbnail or a blurred copy drops out); the most picture without solid borders
+//! upscaled thumbnail or a blurred copy drops out; noisier copies do not set it); the most picture without solid borders
 //! (a letterboxed copy loses, within [`RESOLUTION_TOLERANCE`]: what tells an original from its
 //! padded copy in a cluster of two, where both are equally central); the nearest on average to the
 //! others by descriptor ([`Candidate::mean_distance`]); then the oldest (modification time); then
@@ -157,7 +158,8 @@ pub const NOISE_TOLERANCE: (f64, f64) = (1.5, 2.0);
 pub const NOISE_MIN_PIXELS: u64 = 64 * 64;
 
 /// A copy is clearly blurrier when its [`detail`] is under this share of the (upper) median of
-/// the files left that are not noisier than the cluster's level ([`noise_reference`]). On the planted held-out copies (README) the original measured at least 0.77 of its
+/// the files left (of those not noisier than a level lossless copies share, [`shared_noise`],
+/// when there is one). On the planted held-out copies (README) the original measured at least 0.77 of its
 /// cluster's median, upscaled thumbnails and blurred copies a median of 0.4.
 pub const BLUR_TOLERANCE: f64 = 0.6;
 
@@ -336,24 +338,30 @@ pub fn compare(a: &Candidate, b: &Candidate) -> Ordering {
 /// blurred, resized and re-encoded copies of a grass texture outvote its original, whose grain
 /// then counted as noise.)
 pub fn noise_reference(sigmas: &[f64]) -> f64 {
-    let shared = sigmas
-        .iter()
-        .filter(|&&a| sigmas.iter().filter(|&&b| (a - b).abs() <= SHARED_NOISE * a.max(b)).count() >= 2)
-        .copied()
-        .max_by(f64::total_cmp);
-    shared.unwrap_or_else(|| {
-        let mut sorted = sigmas.to_vec();
+    shared_noise(sigmas).unwrap_or_else(|| {
+        let mut sorted: Vec<f64> = sigmas.iter().copied().filter(|s| s.is_finite()).collect();
         sorted.sort_by(f64::total_cmp);
-        sorted[(sorted.len() - 1) / 2]
+        sorted.get(sorted.len().saturating_sub(1) / 2).copied().unwrap_or(f64::INFINITY)
     })
+}
+
+/// The highest noise level two or more of `sigmas` share (within [`SHARED_NOISE`]), if any; an
+/// unreadable file's (infinite) estimate shares nothing.
+pub fn shared_noise(sigmas: &[f64]) -> Option<f64> {
+    let finite: Vec<f64> = sigmas.iter().copied().filter(|s| s.is_finite()).collect();
+    finite
+        .iter()
+        .filter(|&&a| finite.iter().filter(|&&b| (a - b).abs() <= SHARED_NOISE * a.max(b)).count() >= 2)
+        .copied()
+        .max_by(f64::total_cmp)
 }
 
 /// Index of the file to keep among `candidates` (not empty), narrowing in the module's order:
 /// the best-ranked preferred folder, the largest (within [`RESOLUTION_TOLERANCE`]), in colour
 /// ([`GREY_CHROMA`]), the best JPEG quality, the least noise (within [`NOISE_TOLERANCE`]), no
 /// softened copy of another ([`softer_copy`]), the most central layout (within
-/// [`CENTRAL_TOLERANCE`]), not clearly blurrier ([`BLUR_TOLERANCE`]), the most content without borders, then the
-/// first by [`compare`] (nearest the others by descriptor, oldest, path).
+/// [`CENTRAL_TOLERANCE`]), not clearly blurrier ([`BLUR_TOLERANCE`]), the most content without
+/// borders, then the first by [`compare`] (nearest the others by descriptor, oldest, path).
 pub fn choose(candidates: &[Candidate], prefer: &[PathBuf]) -> usize {
     let rank: Vec<usize> = candidates.iter().map(|c| prefer_rank(&c.path, prefer)).collect();
     let best_rank = *rank.iter().min().expect("a cluster has files");
@@ -368,7 +376,8 @@ pub fn choose(candidates: &[Candidate], prefer: &[PathBuf]) -> usize {
     let pool: Vec<usize> = pool.into_iter().filter(|&i| !coloured || candidates[i].chroma >= GREY_CHROMA).collect();
     let best_q = pool.iter().map(|&i| candidates[i].encoding_quality()).max().unwrap_or(100);
     let pool: Vec<usize> = pool.into_iter().filter(|&i| candidates[i].encoding_quality() == best_q).collect();
-    let reference = noise_reference(&pool.iter().map(|&i| candidates[i].noise).collect::<Vec<_>>());
+    let noises: Vec<f64> = pool.iter().map(|&i| candidates[i].noise).collect();
+    let (reference, shared) = (noise_reference(&noises), shared_noise(&noises));
     let pool: Vec<usize> = pool
         .into_iter()
         .filter(|&i| {
@@ -385,10 +394,14 @@ pub fn choose(candidates: &[Candidate], prefer: &[PathBuf]) -> usize {
         .filter(|&i| candidates[i].layout_distance <= central * (1.0 + CENTRAL_TOLERANCE) + DISTANCE_TIE)
         .collect();
     // Against the upper median: in a cluster of an original and one blurred copy, the original.
-    // Of the files not noisier than the cluster's level: added noise passes for detail (a rocket
-    // photo's `noise:0.02` copy, within the noise tolerance, measured 13.1 against its 4.3).
+    // When lossless copies share the original's noise level (at the noise term, before geometric
+    // copies like a mirror leave), of the files not noisier than it:
+    // added noise passes for detail (a rocket photo's `noise:0.02` copy, within the noise
+    // tolerance, measured 13.1 against its 4.3). Without a shared level nothing is left out: the
+    // lower median may then be a blurred copy's, and the original's own noise above it.
     let quiet = |i: &usize| {
-        candidates[*i].pixels < NOISE_MIN_PIXELS || candidates[*i].noise <= reference * (1.0 + SHARED_NOISE)
+        candidates[*i].pixels < NOISE_MIN_PIXELS
+            || shared.is_none_or(|l| candidates[*i].noise <= l * (1.0 + SHARED_NOISE))
     };
     let mut details: Vec<f64> = pool.iter().filter(|i| quiet(i)).map(|&i| candidates[i].detail).collect();
     if details.is_empty() {
@@ -648,10 +661,24 @@ mod tests {
         assert_eq!(noise_reference(&[11.8, 11.8, 6.4, 4.6, 5.1]), 11.8);
         assert_eq!(choose(&c, none), 0);
         // A noisy copy within the tolerance does not set the detail the original must reach
-        // (added noise passes for detail).
-        let mut c = [cand("orig", 10_000, None, 0.2, 5), cand("noisy", 10_000, None, 0.2, 0)];
-        (c[0].detail, c[1].detail, c[1].noise) = (4.3, 13.1, 4.6);
+        // (added noise passes for detail) when a lossless copy, here a mirror that leaves at the
+        // layout term, shares the original's noise level.
+        let mut c = [
+            cand("orig", 10_000, None, 0.2, 5),
+            cand("noisy", 10_000, None, 0.2, 0),
+            cand("mirror", 10_000, None, 0.2, 0),
+        ];
+        (c[0].detail, c[1].detail, c[1].noise, c[2].detail, c[2].layout_distance) = (4.3, 13.1, 4.6, 4.3, 1.0);
         assert_eq!(choose(&c, none), 0);
+        // No shared level: a blurred copy (less noise and detail, older, nearer) is not the level
+        // the original's detail is held to.
+        let mut c = [cand("orig", 10_000, None, 0.3, 0), cand("blurred", 10_000, None, 0.3, 5)];
+        (c[0].noise, c[0].detail, c[1].noise, c[1].detail) = (3.0, 10.0, 1.0, 2.0);
+        assert_eq!(choose(&c, none), 0);
+        // An unreadable file's infinite noise shares no level and is not a median.
+        assert_eq!(shared_noise(&[3.0, f64::INFINITY]), None);
+        assert_eq!(noise_reference(&[3.0, f64::INFINITY]), 3.0);
+        assert_eq!(noise_reference(&[f64::INFINITY]), f64::INFINITY);
         // Without a shared level, the lower median: an added-noise copy is unique and drops out.
         assert_eq!(noise_reference(&[2.2, 4.3, 1.3, 8.7]), 2.2);
         // A letterboxed copy (less picture inside the same canvas) loses.
