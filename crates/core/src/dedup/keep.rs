@@ -16,14 +16,16 @@
 //! original sits in the middle of its cluster, and a crop, zoom, rotation, border, mirror or
 //! caption moves a copy clearly out of it ([`layout`], [`set_centrality`], [`CENTRAL_TOLERANCE`]);
 //! not clearly blurrier than the upper median of those left ([`detail`], [`BLUR_TOLERANCE`]: an
-//! upscaled thumbnail or a blurred copy drops out; noisier copies do not set it); the most picture without solid borders
-//! (a letterboxed copy loses, within [`RESOLUTION_TOLERANCE`]: what tells an original from its
-//! padded copy in a cluster of two, where both are equally central); the nearest on average to the
-//! others by descriptor ([`Candidate::mean_distance`]); then the oldest (modification time); then
-//! the path.
+//! upscaled thumbnail or a blurred copy drops out; noisier copies do not set it); the most
+//! picture without solid borders (a letterboxed copy loses, within [`RESOLUTION_TOLERANCE`]:
+//! what tells an original from its padded copy in a cluster of two, where both are equally
+//! central); the nearest on average to the others by descriptor ([`Candidate::mean_distance`]);
+//! then the oldest (modification time); then the path.
 //!
-//! Measured on planted copies in the README. What it cannot see: in a cluster of two equal-size,
-//! equally encoded files the mean distance ties, and the older file is kept.
+//! Measured on planted copies in the README. What it cannot see: in a cluster of two the layouts
+//! are equally central, so an original on a flat ground and its zoomed copy are left to the border
+//! term (which keeps the copy); two equal-size, equally encoded files tie on distance, and the
+//! older file is kept.
 
 use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
@@ -83,7 +85,9 @@ impl Candidate {
         let p = &crate::fsutil::text_path_or_same(path);
         let img = load_image_with(p, &LoadOptions::default()).ok();
         let jpeg_quality = jpeg_quality_of(p);
-        let tiles = img.as_ref().map(TileDetail::of).unwrap_or_default();
+        // One grey conversion for the measures that read luminance only.
+        let gray = img.as_ref().map(|img| img.to_gray());
+        let tiles = gray.as_ref().map(TileDetail::of).unwrap_or_default();
         Candidate {
             path: path.to_string(),
             pixels,
@@ -93,7 +97,7 @@ impl Candidate {
             } else {
                 None
             },
-            noise: img.as_ref().map_or(f64::INFINITY, noise_sigma),
+            noise: gray.as_ref().map_or(f64::INFINITY, noise_sigma),
             chroma: img.as_ref().map_or(0.0, chroma),
             detail: trimmed_detail(&tiles),
             tiles,
@@ -101,7 +105,7 @@ impl Candidate {
                 content_window_within(img, KEEP_BORDER_TOLERANCE)
                     .map_or(img.pixel_count() as u64, |(_, _, w, h)| w as u64 * h as u64)
             }),
-            layout: img.as_ref().map(layout).unwrap_or_default(),
+            layout: gray.as_ref().map(layout).unwrap_or_default(),
             layout_distance: 0.0,
             mean_distance,
             modified: std::fs::metadata(p).and_then(|m| m.modified()).ok(),
@@ -159,8 +163,8 @@ pub const NOISE_MIN_PIXELS: u64 = 64 * 64;
 
 /// A copy is clearly blurrier when its [`detail`] is under this share of the (upper) median of
 /// the files left (of those not noisier than a level lossless copies share, [`shared_noise`],
-/// when there is one). On the planted held-out copies (README) the original measured at least 0.77 of its
-/// cluster's median, upscaled thumbnails and blurred copies a median of 0.4.
+/// when there is one). On the planted held-out copies (README) the original measured at least
+/// 0.77 of its cluster's median, upscaled thumbnails and blurred copies a median of 0.4.
 pub const BLUR_TOLERANCE: f64 = 0.6;
 
 /// A cluster's grey files drop out when another of its files (of at least [`NOISE_MIN_PIXELS`])
@@ -211,7 +215,7 @@ pub fn trimmed_detail(tiles: &TileDetail) -> f64 {
 /// response to the 3×3 mask `[1 −2 1; −2 4 −2; 1 −2 1]` (which cancels edges and smooth ramps)
 /// times `√(π/2) / 6`. 0 for images under 3×3.
 pub fn noise_sigma(img: &crate::Image) -> f64 {
-    let g = img.to_gray();
+    let g = img.as_gray();
     let (w, h) = (g.width() as usize, g.height() as usize);
     if w < 3 || h < 3 {
         return 0.0;
@@ -262,7 +266,7 @@ pub const LAYOUT_SIDE: usize = 16;
 /// original). A grid of means keeps them: a crop, a zoom, a rotation, a border or a mirror moves
 /// every cell, while re-encoding, noise and the softening of a thumbnail mostly average away.
 pub fn layout(img: &crate::Image) -> Vec<f32> {
-    let g = img.to_gray();
+    let g = img.as_gray();
     let (w, h) = (g.width() as usize, g.height() as usize);
     if w == 0 || h == 0 {
         return Vec::new();

@@ -121,6 +121,14 @@ impl Image {
         }
     }
 
+    /// [`Image::to_gray`] without a copy when the image is grey already.
+    pub fn as_gray(&self) -> std::borrow::Cow<'_, Image> {
+        match self.channels {
+            Channels::Gray => std::borrow::Cow::Borrowed(self),
+            Channels::Rgb => std::borrow::Cow::Owned(self.to_gray()),
+        }
+    }
+
     /// Converts to grayscale with the ITU-R 601 luma weights (as libjpeg and Pillow's `L` do).
     pub fn to_gray(&self) -> Image {
         match self.channels {

@@ -83,7 +83,7 @@ pub struct TileDetail {
 impl TileDetail {
     /// The statistics of `img`'s luminance (Pillow's L). Empty for a picture under one tile.
     pub fn of(img: &Image) -> TileDetail {
-        let g = img.to_gray();
+        let g = img.as_gray();
         let (w, h) = (g.width() as usize, g.height() as usize);
         let (tw, th) = (w / TILE, h / TILE);
         let px = g.data();
