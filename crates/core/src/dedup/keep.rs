@@ -342,11 +342,14 @@ pub fn compare(a: &Candidate, b: &Candidate) -> Ordering {
 /// blurred, resized and re-encoded copies of a grass texture outvote its original, whose grain
 /// then counted as noise.)
 pub fn noise_reference(sigmas: &[f64]) -> f64 {
-    shared_noise(sigmas).unwrap_or_else(|| {
-        let mut sorted: Vec<f64> = sigmas.iter().copied().filter(|s| s.is_finite()).collect();
-        sorted.sort_by(f64::total_cmp);
-        sorted.get(sorted.len().saturating_sub(1) / 2).copied().unwrap_or(f64::INFINITY)
-    })
+    shared_noise(sigmas).unwrap_or_else(|| lower_median(sigmas))
+}
+
+/// The lower median of the finite `sigmas`; infinite when there are none.
+fn lower_median(sigmas: &[f64]) -> f64 {
+    let mut sorted: Vec<f64> = sigmas.iter().copied().filter(|s| s.is_finite()).collect();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len().saturating_sub(1) / 2).copied().unwrap_or(f64::INFINITY)
 }
 
 /// The highest noise level two or more of `sigmas` share (within [`SHARED_NOISE`]), if any; an
@@ -381,7 +384,9 @@ pub fn choose(candidates: &[Candidate], prefer: &[PathBuf]) -> usize {
     let best_q = pool.iter().map(|&i| candidates[i].encoding_quality()).max().unwrap_or(100);
     let pool: Vec<usize> = pool.into_iter().filter(|&i| candidates[i].encoding_quality() == best_q).collect();
     let noises: Vec<f64> = pool.iter().map(|&i| candidates[i].noise).collect();
-    let (reference, shared) = (noise_reference(&noises), shared_noise(&noises));
+    // As `noise_reference`, keeping the shared level for the detail term below.
+    let shared = shared_noise(&noises);
+    let reference = shared.unwrap_or_else(|| lower_median(&noises));
     let pool: Vec<usize> = pool
         .into_iter()
         .filter(|&i| {
@@ -398,11 +403,11 @@ pub fn choose(candidates: &[Candidate], prefer: &[PathBuf]) -> usize {
         .filter(|&i| candidates[i].layout_distance <= central * (1.0 + CENTRAL_TOLERANCE) + DISTANCE_TIE)
         .collect();
     // Against the upper median: in a cluster of an original and one blurred copy, the original.
-    // When lossless copies share the original's noise level (at the noise term, before geometric
-    // copies like a mirror leave), of the files not noisier than it:
-    // added noise passes for detail (a rocket photo's `noise:0.02` copy, within the noise
-    // tolerance, measured 13.1 against its 4.3). Without a shared level nothing is left out: the
-    // lower median may then be a blurred copy's, and the original's own noise above it.
+    // The median is taken over the files not noisier than the level lossless copies share (found
+    // at the noise term, before geometric copies such as a mirror leave), since added noise passes
+    // for detail (a rocket photo's `noise:0.02` copy, within the noise tolerance, measured 13.1
+    // against its 4.3). Without a shared level nothing is left out: the lower median may then be
+    // a blurred copy's, with the original's own noise above it.
     let quiet = |i: &usize| {
         candidates[*i].pixels < NOISE_MIN_PIXELS
             || shared.is_none_or(|l| candidates[*i].noise <= l * (1.0 + SHARED_NOISE))
