@@ -8,16 +8,18 @@
 //! max pooling does not vectorise. On libtorch each of these is several times slower than the
 //! kernels PyTorch uses (`threshold_backward`, `hardtanh_backward`, `convolution_backward`,
 //! channels-last pooling); together they were the difference between burn-tch and PyTorch on the
-//! classifier's training step (docs/benchmarks.md). burn-flex pools through a generic 3-D kernel;
-//! [`flex`] has a 2×2 one.
+//! classifier's training step (docs/benchmarks.md). burn-flex pools through a generic 3-D kernel
+//! and convolves through NHWC copies; [`flex`] has a 2×2 pooling kernel and runs convolutions and
+//! their gradients on `stabilize-kernels` (NCHW, unfold + matrix product, direct depthwise loops).
 //!
 //! [`relu`], [`relu6`], [`conv2d`] and [`max_pool2d`] route through the [`LayerOps`] extension.
 //! Under autodiff, the backward step asks the concrete backend's [`LayerGrads`] for the gradients:
 //! libtorch answers with its native kernels (the convolution's through libtorch's own autograd,
 //! whose graph keeps the convolution's inputs in place of burn's checkpoint, and its output, which
-//! the consumer usually keeps anyway), flex with burn's defaults except for the 2×2 pooling, every
-//! other backend with burn's defaults, unchanged. Without autodiff they are the backend's plain
-//! kernels, except the pooling on libtorch (channels-last) and flex (2×2). The functions are the
+//! the consumer usually keeps anyway), flex with its own convolution and 2×2 pooling kernels and
+//! burn's defaults for the rest, every other backend with burn's defaults, unchanged. Without
+//! autodiff they are the backend's plain kernels, except the pooling on libtorch (channels-last)
+//! and the convolution and pooling on flex. The functions are the
 //! same on every backend; the tests compare values and gradients with burn's own layers.
 
 // burn-tch's `LibTorch` is deprecated upstream, and still the fastest CPU backend here.

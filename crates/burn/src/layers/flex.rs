@@ -1,6 +1,14 @@
-//! flex: burn's default gradients, except for the 2×2, stride-2 max pooling of the classifier CNN.
+//! flex: the convolutions (forward and gradients) on `stabilize-kernels`, and the 2×2, stride-2
+//! max pooling of the classifier CNN; burn's defaults for everything else.
 //!
-//! burn-flex pools through its generic 3-D kernel, one window element at a time with bounds
+//! **Convolutions.** burn-flex converts NCHW to NHWC and back around each forward convolution,
+//! and burn's default backward computes the weight gradient as a convolution over swapped copies
+//! and the input gradient as a transposed convolution. `stabilize_kernels::conv` stays in NCHW:
+//! unfold + one matrix product per image for dense convolutions (none for 1×1), direct loops for
+//! depthwise ones. f32 convolutions with `groups == 1` or depthwise go there; anything else
+//! (other dtypes, other groupings) keeps burn's path.
+//!
+//! **Pooling.** //! burn-flex pools through its generic 3-D kernel, one window element at a time with bounds
 //! checks (`max_pool3d_with_indices`, 22 % of the flex training step), and its backward scatters
 //! through the same machinery. This kernel does the common 2×2 / stride 2 / no padding case over
 //! two input rows at a time, keeps the arg-max as one byte per output (its position in the window),
@@ -14,6 +22,7 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::ops::ModuleOps;
 use burn::tensor::{DType, TensorData};
 use rayon::prelude::*;
+use stabilize_kernels::{ConvGeometry, conv as kernels};
 
 use super::*;
 
@@ -92,7 +101,66 @@ fn unpool2(grad: &FlexTensor, positions: &[u8], [n, c, h, w]: [usize; 4]) -> Fle
     FlexTensor::from_data(TensorData::new(dx, [n, c, h, w]))
 }
 
+/// A tracked convolution on flex.
+#[derive(Clone, Debug)]
+pub enum FlexConvSaved {
+    /// The kernels' path: the input and weight (contiguous) and the shape (boxed, as burn's).
+    Kernel(Box<(FlexTensor, FlexTensor, ConvGeometry)>),
+    Burn(Box<BurnConvSaved<Flex>>),
+}
+
+/// The shape of a convolution that `stabilize_kernels` covers (f32, `groups == 1` or depthwise),
+/// or `None`.
+fn conv_geometry(x: &FlexTensor, weight: &FlexTensor, options: &ConvOptions<2>) -> Option<ConvGeometry> {
+    if x.dtype() != DType::F32 || weight.dtype() != DType::F32 {
+        return None;
+    }
+    let [batch, c_in, h, w]: [usize; 4] = x.layout().shape().dims();
+    let [c_out, per_group, kh, kw]: [usize; 4] = weight.layout().shape().dims();
+    let geometry = ConvGeometry {
+        batch,
+        c_in,
+        h,
+        w,
+        c_out,
+        kh,
+        kw,
+        stride: options.stride,
+        pad_begin: options.padding_begin(),
+        pad_end: options.padding_end(),
+        dilation: options.dilation,
+        groups: options.groups,
+    };
+    (per_group * options.groups == c_in && geometry.kind().is_some()).then_some(geometry)
+}
+
+/// `t` as a contiguous tensor (itself when it already is one).
+fn contiguous(t: FlexTensor) -> FlexTensor {
+    if t.as_slice::<f32>().is_some() { t } else { t.to_contiguous() }
+}
+
+/// A new f32 tensor of `shape`, its values written by `fill`.
+fn new_f32(shape: [usize; 4], fill: impl FnOnce(&mut [f32])) -> FlexTensor {
+    let mut v = vec![0f32; shape.iter().product()];
+    fill(&mut v);
+    FlexTensor::from_data(TensorData::new(v, shape))
+}
+
+/// The convolution's output on the kernels' path.
+fn conv_forward(g: &ConvGeometry, x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor) -> FlexTensor {
+    let bias = contiguous(bias.clone());
+    let shape = [g.batch, g.c_out, g.out_h().unwrap(), g.out_w().unwrap()];
+    new_f32(shape, |out| kernels::forward(g, f32_values(x), f32_values(weight), f32_values(&bias), out))
+}
+
 impl LayerOps for Flex {
+    fn layer_conv2d(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, options: ConvOptions<2>) -> FlexTensor {
+        match conv_geometry(&x, &weight, &options) {
+            Some(g) => conv_forward(&g, &contiguous(x), &contiguous(weight), &bias),
+            None => Self::conv2d(x, weight, Some(bias), options),
+        }
+    }
+
     fn layer_max_pool2d(x: FlexTensor, options: PoolOptions) -> FlexTensor {
         match window2_shape(&x, &options) {
             Some(dims) => pool2(&x, dims).0,
@@ -105,7 +173,7 @@ impl LayerOps for Flex {
 }
 
 impl LayerGrads for Flex {
-    type ConvSaved = BurnConvSaved<Flex>;
+    type ConvSaved = FlexConvSaved;
     type PoolSaved = FlexPoolSaved;
 
     fn conv2d_saving(
@@ -114,11 +182,38 @@ impl LayerGrads for Flex {
         bias: FlexTensor,
         options: ConvOptions<2>,
     ) -> (FlexTensor, Self::ConvSaved) {
-        BurnConvSaved::forward(x, weight, bias, options)
+        match conv_geometry(&x, &weight, &options) {
+            Some(geometry) => {
+                let (x, weight) = (contiguous(x), contiguous(weight));
+                let out = conv_forward(&geometry, &x, &weight, &bias);
+                (out, FlexConvSaved::Kernel(Box::new((x, weight, geometry))))
+            }
+            None => {
+                let (out, saved) = BurnConvSaved::forward(x, weight, bias, options);
+                (out, FlexConvSaved::Burn(Box::new(saved)))
+            }
+        }
     }
 
     fn conv2d_grads(saved: Self::ConvSaved, grad: FlexTensor, needed: [bool; 3]) -> [Option<FlexTensor>; 3] {
-        saved.grads(grad, needed)
+        let (x, weight, g) = match saved {
+            FlexConvSaved::Kernel(saved) => *saved,
+            FlexConvSaved::Burn(saved) => return saved.grads(grad, needed),
+        };
+        let dy = contiguous(grad);
+        let dy = f32_values(&dy);
+        let dx = needed[0]
+            .then(|| new_f32([g.batch, g.c_in, g.h, g.w], |dx| kernels::input_grad(&g, f32_values(&weight), dy, dx)));
+        let dw = needed[1].then(|| {
+            let shape = weight.layout().shape().dims();
+            new_f32(shape, |dw| kernels::weight_grad(&g, f32_values(&x), dy, dw))
+        });
+        let db = needed[2].then(|| {
+            let mut db = vec![0f32; g.c_out];
+            kernels::bias_grad(&g, dy, &mut db);
+            FlexTensor::from_data(TensorData::new(db, [g.c_out]))
+        });
+        [dx, dw, db]
     }
 
     fn max_pool2d_saving(x: FlexTensor, options: PoolOptions) -> (FlexTensor, FlexPoolSaved) {
