@@ -1,4 +1,6 @@
-//! f32 2-D convolution kernels on NCHW slices, for stabilize's pure-Rust backend (burn-flex).
+//! f32 2-D convolution and 2×2 max-pooling kernels on NCHW slices, for stabilize's pure-Rust
+//! backend (burn-flex). A crate of its own so that its loops are optimised in every profile (the
+//! workspace's dev profile builds its own crates at `opt-level = 1`).
 //!
 //! burn-flex 0.22 convolves by converting NCHW to NHWC, unfolding and multiplying, then converting
 //! back; and under autodiff burn computes a convolution's weight gradient as another convolution
@@ -19,5 +21,6 @@
 //! rayon's pool, by image (dense) or by channel plane (depthwise).
 
 pub mod conv;
+pub mod pool;
 
 pub use conv::{ConvGeometry, ConvKind};

@@ -8,9 +8,9 @@
 //! depthwise ones. f32 convolutions with `groups == 1` or depthwise go there; anything else
 //! (other dtypes, other groupings) keeps burn's path.
 //!
-//! **Pooling.** //! burn-flex pools through its generic 3-D kernel, one window element at a time with bounds
-//! checks (`max_pool3d_with_indices`, 22 % of the flex training step), and its backward scatters
-//! through the same machinery. This kernel does the common 2×2 / stride 2 / no padding case over
+//! **Pooling.** burn-flex pools through its generic 3-D kernel, one window element at a time with
+//! bounds checks (`max_pool3d_with_indices`, 22 % of the flex training step), and its backward
+//! scatters through the same machinery. `stabilize_kernels::pool` does the common 2×2 / stride 2 / no padding case over
 //! two input rows at a time, keeps the arg-max as one byte per output (its position in the window),
 //! and writes the input gradient window by window. Same semantics as burn-flex: the first maximum
 //! in window order wins, a NaN always wins (the last one). Every other pooling keeps burn's path.
@@ -21,7 +21,6 @@ use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
 use burn::backend::ops::ModuleOps;
 use burn::tensor::{DType, TensorData};
-use rayon::prelude::*;
 use stabilize_kernels::{ConvGeometry, conv as kernels};
 
 use super::*;
@@ -55,50 +54,17 @@ fn f32_values(t: &FlexTensor) -> &[f32] {
 
 /// Max of each 2×2 window of `x` `[N, C, H, W]` → `[N, C, H/2, W/2]`, and the winners' positions.
 fn pool2(x: &FlexTensor, [n, c, h, w]: [usize; 4]) -> (FlexTensor, Vec<u8>) {
-    let contiguous = x.as_slice::<f32>().is_none().then(|| x.to_contiguous());
-    let data = f32_values(contiguous.as_ref().unwrap_or(x));
-    let (oh, ow) = (h / 2, w / 2);
-    let mut out = vec![0f32; n * c * oh * ow];
-    let mut pos = vec![0u8; n * c * oh * ow];
-    out.par_chunks_mut(oh * ow).zip(pos.par_chunks_mut(oh * ow)).enumerate().for_each(|(plane, (out, pos))| {
-        let input = &data[plane * h * w..(plane + 1) * h * w];
-        for r in 0..oh {
-            let top = &input[2 * r * w..2 * r * w + w];
-            let bottom = &input[(2 * r + 1) * w..(2 * r + 1) * w + w];
-            for q in 0..ow {
-                let window = [top[2 * q], top[2 * q + 1], bottom[2 * q], bottom[2 * q + 1]];
-                let (mut best, mut at) = (window[0], 0u8);
-                for (k, &v) in window.iter().enumerate().skip(1) {
-                    if v > best || v.is_nan() {
-                        best = v;
-                        at = k as u8;
-                    }
-                }
-                out[r * ow + q] = best;
-                pos[r * ow + q] = at;
-            }
-        }
-    });
-    (FlexTensor::from_data(TensorData::new(out, [n, c, oh, ow])), pos)
+    let x = contiguous(x.clone());
+    let mut out = vec![0f32; n * c * (h / 2) * (w / 2)];
+    let mut positions = vec![0u8; out.len()];
+    stabilize_kernels::pool::max_pool2x2(f32_values(&x), [n, c, h, w], &mut out, &mut positions);
+    (FlexTensor::from_data(TensorData::new(out, [n, c, h / 2, w / 2])), positions)
 }
 
 /// The input gradient `[N, C, H, W]`: each output's gradient at its window's winner, zero elsewhere.
-fn unpool2(grad: &FlexTensor, positions: &[u8], [n, c, h, w]: [usize; 4]) -> FlexTensor {
-    let contiguous = grad.as_slice::<f32>().is_none().then(|| grad.to_contiguous());
-    let g = f32_values(contiguous.as_ref().unwrap_or(grad));
-    let (oh, ow) = (h / 2, w / 2);
-    let mut dx = vec![0f32; n * c * h * w];
-    dx.par_chunks_mut(h * w).enumerate().for_each(|(plane, dx)| {
-        let g = &g[plane * oh * ow..(plane + 1) * oh * ow];
-        let p = &positions[plane * oh * ow..(plane + 1) * oh * ow];
-        for r in 0..oh {
-            for q in 0..ow {
-                let k = p[r * ow + q] as usize;
-                dx[(2 * r + k / 2) * w + 2 * q + k % 2] = g[r * ow + q];
-            }
-        }
-    });
-    FlexTensor::from_data(TensorData::new(dx, [n, c, h, w]))
+fn unpool2(grad: FlexTensor, positions: &[u8], shape: [usize; 4]) -> FlexTensor {
+    let grad = contiguous(grad);
+    new_f32(shape, |dx| stabilize_kernels::pool::max_unpool2x2(f32_values(&grad), positions, shape, dx))
 }
 
 /// A tracked convolution on flex.
@@ -231,7 +197,7 @@ impl LayerGrads for Flex {
 
     fn max_pool2d_grad(saved: FlexPoolSaved, grad: FlexTensor) -> FlexTensor {
         match saved {
-            FlexPoolSaved::Window2 { positions, input } => unpool2(&grad, &positions, input),
+            FlexPoolSaved::Window2 { positions, input } => unpool2(grad, &positions, input),
             FlexPoolSaved::Burn(saved) => saved.grad(grad),
         }
     }
