@@ -396,15 +396,29 @@ pub fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
 /// padding is explicit or none (a layer without bias gets a constant zero bias, which nothing
 /// differentiates); burn's own forward otherwise.
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    let padding = match conv.padding {
-        PaddingConfig2d::Valid => [(0, 0), (0, 0)],
-        PaddingConfig2d::Explicit(top, left, bottom, right) => [(top, bottom), (left, right)],
-        PaddingConfig2d::Same => return conv.forward(x),
-    };
+    if matches!(conv.padding, PaddingConfig2d::Same) {
+        return conv.forward(x);
+    }
     let weight = conv.weight.val();
     let bias = match conv.bias.as_ref() {
         Some(bias) => bias.val(),
         None => Tensor::zeros([weight.dims()[0]], &weight.device()),
+    };
+    conv2d_with(conv, x, weight, bias)
+}
+
+/// `conv`'s convolution (its stride, explicit or no padding, dilation and groups) with another
+/// `weight` `[C_out, C_in / groups, kH, kW]` and `bias` `[C_out]` (a batch norm folded into them),
+/// through [`LayerOps`].
+///
+/// # Panics
+/// With `PaddingConfig2d::Same`, whose padding burn computes privately; the models here pad
+/// explicitly.
+pub(crate) fn conv2d_with(conv: &Conv2d, x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>) -> Tensor<4> {
+    let padding = match conv.padding {
+        PaddingConfig2d::Valid => [(0, 0), (0, 0)],
+        PaddingConfig2d::Explicit(top, left, bottom, right) => [(top, bottom), (left, right)],
+        PaddingConfig2d::Same => panic!("conv2d_with: `Same` padding is not supported; pad explicitly"),
     };
     let options = ConvOptions::new_with_padding(conv.stride, padding, conv.dilation, conv.groups);
     Tensor::from_dispatch(<Dispatch as LayerOps>::layer_conv2d(

@@ -20,7 +20,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d
 use burn::prelude::*;
 
 use crate::export::StateTensor;
-use crate::layers::{conv2d, relu6};
+use crate::layers::{conv2d_with, relu6};
 use burn::store::pytorch_reader::{DType, PytorchReader};
 
 /// ImageNet channel means on [0,1] (torchvision's `Normalize`).
@@ -67,11 +67,35 @@ impl ConvBn {
     }
 
     /// `[N, Cin, H, W]` → `[N, Cout, H/stride, W/stride]`.
+    ///
+    /// The batch norm (inference mode, see the module docs) is folded into the convolution:
+    /// `γ·(conv(x, w) + b − μ)/√(σ² + ε) + β = conv(x, w·k) + (b − μ)·k + β` with
+    /// `k = γ/√(σ² + ε)` per output channel, one pass over the activations instead of the
+    /// normalisation's several; `w`, `b`, `γ`, `β` keep their gradients through the folding.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         // Through `layers`: libtorch gets its native convolution gradients and a vectorised ReLU6
         // backward instead of burn's masked fills.
-        let x = self.bn.forward(conv2d(&self.conv, x));
+        let (weight, bias) = self.folded();
+        let x = conv2d_with(&self.conv, x, weight, bias);
         if self.relu6 { relu6(x) } else { x }
+    }
+
+    /// The convolution's weight `[Cout, Cin / groups, k, k]` and bias `[Cout]` with the batch norm
+    /// folded in.
+    pub fn folded(&self) -> (Tensor<4>, Tensor<1>) {
+        let bn = &self.bn;
+        let weight = self.conv.weight.val();
+        let device = weight.device();
+        let mean = bn.running_mean.value().to_device(&device);
+        let var = bn.running_var.value().to_device(&device);
+        let k = bn.gamma.val() / var.add_scalar(bn.epsilon).sqrt();
+        let c = k.dims()[0];
+        let shifted = match self.conv.bias.as_ref() {
+            Some(b) => b.val() - mean,
+            None => mean.neg(),
+        };
+        let bias = shifted * k.clone() + bn.beta.val();
+        (weight * k.reshape([c, 1, 1, 1]), bias)
     }
 }
 
@@ -344,6 +368,45 @@ mod tests {
             false, false, true, false, true, true, false, true, true, true, false, true, true, false, true, true, false,
         ];
         assert_eq!(residual, expect);
+    }
+
+    /// The folded batch norm gives what convolution then batch norm give, values and gradients
+    /// (random statistics, a depthwise and a dense layer, with and without a conv bias).
+    #[test]
+    fn folded_batch_norm_equals_conv_then_batch_norm() {
+        use burn::tensor::{Distribution, Tolerance};
+        let _guard = crate::test_rng_lock();
+        let device = Device::flex().autodiff();
+        device.seed(7);
+        for (cin, cout, groups, stride, bias) in [(4, 6, 1, 1, false), (5, 5, 5, 2, false), (3, 4, 1, 2, true)] {
+            let mut layer = ConvBn::new(&device, cin, cout, 3, stride, groups, false);
+            let stat = |lo: f64, hi: f64| Tensor::<1>::random([cout], Distribution::Uniform(lo, hi), &device);
+            layer.bn.running_mean = RunningState::new(stat(-1.0, 1.0));
+            layer.bn.running_var = RunningState::new(stat(0.1, 3.0));
+            layer.bn.gamma = Param::from_tensor(stat(0.5, 2.0));
+            layer.bn.beta = Param::from_tensor(stat(-1.0, 1.0));
+            if bias {
+                layer.conv.bias = Some(Param::from_tensor(stat(-1.0, 1.0)));
+            }
+            let x = Tensor::<4>::random([2, cin, 7, 6], Distribution::Normal(0.0, 1.0), &device).require_grad();
+            let r = Tensor::<4>::random(layer.forward(x.clone()).dims(), Distribution::Normal(0.0, 1.0), &device);
+            let folded = layer.forward(x.clone());
+            let plain = layer.bn.forward(layer.conv.forward(x.clone()));
+            let tol = Tolerance::absolute(1e-4);
+            folded.to_data().assert_approx_eq::<f32>(&plain.to_data(), tol);
+            let g1 = (folded * r.clone()).sum().backward();
+            let g2 = (plain * r).sum().backward();
+            let same = |a: Tensor<4>, b: Tensor<4>| a.to_data().assert_approx_eq::<f32>(&b.to_data(), tol);
+            same(x.grad(&g1).unwrap(), x.grad(&g2).unwrap());
+            let w = layer.conv.weight.val();
+            same(w.grad(&g1).unwrap(), w.grad(&g2).unwrap());
+            let (gamma, beta) = (layer.bn.gamma.val(), layer.bn.beta.val());
+            for (t, what) in [(gamma, "gamma"), (beta, "beta")] {
+                let (a, b) = (t.grad(&g1).unwrap(), t.grad(&g2).unwrap());
+                assert!(a.to_data().try_to_vec::<f32>().unwrap().iter().any(|v| *v != 0.0), "{what}");
+                a.to_data().assert_approx_eq::<f32>(&b.to_data(), tol);
+            }
+        }
     }
 
     #[test]

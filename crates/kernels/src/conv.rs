@@ -375,117 +375,188 @@ pub fn bias_grad(g: &ConvGeometry, dy: &[f32], db: &mut [f32]) {
     });
 }
 
+/// One kernel column of a depthwise convolution along the width: outputs `ox0..ox1` read input
+/// column `stride·ox + t` (`t` = column × dilation − left padding), which is element
+/// `start + (ox − ox0)` of the input row's phase `phase` (see [`phase_plane`]).
+#[derive(Clone, Copy, Debug)]
+struct WidthTap {
+    ox0: usize,
+    ox1: usize,
+    phase: usize,
+    start: usize,
+}
+
+/// The kernel's columns as [`WidthTap`]s, and the length of a phase row, `⌈w / stride⌉`.
+fn width_taps(g: &ConvGeometry, ow: usize) -> (Vec<WidthTap>, usize) {
+    let s = g.stride[1];
+    let taps = (0..g.kw)
+        .map(|kx| {
+            let tap = kx * g.dilation[1];
+            let (ox0, ox1) = valid(tap, g.pad_begin[1], s, g.w, ow);
+            let t = tap as isize - g.pad_begin[1] as isize;
+            let start = (ox0 as isize + t.div_euclid(s as isize)).max(0) as usize;
+            WidthTap { ox0, ox1, phase: t.rem_euclid(s as isize) as usize, start }
+        })
+        .collect();
+    (taps, g.w.div_ceil(s))
+}
+
+/// An input plane `[h, w]` with each row split by column modulo `stride` into `stride` rows of
+/// `⌈w / stride⌉` (phase `j` holds columns `j, j + stride, …`), so that every tap of a strided
+/// convolution reads a contiguous run: `[h, stride · ⌈w / stride⌉]`; the plane itself for stride 1.
+fn phase_plane<'a>(plane: &'a [f32], w: usize, stride: usize, buf: &'a mut Vec<f32>) -> &'a [f32] {
+    if stride == 1 {
+        return plane;
+    }
+    let pw = w.div_ceil(stride);
+    buf.resize(plane.len() / w * stride * pw, 0.0);
+    for (src, dst) in plane.chunks_exact(w).zip(buf.chunks_exact_mut(stride * pw)) {
+        for (j, phase) in dst.chunks_exact_mut(pw).enumerate() {
+            for (d, v) in phase.iter_mut().zip(src[j..].iter().step_by(stride)) {
+                *d = *v;
+            }
+        }
+    }
+    buf
+}
+
+/// `row[ox] += Σ_k w[k] · input(stride·ox + t_k)` over one output row, from the input row's phases.
+fn accumulate_row(row: &mut [f32], phases: &[f32], pw: usize, taps: &[WidthTap], w: &[f32]) {
+    let run = |t: &WidthTap, from: usize, to: usize| {
+        let off = t.phase * pw + t.start + (from - t.ox0);
+        &phases[off..off + (to - from)]
+    };
+    let axpy = |row: &mut [f32], t: &WidthTap, wv: f32, from: usize, to: usize| {
+        if from < to {
+            for (o, v) in row[from..to].iter_mut().zip(run(t, from, to)) {
+                *o += wv * *v;
+            }
+        }
+    };
+    if let [t0, t1, t2] = taps {
+        // The interior, where all three columns land inside the input: one pass.
+        let lo = t0.ox0.max(t1.ox0).max(t2.ox0);
+        let hi = t0.ox1.min(t1.ox1).min(t2.ox1);
+        if lo < hi {
+            let (a, b, c) = (run(t0, lo, hi), run(t1, lo, hi), run(t2, lo, hi));
+            let (w0, w1, w2) = (w[0], w[1], w[2]);
+            for (((o, a), b), c) in row[lo..hi].iter_mut().zip(a).zip(b).zip(c) {
+                *o += w0 * *a + w1 * *b + w2 * *c;
+            }
+            for (t, &wv) in taps.iter().zip(w) {
+                axpy(row, t, wv, t.ox0, lo.min(t.ox1));
+                axpy(row, t, wv, hi.max(t.ox0), t.ox1);
+            }
+            return;
+        }
+    }
+    for (t, &wv) in taps.iter().zip(w) {
+        axpy(row, t, wv, t.ox0, t.ox1);
+    }
+}
+
+/// The input row a kernel row `ky` reads for output row `oy`, or `None` in the padding.
+fn input_row(g: &ConvGeometry, oy: usize, ky: usize) -> Option<usize> {
+    let iy = (oy * g.stride[0] + ky * g.dilation[0]).wrapping_sub(g.pad_begin[0]);
+    (iy < g.h).then_some(iy)
+}
+
 /// Depthwise forward, one `(image, channel)` plane per task, output row by row.
 fn depthwise_forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: &[f32], out: &mut [f32]) {
     let (oh, ow) = (g.out_h().unwrap(), g.out_w().unwrap());
-    let taps = g.kh * g.kw;
-    let sx = g.stride[1];
-    out.par_chunks_mut(oh * ow).zip(x.par_chunks(g.h * g.w)).enumerate().for_each(|(plane, (o, xi))| {
-        let c = plane % g.c_out;
-        let w = &weight[c * taps..(c + 1) * taps];
-        for (oy, row) in o.chunks_exact_mut(ow).enumerate() {
-            row.fill(bias[c]);
-            for ky in 0..g.kh {
-                let iy = (oy * g.stride[0] + ky * g.dilation[0]).wrapping_sub(g.pad_begin[0]);
-                if iy >= g.h {
-                    continue;
-                }
-                let src = &xi[iy * g.w..(iy + 1) * g.w];
-                for kx in 0..g.kw {
-                    let tap = kx * g.dilation[1];
-                    let (ox0, ox1) = valid(tap, g.pad_begin[1], sx, g.w, ow);
-                    if ox0 == ox1 {
-                        continue;
-                    }
-                    let wv = w[ky * g.kw + kx];
-                    let ix0 = ox0 * sx + tap - g.pad_begin[1];
-                    if sx == 1 {
-                        for (d, s) in row[ox0..ox1].iter_mut().zip(&src[ix0..ix0 + ox1 - ox0]) {
-                            *d += wv * *s;
-                        }
-                    } else {
-                        for (d, s) in row[ox0..ox1].iter_mut().zip(src[ix0..].iter().step_by(sx)) {
-                            *d += wv * *s;
-                        }
-                    }
+    let (taps, pw) = width_taps(g, ow);
+    let kk = g.kh * g.kw;
+    out.par_chunks_mut(oh * ow).zip(x.par_chunks(g.h * g.w)).enumerate().for_each_init(
+        Vec::new,
+        |buf, (plane, (o, xi))| {
+            let c = plane % g.c_out;
+            let w = &weight[c * kk..(c + 1) * kk];
+            let rl = g.stride[1] * pw;
+            let phased = phase_plane(xi, g.w, g.stride[1], buf);
+            for (oy, row) in o.chunks_exact_mut(ow).enumerate() {
+                row.fill(bias[c]);
+                for ky in 0..g.kh {
+                    let Some(iy) = input_row(g, oy, ky) else { continue };
+                    let phases = &phased[iy * rl..(iy + 1) * rl];
+                    accumulate_row(row, phases, pw, &taps, &w[ky * g.kw..(ky + 1) * g.kw]);
                 }
             }
-        }
-    });
+        },
+    );
 }
 
-/// Depthwise input gradient: each output gradient row scattered back through the taps.
+/// Depthwise input gradient: each output gradient row scattered back through the taps, into the
+/// input rows' phases (contiguous runs), then interleaved back for strides above 1.
 fn depthwise_input_grad(g: &ConvGeometry, weight: &[f32], dy: &[f32], dx: &mut [f32]) {
     let (oh, ow) = (g.out_h().unwrap(), g.out_w().unwrap());
-    let taps = g.kh * g.kw;
-    let sx = g.stride[1];
-    dx.par_chunks_mut(g.h * g.w).zip(dy.par_chunks(oh * ow)).enumerate().for_each(|(plane, (dxi, dyi))| {
-        let c = plane % g.c_in;
-        let w = &weight[c * taps..(c + 1) * taps];
-        dxi.fill(0.0);
-        for (oy, grow) in dyi.chunks_exact(ow).enumerate() {
-            for ky in 0..g.kh {
-                let iy = (oy * g.stride[0] + ky * g.dilation[0]).wrapping_sub(g.pad_begin[0]);
-                if iy >= g.h {
-                    continue;
-                }
-                let dst = &mut dxi[iy * g.w..(iy + 1) * g.w];
-                for kx in 0..g.kw {
-                    let tap = kx * g.dilation[1];
-                    let (ox0, ox1) = valid(tap, g.pad_begin[1], sx, g.w, ow);
-                    if ox0 == ox1 {
-                        continue;
-                    }
-                    let wv = w[ky * g.kw + kx];
-                    let ix0 = ox0 * sx + tap - g.pad_begin[1];
-                    if sx == 1 {
-                        for (d, s) in dst[ix0..ix0 + ox1 - ox0].iter_mut().zip(&grow[ox0..ox1]) {
-                            *d += wv * *s;
+    let (taps, pw) = width_taps(g, ow);
+    let (kk, s) = (g.kh * g.kw, g.stride[1]);
+    dx.par_chunks_mut(g.h * g.w).zip(dy.par_chunks(oh * ow)).enumerate().for_each_init(
+        Vec::new,
+        |acc, (plane, (dxi, dyi))| {
+            let c = plane % g.c_in;
+            let w = &weight[c * kk..(c + 1) * kk];
+            // Stride 1: accumulate in place; else in a phase-major copy of the plane.
+            let row_len = s * pw;
+            let target: &mut [f32] = if s == 1 {
+                dxi.fill(0.0);
+                &mut *dxi
+            } else {
+                acc.clear();
+                acc.resize(g.h * row_len, 0.0);
+                &mut acc[..]
+            };
+            for (oy, grow) in dyi.chunks_exact(ow).enumerate() {
+                for ky in 0..g.kh {
+                    let Some(iy) = input_row(g, oy, ky) else { continue };
+                    let dst = &mut target[iy * row_len..(iy + 1) * row_len];
+                    for (t, &wv) in taps.iter().zip(&w[ky * g.kw..(ky + 1) * g.kw]) {
+                        if t.ox0 == t.ox1 {
+                            continue;
                         }
-                    } else {
-                        for (d, s) in dst[ix0..].iter_mut().step_by(sx).zip(&grow[ox0..ox1]) {
-                            *d += wv * *s;
+                        let off = t.phase * pw + t.start;
+                        for (d, v) in dst[off..off + (t.ox1 - t.ox0)].iter_mut().zip(&grow[t.ox0..t.ox1]) {
+                            *d += wv * *v;
                         }
                     }
                 }
             }
-        }
-    });
+            if s > 1 {
+                for (dst, src) in dxi.chunks_exact_mut(g.w).zip(acc.chunks_exact(row_len)) {
+                    for (j, phase) in src.chunks_exact(pw).enumerate() {
+                        for (d, v) in dst[j..].iter_mut().step_by(s).zip(phase) {
+                            *d = *v;
+                        }
+                    }
+                }
+            }
+        },
+    );
 }
 
 /// Depthwise weight gradient: per channel, every tap's dot product of the output gradient with the
 /// input it saw, over all images.
 fn depthwise_weight_grad(g: &ConvGeometry, x: &[f32], dy: &[f32], dw: &mut [f32]) {
     let (oh, ow) = (g.out_h().unwrap(), g.out_w().unwrap());
-    let taps = g.kh * g.kw;
-    let sx = g.stride[1];
+    let (taps, pw) = width_taps(g, ow);
+    let kk = g.kh * g.kw;
     let (in_plane, out_plane) = (g.h * g.w, oh * ow);
-    dw.par_chunks_mut(taps).enumerate().for_each_init(Vec::new, |gathered, (c, dwc)| {
+    dw.par_chunks_mut(kk).enumerate().for_each_init(Vec::new, |buf, (c, dwc)| {
         dwc.fill(0.0);
         for n in 0..g.batch {
             let xi = &x[(n * g.c_in + c) * in_plane..][..in_plane];
             let dyi = &dy[(n * g.c_out + c) * out_plane..][..out_plane];
+            let rl = g.stride[1] * pw;
+            let phased = phase_plane(xi, g.w, g.stride[1], buf);
             for (oy, grow) in dyi.chunks_exact(ow).enumerate() {
                 for ky in 0..g.kh {
-                    let iy = (oy * g.stride[0] + ky * g.dilation[0]).wrapping_sub(g.pad_begin[0]);
-                    if iy >= g.h {
-                        continue;
-                    }
-                    let src = &xi[iy * g.w..(iy + 1) * g.w];
-                    for kx in 0..g.kw {
-                        let tap = kx * g.dilation[1];
-                        let (ox0, ox1) = valid(tap, g.pad_begin[1], sx, g.w, ow);
-                        if ox0 == ox1 {
-                            continue;
+                    let Some(iy) = input_row(g, oy, ky) else { continue };
+                    let phases = &phased[iy * rl..(iy + 1) * rl];
+                    for (kx, t) in taps.iter().enumerate() {
+                        if t.ox0 < t.ox1 {
+                            let off = t.phase * pw + t.start;
+                            dwc[ky * g.kw + kx] += dot(&grow[t.ox0..t.ox1], &phases[off..off + (t.ox1 - t.ox0)]);
                         }
-                        let ix0 = ox0 * sx + tap - g.pad_begin[1];
-                        dwc[ky * g.kw + kx] += if sx == 1 {
-                            dot(&grow[ox0..ox1], &src[ix0..ix0 + ox1 - ox0])
-                        } else {
-                            gathered.clear();
-                            gathered.extend(src[ix0..].iter().step_by(sx).take(ox1 - ox0));
-                            dot(&grow[ox0..ox1], gathered)
-                        };
                     }
                 }
             }
@@ -692,6 +763,18 @@ mod tests {
                     check(g);
                 }
             }
+            // Stride 3 and stride 2 with dilation: phases other than two.
+            let mut g = geometry(batch, 3, 3, [11, 10], [3, 3]);
+            g.groups = 3;
+            g.stride = [3, 3];
+            g.pad_begin = [1, 2];
+            g.pad_end = [1, 0];
+            check(g);
+            g.stride = [2, 2];
+            g.dilation = [2, 2];
+            g.pad_begin = [2, 2];
+            g.pad_end = [2, 2];
+            check(g);
             let mut g = geometry(batch, 4, 4, [9, 10], [5, 3]);
             g.groups = 4;
             g.pad_begin = [2, 0];

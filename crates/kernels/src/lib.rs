@@ -1,4 +1,4 @@
-//! f32 2-D convolution and 2×2 max-pooling kernels on NCHW slices, for stabilize's pure-Rust
+//! f32 2-D convolution, 2×2 max-pooling and ReLU6 kernels on NCHW slices, for stabilize's pure-Rust
 //! backend (burn-flex). A crate of its own so that its loops are optimised in every profile (the
 //! workspace's dev profile builds its own crates at `opt-level = 1`).
 //!
@@ -20,6 +20,7 @@
 //! `[C_out, C_in / groups, kH, kW]`) and writes a caller-allocated output. Work is spread over
 //! rayon's pool, by image (dense) or by channel plane (depthwise).
 
+pub mod activation;
 pub mod conv;
 pub mod pool;
 

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
-use burn::backend::ops::ModuleOps;
+use burn::backend::ops::{FloatTensorOps, ModuleOps};
 use burn::tensor::{DType, TensorData};
 use stabilize_kernels::{ConvGeometry, conv as kernels};
 
@@ -119,7 +119,23 @@ fn conv_forward(g: &ConvGeometry, x: &FlexTensor, weight: &FlexTensor, bias: &Fl
     new_f32(shape, |out| kernels::forward(g, f32_values(x), f32_values(weight), f32_values(&bias), out))
 }
 
+/// `t` as a uniquely held, contiguous tensor whose storage is exactly its values, so that
+/// `storage_mut` writes in place: `t` itself when it already is one (`into_data` hands the buffer
+/// over without copying), a copy otherwise.
+fn owned_f32(t: FlexTensor) -> FlexTensor {
+    FlexTensor::from_data(t.into_data())
+}
+
 impl LayerOps for Flex {
+    fn layer_relu6(x: FlexTensor) -> FlexTensor {
+        if x.dtype() != DType::F32 {
+            return Self::float_clamp(x, 0.0.into(), 6.0.into());
+        }
+        let mut x = owned_f32(x);
+        stabilize_kernels::activation::relu6_in_place(x.storage_mut::<f32>());
+        x
+    }
+
     fn layer_conv2d(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, options: ConvOptions<2>) -> FlexTensor {
         match conv_geometry(&x, &weight, &options) {
             Some(g) => conv_forward(&g, &contiguous(x), &contiguous(weight), &bias),
@@ -193,6 +209,20 @@ impl LayerGrads for Flex {
                 (out, FlexPoolSaved::Burn(Box::new(saved)))
             }
         }
+    }
+
+    fn relu6_grad(output: FlexTensor, grad: FlexTensor) -> FlexTensor {
+        if output.dtype() != DType::F32 || grad.dtype() != DType::F32 {
+            let bool_dtype = get_or_init_device_settings::<Self>(&output.device()).bool_dtype;
+            let low = Self::float_lower_equal_elem(output.clone(), 0.0.into(), bool_dtype);
+            let high = Self::float_greater_equal_elem(output, 6.0.into(), bool_dtype);
+            let grad = Self::float_mask_fill(grad, low, 0.0.into());
+            return Self::float_mask_fill(grad, high, 0.0.into());
+        }
+        let output = contiguous(output);
+        let mut grad = owned_f32(grad);
+        stabilize_kernels::activation::relu6_grad_in_place(f32_values(&output), grad.storage_mut::<f32>());
+        grad
     }
 
     fn max_pool2d_grad(saved: FlexPoolSaved, grad: FlexTensor) -> FlexTensor {
