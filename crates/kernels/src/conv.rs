@@ -420,65 +420,67 @@ fn phase_plane<'a>(plane: &'a [f32], w: usize, stride: usize, buf: &'a mut Vec<f
     buf
 }
 
-/// `row[ox] += Σ_k w[k] · input(stride·ox + t_k)` over one output row, from the input row's phases.
-fn accumulate_row(row: &mut [f32], phases: &[f32], pw: usize, taps: &[WidthTap], w: &[f32]) {
-    let run = |t: &WidthTap, from: usize, to: usize| {
-        let off = t.phase * pw + t.start + (from - t.ox0);
-        &phases[off..off + (to - from)]
-    };
-    let axpy = |row: &mut [f32], t: &WidthTap, wv: f32, from: usize, to: usize| {
-        if from < to {
-            for (o, v) in row[from..to].iter_mut().zip(run(t, from, to)) {
-                *o += wv * *v;
-            }
-        }
-    };
-    if let [t0, t1, t2] = taps {
-        // The interior, where all three columns land inside the input: one pass.
-        let lo = t0.ox0.max(t1.ox0).max(t2.ox0);
-        let hi = t0.ox1.min(t1.ox1).min(t2.ox1);
-        if lo < hi {
-            let (a, b, c) = (run(t0, lo, hi), run(t1, lo, hi), run(t2, lo, hi));
-            let (w0, w1, w2) = (w[0], w[1], w[2]);
-            for (((o, a), b), c) in row[lo..hi].iter_mut().zip(a).zip(b).zip(c) {
-                *o += w0 * *a + w1 * *b + w2 * *c;
-            }
-            for (t, &wv) in taps.iter().zip(w) {
-                axpy(row, t, wv, t.ox0, lo.min(t.ox1));
-                axpy(row, t, wv, hi.max(t.ox0), t.ox1);
-            }
-            return;
-        }
-    }
-    for (t, &wv) in taps.iter().zip(w) {
-        axpy(row, t, wv, t.ox0, t.ox1);
-    }
-}
-
 /// The input row a kernel row `ky` reads for output row `oy`, or `None` in the padding.
 fn input_row(g: &ConvGeometry, oy: usize, ky: usize) -> Option<usize> {
     let iy = (oy * g.stride[0] + ky * g.dilation[0]).wrapping_sub(g.pad_begin[0]);
     (iy < g.h).then_some(iy)
 }
 
-/// Depthwise forward, one `(image, channel)` plane per task, output row by row.
+/// Depthwise forward, one `(image, channel)` plane per task. The plane is first copied with its
+/// zero padding around it and each row split into its column phases (modulo the stride), so that
+/// every tap of every output row reads one contiguous run with no bounds to check; a 3-wide
+/// kernel row is then one pass over the output row.
 fn depthwise_forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: &[f32], out: &mut [f32]) {
     let (oh, ow) = (g.out_h().unwrap(), g.out_w().unwrap());
-    let (taps, pw) = width_taps(g, ow);
     let kk = g.kh * g.kw;
+    let [sy, sx] = g.stride;
+    let (hp, wp) = (g.h + g.pad_begin[0] + g.pad_end[0], g.w + g.pad_begin[1] + g.pad_end[1]);
+    let pw = wp.div_ceil(sx);
+    let rl = sx * pw;
+    // Each tap's run in a padded, phase-split row: start offset.
+    let offsets: Vec<usize> = (0..g.kw)
+        .map(|kx| {
+            let t = kx * g.dilation[1];
+            (t % sx) * pw + t / sx
+        })
+        .collect();
     out.par_chunks_mut(oh * ow).zip(x.par_chunks(g.h * g.w)).enumerate().for_each_init(
         Vec::new,
-        |buf, (plane, (o, xi))| {
+        |padded: &mut Vec<f32>, (plane, (o, xi))| {
             let c = plane % g.c_out;
             let w = &weight[c * kk..(c + 1) * kk];
-            let rl = g.stride[1] * pw;
-            let phased = phase_plane(xi, g.w, g.stride[1], buf);
+            padded.clear();
+            padded.resize(hp * rl, 0.0);
+            for (iy, src) in xi.chunks_exact(g.w).enumerate() {
+                let dst = &mut padded[(iy + g.pad_begin[0]) * rl..(iy + g.pad_begin[0] + 1) * rl];
+                if sx == 1 {
+                    dst[g.pad_begin[1]..g.pad_begin[1] + g.w].copy_from_slice(src);
+                } else {
+                    for (ix, v) in src.iter().enumerate() {
+                        let col = ix + g.pad_begin[1];
+                        dst[(col % sx) * pw + col / sx] = *v;
+                    }
+                }
+            }
             for (oy, row) in o.chunks_exact_mut(ow).enumerate() {
                 row.fill(bias[c]);
                 for ky in 0..g.kh {
-                    let Some(iy) = input_row(g, oy, ky) else { continue };
-                    let phases = &phased[iy * rl..(iy + 1) * rl];
-                    accumulate_row(row, phases, pw, &taps, &w[ky * g.kw..(ky + 1) * g.kw]);
+                    let r = oy * sy + ky * g.dilation[0];
+                    let prow = &padded[r * rl..(r + 1) * rl];
+                    let wr = &w[ky * g.kw..(ky + 1) * g.kw];
+                    if let [o0, o1, o2] = offsets[..] {
+                        let (a, b, cc) = (&prow[o0..o0 + ow], &prow[o1..o1 + ow], &prow[o2..o2 + ow]);
+                        let (w0, w1, w2) = (wr[0], wr[1], wr[2]);
+                        for (((d, a), b), cc) in row.iter_mut().zip(a).zip(b).zip(cc) {
+                            *d += w0 * *a + w1 * *b + w2 * *cc;
+                        }
+                    } else {
+                        for (&off, &wv) in offsets.iter().zip(wr) {
+                            for (d, v) in row.iter_mut().zip(&prow[off..off + ow]) {
+                                *d += wv * *v;
+                            }
+                        }
+                    }
                 }
             }
         },
