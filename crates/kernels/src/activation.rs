@@ -7,11 +7,15 @@ const CHUNK: usize = 1 << 15;
 
 /// `x = min(max(x, 0), 6)` element-wise, in place; a NaN stays NaN (as `f32::clamp`).
 pub fn relu6_in_place(x: &mut [f32]) {
-    x.par_chunks_mut(CHUNK).for_each(|c| {
-        for v in c {
-            *v = v.clamp(0.0, 6.0);
-        }
-    });
+    x.par_chunks_mut(CHUNK).for_each(clamp06);
+}
+
+crate::multiversion! {
+fn clamp06(x: &mut [f32]) {
+    for v in x {
+        *v = v.clamp(0.0, 6.0);
+    }
+}
 }
 
 /// The ReLU6 gradient from its output, in place: `grad` kept where `0 < output < 6` (or the output
@@ -21,13 +25,17 @@ pub fn relu6_in_place(x: &mut [f32]) {
 /// When the slices differ in length.
 pub fn relu6_grad_in_place(output: &[f32], grad: &mut [f32]) {
     assert_eq!(output.len(), grad.len(), "output and gradient lengths");
-    grad.par_chunks_mut(CHUNK).zip(output.par_chunks(CHUNK)).for_each(|(g, o)| {
-        for (g, o) in g.iter_mut().zip(o) {
-            if *o <= 0.0 || *o >= 6.0 {
-                *g = 0.0;
-            }
+    grad.par_chunks_mut(CHUNK).zip(output.par_chunks(CHUNK)).for_each(|(g, o)| mask06(o, g));
+}
+
+crate::multiversion! {
+fn mask06(output: &[f32], grad: &mut [f32]) {
+    for (g, o) in grad.iter_mut().zip(output) {
+        if *o <= 0.0 || *o >= 6.0 {
+            *g = 0.0;
         }
-    });
+    }
+}
 }
 
 #[cfg(test)]

@@ -106,6 +106,7 @@ impl ConvGeometry {
 
 /// The outputs `o` along one axis whose tap at offset `tap` (kernel index × dilation) lands inside
 /// the input: `0 ≤ o·stride + tap − pad < size`, as the range `lo..hi` (empty when none does).
+#[inline(always)]
 fn valid(tap: usize, pad: usize, stride: usize, size: usize, out: usize) -> (usize, usize) {
     let lo = if tap >= pad { 0 } else { (pad - tap).div_ceil(stride) };
     let hi = if size + pad > tap { ((size - 1 + pad - tap) / stride + 1).min(out) } else { 0 };
@@ -166,6 +167,7 @@ fn matmul(
     }
 }
 
+multiversion! {
 /// Unfolds one image `[c, h, w]` into `col` `[c·kh·kw, out_h·out_w]` (row `(c, ky, kx)` holds the
 /// input each output pixel sees through that tap; zero where it falls in the padding).
 fn im2col(g: &ConvGeometry, x: &[f32], col: &mut Vec<f32>) {
@@ -204,7 +206,9 @@ fn im2col(g: &ConvGeometry, x: &[f32], col: &mut Vec<f32>) {
         }
     }
 }
+}
 
+multiversion! {
 /// The reverse of [`im2col`]: adds each row of `col` back onto the input pixels it came from.
 fn col2im(g: &ConvGeometry, col: &[f32], x: &mut [f32]) {
     let (oh, ow) = (g.out_h().unwrap(), g.out_w().unwrap());
@@ -238,8 +242,10 @@ fn col2im(g: &ConvGeometry, col: &[f32], x: &mut [f32]) {
         }
     }
 }
+}
 
 /// Σ of a slice in eight independent lanes (so that it vectorises), then across them.
+#[inline(always)]
 fn sum(v: &[f32]) -> f32 {
     let mut lanes = [0f32; 8];
     let chunks = v.chunks_exact(8);
@@ -253,6 +259,7 @@ fn sum(v: &[f32]) -> f32 {
 }
 
 /// Σ a·b over two slices of one length, in eight lanes as [`sum`].
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
@@ -404,6 +411,7 @@ fn width_taps(g: &ConvGeometry, ow: usize) -> (Vec<WidthTap>, usize) {
 /// An input plane `[h, w]` with each row split by column modulo `stride` into `stride` rows of
 /// `⌈w / stride⌉` (phase `j` holds columns `j, j + stride, …`), so that every tap of a strided
 /// convolution reads a contiguous run: `[h, stride · ⌈w / stride⌉]`; the plane itself for stride 1.
+#[inline(always)]
 fn phase_plane<'a>(plane: &'a [f32], w: usize, stride: usize, buf: &'a mut Vec<f32>) -> &'a [f32] {
     if stride == 1 {
         return plane;
@@ -421,6 +429,7 @@ fn phase_plane<'a>(plane: &'a [f32], w: usize, stride: usize, buf: &'a mut Vec<f
 }
 
 /// The input row a kernel row `ky` reads for output row `oy`, or `None` in the padding.
+#[inline(always)]
 fn input_row(g: &ConvGeometry, oy: usize, ky: usize) -> Option<usize> {
     let iy = (oy * g.stride[0] + ky * g.dilation[0]).wrapping_sub(g.pad_begin[0]);
     (iy < g.h).then_some(iy)
@@ -433,10 +442,9 @@ fn input_row(g: &ConvGeometry, oy: usize, ky: usize) -> Option<usize> {
 fn depthwise_forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: &[f32], out: &mut [f32]) {
     let (oh, ow) = (g.out_h().unwrap(), g.out_w().unwrap());
     let kk = g.kh * g.kw;
-    let [sy, sx] = g.stride;
+    let sx = g.stride[1];
     let (hp, wp) = (g.h + g.pad_begin[0] + g.pad_end[0], g.w + g.pad_begin[1] + g.pad_end[1]);
     let pw = wp.div_ceil(sx);
-    let rl = sx * pw;
     // Each tap's run in a padded, phase-split row: start offset.
     let offsets: Vec<usize> = (0..g.kw)
         .map(|kx| {
@@ -444,47 +452,77 @@ fn depthwise_forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: &[f32], 
             (t % sx) * pw + t / sx
         })
         .collect();
+    let dims = PlaneDims { oh, ow, hp, pw };
     out.par_chunks_mut(oh * ow).zip(x.par_chunks(g.h * g.w)).enumerate().for_each_init(
         Vec::new,
         |padded: &mut Vec<f32>, (plane, (o, xi))| {
             let c = plane % g.c_out;
-            let w = &weight[c * kk..(c + 1) * kk];
-            padded.clear();
-            padded.resize(hp * rl, 0.0);
-            for (iy, src) in xi.chunks_exact(g.w).enumerate() {
-                let dst = &mut padded[(iy + g.pad_begin[0]) * rl..(iy + g.pad_begin[0] + 1) * rl];
-                if sx == 1 {
-                    dst[g.pad_begin[1]..g.pad_begin[1] + g.w].copy_from_slice(src);
-                } else {
-                    for (ix, v) in src.iter().enumerate() {
-                        let col = ix + g.pad_begin[1];
-                        dst[(col % sx) * pw + col / sx] = *v;
-                    }
-                }
-            }
-            for (oy, row) in o.chunks_exact_mut(ow).enumerate() {
-                row.fill(bias[c]);
-                for ky in 0..g.kh {
-                    let r = oy * sy + ky * g.dilation[0];
-                    let prow = &padded[r * rl..(r + 1) * rl];
-                    let wr = &w[ky * g.kw..(ky + 1) * g.kw];
-                    if let [o0, o1, o2] = offsets[..] {
-                        let (a, b, cc) = (&prow[o0..o0 + ow], &prow[o1..o1 + ow], &prow[o2..o2 + ow]);
-                        let (w0, w1, w2) = (wr[0], wr[1], wr[2]);
-                        for (((d, a), b), cc) in row.iter_mut().zip(a).zip(b).zip(cc) {
-                            *d += w0 * *a + w1 * *b + w2 * *cc;
-                        }
-                    } else {
-                        for (&off, &wv) in offsets.iter().zip(wr) {
-                            for (d, v) in row.iter_mut().zip(&prow[off..off + ow]) {
-                                *d += wv * *v;
-                            }
-                        }
-                    }
-                }
-            }
+            depthwise_forward_plane(g, dims, &offsets, &weight[c * kk..(c + 1) * kk], bias[c], xi, o, padded);
         },
     );
+}
+
+/// Sizes of one depthwise plane: output `oh × ow`; the padded input's height `hp` and phase-row
+/// length `pw`.
+#[derive(Clone, Copy)]
+struct PlaneDims {
+    oh: usize,
+    ow: usize,
+    hp: usize,
+    pw: usize,
+}
+
+multiversion! {
+/// One plane of [`depthwise_forward`]: `o` `[oh, ow]` from `xi` `[h, w]`, filter `w`, bias `b`.
+#[allow(clippy::too_many_arguments)]
+fn depthwise_forward_plane(
+    g: &ConvGeometry,
+    dims: PlaneDims,
+    offsets: &[usize],
+    w: &[f32],
+    b: f32,
+    xi: &[f32],
+    o: &mut [f32],
+    padded: &mut Vec<f32>,
+) {
+    let PlaneDims { oh, ow, hp, pw } = dims;
+    let [sy, sx] = g.stride;
+    let rl = sx * pw;
+    padded.clear();
+    padded.resize(hp * rl, 0.0);
+    for (iy, src) in xi.chunks_exact(g.w).enumerate() {
+        let dst = &mut padded[(iy + g.pad_begin[0]) * rl..(iy + g.pad_begin[0] + 1) * rl];
+        if sx == 1 {
+            dst[g.pad_begin[1]..g.pad_begin[1] + g.w].copy_from_slice(src);
+        } else {
+            for (ix, v) in src.iter().enumerate() {
+                let col = ix + g.pad_begin[1];
+                dst[(col % sx) * pw + col / sx] = *v;
+            }
+        }
+    }
+    for (oy, row) in o.chunks_exact_mut(ow).take(oh).enumerate() {
+        row.fill(b);
+        for ky in 0..g.kh {
+            let r = oy * sy + ky * g.dilation[0];
+            let prow = &padded[r * rl..(r + 1) * rl];
+            let wr = &w[ky * g.kw..(ky + 1) * g.kw];
+            if let [o0, o1, o2] = offsets[..] {
+                let (a, bb, cc) = (&prow[o0..o0 + ow], &prow[o1..o1 + ow], &prow[o2..o2 + ow]);
+                let (w0, w1, w2) = (wr[0], wr[1], wr[2]);
+                for (((d, a), bb), cc) in row.iter_mut().zip(a).zip(bb).zip(cc) {
+                    *d += w0 * *a + w1 * *bb + w2 * *cc;
+                }
+            } else {
+                for (&off, &wv) in offsets.iter().zip(wr) {
+                    for (d, v) in row.iter_mut().zip(&prow[off..off + ow]) {
+                        *d += wv * *v;
+                    }
+                }
+            }
+        }
+    }
+}
 }
 
 /// Depthwise input gradient: each output gradient row scattered back through the taps, into the
@@ -492,78 +530,112 @@ fn depthwise_forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: &[f32], 
 fn depthwise_input_grad(g: &ConvGeometry, weight: &[f32], dy: &[f32], dx: &mut [f32]) {
     let (oh, ow) = (g.out_h().unwrap(), g.out_w().unwrap());
     let (taps, pw) = width_taps(g, ow);
-    let (kk, s) = (g.kh * g.kw, g.stride[1]);
+    let kk = g.kh * g.kw;
     dx.par_chunks_mut(g.h * g.w).zip(dy.par_chunks(oh * ow)).enumerate().for_each_init(
         Vec::new,
         |acc, (plane, (dxi, dyi))| {
             let c = plane % g.c_in;
-            let w = &weight[c * kk..(c + 1) * kk];
-            // Stride 1: accumulate in place; else in a phase-major copy of the plane.
-            let row_len = s * pw;
-            let target: &mut [f32] = if s == 1 {
-                dxi.fill(0.0);
-                &mut *dxi
-            } else {
-                acc.clear();
-                acc.resize(g.h * row_len, 0.0);
-                &mut acc[..]
-            };
-            for (oy, grow) in dyi.chunks_exact(ow).enumerate() {
-                for ky in 0..g.kh {
-                    let Some(iy) = input_row(g, oy, ky) else { continue };
-                    let dst = &mut target[iy * row_len..(iy + 1) * row_len];
-                    for (t, &wv) in taps.iter().zip(&w[ky * g.kw..(ky + 1) * g.kw]) {
-                        if t.ox0 == t.ox1 {
-                            continue;
-                        }
-                        let off = t.phase * pw + t.start;
-                        for (d, v) in dst[off..off + (t.ox1 - t.ox0)].iter_mut().zip(&grow[t.ox0..t.ox1]) {
-                            *d += wv * *v;
-                        }
-                    }
-                }
-            }
-            if s > 1 {
-                for (dst, src) in dxi.chunks_exact_mut(g.w).zip(acc.chunks_exact(row_len)) {
-                    for (j, phase) in src.chunks_exact(pw).enumerate() {
-                        for (d, v) in dst[j..].iter_mut().step_by(s).zip(phase) {
-                            *d = *v;
-                        }
-                    }
-                }
-            }
+            depthwise_input_grad_plane(g, &taps, pw, &weight[c * kk..(c + 1) * kk], dyi, dxi, acc);
         },
     );
+}
+
+multiversion! {
+/// One plane of [`depthwise_input_grad`]: `dxi` `[h, w]` from `dyi` `[oh, ow]` and filter `w`.
+fn depthwise_input_grad_plane(
+    g: &ConvGeometry,
+    taps: &[WidthTap],
+    pw: usize,
+    w: &[f32],
+    dyi: &[f32],
+    dxi: &mut [f32],
+    acc: &mut Vec<f32>,
+) {
+    let s = g.stride[1];
+    let ow = g.out_w().unwrap();
+    // Stride 1: accumulate in place; else in a phase-major copy of the plane.
+    let row_len = s * pw;
+    let target: &mut [f32] = if s == 1 {
+        dxi.fill(0.0);
+        &mut *dxi
+    } else {
+        acc.clear();
+        acc.resize(g.h * row_len, 0.0);
+        &mut acc[..]
+    };
+    for (oy, grow) in dyi.chunks_exact(ow).enumerate() {
+        for ky in 0..g.kh {
+            let Some(iy) = input_row(g, oy, ky) else { continue };
+            let dst = &mut target[iy * row_len..(iy + 1) * row_len];
+            for (t, &wv) in taps.iter().zip(&w[ky * g.kw..(ky + 1) * g.kw]) {
+                if t.ox0 == t.ox1 {
+                    continue;
+                }
+                let off = t.phase * pw + t.start;
+                for (d, v) in dst[off..off + (t.ox1 - t.ox0)].iter_mut().zip(&grow[t.ox0..t.ox1]) {
+                    *d += wv * *v;
+                }
+            }
+        }
+    }
+    if s > 1 {
+        for (dst, src) in dxi.chunks_exact_mut(g.w).zip(acc.chunks_exact(row_len)) {
+            for (j, phase) in src.chunks_exact(pw).enumerate() {
+                for (d, v) in dst[j..].iter_mut().step_by(s).zip(phase) {
+                    *d = *v;
+                }
+            }
+        }
+    }
+}
 }
 
 /// Depthwise weight gradient: per channel, every tap's dot product of the output gradient with the
 /// input it saw, over all images.
 fn depthwise_weight_grad(g: &ConvGeometry, x: &[f32], dy: &[f32], dw: &mut [f32]) {
-    let (oh, ow) = (g.out_h().unwrap(), g.out_w().unwrap());
+    let ow = g.out_w().unwrap();
     let (taps, pw) = width_taps(g, ow);
     let kk = g.kh * g.kw;
-    let (in_plane, out_plane) = (g.h * g.w, oh * ow);
     dw.par_chunks_mut(kk).enumerate().for_each_init(Vec::new, |buf, (c, dwc)| {
-        dwc.fill(0.0);
-        for n in 0..g.batch {
-            let xi = &x[(n * g.c_in + c) * in_plane..][..in_plane];
-            let dyi = &dy[(n * g.c_out + c) * out_plane..][..out_plane];
-            let rl = g.stride[1] * pw;
-            let phased = phase_plane(xi, g.w, g.stride[1], buf);
-            for (oy, grow) in dyi.chunks_exact(ow).enumerate() {
-                for ky in 0..g.kh {
-                    let Some(iy) = input_row(g, oy, ky) else { continue };
-                    let phases = &phased[iy * rl..(iy + 1) * rl];
-                    for (kx, t) in taps.iter().enumerate() {
-                        if t.ox0 < t.ox1 {
-                            let off = t.phase * pw + t.start;
-                            dwc[ky * g.kw + kx] += dot(&grow[t.ox0..t.ox1], &phases[off..off + (t.ox1 - t.ox0)]);
-                        }
+        depthwise_weight_grad_channel(g, &taps, pw, c, x, dy, dwc, buf);
+    });
+}
+
+multiversion! {
+/// One channel `c` of [`depthwise_weight_grad`]: its filter's gradient `dwc` `[kh, kw]`.
+#[allow(clippy::too_many_arguments)]
+fn depthwise_weight_grad_channel(
+    g: &ConvGeometry,
+    taps: &[WidthTap],
+    pw: usize,
+    c: usize,
+    x: &[f32],
+    dy: &[f32],
+    dwc: &mut [f32],
+    buf: &mut Vec<f32>,
+) {
+    let (oh, ow) = (g.out_h().unwrap(), g.out_w().unwrap());
+    let (in_plane, out_plane) = (g.h * g.w, oh * ow);
+    let rl = g.stride[1] * pw;
+    dwc.fill(0.0);
+    for n in 0..g.batch {
+        let xi = &x[(n * g.c_in + c) * in_plane..][..in_plane];
+        let dyi = &dy[(n * g.c_out + c) * out_plane..][..out_plane];
+        let phased = phase_plane(xi, g.w, g.stride[1], buf);
+        for (oy, grow) in dyi.chunks_exact(ow).enumerate() {
+            for ky in 0..g.kh {
+                let Some(iy) = input_row(g, oy, ky) else { continue };
+                let phases = &phased[iy * rl..(iy + 1) * rl];
+                for (kx, t) in taps.iter().enumerate() {
+                    if t.ox0 < t.ox1 {
+                        let off = t.phase * pw + t.start;
+                        dwc[ky * g.kw + kx] += dot(&grow[t.ox0..t.ox1], &phases[off..off + (t.ox1 - t.ox0)]);
                     }
                 }
             }
         }
-    });
+    }
+}
 }
 
 #[cfg(test)]
