@@ -167,39 +167,59 @@ fn matmul(
     }
 }
 
+/// One kernel tap of an unfold: input row `oy·stride + dy − pad_top` and column
+/// `ox·stride + dx − pad_left` for the outputs `oy ∈ oys`, `ox ∈ oxs` that land inside the input.
+#[derive(Clone, Copy)]
+struct UnfoldTap {
+    dy: usize,
+    dx: usize,
+    oys: (usize, usize),
+    oxs: (usize, usize),
+}
+
+/// The kernel's taps in unfold-row order `(ky, kx)`.
+fn unfold_taps(g: &ConvGeometry, oh: usize, ow: usize) -> Vec<UnfoldTap> {
+    let mut taps = Vec::with_capacity(g.kh * g.kw);
+    for ky in 0..g.kh {
+        let dy = ky * g.dilation[0];
+        let oys = valid(dy, g.pad_begin[0], g.stride[0], g.h, oh);
+        for kx in 0..g.kw {
+            let dx = kx * g.dilation[1];
+            taps.push(UnfoldTap { dy, dx, oys, oxs: valid(dx, g.pad_begin[1], g.stride[1], g.w, ow) });
+        }
+    }
+    taps
+}
+
 multiversion! {
 /// Unfolds one image `[c, h, w]` into `col` `[c·kh·kw, out_h·out_w]` (row `(c, ky, kx)` holds the
 /// input each output pixel sees through that tap; zero where it falls in the padding).
 fn im2col(g: &ConvGeometry, x: &[f32], col: &mut Vec<f32>) {
     let (oh, ow) = (g.out_h().unwrap(), g.out_w().unwrap());
     let p = oh * ow;
+    let taps = unfold_taps(g, oh, ow);
     col.resize(g.k() * p, 0.0);
     let mut rows = col.chunks_exact_mut(p);
     for plane in x.chunks_exact(g.h * g.w) {
-        for ky in 0..g.kh {
-            let (oy0, oy1) = valid(ky * g.dilation[0], g.pad_begin[0], g.stride[0], g.h, oh);
-            for kx in 0..g.kw {
-                let tap = kx * g.dilation[1];
-                let (ox0, ox1) = valid(tap, g.pad_begin[1], g.stride[1], g.w, ow);
-                let row = rows.next().unwrap();
-                row[..oy0 * ow].fill(0.0);
-                row[oy1 * ow..].fill(0.0);
-                for oy in oy0..oy1 {
-                    let iy = oy * g.stride[0] + ky * g.dilation[0] - g.pad_begin[0];
-                    let src = &plane[iy * g.w..(iy + 1) * g.w];
-                    let dst = &mut row[oy * ow..(oy + 1) * ow];
-                    dst[..ox0].fill(0.0);
-                    dst[ox1..].fill(0.0);
-                    if ox0 == ox1 {
-                        continue;
-                    }
-                    let ix0 = ox0 * g.stride[1] + tap - g.pad_begin[1];
-                    if g.stride[1] == 1 {
-                        dst[ox0..ox1].copy_from_slice(&src[ix0..ix0 + ox1 - ox0]);
-                    } else {
-                        for (d, s) in dst[ox0..ox1].iter_mut().zip(src[ix0..].iter().step_by(g.stride[1])) {
-                            *d = *s;
-                        }
+        for &UnfoldTap { dy, dx, oys: (oy0, oy1), oxs: (ox0, ox1) } in &taps {
+            let row = rows.next().unwrap();
+            row[..oy0 * ow].fill(0.0);
+            row[oy1 * ow..].fill(0.0);
+            for oy in oy0..oy1 {
+                let iy = oy * g.stride[0] + dy - g.pad_begin[0];
+                let src = &plane[iy * g.w..(iy + 1) * g.w];
+                let dst = &mut row[oy * ow..(oy + 1) * ow];
+                dst[..ox0].fill(0.0);
+                dst[ox1..].fill(0.0);
+                if ox0 == ox1 {
+                    continue;
+                }
+                let ix0 = ox0 * g.stride[1] + dx - g.pad_begin[1];
+                if g.stride[1] == 1 {
+                    dst[ox0..ox1].copy_from_slice(&src[ix0..ix0 + ox1 - ox0]);
+                } else {
+                    for (d, s) in dst[ox0..ox1].iter_mut().zip(src[ix0..].iter().step_by(g.stride[1])) {
+                        *d = *s;
                     }
                 }
             }
@@ -212,30 +232,26 @@ multiversion! {
 /// The reverse of [`im2col`]: adds each row of `col` back onto the input pixels it came from.
 fn col2im(g: &ConvGeometry, col: &[f32], x: &mut [f32]) {
     let (oh, ow) = (g.out_h().unwrap(), g.out_w().unwrap());
+    let taps = unfold_taps(g, oh, ow);
     let mut rows = col.chunks_exact(oh * ow);
     for plane in x.chunks_exact_mut(g.h * g.w) {
-        for ky in 0..g.kh {
-            let (oy0, oy1) = valid(ky * g.dilation[0], g.pad_begin[0], g.stride[0], g.h, oh);
-            for kx in 0..g.kw {
-                let tap = kx * g.dilation[1];
-                let (ox0, ox1) = valid(tap, g.pad_begin[1], g.stride[1], g.w, ow);
-                let row = rows.next().unwrap();
-                if ox0 == ox1 {
-                    continue;
-                }
-                for oy in oy0..oy1 {
-                    let iy = oy * g.stride[0] + ky * g.dilation[0] - g.pad_begin[0];
-                    let dst = &mut plane[iy * g.w..(iy + 1) * g.w];
-                    let src = &row[oy * ow + ox0..oy * ow + ox1];
-                    let ix0 = ox0 * g.stride[1] + tap - g.pad_begin[1];
-                    if g.stride[1] == 1 {
-                        for (d, s) in dst[ix0..ix0 + src.len()].iter_mut().zip(src) {
-                            *d += *s;
-                        }
-                    } else {
-                        for (d, s) in dst[ix0..].iter_mut().step_by(g.stride[1]).zip(src) {
-                            *d += *s;
-                        }
+        for &UnfoldTap { dy, dx, oys: (oy0, oy1), oxs: (ox0, ox1) } in &taps {
+            let row = rows.next().unwrap();
+            if ox0 == ox1 {
+                continue;
+            }
+            for oy in oy0..oy1 {
+                let iy = oy * g.stride[0] + dy - g.pad_begin[0];
+                let dst = &mut plane[iy * g.w..(iy + 1) * g.w];
+                let src = &row[oy * ow + ox0..oy * ow + ox1];
+                let ix0 = ox0 * g.stride[1] + dx - g.pad_begin[1];
+                if g.stride[1] == 1 {
+                    for (d, s) in dst[ix0..ix0 + src.len()].iter_mut().zip(src) {
+                        *d += *s;
+                    }
+                } else {
+                    for (d, s) in dst[ix0..].iter_mut().step_by(g.stride[1]).zip(src) {
+                        *d += *s;
                     }
                 }
             }
@@ -823,38 +839,27 @@ mod tests {
         }
     }
 
+    /// A depthwise geometry: `c` channels, kernel `k`, then stride, padding (begin, end), dilation.
+    fn depthwise(batch: usize, c: usize, hw: [usize; 2], k: [usize; 2], steps: [[usize; 2]; 4]) -> ConvGeometry {
+        let [stride, pad_begin, pad_end, dilation] = steps;
+        ConvGeometry { groups: c, stride, pad_begin, pad_end, dilation, ..geometry(batch, c, c, hw, k) }
+    }
+
     #[test]
     fn depthwise_matches_the_definition() {
         for batch in [1, 2] {
             for stride in [[1, 1], [2, 2]] {
                 for hw in [[7, 7], [8, 6], [4, 4], [1, 1]] {
-                    let mut g = geometry(batch, 6, 6, hw, [3, 3]);
-                    g.groups = 6;
-                    g.stride = stride;
-                    g.pad_begin = [1, 1];
-                    g.pad_end = [1, 1];
+                    let g = depthwise(batch, 6, hw, [3, 3], [stride, [1, 1], [1, 1], [1, 1]]);
                     assert_eq!(g.kind(), Some(ConvKind::Depthwise));
                     check(g);
                 }
             }
-            // Stride 3 and stride 2 with dilation: phases other than two.
-            let mut g = geometry(batch, 3, 3, [11, 10], [3, 3]);
-            g.groups = 3;
-            g.stride = [3, 3];
-            g.pad_begin = [1, 2];
-            g.pad_end = [1, 0];
-            check(g);
-            g.stride = [2, 2];
-            g.dilation = [2, 2];
-            g.pad_begin = [2, 2];
-            g.pad_end = [2, 2];
-            check(g);
-            let mut g = geometry(batch, 4, 4, [9, 10], [5, 3]);
-            g.groups = 4;
-            g.pad_begin = [2, 0];
-            g.pad_end = [1, 1];
-            g.dilation = [1, 2];
-            check(g);
+            // Stride 3, and stride 2 with dilation: phases other than two.
+            check(depthwise(batch, 3, [11, 10], [3, 3], [[3, 3], [1, 2], [1, 0], [1, 1]]));
+            check(depthwise(batch, 3, [11, 10], [3, 3], [[2, 2], [2, 2], [2, 2], [2, 2]]));
+            // A 5×3 kernel, asymmetric padding, horizontal dilation.
+            check(depthwise(batch, 4, [9, 10], [5, 3], [[1, 1], [2, 0], [1, 1], [1, 2]]));
         }
     }
 
