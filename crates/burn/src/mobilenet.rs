@@ -81,7 +81,8 @@ impl ConvBn {
     }
 
     /// The convolution's weight `[Cout, Cin / groups, k, k]` and bias `[Cout]` with the batch norm
-    /// folded in.
+    /// folded in: burn's `BatchNorm` in inference mode (running statistics), which is how this
+    /// network always runs it (`ConvBn::new` turns training mode off; nothing turns it on).
     pub fn folded(&self) -> (Tensor<4>, Tensor<1>) {
         let bn = &self.bn;
         let weight = self.conv.weight.val();

@@ -46,9 +46,12 @@ pub enum ConvKind {
 
 impl ConvGeometry {
     fn out_size(size: usize, k: usize, stride: usize, pad: usize, dilation: usize) -> Option<usize> {
+        if k == 0 {
+            return None;
+        }
         let span = dilation * (k - 1) + 1;
         let padded = size + pad;
-        (k > 0 && stride > 0 && dilation > 0 && padded >= span).then(|| (padded - span) / stride + 1)
+        (stride > 0 && dilation > 0 && padded >= span).then(|| (padded - span) / stride + 1)
     }
 
     /// Output height, or `None` when the kernel does not fit the padded input.
@@ -436,7 +439,7 @@ fn phase_plane<'a>(plane: &'a [f32], w: usize, stride: usize, buf: &'a mut Vec<f
     buf.resize(plane.len() / w * stride * pw, 0.0);
     for (src, dst) in plane.chunks_exact(w).zip(buf.chunks_exact_mut(stride * pw)) {
         for (j, phase) in dst.chunks_exact_mut(pw).enumerate() {
-            for (d, v) in phase.iter_mut().zip(src[j..].iter().step_by(stride)) {
+            for (d, v) in phase.iter_mut().zip(src.iter().skip(j).step_by(stride)) {
                 *d = *v;
             }
         }
@@ -597,7 +600,7 @@ fn depthwise_input_grad_plane(
     if s > 1 {
         for (dst, src) in dxi.chunks_exact_mut(g.w).zip(acc.chunks_exact(row_len)) {
             for (j, phase) in src.chunks_exact(pw).enumerate() {
-                for (d, v) in dst[j..].iter_mut().step_by(s).zip(phase) {
+                for (d, v) in dst.iter_mut().skip(j).step_by(s).zip(phase) {
                     *d = *v;
                 }
             }
@@ -858,6 +861,9 @@ mod tests {
             // Stride 3, and stride 2 with dilation: phases other than two.
             check(depthwise(batch, 3, [11, 10], [3, 3], [[3, 3], [1, 2], [1, 0], [1, 1]]));
             check(depthwise(batch, 3, [11, 10], [3, 3], [[2, 2], [2, 2], [2, 2], [2, 2]]));
+            // A stride wider than the input (phases with no column at all).
+            check(depthwise(batch, 2, [1, 1], [3, 3], [[3, 3], [1, 1], [1, 1], [1, 1]]));
+            check(depthwise(batch, 2, [2, 5], [3, 3], [[4, 4], [1, 1], [1, 1], [1, 1]]));
             // A 5×3 kernel, asymmetric padding, horizontal dilation.
             check(depthwise(batch, 4, [9, 10], [5, 3], [[1, 1], [2, 0], [1, 1], [1, 2]]));
         }
@@ -873,5 +879,14 @@ mod tests {
         let tiny = geometry(1, 1, 1, [2, 2], [3, 3]);
         assert_eq!(tiny.kind(), None, "kernel larger than the unpadded input");
         assert_eq!(geometry(0, 1, 1, [4, 4], [3, 3]).kind(), None, "empty batch");
+        assert_eq!(geometry(1, 1, 1, [4, 4], [0, 3]).kind(), None, "empty kernel");
+    }
+
+    /// The copies compiled without AVX2 (what a CPU without it runs) give the same values.
+    #[test]
+    fn the_plain_path_matches_too() {
+        let _plain = crate::PlainPath::force();
+        dense_matches_the_definition();
+        depthwise_matches_the_definition();
     }
 }

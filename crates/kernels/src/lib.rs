@@ -38,7 +38,10 @@ macro_rules! multiversion {
                 #[target_feature(enable = "avx2,fma")]
                 #[allow(clippy::too_many_arguments)]
                 unsafe fn avx2($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
-                if ::std::is_x86_feature_detected!("avx2") && ::std::is_x86_feature_detected!("fma") {
+                if $crate::simd_allowed()
+                    && ::std::is_x86_feature_detected!("avx2")
+                    && ::std::is_x86_feature_detected!("fma")
+                {
                     // SAFETY: the CPU has the features `avx2` is compiled for.
                     return unsafe { avx2($($arg),*) };
                 }
@@ -46,6 +49,36 @@ macro_rules! multiversion {
             body($($arg),*)
         }
     };
+}
+
+/// Tests force the plain copies of [`multiversion!`]'s functions with this (a process-wide count;
+/// both copies give the same values, so other tests running meanwhile are unaffected).
+static PLAIN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Whether [`multiversion!`] may pick its AVX2 copies (always, unless a test forces the plain ones).
+#[doc(hidden)]
+#[inline]
+pub fn simd_allowed() -> bool {
+    PLAIN.load(std::sync::atomic::Ordering::Relaxed) == 0
+}
+
+/// While held, [`multiversion!`]'s functions run their plain copies (tests only).
+#[cfg(test)]
+struct PlainPath;
+
+#[cfg(test)]
+impl PlainPath {
+    fn force() -> Self {
+        PLAIN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        PlainPath
+    }
+}
+
+#[cfg(test)]
+impl Drop for PlainPath {
+    fn drop(&mut self) {
+        PLAIN.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 pub mod activation;
