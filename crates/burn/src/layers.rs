@@ -9,15 +9,15 @@
 //! kernels PyTorch uses (`threshold_backward`, `hardtanh_backward`, `convolution_backward`,
 //! channels-last pooling); together they were the difference between burn-tch and PyTorch on the
 //! classifier's training step (docs/benchmarks.md). burn-flex pools through a generic 3-D kernel
-//! and convolves through NHWC copies; [`flex`] has a 2×2 pooling kernel and runs convolutions and
-//! their gradients on `stabilize-kernels` (NCHW, unfold + matrix product, direct depthwise loops).
+//! and convolves through NHWC copies; [`flex`] runs convolutions and their gradients, the 2×2
+//! pooling and ReLU6 on `stabilize-kernels` (NCHW, unfold + matrix product, direct depthwise loops).
 //!
 //! [`relu`], [`relu6`], [`conv2d`] and [`max_pool2d`] route through the [`LayerOps`] extension.
 //! Under autodiff, the backward step asks the concrete backend's [`LayerGrads`] for the gradients:
 //! libtorch answers with its native kernels (the convolution's through libtorch's own autograd,
 //! whose graph keeps the convolution's inputs in place of burn's checkpoint, and its output, which
-//! the consumer usually keeps anyway), flex with its own convolution and 2×2 pooling kernels and
-//! burn's defaults for the rest, every other backend with burn's defaults, unchanged. Without
+//! the consumer usually keeps anyway), flex with its own convolution, 2×2 pooling and ReLU6
+//! kernels and burn's defaults for the rest, every other backend with burn's defaults, unchanged. Without
 //! autodiff they are the backend's plain kernels, except the pooling on libtorch (channels-last)
 //! and the convolution and pooling on flex. The functions are the
 //! same on every backend; the tests compare values and gradients with burn's own layers.

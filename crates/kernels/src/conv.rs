@@ -401,139 +401,142 @@ pub fn bias_grad(g: &ConvGeometry, dy: &[f32], db: &mut [f32]) {
     });
 }
 
-/// One kernel column of a depthwise convolution along the width: outputs `ox0..ox1` read input
-/// column `stride·ox + t` (`t` = column × dilation − left padding), which is element
-/// `start + (ox − ox0)` of the input row's phase `phase` (see [`phase_plane`]).
-#[derive(Clone, Copy, Debug)]
-struct WidthTap {
-    ox0: usize,
-    ox1: usize,
-    phase: usize,
-    start: usize,
+/// How the depthwise loops lay out one `[h, w]` plane: with the convolution's zero padding around
+/// it, and each row split by column modulo the horizontal stride into `stride` phase rows of `pw`
+/// (phase `j` holds padded columns `j, j + stride, …`). Kernel column `kx` of output column `ox`
+/// is then element `offsets[kx] + ox` of its padded row, so every tap of every output row is one
+/// contiguous run, with no bounds to check, for any stride, padding or dilation.
+struct Phased {
+    /// Padded rows.
+    hp: usize,
+    /// Length of one phase row, `⌈padded width / stride⌉`.
+    pw: usize,
+    /// Where kernel column `kx`'s run starts in a padded row.
+    offsets: Vec<usize>,
 }
 
-/// The kernel's columns as [`WidthTap`]s, and the length of a phase row, `⌈w / stride⌉`.
-fn width_taps(g: &ConvGeometry, ow: usize) -> (Vec<WidthTap>, usize) {
-    let s = g.stride[1];
-    let taps = (0..g.kw)
-        .map(|kx| {
-            let tap = kx * g.dilation[1];
-            let (ox0, ox1) = valid(tap, g.pad_begin[1], s, g.w, ow);
-            let t = tap as isize - g.pad_begin[1] as isize;
-            let start = (ox0 as isize + t.div_euclid(s as isize)).max(0) as usize;
-            WidthTap { ox0, ox1, phase: t.rem_euclid(s as isize) as usize, start }
-        })
-        .collect();
-    (taps, g.w.div_ceil(s))
-}
-
-/// An input plane `[h, w]` with each row split by column modulo `stride` into `stride` rows of
-/// `⌈w / stride⌉` (phase `j` holds columns `j, j + stride, …`), so that every tap of a strided
-/// convolution reads a contiguous run: `[h, stride · ⌈w / stride⌉]`; the plane itself for stride 1.
-#[inline(always)]
-fn phase_plane<'a>(plane: &'a [f32], w: usize, stride: usize, buf: &'a mut Vec<f32>) -> &'a [f32] {
-    if stride == 1 {
-        return plane;
+impl Phased {
+    fn new(g: &ConvGeometry) -> Self {
+        let sx = g.stride[1];
+        let pw = (g.w + g.pad_begin[1] + g.pad_end[1]).div_ceil(sx);
+        let offsets = (0..g.kw)
+            .map(|kx| {
+                let t = kx * g.dilation[1];
+                (t % sx) * pw + t / sx
+            })
+            .collect();
+        Self { hp: g.h + g.pad_begin[0] + g.pad_end[0], pw, offsets }
     }
-    let pw = w.div_ceil(stride);
-    buf.resize(plane.len() / w * stride * pw, 0.0);
-    for (src, dst) in plane.chunks_exact(w).zip(buf.chunks_exact_mut(stride * pw)) {
-        for (j, phase) in dst.chunks_exact_mut(pw).enumerate() {
-            for (d, v) in phase.iter_mut().zip(src.iter().skip(j).step_by(stride)) {
-                *d = *v;
+
+    /// Length of one padded row: all its phases.
+    fn row_len(&self, g: &ConvGeometry) -> usize {
+        g.stride[1] * self.pw
+    }
+
+    /// The padded row that kernel row `ky` reads for output row `oy`.
+    #[inline(always)]
+    fn row<'a>(&self, g: &ConvGeometry, buf: &'a [f32], oy: usize, ky: usize) -> &'a [f32] {
+        let (rl, r) = (self.row_len(g), oy * g.stride[0] + ky * g.dilation[0]);
+        &buf[r * rl..(r + 1) * rl]
+    }
+
+    /// Where input row `iy` starts in the layout.
+    #[inline(always)]
+    fn row_start(&self, g: &ConvGeometry, iy: usize) -> usize {
+        (iy + g.pad_begin[0]) * self.row_len(g)
+    }
+
+    /// Each input column's place in a padded row, in order (no division per column: the phase
+    /// and the index within it advance together).
+    #[inline(always)]
+    fn columns(&self, g: &ConvGeometry) -> impl Iterator<Item = usize> {
+        let (s, pw) = (g.stride[1], self.pw);
+        let (mut phase, mut index) = (g.pad_begin[1] % s, g.pad_begin[1] / s);
+        (0..g.w).map(move |_| {
+            let at = phase * pw + index;
+            phase += 1;
+            if phase == s {
+                phase = 0;
+                index += 1;
+            }
+            at
+        })
+    }
+
+    /// `buf` = the plane `xi` `[h, w]` in this layout (zeros in the padding).
+    #[inline(always)]
+    fn fill(&self, g: &ConvGeometry, xi: &[f32], buf: &mut Vec<f32>) {
+        buf.clear();
+        buf.resize(self.hp * self.row_len(g), 0.0);
+        for (iy, src) in xi.chunks_exact(g.w).enumerate() {
+            let row = &mut buf[self.row_start(g, iy)..][..self.row_len(g)];
+            if g.stride[1] == 1 {
+                row[g.pad_begin[1]..g.pad_begin[1] + g.w].copy_from_slice(src);
+            } else {
+                for (at, v) in self.columns(g).zip(src) {
+                    row[at] = *v;
+                }
             }
         }
     }
-    buf
+
+    /// `dxi` `[h, w]` = the plane part of `buf` in this layout (the padding dropped).
+    #[inline(always)]
+    fn read_back(&self, g: &ConvGeometry, buf: &[f32], dxi: &mut [f32]) {
+        for (iy, dst) in dxi.chunks_exact_mut(g.w).enumerate() {
+            let row = &buf[self.row_start(g, iy)..][..self.row_len(g)];
+            if g.stride[1] == 1 {
+                dst.copy_from_slice(&row[g.pad_begin[1]..g.pad_begin[1] + g.w]);
+            } else {
+                for (at, d) in self.columns(g).zip(dst) {
+                    *d = row[at];
+                }
+            }
+        }
+    }
 }
 
-/// The input row a kernel row `ky` reads for output row `oy`, or `None` in the padding.
-#[inline(always)]
-fn input_row(g: &ConvGeometry, oy: usize, ky: usize) -> Option<usize> {
-    let iy = (oy * g.stride[0] + ky * g.dilation[0]).wrapping_sub(g.pad_begin[0]);
-    (iy < g.h).then_some(iy)
-}
-
-/// Depthwise forward, one `(image, channel)` plane per task. The plane is first copied with its
-/// zero padding around it and each row split into its column phases (modulo the stride), so that
-/// every tap of every output row reads one contiguous run with no bounds to check; a 3-wide
-/// kernel row is then one pass over the output row.
+/// Depthwise forward, one `(image, channel)` plane per task, over the plane in the [`Phased`]
+/// layout; a 3-wide kernel row is one pass over the output row.
 fn depthwise_forward(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: &[f32], out: &mut [f32]) {
-    let (oh, ow) = (g.out_h().unwrap(), g.out_w().unwrap());
+    let ow = g.out_w().unwrap();
     let kk = g.kh * g.kw;
-    let sx = g.stride[1];
-    let (hp, wp) = (g.h + g.pad_begin[0] + g.pad_end[0], g.w + g.pad_begin[1] + g.pad_end[1]);
-    let pw = wp.div_ceil(sx);
-    // Each tap's run in a padded, phase-split row: start offset.
-    let offsets: Vec<usize> = (0..g.kw)
-        .map(|kx| {
-            let t = kx * g.dilation[1];
-            (t % sx) * pw + t / sx
-        })
-        .collect();
-    let dims = PlaneDims { oh, ow, hp, pw };
-    out.par_chunks_mut(oh * ow).zip(x.par_chunks(g.h * g.w)).enumerate().for_each_init(
+    let lay = Phased::new(g);
+    out.par_chunks_mut(g.out_h().unwrap() * ow).zip(x.par_chunks(g.h * g.w)).enumerate().for_each_init(
         Vec::new,
-        |padded: &mut Vec<f32>, (plane, (o, xi))| {
+        |buf: &mut Vec<f32>, (plane, (o, xi))| {
             let c = plane % g.c_out;
-            depthwise_forward_plane(g, dims, &offsets, &weight[c * kk..(c + 1) * kk], bias[c], xi, o, padded);
+            depthwise_forward_plane(g, &lay, &weight[c * kk..(c + 1) * kk], bias[c], xi, o, buf);
         },
     );
 }
 
-/// Sizes of one depthwise plane: output `oh × ow`; the padded input's height `hp` and phase-row
-/// length `pw`.
-#[derive(Clone, Copy)]
-struct PlaneDims {
-    oh: usize,
-    ow: usize,
-    hp: usize,
-    pw: usize,
-}
-
 multiversion! {
 /// One plane of [`depthwise_forward`]: `o` `[oh, ow]` from `xi` `[h, w]`, filter `w`, bias `b`.
-#[allow(clippy::too_many_arguments)]
 fn depthwise_forward_plane(
     g: &ConvGeometry,
-    dims: PlaneDims,
-    offsets: &[usize],
+    lay: &Phased,
     w: &[f32],
     b: f32,
     xi: &[f32],
     o: &mut [f32],
-    padded: &mut Vec<f32>,
+    buf: &mut Vec<f32>,
 ) {
-    let PlaneDims { oh, ow, hp, pw } = dims;
-    let [sy, sx] = g.stride;
-    let rl = sx * pw;
-    padded.clear();
-    padded.resize(hp * rl, 0.0);
-    for (iy, src) in xi.chunks_exact(g.w).enumerate() {
-        let dst = &mut padded[(iy + g.pad_begin[0]) * rl..(iy + g.pad_begin[0] + 1) * rl];
-        if sx == 1 {
-            dst[g.pad_begin[1]..g.pad_begin[1] + g.w].copy_from_slice(src);
-        } else {
-            for (ix, v) in src.iter().enumerate() {
-                let col = ix + g.pad_begin[1];
-                dst[(col % sx) * pw + col / sx] = *v;
-            }
-        }
-    }
-    for (oy, row) in o.chunks_exact_mut(ow).take(oh).enumerate() {
+    let ow = g.out_w().unwrap();
+    lay.fill(g, xi, buf);
+    for (oy, row) in o.chunks_exact_mut(ow).enumerate() {
         row.fill(b);
         for ky in 0..g.kh {
-            let r = oy * sy + ky * g.dilation[0];
-            let prow = &padded[r * rl..(r + 1) * rl];
+            let prow = lay.row(g, buf, oy, ky);
             let wr = &w[ky * g.kw..(ky + 1) * g.kw];
-            if let [o0, o1, o2] = offsets[..] {
+            if let [o0, o1, o2] = lay.offsets[..] {
                 let (a, bb, cc) = (&prow[o0..o0 + ow], &prow[o1..o1 + ow], &prow[o2..o2 + ow]);
                 let (w0, w1, w2) = (wr[0], wr[1], wr[2]);
                 for (((d, a), bb), cc) in row.iter_mut().zip(a).zip(bb).zip(cc) {
                     *d += w0 * *a + w1 * *bb + w2 * *cc;
                 }
             } else {
-                for (&off, &wv) in offsets.iter().zip(wr) {
+                for (&off, &wv) in lay.offsets.iter().zip(wr) {
                     for (d, v) in row.iter_mut().zip(&prow[off..off + ow]) {
                         *d += wv * *v;
                     }
@@ -544,89 +547,57 @@ fn depthwise_forward_plane(
 }
 }
 
-/// Depthwise input gradient: each output gradient row scattered back through the taps, into the
-/// input rows' phases (contiguous runs), then interleaved back for strides above 1.
+/// Depthwise input gradient: each output gradient row scattered back through the taps into the
+/// plane's [`Phased`] layout, then read back without the padding.
 fn depthwise_input_grad(g: &ConvGeometry, weight: &[f32], dy: &[f32], dx: &mut [f32]) {
-    let (oh, ow) = (g.out_h().unwrap(), g.out_w().unwrap());
-    let (taps, pw) = width_taps(g, ow);
+    let ow = g.out_w().unwrap();
     let kk = g.kh * g.kw;
-    dx.par_chunks_mut(g.h * g.w).zip(dy.par_chunks(oh * ow)).enumerate().for_each_init(
+    let lay = Phased::new(g);
+    dx.par_chunks_mut(g.h * g.w).zip(dy.par_chunks(g.out_h().unwrap() * ow)).enumerate().for_each_init(
         Vec::new,
-        |acc, (plane, (dxi, dyi))| {
+        |buf, (plane, (dxi, dyi))| {
             let c = plane % g.c_in;
-            depthwise_input_grad_plane(g, &taps, pw, &weight[c * kk..(c + 1) * kk], dyi, dxi, acc);
+            depthwise_input_grad_plane(g, &lay, &weight[c * kk..(c + 1) * kk], dyi, dxi, buf);
         },
     );
 }
 
 multiversion! {
 /// One plane of [`depthwise_input_grad`]: `dxi` `[h, w]` from `dyi` `[oh, ow]` and filter `w`.
-fn depthwise_input_grad_plane(
-    g: &ConvGeometry,
-    taps: &[WidthTap],
-    pw: usize,
-    w: &[f32],
-    dyi: &[f32],
-    dxi: &mut [f32],
-    acc: &mut Vec<f32>,
-) {
-    let s = g.stride[1];
-    let ow = g.out_w().unwrap();
-    // Stride 1: accumulate in place; else in a phase-major copy of the plane.
-    let row_len = s * pw;
-    let target: &mut [f32] = if s == 1 {
-        dxi.fill(0.0);
-        &mut *dxi
-    } else {
-        acc.clear();
-        acc.resize(g.h * row_len, 0.0);
-        &mut acc[..]
-    };
+fn depthwise_input_grad_plane(g: &ConvGeometry, lay: &Phased, w: &[f32], dyi: &[f32], dxi: &mut [f32], buf: &mut Vec<f32>) {
+    let (ow, rl) = (g.out_w().unwrap(), lay.row_len(g));
+    buf.clear();
+    buf.resize(lay.hp * rl, 0.0);
     for (oy, grow) in dyi.chunks_exact(ow).enumerate() {
         for ky in 0..g.kh {
-            let Some(iy) = input_row(g, oy, ky) else { continue };
-            let dst = &mut target[iy * row_len..(iy + 1) * row_len];
-            for (t, &wv) in taps.iter().zip(&w[ky * g.kw..(ky + 1) * g.kw]) {
-                if t.ox0 == t.ox1 {
-                    continue;
-                }
-                let off = t.phase * pw + t.start;
-                for (d, v) in dst[off..off + (t.ox1 - t.ox0)].iter_mut().zip(&grow[t.ox0..t.ox1]) {
+            let r = oy * g.stride[0] + ky * g.dilation[0];
+            let prow = &mut buf[r * rl..(r + 1) * rl];
+            for (&off, &wv) in lay.offsets.iter().zip(&w[ky * g.kw..(ky + 1) * g.kw]) {
+                for (d, v) in prow[off..off + ow].iter_mut().zip(grow) {
                     *d += wv * *v;
                 }
             }
         }
     }
-    if s > 1 {
-        for (dst, src) in dxi.chunks_exact_mut(g.w).zip(acc.chunks_exact(row_len)) {
-            for (j, phase) in src.chunks_exact(pw).enumerate() {
-                for (d, v) in dst.iter_mut().skip(j).step_by(s).zip(phase) {
-                    *d = *v;
-                }
-            }
-        }
-    }
+    lay.read_back(g, buf, dxi);
 }
 }
 
 /// Depthwise weight gradient: per channel, every tap's dot product of the output gradient with the
-/// input it saw, over all images.
+/// input it saw (the plane in the [`Phased`] layout, so the padding contributes zeros), over all
+/// images.
 fn depthwise_weight_grad(g: &ConvGeometry, x: &[f32], dy: &[f32], dw: &mut [f32]) {
-    let ow = g.out_w().unwrap();
-    let (taps, pw) = width_taps(g, ow);
-    let kk = g.kh * g.kw;
-    dw.par_chunks_mut(kk).enumerate().for_each_init(Vec::new, |buf, (c, dwc)| {
-        depthwise_weight_grad_channel(g, &taps, pw, c, x, dy, dwc, buf);
+    let lay = Phased::new(g);
+    dw.par_chunks_mut(g.kh * g.kw).enumerate().for_each_init(Vec::new, |buf, (c, dwc)| {
+        depthwise_weight_grad_channel(g, &lay, c, x, dy, dwc, buf);
     });
 }
 
 multiversion! {
 /// One channel `c` of [`depthwise_weight_grad`]: its filter's gradient `dwc` `[kh, kw]`.
-#[allow(clippy::too_many_arguments)]
 fn depthwise_weight_grad_channel(
     g: &ConvGeometry,
-    taps: &[WidthTap],
-    pw: usize,
+    lay: &Phased,
     c: usize,
     x: &[f32],
     dy: &[f32],
@@ -635,21 +606,15 @@ fn depthwise_weight_grad_channel(
 ) {
     let (oh, ow) = (g.out_h().unwrap(), g.out_w().unwrap());
     let (in_plane, out_plane) = (g.h * g.w, oh * ow);
-    let rl = g.stride[1] * pw;
     dwc.fill(0.0);
     for n in 0..g.batch {
-        let xi = &x[(n * g.c_in + c) * in_plane..][..in_plane];
+        lay.fill(g, &x[(n * g.c_in + c) * in_plane..][..in_plane], buf);
         let dyi = &dy[(n * g.c_out + c) * out_plane..][..out_plane];
-        let phased = phase_plane(xi, g.w, g.stride[1], buf);
         for (oy, grow) in dyi.chunks_exact(ow).enumerate() {
             for ky in 0..g.kh {
-                let Some(iy) = input_row(g, oy, ky) else { continue };
-                let phases = &phased[iy * rl..(iy + 1) * rl];
-                for (kx, t) in taps.iter().enumerate() {
-                    if t.ox0 < t.ox1 {
-                        let off = t.phase * pw + t.start;
-                        dwc[ky * g.kw + kx] += dot(&grow[t.ox0..t.ox1], &phases[off..off + (t.ox1 - t.ox0)]);
-                    }
+                let prow = lay.row(g, buf, oy, ky);
+                for (d, &off) in dwc[ky * g.kw..(ky + 1) * g.kw].iter_mut().zip(&lay.offsets) {
+                    *d += dot(grow, &prow[off..off + ow]);
                 }
             }
         }

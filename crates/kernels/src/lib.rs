@@ -13,8 +13,9 @@
 //!   ([`gemm`], the crate burn-flex uses); the input gradient is the transposed product folded
 //!   back, the weight gradient the product of the output gradient with the unfolded input, summed
 //!   over the images each thread holds;
-//! - **depthwise** (`groups == C_in == C_out`, MobileNetV2's 3×3 layers): direct loops over rows,
-//!   the inner one contiguous for stride 1, with the padding bounds computed once per kernel tap.
+//! - **depthwise** (`groups == C_in == C_out`, MobileNetV2's 3×3 layers): direct loops over rows
+//!   of a padded copy of each plane whose rows are split by column modulo the stride, so that every
+//!   tap reads (or, for the input gradient, writes) one contiguous run with no bounds to check.
 //!
 //! Every function takes the tensors as contiguous slices in NCHW order (weights
 //! `[C_out, C_in / groups, kH, kW]`) and writes a caller-allocated output. Work is spread over
