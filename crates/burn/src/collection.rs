@@ -12,18 +12,18 @@ use stabilize_core::dedup::cache::{Cache, CacheEntry, stat};
 use stabilize_core::dedup::shards::{SHARD_FILES, SHARD_MODEL, ShardFile, ShardModel};
 use stabilize_core::eval::EmbedEval;
 use stabilize_core::eval::embed::{FUSED_METHOD, REGIONS_FUSED_METHOD, REGIONS_METHOD};
-use stabilize_core::eval::fusion::{FuseRule, read_fuse_rule, read_region_penalty};
+use stabilize_core::eval::fusion::{FuseRule, read_fuse_rule, read_regions};
 use stabilize_core::eval::retrieval::point_at_precision;
 use stabilize_core::fsutil::{sha256_bytes, sha256_file};
 use stabilize_core::image::borders::into_content;
 use stabilize_core::image::hash::{HashKind, PerceptualHash};
 use stabilize_core::image::load;
-use stabilize_core::image::regions::{REGION_COUNT, REGION_SCALE, regions as image_regions};
+use stabilize_core::image::regions::{REGION_COUNT, REGION_SCALE, RegionSource, regions as image_regions};
 use stabilize_core::image::resize::{Filter, resize};
 use stabilize_core::run_files;
 
 use crate::embed::{EmbedNet, EmbedNetConfig};
-use crate::infer::{EMBED_BATCH, embed_images, pretrained_features};
+use crate::infer::{EMBED_BATCH, embed_images, embed_map_regions, embed_zoomed_map_regions, pretrained_features};
 use crate::mobilenet::FEATURES;
 use crate::train::{TrainError, load_embedder};
 
@@ -57,6 +57,14 @@ pub const PIPELINE: &str = "strip-borders-v1";
 /// Part of the cache key when each file is described by its whole and its
 /// [`regions`](stabilize_core::image::regions) (scale and layout).
 pub const REGIONS_PIPELINE: &str = ":regions-0.75-corners-centre-v1";
+
+/// Part of the cache key when the regions are pooled from the feature map
+/// ([`RegionSource::Map`]) rather than cut out.
+pub const MAP_REGIONS_PIPELINE: &str = ":regions-0.75-corners-centre-map-v1";
+
+/// Part of the cache key when the regions are pooled from the feature map of the enlarged image
+/// ([`RegionSource::Zoom`]).
+pub const ZOOM_REGIONS_PIPELINE: &str = ":regions-0.75-corners-centre-zoom-v1";
 
 /// Which descriptor to embed with (`--model pretrained|RUN`).
 #[derive(Clone, Debug, PartialEq)]
@@ -109,6 +117,9 @@ pub struct Embedder {
     /// What a region match adds to its distance when files are described with regions: the
     /// run's fitted penalty (`fusion.json`), else 0.
     pub region_penalty: f64,
+    /// Where the regions' descriptors come from: what the run's penalty was fitted on
+    /// (`fusion.json`), else crops.
+    pub region_source: RegionSource,
 }
 
 impl Embedder {
@@ -116,6 +127,7 @@ impl Embedder {
     pub fn load(dir: &Path, device: &Device) -> Result<Embedder, CollectionError> {
         let (config, model) = load_embedder(dir, device)?;
         let weights_sha256 = sha256_file(&dir.join(run_files::MODEL))?;
+        let (region_source, region_penalty) = read_regions(dir)?;
         Ok(Embedder {
             model,
             input_size: config.model.input_size as u32,
@@ -125,7 +137,8 @@ impl Embedder {
             weights_sha256,
             kind: EmbedderKind::Run,
             fuse_rule: read_fuse_rule(dir)?,
-            region_penalty: read_region_penalty(dir)?,
+            region_penalty,
+            region_source,
         })
     }
 
@@ -149,6 +162,7 @@ impl Embedder {
             kind: EmbedderKind::Pretrained,
             fuse_rule: FuseRule::UNFITTED,
             region_penalty: 0.0,
+            region_source: RegionSource::Crops,
         })
     }
 
@@ -157,7 +171,12 @@ impl Embedder {
     /// vectors too ([`REGIONS_PIPELINE`]).
     pub fn cache_key(&self, fused: Option<HashKind>, regions: bool) -> String {
         let hash = fused.map_or("", |k| k.name());
-        let regions = if regions { REGIONS_PIPELINE } else { "" };
+        let regions = match (regions, self.region_source) {
+            (false, _) => "",
+            (true, RegionSource::Crops) => REGIONS_PIPELINE,
+            (true, RegionSource::Map) => MAP_REGIONS_PIPELINE,
+            (true, RegionSource::Zoom) => ZOOM_REGIONS_PIPELINE,
+        };
         sha256_bytes(format!("{}:{PIPELINE}:{hash}{regions}", self.weights_sha256).as_bytes())
     }
 
@@ -166,6 +185,17 @@ impl Embedder {
         match self.kind {
             EmbedderKind::Run => embed_images(&self.model, images, EMBED_BATCH, &self.device),
             EmbedderKind::Pretrained => pretrained_features(&self.model, images, EMBED_BATCH, &self.device),
+        }
+    }
+
+    /// Descriptors `[N·(1 + REGION_COUNT)·dim]` of same-sized RGB images (`input_size`²), each
+    /// image's whole then its regions pooled from a feature map ([`RegionSource::Map`] or
+    /// [`RegionSource::Zoom`], the enlarged image made from the `input_size`² one).
+    pub fn describe_map_regions(&self, images: &[stabilize_core::Image]) -> Result<Vec<f32>, String> {
+        match self.region_source {
+            RegionSource::Zoom => embed_zoomed_map_regions(&self.model, images, REGION_SCALE, EMBED_BATCH, &self.device)
+                .map_err(|e| e.to_string()),
+            _ => Ok(embed_map_regions(&self.model, images, REGION_SCALE, EMBED_BATCH, &self.device)),
         }
     }
 
@@ -190,12 +220,17 @@ impl Embedder {
         let eval: EmbedEval = serde_json::from_slice(&bytes).map_err(|e| {
             CollectionError::Calibration(format!("{} is not an embedding evaluation: {e}", eval_path.display()))
         })?;
-        if regions && eval.region_penalty != Some(self.region_penalty) {
+        if regions
+            && (eval.region_penalty != Some(self.region_penalty)
+                || eval.region_source.unwrap_or_default() != self.region_source)
+        {
             return Err(CollectionError::Calibration(format!(
-                "{} holds no calibration with regions at the run's region penalty {} (re-run `stabilize eval embed --model {} --regions`, or pass --threshold)",
+                "{} holds no calibration with regions from {} at the run's region penalty {} (re-run `stabilize eval embed --model {} --regions --region-source {}`, or pass --threshold)",
                 eval_path.display(),
+                self.region_source.name(),
                 self.region_penalty,
-                self.dir.display()
+                self.dir.display(),
+                self.region_source.name()
             )));
         }
         let method = |name: &str, what: &str| {
@@ -310,7 +345,7 @@ pub fn embed_files(
                     // distance (and cheaper than the full image).
                     let h = hasher.as_ref().map(|hs| PerceptualHash::of(hs, &small));
                     let mut views = vec![small];
-                    if regions {
+                    if regions && emb.region_source == RegionSource::Crops {
                         views.extend(
                             image_regions(&content, REGION_SCALE, emb.input_size, emb.input_size)
                                 .map_err(|e| e.to_string())?,
@@ -339,7 +374,23 @@ pub fn embed_files(
                 Err(reason) => skipped.push(load::Skipped { path: p, reason }),
             }
         }
-        let fresh = if batch.is_empty() { Vec::new() } else { emb.describe(&batch) };
+        let fresh = match (batch.is_empty(), regions && emb.region_source != RegionSource::Crops) {
+            (true, _) => Vec::new(),
+            // Enlarging a 128 px RGB image cannot fail; were it to, every file of the batch is
+            // skipped with the reason rather than given a wrong vector.
+            (false, true) => match emb.describe_map_regions(&batch) {
+                Ok(v) => v,
+                Err(reason) => {
+                    skipped.extend(pending.drain(..).map(|(info, ..)| load::Skipped {
+                        path: PathBuf::from(&info.path),
+                        reason: reason.clone(),
+                    }));
+                    rows.retain(Option::is_some);
+                    Vec::new()
+                }
+            },
+            (false, false) => emb.describe(&batch),
+        };
         let mut fresh = fresh.chunks(emb.dim * per).map(|c| c.to_vec()).zip(pending);
         for row in rows {
             let e = row.unwrap_or_else(|| {

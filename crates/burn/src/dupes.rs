@@ -23,7 +23,7 @@ use stabilize_core::eval::embed::Descriptors;
 use stabilize_core::image::borders::into_content;
 use stabilize_core::image::hash::{HashKind, PerceptualHash};
 use stabilize_core::image::load;
-use stabilize_core::image::regions::REGION_COUNT;
+use stabilize_core::image::regions::{REGION_COUNT, RegionSource};
 
 use crate::collection::{CollectionError, ModelSpec, embed_files};
 
@@ -221,7 +221,11 @@ pub fn find_dupes(
             let (vectors, with) = if regions {
                 (
                     Descriptors::Regions { dim: emb.dim, per: 1 + REGION_COUNT, data, penalty: emb.region_penalty },
-                    " with regions",
+                    match emb.region_source {
+                        RegionSource::Crops => " with regions",
+                        RegionSource::Map => " with regions from its feature map",
+                        RegionSource::Zoom => " with regions from its enlarged feature map",
+                    },
                 )
             } else {
                 (Descriptors::Vectors { dim: emb.dim, data }, "")

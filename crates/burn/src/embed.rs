@@ -106,6 +106,27 @@ impl EmbedNet {
         l2_normalize(self.proj.forward(self.pooled(x)))
     }
 
+    /// Embeddings `[N·R, d]` (unit L2 norm; image `i`'s windows in rows `i·R..(i+1)·R`) of
+    /// `[N, 3, S, S]` on [0,1], each pooled from the last feature map `[N, 1280, h, w]` with one
+    /// row of `weights(h, w)` (`[R, h·w]` row-major, cell weights of a window such as
+    /// [`map_window_weights`](stabilize_core::image::regions::map_window_weights) gives, rows
+    /// summing to 1) instead of the global average. A row of `1/(h·w)` is [`forward`](Self::forward).
+    ///
+    /// Panics when the weights are not a whole number of rows of `h·w` cells.
+    pub fn forward_windows(&self, x: Tensor<4>, weights: impl FnOnce(usize, usize) -> Vec<f32>) -> Tensor<2> {
+        let k = self.frozen_blocks;
+        let map = self.backbone.rest_map(self.backbone.trunk(x, k), k);
+        let [n, c, h, w] = map.dims();
+        let weights = weights(h, w);
+        assert!(h * w > 0 && weights.len() % (h * w) == 0, "{} weights for a {h}×{w} map", weights.len());
+        let r = weights.len() / (h * w);
+        let device = map.device();
+        // [R, hw] → [hw, R]; the map as [N·C, hw] · [hw, R] = [N·C, R] → [N, R, C] → [N·R, C].
+        let wt = Tensor::<2>::from_data(TensorData::new(weights.to_vec(), [r, h * w]), &device).transpose();
+        let pooled = map.reshape([n * c, h * w]).matmul(wt).reshape([n, c, r]).swap_dims(1, 2).reshape([n * r, c]);
+        l2_normalize(self.proj.forward(pooled))
+    }
+
     /// Embeddings `[N, d]` from the activation after the frozen trunk (`[N, C, h, w]`, what
     /// `backbone.trunk(x, frozen_blocks)` gives): the trainable rest, the projection, L2.
     pub fn forward_from_trunk(&self, h: Tensor<4>) -> Tensor<2> {
@@ -309,6 +330,30 @@ mod tests {
         direct.into_data().assert_approx_eq::<f32>(&m.forward_from_trunk(h).into_data(), Tolerance::absolute(1e-5));
         let small = EmbedNetConfig::new().with_dim(8).with_input_size(32).init(&device);
         assert!(small.with_identity_projection().unwrap_err().contains("1280"));
+    }
+
+    #[test]
+    fn windows_pool_the_cells_they_weight() {
+        let _guard = crate::test_rng_lock();
+        let device = Device::flex();
+        // 64 px → a 2×2 last map; rows: the whole, cell (row 1, col 0) alone, the top row.
+        let m = EmbedNetConfig::new().with_dim(8).with_input_size(64).with_frozen_blocks(14).init(&device);
+        let x = Tensor::<4>::random([2, 3, 64, 64], burn::tensor::Distribution::Default, &device);
+        let weights = [0.25, 0.25, 0.25, 0.25, 0.0, 0.0, 1.0, 0.0, 0.5, 0.5, 0.0, 0.0];
+        let e = m.forward_windows(x.clone(), |h, w| {
+            assert_eq!((h, w), (2, 2));
+            weights.to_vec()
+        });
+        assert_eq!(e.dims(), [6, 8]);
+        let rows = |t: Tensor<2>, r: usize| t.reshape([2, 3, 8]).narrow(1, r, 1).reshape([2, 8]);
+        let tol = Tolerance::absolute(1e-5);
+        rows(e.clone(), 0).into_data().assert_approx_eq::<f32>(&m.forward(x.clone()).into_data(), tol);
+        let map = m.backbone.rest_map(m.backbone.trunk(x, 14), 14);
+        assert_eq!(map.dims(), [2, FEATURES, 2, 2]);
+        let cell = map.clone().narrow(2, 1, 1).narrow(3, 0, 1).reshape([2, FEATURES]);
+        rows(e.clone(), 1).into_data().assert_approx_eq::<f32>(&l2_normalize(m.proj.forward(cell)).into_data(), tol);
+        let top = map.narrow(2, 0, 1).mean_dim(3).reshape([2, FEATURES]);
+        rows(e, 2).into_data().assert_approx_eq::<f32>(&l2_normalize(m.proj.forward(top)).into_data(), tol);
     }
 
     #[test]

@@ -6,6 +6,9 @@ use burn::prelude::*;
 use stabilize_core::Image;
 use stabilize_core::data::fashion_mnist::{SIDE, Split};
 use stabilize_core::eval::metrics::classify::top_k_accuracy;
+use rayon::prelude::*;
+use stabilize_core::image::regions::{REGION_COUNT, map_window_weights, zoomed_side};
+use stabilize_core::image::resize::{Filter, resize};
 
 use crate::embed::{EmbedNet, l2_normalize};
 use crate::mobilenet::MobileNetV2;
@@ -70,6 +73,43 @@ fn batched<M: Module>(
 /// Embeddings `[N·d]` (row-major) of same-sized RGB images, `batch` at a time.
 pub fn embed_images(model: &EmbedNet, images: &[Image], batch: usize, device: &Device) -> Vec<f32> {
     batched(model, images, batch, device, |m, x| m.forward(x))
+}
+
+/// Embeddings `[N·(1 + REGION_COUNT)·d]` (row-major) of same-sized RGB images, `batch` at a
+/// time: each image's whole, then its regions at `scale` pooled from the last feature map
+/// ([`map_window_weights`]; one forward pass per image).
+pub fn embed_map_regions(model: &EmbedNet, images: &[Image], scale: f64, batch: usize, device: &Device) -> Vec<f32> {
+    batched(model, images, batch, device, |m, x| m.forward_windows(x, |h, w| map_window_weights(h, w, scale)))
+}
+
+/// Embeddings `[N·(1 + REGION_COUNT)·d]` (row-major) of same-sized RGB images, `batch` at a
+/// time: each image's whole, then its regions at `scale` pooled from the last feature map of the
+/// image enlarged (bicubic) to [`zoomed_side`] (two forward passes per image; each region seen at
+/// about the scale a copy cut down to it and enlarged back shows).
+pub fn embed_zoomed_map_regions(
+    model: &EmbedNet,
+    images: &[Image],
+    scale: f64,
+    batch: usize,
+    device: &Device,
+) -> Result<Vec<f32>, stabilize_core::Error> {
+    let Some(first) = images.first() else { return Ok(Vec::new()) };
+    let side = zoomed_side(first.width(), scale);
+    let wholes = embed_images(model, images, batch, device);
+    let mut out = Vec::with_capacity(wholes.len() * (1 + REGION_COUNT));
+    let d = wholes.len() / images.len();
+    for (chunk, whole) in images.chunks(batch.max(1)).zip(wholes.chunks(batch.max(1) * d)) {
+        let enlarged: Vec<Image> =
+            chunk.par_iter().map(|img| resize(img, side, side, Filter::Bicubic)).collect::<Result<_, _>>()?;
+        let regions = batched(model, &enlarged, batch, device, |m, x| {
+            m.forward_windows(x, |h, w| map_window_weights(h, w, scale)[h * w..].to_vec())
+        });
+        for (w, r) in whole.chunks(d).zip(regions.chunks(REGION_COUNT * d)) {
+            out.extend_from_slice(w);
+            out.extend_from_slice(r);
+        }
+    }
+    Ok(out)
 }
 
 /// L2-normalised pooled ImageNet features `[N·1280]` of the backbone (the "pretrained, not

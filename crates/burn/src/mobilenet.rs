@@ -312,13 +312,19 @@ impl MobileNetV2 {
         h
     }
 
-    /// Blocks `k..` and the last conv after [`trunk`](Self::trunk), pooled: `[N, 1280]`.
-    pub fn rest_pooled(&self, h: Tensor<4>, k: usize) -> Tensor<2> {
+    /// Blocks `k..` and the last conv after [`trunk`](Self::trunk): the last feature map
+    /// `[N, 1280, H/32, W/32]`.
+    pub fn rest_map(&self, h: Tensor<4>, k: usize) -> Tensor<4> {
         let mut h = h;
         for b in &self.blocks[k..] {
             h = b.forward(h);
         }
-        let h = self.last.forward(h);
+        self.last.forward(h)
+    }
+
+    /// Blocks `k..` and the last conv after [`trunk`](Self::trunk), pooled: `[N, 1280]`.
+    pub fn rest_pooled(&self, h: Tensor<4>, k: usize) -> Tensor<2> {
+        let h = self.rest_map(h, k);
         let [n, c, _, _] = h.dims();
         h.mean_dim(3).mean_dim(2).reshape([n, c])
     }

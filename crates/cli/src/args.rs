@@ -152,3 +152,26 @@ pub fn write_json(path: &Path, value: &impl serde::Serialize, compact: bool) -> 
     let bytes = if compact { serde_json::to_vec(value)? } else { serde_json::to_vec_pretty(value)? };
     Ok(stabilize_core::fsutil::write_atomic(path, &bytes)?)
 }
+
+/// `--region-source`: where a region's descriptor comes from
+/// ([`stabilize_core::image::regions::RegionSource`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RegionSourceArg {
+    /// Each region cut out and embedded: 6× the forward passes.
+    Crops,
+    /// Each region pooled from the model's last feature map: no extra forward pass.
+    Map,
+    /// Each region pooled from the feature map of the image enlarged by 1/0.75: two forward
+    /// passes, the region at a copy's scale.
+    Zoom,
+}
+
+impl From<RegionSourceArg> for stabilize_core::image::regions::RegionSource {
+    fn from(a: RegionSourceArg) -> Self {
+        match a {
+            RegionSourceArg::Crops => Self::Crops,
+            RegionSourceArg::Map => Self::Map,
+            RegionSourceArg::Zoom => Self::Zoom,
+        }
+    }
+}

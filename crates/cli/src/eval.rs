@@ -20,7 +20,8 @@ use stabilize_core::eval::ClassifyEval;
 use stabilize_core::eval::classify::DEFAULT_DISTORTIONS;
 use stabilize_core::run_files;
 
-use crate::args::{RunArgs, bar, spinner, write_json};
+use crate::args::{RegionSourceArg, RunArgs, bar, spinner, write_json};
+use stabilize_core::image::regions::RegionSource;
 
 /// A fixed evaluation suite instead of `--distortions`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -53,6 +54,12 @@ pub struct EmbedProtocol {
     /// region match. 6× the embeddings.
     #[arg(long)]
     regions: bool,
+    /// Where the regions' descriptors come from: `crops` cuts each region out and embeds it
+    /// (6× the forward passes); `map` pools the cells of the model's last feature map that each
+    /// region covers (no extra forward pass); `zoom` pools them from the map of the image
+    /// enlarged by 1/0.75, so a region is seen at a cut-down copy's scale (2× the passes).
+    #[arg(long, value_enum, default_value_t = RegionSourceArg::Crops, requires = "regions")]
+    region_source: RegionSourceArg,
     #[command(flatten)]
     run: RunArgs,
     /// Print one JSON object instead of a table.
@@ -68,6 +75,11 @@ struct Opened {
 }
 
 impl EmbedProtocol {
+    /// The regions asked for, from their source; `None` without `--regions`.
+    fn region_source(&self) -> Option<RegionSource> {
+        self.regions.then_some(self.region_source.into())
+    }
+
     fn open(&self) -> Result<Opened> {
         let distortions = stabilize_core::distort::parse_list(&self.distortions)?;
         let device = self.run.device()?;
@@ -175,7 +187,7 @@ fn fusion(p: &EmbedProtocol, count: Option<usize>) -> Result<()> {
         &distortions,
         p.seed,
         !p.keep_borders,
-        p.regions,
+        p.region_source(),
         count,
         &device,
         &mut on_event(&pb),
@@ -246,7 +258,12 @@ fn fusion(p: &EmbedProtocol, count: Option<usize>) -> Result<()> {
         "wrote {}; now re-run `stabilize eval embed --model {}{}` (the fused calibration uses the rule)",
         model_dir.join(run_files::FUSION).display(),
         model_dir.display(),
-        if p.regions { " --regions" } else { "" }
+        match p.region_source() {
+            Some(RegionSource::Map) => " --regions --region-source map",
+            Some(RegionSource::Zoom) => " --regions --region-source zoom",
+            Some(RegionSource::Crops) => " --regions",
+            None => "",
+        }
     );
     Ok(())
 }
@@ -492,7 +509,7 @@ fn embed(p: &EmbedProtocol, baseline: Option<&Path>) -> Result<()> {
         &distortions,
         p.seed,
         !p.keep_borders,
-        EvalExtras { regions: p.regions },
+        EvalExtras { regions: p.region_source() },
         base_eval.as_ref(),
         &device,
         &mut on,

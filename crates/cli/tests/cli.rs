@@ -1714,9 +1714,68 @@ fn eval_fusion_writes_the_rule_that_dupes_checks() {
         if ok {
             assert!(o.status.success(), "{}", stderr(&o));
         } else {
-            assert_one_line_error(&o, "no calibration with regions at the run's region penalty 0.3");
+            assert_one_line_error(&o, "no calibration with regions from crops at the run's region penalty 0.3");
         }
     }
+    // Regions pooled from the feature map: the fit says so, and the shipped calibration (made on
+    // cut-out regions) is refused for them; `eval embed` refuses the other source's penalty.
+    let o = stabilize(&[
+        "eval",
+        "fusion",
+        "--model",
+        r,
+        "--photos",
+        "3",
+        "--distortions",
+        "jpeg:10,trim:25",
+        "--regions",
+        "--region-source",
+        "map",
+        "--data-dir",
+        d,
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut map: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("fusion.json")).unwrap()).unwrap();
+    assert_eq!(map["regions"]["source"], "map");
+    assert_eq!(with["regions"]["source"], "crops");
+    map["rule"] = fit["rule"].clone();
+    map["regions"]["penalty"] = shipped_eval["region_penalty"].clone();
+    std::fs::write(run.join("fusion.json"), serde_json::to_vec(&map).unwrap()).unwrap();
+    let o = stabilize(&[
+        "dupes",
+        lib.to_str().unwrap(),
+        "--model",
+        r,
+        "--hash",
+        "phash",
+        "--regions",
+        "--data-dir",
+        d,
+        "--no-cache",
+    ]);
+    assert_one_line_error(&o, "no calibration with regions from map");
+    // With a threshold of one's own, the map's regions describe the files.
+    let o = stabilize(&[
+        "dupes",
+        lib.to_str().unwrap(),
+        "--model",
+        r,
+        "--hash",
+        "phash",
+        "--regions",
+        "--threshold",
+        "0.45",
+        "--data-dir",
+        d,
+        "--no-cache",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["method"].as_str().unwrap().contains("with regions"), "{v}");
+    let o = stabilize(&["eval", "embed", "--model", r, "--regions", "--data-dir", d]);
+    assert_one_line_error(&o, "fitted on regions from map");
     std::fs::write(run.join("fusion.json"), b"{").unwrap();
     let o =
         stabilize(&["dupes", lib.to_str().unwrap(), "--model", r, "--hash", "phash", "--data-dir", d, "--no-cache"]);

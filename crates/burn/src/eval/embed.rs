@@ -13,15 +13,15 @@ use stabilize_core::eval::embed::{
     Descriptors, EmbedEval, EvalSet, FUSED_METHOD, REGIONS_FUSED_METHOD, REGIONS_METHOD, disagreements,
     evaluate_method, hash_all,
 };
-use stabilize_core::eval::fusion::{read_fuse_rule, read_region_penalty};
+use stabilize_core::eval::fusion::{read_fuse_rule, read_regions};
 use stabilize_core::fsutil::write_atomic;
 use stabilize_core::image::borders::strip_borders_to;
 use stabilize_core::image::hash::HashKind;
-use stabilize_core::image::regions::{REGION_COUNT, REGION_SCALE, with_regions};
+use stabilize_core::image::regions::{REGION_COUNT, REGION_SCALE, RegionSource, with_regions};
 use stabilize_core::{Distortion, Error, Image, run_files};
 
 use crate::embed::{EmbedNet, EmbedNetConfig};
-use crate::infer::{EMBED_BATCH, embed_images, pretrained_features};
+use crate::infer::{EMBED_BATCH, embed_images, embed_map_regions, embed_zoomed_map_regions, pretrained_features};
 use crate::mobilenet::FEATURES;
 use crate::train::TrainError;
 use crate::train::embed::{load_embedder, split_indices};
@@ -86,25 +86,34 @@ pub fn embed_with_regions(
 }
 
 /// The model's descriptors of same-sized images at `size` px: the wholes' vectors, or with
-/// `regions = Some(penalty)` the wholes' and their regions' ([`Descriptors::Regions`]). For the
-/// protocol's describe callbacks, which cannot fail: a region that cannot be rendered leaves zeros
-/// of the right layout and its error in `failed` (the caller returns it).
+/// `regions = Some((source, penalty))` the wholes' and their regions' ([`Descriptors::Regions`]),
+/// the regions from `source`. For the protocol's describe callbacks, which cannot fail: a region
+/// that cannot be rendered leaves zeros of the right layout and its error in `failed` (the
+/// caller returns it).
 pub fn describe_model(
     model: &EmbedNet,
     dim: usize,
     images: &[Image],
     size: u32,
-    regions: Option<f64>,
+    regions: Option<(RegionSource, f64)>,
     device: &Device,
     failed: &mut Option<stabilize_core::Error>,
 ) -> Descriptors {
     match regions {
-        Some(penalty) => {
+        Some((source, penalty)) => {
             let per = 1 + REGION_COUNT;
-            let data = embed_with_regions(model, images, size, device).unwrap_or_else(|e| {
-                failed.get_or_insert(e);
-                vec![0.0; images.len() * per * dim]
-            });
+            let data = match source {
+                RegionSource::Crops => embed_with_regions(model, images, size, device).unwrap_or_else(|e| {
+                    failed.get_or_insert(e);
+                    vec![0.0; images.len() * per * dim]
+                }),
+                RegionSource::Map => embed_map_regions(model, images, REGION_SCALE, EMBED_BATCH, device),
+                RegionSource::Zoom => embed_zoomed_map_regions(model, images, REGION_SCALE, EMBED_BATCH, device)
+                    .unwrap_or_else(|e| {
+                        failed.get_or_insert(e);
+                        vec![0.0; images.len() * per * dim]
+                    }),
+            };
             Descriptors::Regions { dim, per, data, penalty }
         }
         None => Descriptors::Vectors { dim, data: embed_images(model, images, EMBED_BATCH, device) },
@@ -116,8 +125,9 @@ pub fn describe_model(
 #[derive(Clone, Copy, Debug, Default)]
 pub struct EvalExtras {
     /// Also describe every image by its whole and its regions (`model+regions`, and that fused
-    /// with pHash, `model+regions+phash`): 6× the model's embeddings.
-    pub regions: bool,
+    /// with pHash, `model+regions+phash`), the regions from this source: 6× the model's
+    /// embeddings from crops, the same forward passes from the map.
+    pub regions: Option<RegionSource>,
 }
 
 /// Evaluates the embedding run `model_dir` on the held-out photos of `photos` (the run's split),
@@ -140,7 +150,20 @@ pub fn evaluate_embedding_run(
     let started = Instant::now();
     let (config, model) = load_embedder(model_dir, device)?;
     let rule = read_fuse_rule(model_dir)?;
-    let penalty = read_region_penalty(model_dir)?;
+    let (fitted_source, penalty) = read_regions(model_dir)?;
+    if let Some(source) = extras.regions
+        && source != fitted_source
+        && penalty != 0.0
+    {
+        return Err(Error::Invalid(format!(
+            "{}'s region penalty was fitted on regions from {}; re-run `stabilize eval fusion --model {} --regions --region-source {}` first",
+            model_dir.join(run_files::FUSION).display(),
+            fitted_source.name(),
+            model_dir.display(),
+            source.name()
+        ))
+        .into());
+    }
     let size = config.model.input_size;
     let (_, test) = split_indices(photos, config.test_fraction);
     let set = EvalSet::build(photos, &test, size as u32, distortions, seed)?;
@@ -152,17 +175,22 @@ pub fn evaluate_embedding_run(
         None
     };
     let described = stripped.as_ref().unwrap_or(&set);
-    let per_image = if extras.regions { 2 + REGION_COUNT } else { 2 };
+    // Forward passes per image: the model (and its cropped regions) and the pretrained features.
+    let per_image = match extras.regions {
+        Some(RegionSource::Crops) => 2 + REGION_COUNT,
+        Some(RegionSource::Zoom) => 3,
+        Some(RegionSource::Map) | None => 2,
+    };
     on(EvalEvent::Start { images: set.image_count() * per_image });
     on(EvalEvent::Method("fine-tuned model"));
     // The model's descriptors (with regions when asked), in the order the protocol asks for them,
     // kept for the other methods that use them.
     let mut kept: Vec<Descriptors> = Vec::new();
     let mut failed = None;
-    let regions = extras.regions.then_some(penalty);
+    let regions = extras.regions.map(|source| (source, penalty));
     let mut describe = |imgs: &[Image]| {
         let d = describe_model(&model, config.model.dim, imgs, size as u32, regions, device, &mut failed);
-        on(EvalEvent::Embedded(imgs.len() * if extras.regions { 1 + REGION_COUNT } else { 1 }));
+        on(EvalEvent::Embedded(imgs.len() * (per_image - 1)));
         kept.push(d.clone());
         d.wholes()
     };
@@ -202,7 +230,7 @@ pub fn evaluate_embedding_run(
     };
     baselines.push(evaluate_method(FUSED_METHOD, described, &mut describe_fused));
     assert!(replay.next().is_none(), "the fused method replays every slice the model described");
-    if extras.regions {
+    if extras.regions.is_some() {
         let mut replay = kept.iter();
         let mut describe_regions = |_: &[Image]| replay.next().expect("one kept description per slice").clone();
         baselines.push(evaluate_method(REGIONS_METHOD, described, &mut describe_regions));
@@ -224,7 +252,8 @@ pub fn evaluate_embedding_run(
         baselines,
         borders_stripped: strip_borders,
         fuse_rule: Some(rule),
-        region_penalty: extras.regions.then_some(penalty),
+        region_penalty: extras.regions.map(|_| penalty),
+        region_source: extras.regions,
         seconds: started.elapsed().as_secs_f64(),
     };
     write_atomic(&model_dir.join(run_files::EVAL), &serde_json::to_vec(&eval).expect("serialisable"))?;
@@ -298,5 +327,40 @@ mod tests {
         assert!(close(&all[(per + 1) * 8..(2 * per) * 8], &second));
         // A region is another input than the whole (an untrained network maps both near each other).
         assert_ne!(&all[..8], &all[8..16]);
+    }
+
+    #[test]
+    fn zoomed_map_regions_are_the_whole_then_the_enlarged_images_windows() {
+        use stabilize_core::image::regions::{map_window_weights, zoomed_side};
+        use stabilize_core::image::resize::{Filter, resize};
+        let device = Device::flex();
+        let model = EmbedNetConfig::new().with_dim(8).with_input_size(64).init(&device);
+        let imgs: Vec<Image> = (0..3u32)
+            .map(|k| {
+                let data = (0..64 * 64 * 3).map(|i| ((i * (5 + k as usize)) % 251) as u8).collect();
+                Image::new(64, 64, Channels::Rgb, data).unwrap()
+            })
+            .collect();
+        // Batches of 2 so that a chunk boundary falls inside the three images.
+        let all = crate::infer::embed_zoomed_map_regions(&model, &imgs, REGION_SCALE, 2, &device).unwrap();
+        let per = 1 + REGION_COUNT;
+        assert_eq!(all.len(), 3 * per * 8);
+        let wholes = embed_images(&model, &imgs, EMBED_BATCH, &device);
+        let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-4);
+        // 64 px → 85 px enlarged → a 3×3 last map; its region rows are the weights' rows 1...
+        assert_eq!(zoomed_side(64, REGION_SCALE), 85);
+        let big = resize(&imgs[2], 85, 85, Filter::Bicubic).unwrap();
+        let x = crate::tensor::images_to_tensor(&[&big], &device);
+        let third: Vec<f32> = model
+            .forward_windows(x, |h, w| {
+                assert_eq!((h, w), (3, 3));
+                map_window_weights(h, w, REGION_SCALE)[h * w..].to_vec()
+            })
+            .try_into_vec_as()
+            .unwrap();
+        for k in 0..3 {
+            assert!(close(&all[k * per * 8..k * per * 8 + 8], &wholes[k * 8..k * 8 + 8]), "image {k}");
+        }
+        assert!(close(&all[(2 * per + 1) * 8..3 * per * 8], &third));
     }
 }

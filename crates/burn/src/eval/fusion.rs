@@ -13,12 +13,12 @@ use rand_chacha::ChaCha8Rng;
 use stabilize_core::data::crops::Photo;
 use stabilize_core::eval::embed::{EvalSet, fuse_pairs, hash_all};
 use stabilize_core::eval::fusion::{
-    CAP_GRID, FusionFit, PER_BIT_GRID, REGION_PENALTY_GRID, fit_fuse_rule, fit_region_penalty,
+    CAP_GRID, FusionFit, PER_BIT_GRID, REGION_PENALTY_GRID, RegionFit, fit_fuse_rule, fit_region_penalty,
 };
 use stabilize_core::fsutil::write_atomic;
 use stabilize_core::image::borders::strip_borders_to;
 use stabilize_core::image::hash::HashKind;
-use stabilize_core::image::regions::REGION_COUNT;
+use stabilize_core::image::regions::{REGION_COUNT, RegionSource};
 use stabilize_core::seeds::{FUSION_STREAM, item_seed};
 use stabilize_core::{Distortion, Error, run_files};
 
@@ -51,7 +51,7 @@ pub fn fit_fusion(
     distortions: &[Distortion],
     seed: u64,
     strip_borders: bool,
-    regions: bool,
+    regions: Option<RegionSource>,
     count: Option<usize>,
     device: &Device,
     on: &mut dyn FnMut(EvalEvent),
@@ -63,13 +63,17 @@ pub fn fit_fusion(
     let chosen = fit_photos(photos, config.test_fraction, count.unwrap_or(test.len()), seed)?;
     let set = EvalSet::build(photos, &chosen, size as u32, distortions, seed)?;
     let set = if strip_borders { set.map_images(&|img| strip_borders_to(img, size as u32, size as u32))? } else { set };
-    let per = if regions { 1 + REGION_COUNT } else { 1 };
+    let per = match regions {
+        Some(RegionSource::Crops) => 1 + REGION_COUNT,
+        Some(RegionSource::Zoom) => 2,
+        Some(RegionSource::Map) | None => 1,
+    };
     on(EvalEvent::Start { images: set.clean.len() * (1 + distortions.len()) * per });
     on(EvalEvent::Method("fine-tuned model and phash"));
     let hasher = HashKind::Phash;
     let mut failed = None;
     // Penalty 0: the fit sees the whole-to-whole and the regions' distances apart.
-    let with = regions.then_some(0.0);
+    let with = regions.map(|source| (source, 0.0));
     let pairs = fuse_pairs(&set, &mut |imgs| {
         let d = describe_model(&model, config.model.dim, imgs, size as u32, with, device, &mut failed);
         on(EvalEvent::Embedded(imgs.len() * per));
@@ -79,7 +83,10 @@ pub fn fit_fusion(
         return Err(e.into());
     }
     let grid = fit_fuse_rule(&pairs, &PER_BIT_GRID, &CAP_GRID);
-    let regions = if regions { Some(fit_region_penalty(&pairs, grid[0].rule, &REGION_PENALTY_GRID)?) } else { None };
+    let regions = match regions {
+        Some(source) => Some(RegionFit { source, ..fit_region_penalty(&pairs, grid[0].rule, &REGION_PENALTY_GRID)? }),
+        None => None,
+    };
     let fit = FusionFit {
         rule: grid[0].rule,
         hash: hasher.name().to_string(),

@@ -21,6 +21,7 @@ use crate::data::crops::{Photo, Triplet, sample_triplet};
 use crate::eval::fusion::{FusePairs, FuseRule};
 use crate::eval::retrieval::{PrPoint, detection, pr_curve, thin};
 use crate::image::hash::{HashKind, PerceptualHash};
+use crate::image::regions::RegionSource;
 use crate::seeds::{EVAL_QUERY_STREAM, EVAL_STREAM, item_seed};
 use crate::{Distortion, Image, Result};
 use rand::SeedableRng;
@@ -370,6 +371,10 @@ pub struct EmbedEval {
     /// --regions`); `null` when regions were not evaluated.
     #[serde(default)]
     pub region_penalty: Option<f64>,
+    /// Where the regions' descriptors came from; `null` without regions (and in files written
+    /// before there was a choice, which used crops).
+    #[serde(default)]
+    pub region_source: Option<RegionSource>,
     pub seconds: f64,
 }
 

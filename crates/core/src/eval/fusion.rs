@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 use crate::eval::retrieval::detection;
+use crate::image::regions::RegionSource;
 use crate::{Error, Result, run_files};
 
 /// How a model's L2 distance (between unit vectors, 0–2) and a hash's Hamming bits combine:
@@ -96,6 +97,10 @@ impl Scores {
 /// What [`fit_region_penalty`] chose, and every penalty tried (best first).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RegionFit {
+    /// Where the regions' descriptors came from (files written before there was a choice:
+    /// crops).
+    #[serde(default)]
+    pub source: RegionSource,
     pub penalty: f64,
     pub grid: Vec<RegionScore>,
 }
@@ -155,7 +160,7 @@ pub fn fit_region_penalty(pairs: &[FusePairs], rule: FuseRule, grid: &[f64]) -> 
         })
         .collect();
     out.sort_by(|a, b| a.fused.best_first(&b.fused));
-    Ok(RegionFit { penalty: out[0].penalty, grid: out })
+    Ok(RegionFit { source: RegionSource::default(), penalty: out[0].penalty, grid: out })
 }
 
 /// The grids [`fit_fuse_rule`] searches by default: bits from 0.01 to 0.06, caps from 0.6 to none.
@@ -209,7 +214,7 @@ pub struct FusionFit {
     /// Every rule tried, best first.
     pub grid: Vec<FuseScore>,
     /// The penalty of a region match (`eval fusion --regions`), fitted with `rule` on the same
-    /// pairs; `null` when regions were not fitted ([`read_region_penalty`] then gives 0).
+    /// pairs; `null` when regions were not fitted ([`read_regions`] then gives crops and 0).
     #[serde(default)]
     pub regions: Option<RegionFit>,
     pub seconds: f64,
@@ -221,10 +226,10 @@ pub fn read_fuse_rule(dir: &Path) -> Result<FuseRule> {
     Ok(read_fusion_fit(dir)?.map_or(FuseRule::UNFITTED, |f| f.rule))
 }
 
-/// The region penalty of run folder `dir`: its `fusion.json`'s fitted one, else 0 (a region
-/// match counts as it is). A damaged file is an error.
-pub fn read_region_penalty(dir: &Path) -> Result<f64> {
-    Ok(read_fusion_fit(dir)?.and_then(|f| f.regions).map_or(0.0, |r| r.penalty))
+/// The regions of run folder `dir`: where its fitted penalty's regions came from and the
+/// penalty; crops and 0 (a region match counts as it is) when it has none fitted. A damaged file is an error.
+pub fn read_regions(dir: &Path) -> Result<(RegionSource, f64)> {
+    Ok(read_fusion_fit(dir)?.and_then(|f| f.regions).map_or((RegionSource::default(), 0.0), |r| (r.source, r.penalty)))
 }
 
 /// Run folder `dir`'s `fusion.json`, `None` when there is none; a file that is there but cannot

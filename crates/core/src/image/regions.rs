@@ -41,6 +41,61 @@ pub fn regions(img: &Image, scale: f64, width: u32, height: u32) -> Result<Vec<I
         .collect()
 }
 
+/// Where a region's descriptor comes from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegionSource {
+    /// Each region cut out of the image and resized to the model's input ([`regions`]): the
+    /// copy's scale exactly, at `1 + REGION_COUNT` forward passes per image.
+    #[default]
+    Crops,
+    /// Each region pooled from the cells of the model's last feature map that its window covers
+    /// ([`map_window_weights`]): one forward pass per image; the cells see past the window's
+    /// edge and the scale is the whole's.
+    Map,
+    /// Each region pooled, as for [`Map`](Self::Map), from the feature map of the image
+    /// enlarged by `1/scale` ([`zoomed_side`]), where a region's window covers the model's input
+    /// side: the copy's scale, at two forward passes per image (the whole, and the enlarged
+    /// image's `1/scale²` of the pixels).
+    Zoom,
+}
+
+/// The side an image of `side` px is enlarged to for [`RegionSource::Zoom`]: `side / scale`,
+/// rounded, so that a region at `scale` of it is `side` px across.
+pub fn zoomed_side(side: u32, scale: f64) -> u32 {
+    (side as f64 / scale).round() as u32
+}
+
+impl RegionSource {
+    /// The name on the command line and in files.
+    pub fn name(self) -> &'static str {
+        match self {
+            RegionSource::Crops => "crops",
+            RegionSource::Map => "map",
+            RegionSource::Zoom => "zoom",
+        }
+    }
+}
+
+/// Pooling weights `[1 + REGION_COUNT, h·w]` (row-major) over an `h×w` feature map: row 0 the
+/// whole (every cell `1/(h·w)`, global average pooling), then the [`region_windows`] at `scale`
+/// in cell units, each cell weighted by the area of it the window covers, rows summing to 1.
+pub fn map_window_weights(h: usize, w: usize, scale: f64) -> Vec<f32> {
+    let cells = h * w;
+    let mut out = vec![1.0 / cells as f32; cells];
+    // Length of [a, a + len) ∩ [i, i + 1).
+    let overlap = |a: f64, len: f64, i: usize| ((a + len).min(i as f64 + 1.0) - a.max(i as f64)).max(0.0);
+    for (left, top, rw, rh) in region_windows(w as u32, h as u32, scale) {
+        let area = rw * rh;
+        for y in 0..h {
+            for x in 0..w {
+                out.push((overlap(left, rw, x) * overlap(top, rh, y) / area) as f32);
+            }
+        }
+    }
+    out
+}
+
 /// `img` (resized to `width×height`) followed by its [`regions`]: the `1 + REGION_COUNT` images
 /// that describe it.
 pub fn with_regions(img: &Image, scale: f64, width: u32, height: u32) -> Result<Vec<Image>> {
@@ -54,6 +109,37 @@ mod tests {
     use super::*;
     use crate::Channels;
     use crate::distort::edits::{trim, trim_window};
+
+    #[test]
+    fn map_weights_cover_each_window() {
+        // A 4×4 map at 0.75: the corners are 3×3 cells of weight 1/9; the centre covers the
+        // middle 2×2 cells whole, the edge cells by half and the corner cells by a quarter.
+        let w = map_window_weights(4, 4, 0.75);
+        assert_eq!(w.len(), (1 + REGION_COUNT) * 16);
+        for row in w.chunks(16) {
+            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        }
+        assert!(w[..16].iter().all(|&v| v == 1.0 / 16.0));
+        let top_left = &w[16..32];
+        for (i, &v) in top_left.iter().enumerate() {
+            let (y, x) = (i / 4, i % 4);
+            let want = if x < 3 && y < 3 { 1.0 / 9.0 } else { 0.0 };
+            assert!((v - want).abs() < 1e-6, "cell {y},{x}: {v}");
+        }
+        let bottom_right = &w[64..80];
+        assert!((bottom_right[15] - 1.0 / 9.0).abs() < 1e-6 && bottom_right[0] == 0.0);
+        let centre = &w[80..96];
+        let per_axis = [0.5, 1.0, 1.0, 0.5];
+        for (i, &v) in centre.iter().enumerate() {
+            let want = per_axis[i / 4] * per_axis[i % 4] / 9.0;
+            assert!((v - want).abs() < 1e-6, "cell {i}: {v} vs {want}");
+        }
+        assert_eq!(zoomed_side(128, 0.75), 171);
+        assert_eq!(zoomed_side(96, 0.75), 128);
+        // Scale 1: every row is the whole.
+        let one = map_window_weights(2, 3, 1.0);
+        assert!(one.chunks(6).all(|r| r.iter().all(|&v| (v - 1.0 / 6.0).abs() < 1e-6)));
+    }
 
     #[test]
     fn the_windows_are_the_corners_and_the_centre() {

@@ -192,6 +192,7 @@ mod tests {
             borders_stripped: false,
             fuse_rule: None,
             region_penalty: None,
+            region_source: None,
             seconds: 0.0,
         }
     }
