@@ -193,8 +193,10 @@ impl Embedder {
     /// [`RegionSource::Zoom`], the enlarged image made from the `input_size`² one).
     pub fn describe_map_regions(&self, images: &[stabilize_core::Image]) -> Result<Vec<f32>, String> {
         match self.region_source {
-            RegionSource::Zoom => embed_zoomed_map_regions(&self.model, images, REGION_SCALE, EMBED_BATCH, &self.device)
-                .map_err(|e| e.to_string()),
+            RegionSource::Zoom => {
+                embed_zoomed_map_regions(&self.model, images, REGION_SCALE, EMBED_BATCH, &self.device)
+                    .map_err(|e| e.to_string())
+            }
             _ => Ok(embed_map_regions(&self.model, images, REGION_SCALE, EMBED_BATCH, &self.device)),
         }
     }
@@ -374,23 +376,24 @@ pub fn embed_files(
                 Err(reason) => skipped.push(load::Skipped { path: p, reason }),
             }
         }
-        let fresh = match (batch.is_empty(), regions && emb.region_source != RegionSource::Crops) {
-            (true, _) => Vec::new(),
-            // Enlarging a 128 px RGB image cannot fail; were it to, every file of the batch is
-            // skipped with the reason rather than given a wrong vector.
-            (false, true) => match emb.describe_map_regions(&batch) {
-                Ok(v) => v,
-                Err(reason) => {
-                    skipped.extend(pending.drain(..).map(|(info, ..)| load::Skipped {
-                        path: PathBuf::from(&info.path),
-                        reason: reason.clone(),
-                    }));
-                    rows.retain(Option::is_some);
-                    Vec::new()
-                }
-            },
-            (false, false) => emb.describe(&batch),
-        };
+        let fresh =
+            match (batch.is_empty(), regions && emb.region_source != RegionSource::Crops) {
+                (true, _) => Vec::new(),
+                // Enlarging a 128 px RGB image cannot fail; were it to, every file of the batch is
+                // skipped with the reason rather than given a wrong vector.
+                (false, true) => match emb.describe_map_regions(&batch) {
+                    Ok(v) => v,
+                    Err(reason) => {
+                        skipped.extend(pending.drain(..).map(|(info, ..)| load::Skipped {
+                            path: PathBuf::from(&info.path),
+                            reason: reason.clone(),
+                        }));
+                        rows.retain(Option::is_some);
+                        Vec::new()
+                    }
+                },
+                (false, false) => emb.describe(&batch),
+            };
         let mut fresh = fresh.chunks(emb.dim * per).map(|c| c.to_vec()).zip(pending);
         for row in rows {
             let e = row.unwrap_or_else(|| {

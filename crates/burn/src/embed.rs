@@ -118,7 +118,7 @@ impl EmbedNet {
         let map = self.backbone.rest_map(self.backbone.trunk(x, k), k);
         let [n, c, h, w] = map.dims();
         let weights = weights(h, w);
-        assert!(h * w > 0 && weights.len() % (h * w) == 0, "{} weights for a {h}×{w} map", weights.len());
+        assert!(h * w > 0 && weights.len().is_multiple_of(h * w), "{} weights for a {h}×{w} map", weights.len());
         let r = weights.len() / (h * w);
         let device = map.device();
         // [R, hw] → [hw, R]; the map as [N·C, hw] · [hw, R] = [N·C, R] → [N, R, C] → [N·R, C].

@@ -3,10 +3,10 @@
 
 use burn::module::Module;
 use burn::prelude::*;
+use rayon::prelude::*;
 use stabilize_core::Image;
 use stabilize_core::data::fashion_mnist::{SIDE, Split};
 use stabilize_core::eval::metrics::classify::top_k_accuracy;
-use rayon::prelude::*;
 use stabilize_core::image::regions::{REGION_COUNT, map_window_weights, zoomed_side};
 use stabilize_core::image::resize::{Filter, resize};
 

@@ -1626,19 +1626,14 @@ fn eval_fusion_writes_the_rule_that_dupes_checks() {
         std::fs::copy(shipped.join(f), run.join(f)).unwrap();
     }
     let (r, d) = (run.to_str().unwrap(), data.to_str().unwrap());
-    let o = stabilize(&[
-        "eval",
-        "fusion",
-        "--model",
-        r,
-        "--photos",
-        "3",
-        "--distortions",
-        "jpeg:10,trim:25",
-        "--data-dir",
-        d,
-        "--json",
-    ]);
+    // `eval fusion` on 3 training photos and two distortions, with `extra` arguments.
+    let fusion = |extra: &[&str]| {
+        let mut args = vec!["eval", "fusion", "--model", r, "--photos", "3", "--distortions", "jpeg:10,trim:25"];
+        args.extend(extra);
+        args.extend(["--data-dir", d, "--json"]);
+        stabilize(&args)
+    };
+    let o = fusion(&[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let printed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let written: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("fusion.json")).unwrap()).unwrap();
@@ -1658,33 +1653,25 @@ fn eval_fusion_writes_the_rule_that_dupes_checks() {
     let lib = dir.path().join("lib");
     std::fs::create_dir(&lib).unwrap();
     write_png(&lib.join("a.png"));
-    let o =
-        stabilize(&["dupes", lib.to_str().unwrap(), "--model", r, "--hash", "phash", "--data-dir", d, "--no-cache"]);
+    // `dupes` of that library with the run fused with pHash, with `extra` arguments.
+    let dupes = |extra: &[&str]| {
+        let mut args =
+            vec!["dupes", lib.to_str().unwrap(), "--model", r, "--hash", "phash", "--data-dir", d, "--no-cache"];
+        args.extend(extra);
+        stabilize(&args)
+    };
+    let o = dupes(&[]);
     assert_one_line_error(&o, "another fusion rule");
     // The shipped rule again: accepted.
     fit["rule"] = serde_json::from_slice::<serde_json::Value>(&std::fs::read(shipped.join("fusion.json")).unwrap())
         .unwrap()["rule"]
         .clone();
     std::fs::write(run.join("fusion.json"), serde_json::to_vec(&fit).unwrap()).unwrap();
-    let o =
-        stabilize(&["dupes", lib.to_str().unwrap(), "--model", r, "--hash", "phash", "--data-dir", d, "--no-cache"]);
+    let o = dupes(&[]);
     assert!(o.status.success(), "{}", stderr(&o));
     // With --regions the fit also chooses a region penalty (best first, the rule unchanged);
     // `dupes --regions` needs the evaluation made at the run's penalty.
-    let o = stabilize(&[
-        "eval",
-        "fusion",
-        "--model",
-        r,
-        "--photos",
-        "3",
-        "--distortions",
-        "jpeg:10,trim:25",
-        "--regions",
-        "--data-dir",
-        d,
-        "--json",
-    ]);
+    let o = fusion(&["--regions"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let mut with: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("fusion.json")).unwrap()).unwrap();
     assert_eq!(with["rule"], written["rule"]);
@@ -1699,18 +1686,7 @@ fn eval_fusion_writes_the_rule_that_dupes_checks() {
         with["rule"] = fit["rule"].clone();
         with["regions"]["penalty"] = serde_json::json!(penalty);
         std::fs::write(run.join("fusion.json"), serde_json::to_vec(&with).unwrap()).unwrap();
-        let o = stabilize(&[
-            "dupes",
-            lib.to_str().unwrap(),
-            "--model",
-            r,
-            "--hash",
-            "phash",
-            "--regions",
-            "--data-dir",
-            d,
-            "--no-cache",
-        ]);
+        let o = dupes(&["--regions"]);
         if ok {
             assert!(o.status.success(), "{}", stderr(&o));
         } else {
@@ -1719,22 +1695,7 @@ fn eval_fusion_writes_the_rule_that_dupes_checks() {
     }
     // Regions pooled from the feature map: the fit says so, and the shipped calibration (made on
     // cut-out regions) is refused for them; `eval embed` refuses the other source's penalty.
-    let o = stabilize(&[
-        "eval",
-        "fusion",
-        "--model",
-        r,
-        "--photos",
-        "3",
-        "--distortions",
-        "jpeg:10,trim:25",
-        "--regions",
-        "--region-source",
-        "map",
-        "--data-dir",
-        d,
-        "--json",
-    ]);
+    let o = fusion(&["--regions", "--region-source", "map"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let mut map: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("fusion.json")).unwrap()).unwrap();
     assert_eq!(map["regions"]["source"], "map");
@@ -1742,43 +1703,17 @@ fn eval_fusion_writes_the_rule_that_dupes_checks() {
     map["rule"] = fit["rule"].clone();
     map["regions"]["penalty"] = shipped_eval["region_penalty"].clone();
     std::fs::write(run.join("fusion.json"), serde_json::to_vec(&map).unwrap()).unwrap();
-    let o = stabilize(&[
-        "dupes",
-        lib.to_str().unwrap(),
-        "--model",
-        r,
-        "--hash",
-        "phash",
-        "--regions",
-        "--data-dir",
-        d,
-        "--no-cache",
-    ]);
+    let o = dupes(&["--regions"]);
     assert_one_line_error(&o, "no calibration with regions from map");
     // With a threshold of one's own, the map's regions describe the files.
-    let o = stabilize(&[
-        "dupes",
-        lib.to_str().unwrap(),
-        "--model",
-        r,
-        "--hash",
-        "phash",
-        "--regions",
-        "--threshold",
-        "0.45",
-        "--data-dir",
-        d,
-        "--no-cache",
-        "--json",
-    ]);
+    let o = dupes(&["--regions", "--threshold", "0.45", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(v["method"].as_str().unwrap().contains("with regions"), "{v}");
     let o = stabilize(&["eval", "embed", "--model", r, "--regions", "--data-dir", d]);
     assert_one_line_error(&o, "fitted on regions from map");
     std::fs::write(run.join("fusion.json"), b"{").unwrap();
-    let o =
-        stabilize(&["dupes", lib.to_str().unwrap(), "--model", r, "--hash", "phash", "--data-dir", d, "--no-cache"]);
+    let o = dupes(&[]);
     assert_one_line_error(&o, "is not a fusion fit");
 }
 
