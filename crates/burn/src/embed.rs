@@ -122,7 +122,7 @@ impl EmbedNet {
         let r = weights.len() / (h * w);
         let device = map.device();
         // [R, hw] → [hw, R]; the map as [N·C, hw] · [hw, R] = [N·C, R] → [N, R, C] → [N·R, C].
-        let wt = Tensor::<2>::from_data(TensorData::new(weights.to_vec(), [r, h * w]), &device).transpose();
+        let wt = Tensor::<2>::from_data(TensorData::new(weights, [r, h * w]), &device).transpose();
         let pooled = map.reshape([n * c, h * w]).matmul(wt).reshape([n, c, r]).swap_dims(1, 2).reshape([n * r, c]);
         l2_normalize(self.proj.forward(pooled))
     }

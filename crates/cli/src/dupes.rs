@@ -83,7 +83,8 @@ pub struct DupesArgs {
     /// Describe each file by its whole and five regions (corners and centre at 0.75 of each
     /// side) with the model: finds copies cut down to part of the picture. The regions come from
     /// where the model's region penalty was fitted (`eval fusion --regions [--region-source
-    /// map]`): cut out, 6× the embedding work, or pooled from its feature map, about 1×.
+    /// map|zoom]`): cut out (6× the embedding work; the one that finds part-crops, README), or
+    /// pooled from its feature map (about 1×) or from that of the enlarged image (about 2×).
     #[arg(long)]
     regions: bool,
     /// Do not read or write the embedding cache ($STABILIZE_CACHE_DIR, else

@@ -18,10 +18,10 @@ use stabilize_core::data::dirs;
 use stabilize_core::data::fashion_mnist::FashionMnist;
 use stabilize_core::eval::ClassifyEval;
 use stabilize_core::eval::classify::DEFAULT_DISTORTIONS;
+use stabilize_core::image::regions::RegionSource;
 use stabilize_core::run_files;
 
 use crate::args::{RegionSourceArg, RunArgs, bar, spinner, write_json};
-use stabilize_core::image::regions::RegionSource;
 
 /// A fixed evaluation suite instead of `--distortions`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
