@@ -188,16 +188,21 @@ impl Embedder {
         }
     }
 
-    /// Descriptors `[N·(1 + REGION_COUNT)·dim]` of same-sized RGB images (`input_size`²), each
-    /// image's whole then its regions pooled from a feature map ([`RegionSource::Map`] or
-    /// [`RegionSource::Zoom`], the enlarged image made from the `input_size`² one).
-    pub fn describe_map_regions(&self, images: &[stabilize_core::Image]) -> Result<Vec<f32>, String> {
-        match self.region_source {
-            RegionSource::Zoom => {
-                embed_zoomed_map_regions(&self.model, images, REGION_SCALE, EMBED_BATCH, &self.device)
+    /// Descriptors of the views [`embed_files`] made, same-sized RGB images (`input_size`²):
+    /// without `regions` or with cut-out regions ([`RegionSource::Crops`], already among the
+    /// views), one vector per view; otherwise `[N·(1 + REGION_COUNT)·dim]`, each image's whole
+    /// then its regions pooled from a feature map ([`RegionSource::Map`], or [`RegionSource::Zoom`]
+    /// with the enlarged image made from the `input_size`² one).
+    fn describe_views(&self, views: &[stabilize_core::Image], regions: bool) -> Result<Vec<f32>, String> {
+        match (regions, self.region_source) {
+            (true, RegionSource::Map) => {
+                Ok(embed_map_regions(&self.model, views, REGION_SCALE, EMBED_BATCH, &self.device))
+            }
+            (true, RegionSource::Zoom) => {
+                embed_zoomed_map_regions(&self.model, views, REGION_SCALE, EMBED_BATCH, &self.device)
                     .map_err(|e| e.to_string())
             }
-            _ => Ok(embed_map_regions(&self.model, images, REGION_SCALE, EMBED_BATCH, &self.device)),
+            _ => Ok(self.describe(views)),
         }
     }
 
@@ -376,24 +381,17 @@ pub fn embed_files(
                 Err(reason) => skipped.push(load::Skipped { path: p, reason }),
             }
         }
-        let fresh =
-            match (batch.is_empty(), regions && emb.region_source != RegionSource::Crops) {
-                (true, _) => Vec::new(),
-                // Enlarging a 128 px RGB image cannot fail; were it to, every file of the batch is
-                // skipped with the reason rather than given a wrong vector.
-                (false, true) => match emb.describe_map_regions(&batch) {
-                    Ok(v) => v,
-                    Err(reason) => {
-                        skipped.extend(pending.drain(..).map(|(info, ..)| load::Skipped {
-                            path: PathBuf::from(&info.path),
-                            reason: reason.clone(),
-                        }));
-                        rows.retain(Option::is_some);
-                        Vec::new()
-                    }
-                },
-                (false, false) => emb.describe(&batch),
-            };
+        let described = if batch.is_empty() { Ok(Vec::new()) } else { emb.describe_views(&batch, regions) };
+        // Enlarging a 128 px RGB image cannot fail; were it to, every file of the batch is skipped
+        // with the reason rather than given a wrong vector.
+        let fresh = described.unwrap_or_else(|reason| {
+            let failed = pending
+                .drain(..)
+                .map(|(info, ..)| load::Skipped { path: PathBuf::from(&info.path), reason: reason.clone() });
+            skipped.extend(failed);
+            rows.retain(Option::is_some);
+            Vec::new()
+        });
         let mut fresh = fresh.chunks(emb.dim * per).map(|c| c.to_vec()).zip(pending);
         for row in rows {
             let e = row.unwrap_or_else(|| {

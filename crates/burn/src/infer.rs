@@ -95,21 +95,14 @@ pub fn embed_zoomed_map_regions(
 ) -> Result<Vec<f32>, stabilize_core::Error> {
     let Some(first) = images.first() else { return Ok(Vec::new()) };
     let side = zoomed_side(first.width(), scale);
+    let enlarged: Vec<Image> =
+        images.par_iter().map(|img| resize(img, side, side, Filter::Bicubic)).collect::<Result<_, _>>()?;
     let wholes = embed_images(model, images, batch, device);
-    let mut out = Vec::with_capacity(wholes.len() * (1 + REGION_COUNT));
+    let regions = batched(model, &enlarged, batch, device, |m, x| {
+        m.forward_windows(x, |h, w| map_window_weights(h, w, scale)[h * w..].to_vec())
+    });
     let d = wholes.len() / images.len();
-    for (chunk, whole) in images.chunks(batch.max(1)).zip(wholes.chunks(batch.max(1) * d)) {
-        let enlarged: Vec<Image> =
-            chunk.par_iter().map(|img| resize(img, side, side, Filter::Bicubic)).collect::<Result<_, _>>()?;
-        let regions = batched(model, &enlarged, batch, device, |m, x| {
-            m.forward_windows(x, |h, w| map_window_weights(h, w, scale)[h * w..].to_vec())
-        });
-        for (w, r) in whole.chunks(d).zip(regions.chunks(REGION_COUNT * d)) {
-            out.extend_from_slice(w);
-            out.extend_from_slice(r);
-        }
-    }
-    Ok(out)
+    Ok(wholes.chunks(d).zip(regions.chunks(REGION_COUNT * d)).flat_map(|(w, r)| [w, r].concat()).collect())
 }
 
 /// L2-normalised pooled ImageNet features `[N·1280]` of the backbone (the "pretrained, not

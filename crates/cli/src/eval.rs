@@ -258,12 +258,7 @@ fn fusion(p: &EmbedProtocol, count: Option<usize>) -> Result<()> {
         "wrote {}; now re-run `stabilize eval embed --model {}{}` (the fused calibration uses the rule)",
         model_dir.join(run_files::FUSION).display(),
         model_dir.display(),
-        match p.region_source() {
-            Some(RegionSource::Map) => " --regions --region-source map",
-            Some(RegionSource::Zoom) => " --regions --region-source zoom",
-            Some(RegionSource::Crops) => " --regions",
-            None => "",
-        }
+        p.region_source().map_or(String::new(), |s| format!(" --regions --region-source {}", s.name()))
     );
     Ok(())
 }

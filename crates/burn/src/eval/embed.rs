@@ -103,17 +103,14 @@ pub fn describe_model(
         Some((source, penalty)) => {
             let per = 1 + REGION_COUNT;
             let data = match source {
-                RegionSource::Crops => embed_with_regions(model, images, size, device).unwrap_or_else(|e| {
-                    failed.get_or_insert(e);
-                    vec![0.0; images.len() * per * dim]
-                }),
-                RegionSource::Map => embed_map_regions(model, images, REGION_SCALE, EMBED_BATCH, device),
-                RegionSource::Zoom => embed_zoomed_map_regions(model, images, REGION_SCALE, EMBED_BATCH, device)
-                    .unwrap_or_else(|e| {
-                        failed.get_or_insert(e);
-                        vec![0.0; images.len() * per * dim]
-                    }),
-            };
+                RegionSource::Crops => embed_with_regions(model, images, size, device),
+                RegionSource::Map => Ok(embed_map_regions(model, images, REGION_SCALE, EMBED_BATCH, device)),
+                RegionSource::Zoom => embed_zoomed_map_regions(model, images, REGION_SCALE, EMBED_BATCH, device),
+            }
+            .unwrap_or_else(|e| {
+                failed.get_or_insert(e);
+                vec![0.0; images.len() * per * dim]
+            });
             Descriptors::Regions { dim, per, data, penalty }
         }
         None => Descriptors::Vectors { dim, data: embed_images(model, images, EMBED_BATCH, device) },
@@ -175,12 +172,8 @@ pub fn evaluate_embedding_run(
         None
     };
     let described = stripped.as_ref().unwrap_or(&set);
-    // Forward passes per image: the model (and its cropped regions) and the pretrained features.
-    let per_image = match extras.regions {
-        Some(RegionSource::Crops) => 2 + REGION_COUNT,
-        Some(RegionSource::Zoom) => 3,
-        Some(RegionSource::Map) | None => 2,
-    };
+    // Forward passes per image: the model's (with its regions) and the pretrained features'.
+    let per_image = extras.regions.map_or(1, RegionSource::passes) + 1;
     on(EvalEvent::Start { images: set.image_count() * per_image });
     on(EvalEvent::Method("fine-tuned model"));
     // The model's descriptors (with regions when asked), in the order the protocol asks for them,
@@ -304,16 +297,21 @@ mod tests {
     use stabilize_core::Channels;
     use stabilize_core::image::regions::regions;
 
+    /// `n` RGB images of `side`² px, each a different repeating pattern.
+    fn patterned(n: usize, side: usize) -> Vec<Image> {
+        (0..n)
+            .map(|k| {
+                let data = (0..side * side * 3).map(|i| ((i * (7 + k)) % 251) as u8).collect();
+                Image::new(side as u32, side as u32, Channels::Rgb, data).unwrap()
+            })
+            .collect()
+    }
+
     #[test]
     fn with_regions_each_image_is_its_whole_then_its_five_regions() {
         let device = Device::flex();
         let model = EmbedNetConfig::new().with_dim(8).with_input_size(32).init(&device);
-        let imgs: Vec<Image> = (0..3u32)
-            .map(|k| {
-                let data = (0..32 * 32 * 3).map(|i| ((i * (7 + k as usize)) % 251) as u8).collect();
-                Image::new(32, 32, Channels::Rgb, data).unwrap()
-            })
-            .collect();
+        let imgs = patterned(3, 32);
         let all = embed_with_regions(&model, &imgs, 32, &device).unwrap();
         let per = 1 + REGION_COUNT;
         assert_eq!(all.len(), 3 * per * 8);
@@ -335,12 +333,7 @@ mod tests {
         use stabilize_core::image::resize::{Filter, resize};
         let device = Device::flex();
         let model = EmbedNetConfig::new().with_dim(8).with_input_size(64).init(&device);
-        let imgs: Vec<Image> = (0..3u32)
-            .map(|k| {
-                let data = (0..64 * 64 * 3).map(|i| ((i * (5 + k as usize)) % 251) as u8).collect();
-                Image::new(64, 64, Channels::Rgb, data).unwrap()
-            })
-            .collect();
+        let imgs = patterned(3, 64);
         // Batches of 2 so that a chunk boundary falls inside the three images.
         let all = crate::infer::embed_zoomed_map_regions(&model, &imgs, REGION_SCALE, 2, &device).unwrap();
         let per = 1 + REGION_COUNT;

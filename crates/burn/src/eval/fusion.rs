@@ -18,7 +18,7 @@ use stabilize_core::eval::fusion::{
 use stabilize_core::fsutil::write_atomic;
 use stabilize_core::image::borders::strip_borders_to;
 use stabilize_core::image::hash::HashKind;
-use stabilize_core::image::regions::{REGION_COUNT, RegionSource};
+use stabilize_core::image::regions::RegionSource;
 use stabilize_core::seeds::{FUSION_STREAM, item_seed};
 use stabilize_core::{Distortion, Error, run_files};
 
@@ -63,11 +63,7 @@ pub fn fit_fusion(
     let chosen = fit_photos(photos, config.test_fraction, count.unwrap_or(test.len()), seed)?;
     let set = EvalSet::build(photos, &chosen, size as u32, distortions, seed)?;
     let set = if strip_borders { set.map_images(&|img| strip_borders_to(img, size as u32, size as u32))? } else { set };
-    let per = match regions {
-        Some(RegionSource::Crops) => 1 + REGION_COUNT,
-        Some(RegionSource::Zoom) => 2,
-        Some(RegionSource::Map) | None => 1,
-    };
+    let per = regions.map_or(1, RegionSource::passes);
     on(EvalEvent::Start { images: set.clean.len() * (1 + distortions.len()) * per });
     on(EvalEvent::Method("fine-tuned model and phash"));
     let hasher = HashKind::Phash;

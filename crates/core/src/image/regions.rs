@@ -60,12 +60,6 @@ pub enum RegionSource {
     Zoom,
 }
 
-/// The side an image of `side` px is enlarged to for [`RegionSource::Zoom`]: `side / scale`,
-/// rounded, so that a region at `scale` of it is `side` px across.
-pub fn zoomed_side(side: u32, scale: f64) -> u32 {
-    (side as f64 / scale).round() as u32
-}
-
 impl RegionSource {
     /// The name on the command line and in files.
     pub fn name(self) -> &'static str {
@@ -75,6 +69,21 @@ impl RegionSource {
             RegionSource::Zoom => "zoom",
         }
     }
+
+    /// The model's forward passes per image to describe it and its regions.
+    pub fn passes(self) -> usize {
+        match self {
+            RegionSource::Crops => 1 + REGION_COUNT,
+            RegionSource::Map => 1,
+            RegionSource::Zoom => 2,
+        }
+    }
+}
+
+/// The side an image of `side` px is enlarged to for [`RegionSource::Zoom`]: `side / scale`,
+/// rounded, so that a region at `scale` of it is `side` px across.
+pub fn zoomed_side(side: u32, scale: f64) -> u32 {
+    (side as f64 / scale).round() as u32
 }
 
 /// Pooling weights `[1 + REGION_COUNT, h·w]` (row-major) over an `h×w` feature map: row 0 the
