@@ -107,6 +107,11 @@ pub enum StabTarget {
     /// The frozen original network's prediction on the clean image, `Lstab(P_t(·|x), P(·|x'))`
     /// (so a flat, "stable" prediction cannot win; the embedding's anchored design).
     Teacher,
+    /// The frozen original network's top-1 class on the clean image as a hard label,
+    /// `CE(P(·|x'), argmax P_t(·|x))`: the edited copy must keep the class the original gives the
+    /// clean one, whatever the original's margin (pseudo-label consistency). The form (`kl`,
+    /// `paper`) does not apply.
+    Label,
 }
 
 impl StabTarget {
@@ -120,13 +125,15 @@ impl std::fmt::Display for StabTarget {
         f.write_str(match self {
             StabTarget::Student => "student",
             StabTarget::Teacher => "teacher",
+            StabTarget::Label => "label",
         })
     }
 }
 
 /// Label-free stabilization of a pretrained classifier `t` (frozen): `L0 = KL(P_t(·|x) ‖ P(·|x))`
 /// (distillation to the original network's prediction on the clean image) `+ α · Lstab` between
-/// the `target`'s clean prediction and the model's perturbed one. `teacher_logits` `[N, K]` is
+/// the `target`'s clean prediction and the model's perturbed one (for [`StabTarget::Label`], the
+/// cross-entropy of the perturbed one against the teacher's top-1). `teacher_logits` `[N, K]` is
 /// detached here; `ce` of the result holds the distillation term. With `noisy_logits = None`
 /// (α = 0) it is the distillation alone.
 pub fn distillation_loss(
@@ -141,11 +148,14 @@ pub fn distillation_loss(
     let l0 = classification_stability(teacher_logits.clone(), clean_logits.clone(), StabilityForm::Kl);
     match noisy_logits {
         Some(noisy) if alpha != 0.0 => {
-            let anchor = match target {
-                StabTarget::Student => clean_logits,
-                StabTarget::Teacher => teacher_logits,
+            let stab = match target {
+                StabTarget::Student => classification_stability(clean_logits, noisy, form),
+                StabTarget::Teacher => classification_stability(teacher_logits, noisy, form),
+                StabTarget::Label => {
+                    let [n, _] = teacher_logits.dims();
+                    cross_entropy(noisy, teacher_logits.argmax(1).reshape([n]))
+                }
             };
-            let stab = classification_stability(anchor, noisy, form);
             ClassificationLoss { total: l0.clone() + stab.clone().mul_scalar(alpha), ce: l0, stability: Some(stab) }
         }
         _ => ClassificationLoss { total: l0.clone(), ce: l0, stability: None },
@@ -323,6 +333,20 @@ mod tests {
         assert!((scalar(l.stability.clone().unwrap()) - 0.5493061).abs() < 1e-5);
         let grads = l.total.backward();
         noisy.grad(&grads).unwrap().to_data().assert_approx_eq::<f32>(&TensorData::from([[1.0f32, -1.0]]), tol);
+        // Against the teacher's top-1 (class 1) as a label: −ln ¼ = 1.3862944, gradient α·(q − e₁).
+        let l = distillation_loss(
+            clean.clone(),
+            Some(noisy.clone()),
+            teacher.clone(),
+            2.0,
+            StabilityForm::Kl,
+            StabTarget::Label,
+        );
+        assert!((scalar(l.stability.clone().unwrap()) - 1.3862944).abs() < 1e-5);
+        assert!((scalar(l.total.clone()) - (0.5493061 + 2.0 * 1.3862944)).abs() < 1e-5);
+        let grads = l.total.backward();
+        noisy.grad(&grads).unwrap().to_data().assert_approx_eq::<f32>(&TensorData::from([[1.5f32, -1.5]]), tol);
+        assert!(teacher.grad(&grads).is_none());
         // α = 0: the distillation alone.
         let l = distillation_loss(clean.clone(), Some(clean), teacher, 0.0, StabilityForm::Kl, StabTarget::Teacher);
         assert!(l.stability.is_none());

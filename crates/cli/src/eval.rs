@@ -18,6 +18,7 @@ use stabilize_core::data::dirs;
 use stabilize_core::data::fashion_mnist::FashionMnist;
 use stabilize_core::eval::ClassifyEval;
 use stabilize_core::eval::classify::DEFAULT_DISTORTIONS;
+use stabilize_core::eval::imagenet::ImagenetDistortionEval;
 use stabilize_core::image::regions::RegionSource;
 use stabilize_core::run_files;
 
@@ -364,6 +365,13 @@ fn imagenet(
     );
     println!("A = the original ImageNet MobileNetV2, B = {}", b.model);
     println!("clean top-1 agreement with A: B {:.2}%", b.clean_agreement * 100.0);
+    if let (Some(ca), Some(cb)) = (a.consensus_agreement, b.consensus_agreement) {
+        println!(
+            "clean top-1 agreement with A's consensus (its most frequent top-1 over each crop and its copies): A {:.2}%, B {:.2}%",
+            ca * 100.0,
+            cb * 100.0
+        );
+    }
     println!(
         "labelled photos top-1 / top-5: A {:.0}% / {:.0}%, B {:.0}% / {:.0}%",
         a.labelled.top1 * 100.0,
@@ -371,17 +379,30 @@ fn imagenet(
         b.labelled.top1 * 100.0,
         b.labelled.top5 * 100.0
     );
-    println!("{:<14} {:>8} {:>8} {:>8} | {:>9} {:>9}", "distortion", "flip A", "flip B", "B / A", "top5 A", "top5 B");
+    println!(
+        "{:<14} {:>8} {:>8} {:>8} | {:>9} {:>9} | {:>8} {:>8}",
+        "distortion", "flip A", "flip B", "B / A", "top5 A", "top5 B", "agree B", "floor B"
+    );
     let rows = a.distortions.iter().zip(&b.distortions).map(|(x, y)| (x.spec.as_str(), x, y));
     for (spec, x, y) in rows {
+        // B's agreement with A on the distorted crops, and the least flip rate it allows.
+        let (agree, floor) = match y.agreement {
+            Some(agree) => {
+                let floor = ImagenetDistortionEval::flip_floor(x.flip_rate, b.clean_agreement, agree);
+                (format!("{:.2}%", agree * 100.0), format!("{:.2}%", floor * 100.0))
+            }
+            None => ("–".into(), "–".into()),
+        };
         println!(
-            "{:<14} {:>7.2}% {:>7.2}% {:>8.2} | {:>8.2}% {:>8.2}%",
+            "{:<14} {:>7.2}% {:>7.2}% {:>8.2} | {:>8.2}% {:>8.2}% | {:>8} {:>8}",
             spec,
             x.flip_rate * 100.0,
             y.flip_rate * 100.0,
             y.flip_rate / x.flip_rate.max(1e-12),
             x.top5_agreement * 100.0,
-            y.top5_agreement * 100.0
+            y.top5_agreement * 100.0,
+            agree,
+            floor
         );
     }
     println!(

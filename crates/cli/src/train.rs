@@ -129,7 +129,8 @@ pub struct TrainClassifyArgs {
     #[arg(long)]
     train_subset: Option<usize>,
     /// Photos: what x''s prediction is pulled towards: student (the paper: the model's own clean
-    /// prediction) or teacher (the original network's).
+    /// prediction), teacher (the original network's) or label (the original network's top-1 class,
+    /// as a hard label).
     #[arg(long, value_enum, default_value_t = photos_defaults().stab_target)]
     stab_target: StabTarget,
     /// Photos: side of the training crops in px.
@@ -138,6 +139,9 @@ pub struct TrainClassifyArgs {
     /// Photos: inverted-residual blocks (of 17) kept frozen after the stem.
     #[arg(long, default_value_t = photos_defaults().frozen_blocks)]
     frozen_blocks: usize,
+    /// Photos: keep the classifier (linear 1280→1000) frozen too.
+    #[arg(long)]
+    freeze_classifier: bool,
     /// Photos: checkpoint every N steps.
     #[arg(long, default_value_t = photos_defaults().checkpoint_every)]
     checkpoint_every: usize,
@@ -335,6 +339,7 @@ fn classify_photos(args: TrainClassifyArgs) -> Result<()> {
     let mut config = ImagenetTrainConfig {
         input_size: args.input_size,
         frozen_blocks: args.frozen_blocks,
+        freeze_classifier: args.freeze_classifier,
         stab_target: args.stab_target,
         steps: args.steps,
         batch_size: args.batch_size.unwrap_or(d.batch_size),

@@ -12,8 +12,7 @@ use std::time::Instant;
 use burn::tensor::Device;
 use rayon::prelude::*;
 use stabilize_core::data::crops::Photo;
-use stabilize_core::eval::imagenet::{ImagenetEval, ImagenetModelEval, NetworkLogits};
-use stabilize_core::eval::metrics::classify::predictions;
+use stabilize_core::eval::imagenet::{ImagenetEval, ImagenetModelEval, NetworkLogits, Reference};
 use stabilize_core::seeds::item_seed;
 use stabilize_core::{Distortion, Image};
 
@@ -71,16 +70,14 @@ pub fn evaluate_imagenet(
             distorted[n].push(logits);
         }
     }
-    let reference = predictions(&clean_logits[0], stabilize_core::eval::imagenet::CLASSES);
+    let logits_of =
+        |n: usize| NetworkLogits { clean: &clean_logits[n], distorted: &distorted[n], labelled: &labelled_logits[n] };
+    let reference = Reference::from_logits(&logits_of(0));
     let specs: Vec<String> = distortions.iter().map(|d| d.to_string()).collect();
     let models = networks
         .iter()
         .enumerate()
-        .map(|(n, (name, _))| {
-            let logits =
-                NetworkLogits { clean: &clean_logits[n], distorted: &distorted[n], labelled: &labelled_logits[n] };
-            ImagenetModelEval::from_logits(name, &logits, &reference, &labels, &specs)
-        })
+        .map(|(n, (name, _))| ImagenetModelEval::from_logits(name, &logits_of(n), &reference, &labels, &specs))
         .collect();
     Ok(ImagenetEval {
         photos: test.len(),
@@ -122,6 +119,7 @@ mod tests {
         assert_eq!(e.models[0].distortions.iter().map(|d| d.spec.as_str()).collect::<Vec<_>>(), ["jpeg:90", "hflip"]);
         for d in &e.models[0].distortions {
             assert!((0.0..=1.0).contains(&d.flip_rate) && d.top5_agreement >= 1.0 - d.flip_rate, "{d:?}");
+            assert_eq!(d.agreement, Some(1.0));
         }
     }
 }

@@ -55,6 +55,11 @@ pub struct ImagenetTrainConfig {
     pub input_size: usize,
     /// Inverted-residual blocks (of 17) frozen after the stem, which is always frozen.
     pub frozen_blocks: usize,
+    /// Keep the classifier (linear 1280→1000) frozen: AdamW moves every trainable weight by about
+    /// the learning rate per step however small its gradient, which reorders the classes that the
+    /// training crops never rank high.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub freeze_classifier: bool,
     /// Side of a training crop as a share of the photo's short side, drawn uniformly in `[lo, hi)`.
     pub crop_scale: (f64, f64),
     /// α, the Lstab form (`kl` or `paper`) and `x'`; the objective is always stability.
@@ -90,6 +95,7 @@ impl ImagenetTrainConfig {
             init: Init::MobilenetV2,
             input_size: 224,
             frozen_blocks: 8,
+            freeze_classifier: false,
             crop_scale: (0.3, 1.0),
             stability,
             stab_target: StabTarget::Student,
@@ -287,7 +293,11 @@ impl Task for ImagenetTask<'_> {
     }
 
     fn prepare(&self, model: MobileNetV2) -> MobileNetV2 {
-        model.freeze_first(self.config.frozen_blocks)
+        let mut model = model.freeze_first(self.config.frozen_blocks);
+        if self.config.freeze_classifier {
+            model.classifier = model.classifier.freeze();
+        }
+        model
     }
 
     /// `[B or 2B, 3, S, S]`: the clean crops, then (α > 0) their perturbed copies; no labels.

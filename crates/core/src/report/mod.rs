@@ -446,8 +446,8 @@ fn imagenet_figure(run: &str, e: &ImagenetEval) -> Result<Figure> {
     })
 }
 
-/// Per network: clean agreement with the original, labelled top-1/top-5, flip rate and top-5
-/// agreement per distortion.
+/// Per network: clean agreement with the original, labelled top-1/top-5, and per distortion the
+/// flip rate, the top-5 agreement and the agreement with the original on the distorted crops.
 fn imagenet_table(e: &ImagenetEval) -> String {
     let mut t = String::from(
         "<table><tr><th>network</th><th>clean agreement with the original</th><th>labelled top-1</th><th>labelled top-5</th><th>mean flip</th></tr>",
@@ -465,14 +465,19 @@ fn imagenet_table(e: &ImagenetEval) -> String {
     }
     t.push_str("</table><table><tr><th>distortion</th>");
     for m in &e.models {
-        let _ = write!(t, "<th><code>{}</code><br>flip</th><th>top-5 agreement</th>", esc(&m.model));
+        let _ = write!(
+            t,
+            "<th><code>{}</code><br>flip</th><th>top-5 agreement</th><th>agreement with the original</th>",
+            esc(&m.model)
+        );
     }
     t.push_str("</tr>");
     for (k, d) in e.models[0].distortions.iter().enumerate() {
         let _ = write!(t, "<tr><td>{}</td>", esc(&d.spec));
         for m in &e.models {
             let r = &m.distortions[k];
-            let _ = write!(t, "<td>{}</td><td>{}</td>", pct(r.flip_rate), pct(r.top5_agreement));
+            let agreement = r.agreement.map_or_else(|| "–".to_string(), pct);
+            let _ = write!(t, "<td>{}</td><td>{}</td><td>{agreement}</td>", pct(r.flip_rate), pct(r.top5_agreement));
         }
         t.push_str("</tr>");
     }
@@ -535,8 +540,14 @@ mod tests {
         let model = |name: &str, flip: f64| ImagenetModelEval {
             model: name.into(),
             clean_agreement: if name == "pretrained" { 1.0 } else { 0.97 },
+            consensus_agreement: None,
             labelled: LabelledEval { images: 20, top1: 0.9, top5: 1.0 },
-            distortions: vec![ImagenetDistortionEval { spec: "jpeg:10".into(), flip_rate: flip, top5_agreement: 0.8 }],
+            distortions: vec![ImagenetDistortionEval {
+                spec: "jpeg:10".into(),
+                flip_rate: flip,
+                top5_agreement: 0.8,
+                agreement: Some(if name == "pretrained" { 1.0 } else { 0.8125 }),
+            }],
             mean_flip_rate: flip,
         };
         let eval = ImagenetEval {
@@ -562,7 +573,9 @@ mod tests {
         };
         let report = render(&[run], &meta).unwrap();
         assert_eq!(report.figures.len(), 1);
-        for want in ["ImageNet classifier", "runs/inet", "31.25", "65.00", "97.00", "528 crops of 33 held-out photos"] {
+        let wants =
+            ["ImageNet classifier", "runs/inet", "31.25", "65.00", "97.00", "81.25", "528 crops of 33 held-out photos"];
+        for want in wants {
             assert!(report.html.contains(want), "{want} missing");
         }
     }
