@@ -142,6 +142,10 @@ pub struct TrainClassifyArgs {
     /// Photos: keep the classifier (linear 1280→1000) frozen too.
     #[arg(long)]
     freeze_classifier: bool,
+    /// Photos: the original network's prediction, what both terms pull towards, is its softmax
+    /// averaged over the clean crop and this many perturbed copies of it (its consensus).
+    #[arg(long, default_value_t = photos_defaults().teacher_views)]
+    teacher_views: usize,
     /// Photos: checkpoint every N steps.
     #[arg(long, default_value_t = photos_defaults().checkpoint_every)]
     checkpoint_every: usize,
@@ -340,6 +344,7 @@ fn classify_photos(args: TrainClassifyArgs) -> Result<()> {
         input_size: args.input_size,
         frozen_blocks: args.frozen_blocks,
         freeze_classifier: args.freeze_classifier,
+        teacher_views: args.teacher_views,
         stab_target: args.stab_target,
         steps: args.steps,
         batch_size: args.batch_size.unwrap_or(d.batch_size),

@@ -40,6 +40,13 @@ use crate::tensor::planar_pixels;
 /// The `dataset` of such a run: what tells it from a Fashion-MNIST classifier's.
 pub const DATASET: &str = "photos";
 
+/// The most perturbed copies the original network's consensus may average over.
+pub const MAX_TEACHER_VIEWS: usize = 16;
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
+}
+
 /// The default `x'`: the paper's noise and the real edits near-duplicates and re-uploads meet.
 pub const DEFAULT_PERTURB: &str = "jpeg:10-90,thumb:25-75,crop:0-16,noise:0-0.1,trim:5-25,pad:10-30,rotate:0-5,hflip,text:8-15,gray,blur:0.5-2,contrast:0.5-1.5";
 
@@ -69,6 +76,11 @@ pub struct ImagenetTrainConfig {
     /// the original network's.
     #[serde(default, skip_serializing_if = "StabTarget::is_student")]
     pub stab_target: StabTarget,
+    /// The original network's prediction is its softmax averaged over the clean crop and this many
+    /// perturbed copies of it (drawn like `x'`, independently): its consensus, which is what both
+    /// terms then pull towards (0: the clean crop alone).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub teacher_views: usize,
     pub steps: usize,
     /// Crops per step.
     pub batch_size: usize,
@@ -99,6 +111,7 @@ impl ImagenetTrainConfig {
             crop_scale: (0.3, 1.0),
             stability,
             stab_target: StabTarget::Student,
+            teacher_views: 0,
             steps: 600,
             batch_size: 16,
             optimizer: OptimizerConfig::new(2e-5),
@@ -137,6 +150,12 @@ impl ImagenetTrainConfig {
                 self.stability.objective
             )));
         }
+        if self.teacher_views > MAX_TEACHER_VIEWS {
+            return Err(ConfigError::Model(format!(
+                "teacher views must be ≤ {MAX_TEACHER_VIEWS}, got {}",
+                self.teacher_views
+            )));
+        }
         if self.steps == 0 || self.batch_size == 0 || self.checkpoint_every == 0 {
             return Err(ConfigError::Zero("steps, batch size and checkpoint interval"));
         }
@@ -168,7 +187,8 @@ pub struct ImagenetIntervalStats {
     pub distil: f64,
     /// Lstab before α (nats); 0 for α = 0.
     pub stability: f64,
-    /// Share of the interval's clean crops on which the student's top-1 is the teacher's.
+    /// Share of the interval's clean crops on which the student's top-1 is the teacher's (its
+    /// consensus over the teacher views when there are any).
     pub teacher_agreement: f64,
     /// Share of the interval's crops whose top-1 changes from `x` to `x'` (0 for α = 0).
     pub flip_rate: f64,
@@ -300,7 +320,8 @@ impl Task for ImagenetTask<'_> {
         model
     }
 
-    /// `[B or 2B, 3, S, S]`: the clean crops, then (α > 0) their perturbed copies; no labels.
+    /// `[(1 + [α > 0] + V)·B, 3, S, S]`: the clean crops, then (α > 0) their perturbed copies, then
+    /// the `V` = `teacher_views` copies the original's consensus is taken over; no labels.
     fn batch(&self, step: usize) -> Result<HostBatch, TrainError> {
         let c = &self.config;
         let size = c.input_size as u32;
@@ -315,6 +336,11 @@ impl Task for ImagenetTask<'_> {
             let copies = self.sampler.draw(&x, images.len(), |i| Ok(Cow::Borrowed(&images[i])), seed)?;
             x.extend(copies);
         }
+        let clean = x[..images.len() * 3 * c.input_size * c.input_size].to_vec();
+        for v in 1..=c.teacher_views {
+            let seed = PerturbSampler::view_seed(c.seed, v, step);
+            x.extend(self.sampler.draw(&clean, images.len(), |i| Ok(Cow::Borrowed(&images[i])), seed)?);
+        }
         Ok(HostBatch { pixels: x, labels: Vec::new() })
     }
 
@@ -323,11 +349,15 @@ impl Task for ImagenetTask<'_> {
     fn step(&self, model: &MobileNetV2, batch: HostBatch, device: &Device) -> StepLoss {
         let (b, size, k) = (self.config.batch_size, self.config.input_size, self.config.frozen_blocks);
         let stabilized = self.stabilized();
-        let rows = if stabilized { 2 * b } else { b };
+        let views = self.config.teacher_views;
+        let rows = b * (1 + usize::from(stabilized) + views);
         let x = Tensor::<4>::from_data(TensorData::new(batch.pixels, [rows, 3, size, size]), device);
         let teacher = self.teacher.get().expect("init sets the teacher");
         let h = model.trunk(x.clone().narrow(0, 0, b), k).detach();
-        let t = teacher.logits_from_trunk(h.clone(), k).detach();
+        let mut t = teacher.logits_from_trunk(h.clone(), k).detach();
+        if views > 0 {
+            t = consensus_log_probs(t, teacher.forward(x.clone().narrow(0, rows - views * b, views * b)).detach());
+        }
         let clean = model.logits_from_trunk(h, k);
         let noisy = stabilized.then(|| model.forward(x.narrow(0, b, b)));
         let top1 = |l: &Tensor<2>| l.clone().detach().argmax(1).reshape([b]);
@@ -373,6 +403,17 @@ impl Task for ImagenetTask<'_> {
             seconds,
         }
     }
+}
+
+/// The log of the softmax averaged over the clean logits `[B, K]` and the logits of `V` copies of
+/// each crop `[V·B, K]` (copy `v` of crop `i` at row `v·B + i`), as logits `[B, K]` (their softmax
+/// is the average).
+pub fn consensus_log_probs(clean: Tensor<2>, copies: Tensor<2>) -> Tensor<2> {
+    let [b, k] = clean.dims();
+    let v = copies.dims()[0] / b;
+    let p = burn::tensor::activation::softmax(clean, 1);
+    let q = burn::tensor::activation::softmax(copies, 1).reshape([v, b, k]).sum_dim(0).reshape([b, k]);
+    ((p + q) / (1 + v) as f64).clamp_min(1e-30).log()
 }
 
 /// Whether `dir` holds an ImageNet stabilization run (its `config.json` names [`DATASET`]).
@@ -477,6 +518,46 @@ mod tests {
         assert!(super::super::load_classifier(&c_dir, &Device::flex()).is_err());
     }
 
+    /// Clean [0, ln 3] → [¼, ¾] and one copy [ln 3, 0] → [¾, ¼] average to [½, ½]; a second crop
+    /// whose copy agrees keeps its own distribution. Copy `v` of crop `i` is row `v·B + i`.
+    #[test]
+    fn the_consensus_averages_the_originals_softmax_over_the_copies() {
+        let device = Device::flex();
+        let ln3 = 3f32.ln();
+        let clean = Tensor::<2>::from_data(TensorData::from([[0.0f32, ln3], [0.0, 0.0]]), &device);
+        let copies = Tensor::<2>::from_data(TensorData::from([[ln3, 0.0f32], [0.0, 0.0]]), &device);
+        let p = burn::tensor::activation::softmax(consensus_log_probs(clean.clone(), copies), 1);
+        let tol = burn::tensor::Tolerance::absolute(1e-6);
+        p.to_data().assert_approx_eq::<f32>(&TensorData::from([[0.5f32, 0.5], [0.5, 0.5]]), tol);
+        // Two copies of each crop: (¼ + ¾ + ¾)/3 = 7/12 for class 0 of crop 0.
+        let two =
+            Tensor::<2>::from_data(TensorData::from([[ln3, 0.0f32], [0.0, 0.0], [ln3, 0.0], [0.0, 0.0]]), &device);
+        let p = burn::tensor::activation::softmax(consensus_log_probs(clean, two), 1);
+        p.to_data().assert_approx_eq::<f32>(&TensorData::from([[7.0f32 / 12.0, 5.0 / 12.0], [0.5, 0.5]]), tol);
+    }
+
+    /// With teacher views the batch appends them after the clean crops and `x'` (which stay as
+    /// they were), and a run trains on them.
+    #[test]
+    fn teacher_views_follow_the_copies_and_train() {
+        let _guard = crate::test_rng_lock();
+        let ph = photos();
+        let plain = tiny();
+        let cfg = ImagenetTrainConfig { teacher_views: 2, steps: 1, ..tiny() };
+        let a = ImagenetTask::new(&plain, &ph, Path::new("unused")).unwrap().batch(0).unwrap().pixels;
+        let b = ImagenetTask::new(&cfg, &ph, Path::new("unused")).unwrap().batch(0).unwrap().pixels;
+        let image = 3 * 32 * 32;
+        assert_eq!((a.len(), b.len()), (2 * 3 * image, 4 * 3 * image));
+        assert_eq!(&b[..a.len()], &a[..]);
+        assert_ne!(&b[2 * 3 * image..3 * 3 * image], &b[3 * 3 * image..]);
+        let dir = tempfile::tempdir().unwrap();
+        let task = ImagenetTask::new(&cfg, &ph, Path::new("unused")).unwrap();
+        let s = run(&task, &Device::flex(), dir.path(), false, &mut |_| {}).unwrap();
+        assert!(s.history.iter().all(|h| h.loss.is_finite() && h.distil > -1e-6), "{:?}", s.history);
+        let (loaded, _) = load_imagenet_run(dir.path(), &Device::flex()).unwrap();
+        assert_eq!(loaded.teacher_views, 2);
+    }
+
     #[test]
     fn bad_settings_are_refused_in_one_line() {
         let with = |f: &dyn Fn(&mut ImagenetTrainConfig)| {
@@ -487,6 +568,7 @@ mod tests {
         assert!(with(&|c| c.dataset = "fashion-mnist".into()).contains("photos"));
         assert!(with(&|c| c.stability.objective = Objective::Augment).contains("augment"));
         assert!(with(&|c| c.frozen_blocks = 18).contains("frozen blocks"));
+        assert!(with(&|c| c.teacher_views = MAX_TEACHER_VIEWS + 1).contains("teacher views"));
         assert!(with(&|c| c.crop_scale = (0.5, 0.4)).contains("crop scale"));
         assert!(with(&|c| c.stability.alpha = -1.0).contains("alpha"));
         assert!(with(&|c| c.stability.perturb = Some("crop:0-40".parse().unwrap())).contains("crop"));
