@@ -69,7 +69,7 @@ def agreement_table(original, runs):
     if not runs:
         return
     print()
-    print("| distortion | " + " | ".join(f"{n} agreement on the copy % | {n} least flip %" for n, _ in runs) + " | least × at 97 % agreement |")
+    print("| distortion | " + " | ".join(f"{n} agreement on the copy % | {n} least flip %" for n, _ in runs) + " | least × at 97 % agreement on clean crops and copies |")
     print("|---|" + "---:|---:|" * len(runs) + "---:|")
     for k, d in enumerate(original["distortions"]):
         cells = []

@@ -306,14 +306,10 @@ mod tests {
         let ln3 = 3f32.ln();
         let teacher = t2([[0.0, ln3]], &device).require_grad();
         let clean = t2([[ln3, 0.0]], &device).require_grad();
-        let l = distillation_loss(
-            clean.clone(),
-            Some(clean.clone()),
-            teacher.clone(),
-            2.0,
-            StabilityForm::Kl,
-            StabTarget::Student,
-        );
+        let with = |noisy: &Tensor<2>, target| {
+            distillation_loss(clean.clone(), Some(noisy.clone()), teacher.clone(), 2.0, StabilityForm::Kl, target)
+        };
+        let l = with(&clean, StabTarget::Student);
         assert!((scalar(l.ce.clone()) - 0.5493061).abs() < 1e-5);
         assert!(scalar(l.stability.clone().unwrap()).abs() < 1e-6);
         let grads = l.total.backward();
@@ -322,26 +318,12 @@ mod tests {
         assert!(teacher.grad(&grads).is_none());
         // Anchored to the teacher, the same copy is 0.5493061 away, with gradient α·(q − p) on it.
         let noisy = t2([[ln3, 0.0]], &device).require_grad();
-        let l = distillation_loss(
-            clean.clone(),
-            Some(noisy.clone()),
-            teacher.clone(),
-            2.0,
-            StabilityForm::Kl,
-            StabTarget::Teacher,
-        );
+        let l = with(&noisy, StabTarget::Teacher);
         assert!((scalar(l.stability.clone().unwrap()) - 0.5493061).abs() < 1e-5);
         let grads = l.total.backward();
         noisy.grad(&grads).unwrap().to_data().assert_approx_eq::<f32>(&TensorData::from([[1.0f32, -1.0]]), tol);
         // Against the teacher's top-1 (class 1) as a label: −ln ¼ = 1.3862944, gradient α·(q − e₁).
-        let l = distillation_loss(
-            clean.clone(),
-            Some(noisy.clone()),
-            teacher.clone(),
-            2.0,
-            StabilityForm::Kl,
-            StabTarget::Label,
-        );
+        let l = with(&noisy, StabTarget::Label);
         assert!((scalar(l.stability.clone().unwrap()) - 1.3862944).abs() < 1e-5);
         assert!((scalar(l.total.clone()) - (0.5493061 + 2.0 * 1.3862944)).abs() < 1e-5);
         let grads = l.total.backward();
