@@ -446,18 +446,20 @@ fn imagenet_figure(run: &str, e: &ImagenetEval) -> Result<Figure> {
     })
 }
 
-/// Per network: clean agreement with the original, labelled top-1/top-5, and per distortion the
-/// flip rate, the top-5 agreement and the agreement with the original on the distorted crops.
+/// Per network: clean agreement with the original and with its consensus, labelled top-1/top-5,
+/// and per distortion the flip rate, the top-5 agreement and the agreement with the original on
+/// the distorted crops.
 fn imagenet_table(e: &ImagenetEval) -> String {
     let mut t = String::from(
-        "<table><tr><th>network</th><th>clean agreement with the original</th><th>labelled top-1</th><th>labelled top-5</th><th>mean flip</th></tr>",
+        "<table><tr><th>network</th><th>clean agreement with the original</th><th>agreement with the original's consensus</th><th>labelled top-1</th><th>labelled top-5</th><th>mean flip</th></tr>",
     );
     for m in &e.models {
         let _ = write!(
             t,
-            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&m.model),
             pct(m.clean_agreement),
+            m.consensus_agreement.map_or_else(|| "–".to_string(), pct),
             pct(m.labelled.top1),
             pct(m.labelled.top5),
             pct(m.mean_flip_rate)
@@ -540,7 +542,7 @@ mod tests {
         let model = |name: &str, flip: f64| ImagenetModelEval {
             model: name.into(),
             clean_agreement: if name == "pretrained" { 1.0 } else { 0.97 },
-            consensus_agreement: None,
+            consensus_agreement: Some(if name == "pretrained" { 0.84375 } else { 0.6875 }),
             labelled: LabelledEval { images: 20, top1: 0.9, top5: 1.0 },
             distortions: vec![ImagenetDistortionEval {
                 spec: "jpeg:10".into(),
@@ -573,8 +575,16 @@ mod tests {
         };
         let report = render(&[run], &meta).unwrap();
         assert_eq!(report.figures.len(), 1);
-        let wants =
-            ["ImageNet classifier", "runs/inet", "31.25", "65.00", "97.00", "81.25", "528 crops of 33 held-out photos"];
+        let wants = [
+            "ImageNet classifier",
+            "runs/inet",
+            "31.25",
+            "65.00",
+            "97.00",
+            "81.25",
+            "68.75",
+            "528 crops of 33 held-out photos",
+        ];
         for want in wants {
             assert!(report.html.contains(want), "{want} missing");
         }
