@@ -77,7 +77,7 @@ fn is_zero(v: &f64) -> bool {
     *v == 0.0
 }
 
-fn is_zero_usize(v: &usize) -> bool {
+pub(super) fn is_zero_usize(v: &usize) -> bool {
     *v == 0
 }
 

@@ -28,7 +28,7 @@ use stabilize_core::data::crops::{Crop, Photo, imagenet_label};
 use stabilize_core::seeds::{CLASSIFY_CROP_STREAM, item_seed};
 use stabilize_core::{Image, Perturbation};
 
-use super::embed::{Init, split_indices};
+use super::embed::{Init, is_zero_usize, split_indices};
 use super::{
     HostBatch, IntervalEnd, OptimizerConfig, Plan, Progress, RunConfig, StepLoss, Sums, Task, TrainError, Unit,
 };
@@ -42,10 +42,6 @@ pub const DATASET: &str = "photos";
 
 /// The most perturbed copies the original network's consensus may average over.
 pub const MAX_TEACHER_VIEWS: usize = 16;
-
-fn is_zero(v: &usize) -> bool {
-    *v == 0
-}
 
 /// The default `x'`: the paper's noise and the real edits near-duplicates and re-uploads meet.
 pub const DEFAULT_PERTURB: &str = "jpeg:10-90,thumb:25-75,crop:0-16,noise:0-0.1,trim:5-25,pad:10-30,rotate:0-5,hflip,text:8-15,gray,blur:0.5-2,contrast:0.5-1.5";
@@ -79,7 +75,7 @@ pub struct ImagenetTrainConfig {
     /// The original network's prediction is its softmax averaged over the clean crop and this many
     /// perturbed copies of it (drawn like `x'`, independently): its consensus, which is what both
     /// terms then pull towards (0: the clean crop alone).
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_zero_usize")]
     pub teacher_views: usize,
     pub steps: usize,
     /// Crops per step.
@@ -331,17 +327,12 @@ impl Task for ImagenetTask<'_> {
             .map(|&(p, crop)| self.photos[p].render(crop, size))
             .collect::<stabilize_core::Result<_>>()?;
         let mut x = planar_pixels(&images.iter().collect::<Vec<_>>());
-        if self.stabilized() {
-            let seed = PerturbSampler::view_seed(c.seed, 0, step);
-            let copies = self.sampler.draw(&x, images.len(), |i| Ok(Cow::Borrowed(&images[i])), seed)?;
+        let clean = x.len();
+        // View 0 is `x'` (α > 0 only); views 1..=V are the teacher's.
+        for v in usize::from(!self.stabilized())..=c.teacher_views {
+            let seed = PerturbSampler::view_seed(c.seed, v, step);
+            let copies = self.sampler.draw(&x[..clean], images.len(), |i| Ok(Cow::Borrowed(&images[i])), seed)?;
             x.extend(copies);
-        }
-        if c.teacher_views > 0 {
-            let clean = x[..images.len() * 3 * c.input_size * c.input_size].to_vec();
-            for v in 1..=c.teacher_views {
-                let seed = PerturbSampler::view_seed(c.seed, v, step);
-                x.extend(self.sampler.draw(&clean, images.len(), |i| Ok(Cow::Borrowed(&images[i])), seed)?);
-            }
         }
         Ok(HostBatch { pixels: x, labels: Vec::new() })
     }

@@ -120,13 +120,12 @@ impl Reference {
                 let mut votes: Vec<usize> = self.distorted.iter().map(|d| d[i]).collect();
                 votes.push(self.clean[i]);
                 votes.sort_unstable();
-                let count = |c: usize| votes.iter().filter(|&&v| v == c).count();
-                let most = votes.chunk_by(|a, b| a == b).map(<[usize]>::len).max().unwrap_or(0);
-                if count(self.clean[i]) == most {
-                    self.clean[i]
-                } else {
-                    votes.chunk_by(|a, b| a == b).find(|run| run.len() == most).map_or(self.clean[i], |run| run[0])
-                }
+                // Runs of equal classes, the clean crop's first among the longest.
+                let runs = votes.chunk_by(|a, b| a == b);
+                let most = runs.clone().map(<[usize]>::len).max().unwrap_or(0);
+                runs.filter(|run| run.len() == most)
+                    .min_by_key(|run| run[0] != self.clean[i])
+                    .map_or(self.clean[i], |run| run[0])
             })
             .collect()
     }
