@@ -499,7 +499,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "  all cores: jpeg round trip {:.1} img/s, thumb resize {:.1} img/s",
         r.jpeg_roundtrip_parallel_img_per_s, r.resize_parallel_img_per_s
     ));
-    flop_rates(&model, &mut r, &say);
+    let on_gpu = matches!(args.device, Some(stabilize_burn::device::DeviceChoice::Cuda(_)));
+    flop_rates(&model, on_gpu, &mut r, &say);
     if args.json {
         println!("{}", serde_json::to_string(&r)?);
     }
@@ -507,8 +508,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
 }
 
 /// Fills the FLOPs per image, the achieved GFLOP/s of every measured rate and the peak, and
-/// prints them.
-fn flop_rates(model: &stabilize_burn::model::SmallCnnConfig, r: &mut BenchResult, say: &dyn Fn(String)) {
+/// prints them. `on_gpu`: the rates were measured on a GPU, so the cores' peak does not bound them
+/// and none is given.
+fn flop_rates(model: &stabilize_burn::model::SmallCnnConfig, on_gpu: bool, r: &mut BenchResult, say: &dyn Fn(String)) {
     use stabilize_burn::flops::{forward, mobilenet_layers, small_cnn_layers, train_step};
     let cnn = small_cnn_layers(model);
     let embed = mobilenet_layers(128, 12, 128);
@@ -520,7 +522,8 @@ fn flop_rates(model: &stabilize_burn::model::SmallCnnConfig, r: &mut BenchResult
         ("mobilenet_inference_224", forward(&mobilenet_layers(224, 0, 1000)), &r.mobilenet_infer_img_per_s),
         ("embed_step_128", 2.0 * train_step(&embed), &r.embed_step_img_per_s),
     ];
-    let (peak, note) = cpu_peak();
+    let (peak, note) =
+        if on_gpu { (None, "measured on a GPU; the cores' peak does not apply".into()) } else { cpu_peak() };
     say(match peak {
         Some(p) => format!(
             "FLOP rate (convolutions and linear layers; GFLOP/s = FLOPs per image × rate); peak {p:.0} GFLOP/s: {note}"
