@@ -24,23 +24,85 @@ pub fn max_pool2x2(x: &[f32], [n, c, h, w]: [usize; 4], out: &mut [f32], positio
             for r in 0..oh {
                 let top = &input[2 * r * w..2 * r * w + w];
                 let bottom = &input[(2 * r + 1) * w..(2 * r + 1) * w + w];
-                let out = &mut out[r * ow..(r + 1) * ow];
-                let pos = &mut pos[r * ow..(r + 1) * ow];
-                for q in 0..ow {
-                    let window = [top[2 * q], top[2 * q + 1], bottom[2 * q], bottom[2 * q + 1]];
-                    let (mut best, mut at) = (window[0], 0u8);
-                    for (k, &v) in window.iter().enumerate().skip(1) {
-                        if v > best || v.is_nan() {
-                            best = v;
-                            at = k as u8;
-                        }
-                    }
-                    out[q] = best;
-                    pos[q] = at;
-                }
+                pool_row(top, bottom, &mut out[r * ow..(r + 1) * ow], &mut pos[r * ow..(r + 1) * ow]);
             }
         },
     );
+}
+
+/// Output lanes per step of [`pool_row`] and [`unpool_row`]: one AVX2 register of f32.
+const LANES: usize = 8;
+
+/// The winner of one window `[top-left, top-right, bottom-left, bottom-right]` and its position.
+#[inline(always)]
+fn window_max(window: [f32; 4]) -> (f32, u8) {
+    let (mut best, mut at) = (window[0], 0u8);
+    for (k, &v) in window.iter().enumerate().skip(1) {
+        if v > best || v.is_nan() {
+            best = v;
+            at = k as u8;
+        }
+    }
+    (best, at)
+}
+
+multiversion! {
+/// One output row of [`max_pool2x2`] from its two input rows (`top`, `bottom`, each at least
+/// `2 · out.len()` long): [`LANES`] windows at a time as lane-wise selects, so that the compiler
+/// keeps them in vector registers, then the rest one by one.
+fn pool_row(top: &[f32], bottom: &[f32], out: &mut [f32], pos: &mut [u8]) {
+    let ow = out.len();
+    let full = ow / LANES * LANES;
+    for q0 in (0..full).step_by(LANES) {
+        let t = &top[2 * q0..2 * q0 + 2 * LANES];
+        let b = &bottom[2 * q0..2 * q0 + 2 * LANES];
+        // The four corners of the LANES windows, each in its own array.
+        let mut corners = [[0f32; LANES]; 4];
+        for i in 0..LANES {
+            corners[0][i] = t[2 * i];
+            corners[1][i] = t[2 * i + 1];
+            corners[2][i] = b[2 * i];
+            corners[3][i] = b[2 * i + 1];
+        }
+        let mut best = corners[0];
+        let mut at = [0u32; LANES];
+        for (k, corner) in corners.iter().enumerate().skip(1) {
+            for i in 0..LANES {
+                let v = corner[i];
+                #[allow(clippy::eq_op)]
+                let take = v > best[i] || v != v;
+                best[i] = if take { v } else { best[i] };
+                at[i] = if take { k as u32 } else { at[i] };
+            }
+        }
+        out[q0..q0 + LANES].copy_from_slice(&best);
+        for (p, a) in pos[q0..q0 + LANES].iter_mut().zip(at) {
+            *p = a as u8;
+        }
+    }
+    for q in full..ow {
+        let (v, k) = window_max([top[2 * q], top[2 * q + 1], bottom[2 * q], bottom[2 * q + 1]]);
+        out[q] = v;
+        pos[q] = k;
+    }
+}
+}
+
+multiversion! {
+/// One output row of [`max_unpool2x2`]: writes every element of the two input-gradient rows it
+/// covers (`top`, `bottom`, each at least `2 · grad.len()` long) once, the gradient at each
+/// window's winner and zero elsewhere.
+fn unpool_row(grad: &[f32], positions: &[u8], top: &mut [f32], bottom: &mut [f32]) {
+    let ow = grad.len();
+    for q in 0..ow {
+        let (g, k) = (grad[q], positions[q]);
+        let pick = |at: u8| if k == at { g } else { 0.0 };
+        top[2 * q] = pick(0);
+        top[2 * q + 1] = pick(1);
+        bottom[2 * q] = pick(2);
+        bottom[2 * q + 1] = pick(3);
+    }
+}
 }
 
 /// The input gradient `dx` `[n, c, h, w]` of [`max_pool2x2`]: each output's gradient `grad`
@@ -53,18 +115,23 @@ pub fn max_unpool2x2(grad: &[f32], positions: &[u8], [n, c, h, w]: [usize; 4], d
     assert_eq!(grad.len(), n * c * oh * ow, "gradient length");
     assert_eq!(positions.len(), grad.len(), "positions length");
     assert_eq!(dx.len(), n * c * h * w, "input gradient length");
-    dx.fill(0.0);
     if grad.is_empty() {
+        dx.fill(0.0);
         return;
     }
     dx.par_chunks_mut(h * w).zip(grad.par_chunks(oh * ow)).zip(positions.par_chunks(oh * ow)).for_each(
         |((dx, g), p)| {
             for r in 0..oh {
-                for q in 0..ow {
-                    let k = p[r * ow + q] as usize;
-                    dx[(2 * r + k / 2) * w + 2 * q + k % 2] = g[r * ow + q];
+                let (top, bottom) = dx[2 * r * w..(2 * r + 2) * w].split_at_mut(w);
+                unpool_row(&g[r * ow..(r + 1) * ow], &p[r * ow..(r + 1) * ow], top, bottom);
+                // An odd last column is in no window.
+                if w % 2 == 1 {
+                    top[w - 1] = 0.0;
+                    bottom[w - 1] = 0.0;
                 }
             }
+            // Nor is an odd last row.
+            dx[2 * oh * w..].fill(0.0);
         },
     );
 }
@@ -93,5 +160,57 @@ mod tests {
         max_pool2x2(&x, [1, 1, 2, 2], &mut out, &mut pos);
         assert!(out[0].is_nan());
         assert_eq!(pos[0], 2);
+    }
+
+    /// Both copies (AVX2 and plain) of the 8-lane rows against the window-by-window definition, on
+    /// planes wider than a lane group (odd sizes, ties from a coarse grid, NaNs, signed zeros).
+    #[test]
+    fn lane_rows_match_the_definition() {
+        let (n, c) = (2, 3);
+        for (h, w) in [(2, 16), (5, 19), (6, 34), (7, 41), (4, 2)] {
+            let mut state = 12345u32 + (h * w) as u32;
+            let x: Vec<f32> = (0..n * c * h * w)
+                .map(|_| {
+                    state = state.wrapping_mul(1664525).wrapping_add(1013904223);
+                    match state >> 28 {
+                        0 => f32::NAN,
+                        1 => -0.0,
+                        2 => 0.0,
+                        v => (v % 5) as f32 - 2.0,
+                    }
+                })
+                .collect();
+            let (oh, ow) = (h / 2, w / 2);
+            let grad: Vec<f32> = (0..n * c * oh * ow).map(|i| i as f32 + 1.0).collect();
+            // The definition: every window on its own, then a zeroed input gradient with each
+            // output's gradient at its winner.
+            let (mut want, mut want_pos) = (Vec::new(), Vec::new());
+            let mut want_dx = vec![0f32; x.len()];
+            for plane in 0..n * c {
+                let xp = &x[plane * h * w..];
+                for r in 0..oh {
+                    for q in 0..ow {
+                        let at = |dy: usize, dx: usize| xp[(2 * r + dy) * w + 2 * q + dx];
+                        let (v, k) = window_max([at(0, 0), at(0, 1), at(1, 0), at(1, 1)]);
+                        let o = want.len();
+                        want.push(v);
+                        want_pos.push(k);
+                        let k = k as usize;
+                        want_dx[plane * h * w + (2 * r + k / 2) * w + 2 * q + k % 2] = grad[o];
+                    }
+                }
+            }
+            for plain in [false, true] {
+                let _guard = plain.then(crate::PlainPath::force);
+                let (mut out, mut pos) = (vec![0f32; want.len()], vec![9u8; want.len()]);
+                max_pool2x2(&x, [n, c, h, w], &mut out, &mut pos);
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&out), bits(&want), "{h}×{w}, plain {plain}");
+                assert_eq!(pos, want_pos, "{h}×{w}, plain {plain}");
+                let mut dx = vec![f32::NAN; x.len()];
+                max_unpool2x2(&grad, &pos, [n, c, h, w], &mut dx);
+                assert_eq!(bits(&dx), bits(&want_dx), "{h}×{w}, plain {plain}");
+            }
+        }
     }
 }
