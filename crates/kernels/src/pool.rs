@@ -33,14 +33,21 @@ pub fn max_pool2x2(x: &[f32], [n, c, h, w]: [usize; 4], out: &mut [f32], positio
 /// Output lanes per step of [`pool_row`] and [`unpool_row`]: one AVX2 register of f32.
 const LANES: usize = 8;
 
-/// The winner of one window `[top-left, top-right, bottom-left, bottom-right]` and its position.
+/// The winners of [`LANES`] windows given as their four corners (`corners[k][i]`: corner `k` —
+/// top-left, top-right, bottom-left, bottom-right — of window `i`) and their positions (0..4):
+/// lane-wise selects, so that the compiler keeps them in vector registers and nothing branches on
+/// the data. The first maximum wins ties, the last NaN wins.
 #[inline(always)]
-fn window_max(window: [f32; 4]) -> (f32, u8) {
-    let (mut best, mut at) = (window[0], 0u8);
-    for (k, &v) in window.iter().enumerate().skip(1) {
-        if v > best || v.is_nan() {
-            best = v;
-            at = k as u8;
+fn lanes_max(corners: &[[f32; LANES]; 4]) -> ([f32; LANES], [u32; LANES]) {
+    let mut best = corners[0];
+    let mut at = [0u32; LANES];
+    for (k, corner) in corners.iter().enumerate().skip(1) {
+        for i in 0..LANES {
+            let v = corner[i];
+            #[allow(clippy::eq_op)]
+            let take = v > best[i] || v != v;
+            best[i] = if take { v } else { best[i] };
+            at[i] = if take { k as u32 } else { at[i] };
         }
     }
     (best, at)
@@ -48,42 +55,37 @@ fn window_max(window: [f32; 4]) -> (f32, u8) {
 
 multiversion! {
 /// One output row of [`max_pool2x2`] from its two input rows (`top`, `bottom`, each at least
-/// `2 · out.len()` long): [`LANES`] windows at a time as lane-wise selects, so that the compiler
-/// keeps them in vector registers, then the rest one by one.
+/// `2 · out.len()` long), [`LANES`] windows at a time; the last group is padded with zeros that
+/// are computed and dropped (the classifier's rows are 14 and 7 windows long).
 fn pool_row(top: &[f32], bottom: &[f32], out: &mut [f32], pos: &mut [u8]) {
     let ow = out.len();
-    let full = ow / LANES * LANES;
-    for q0 in (0..full).step_by(LANES) {
-        let t = &top[2 * q0..2 * q0 + 2 * LANES];
-        let b = &bottom[2 * q0..2 * q0 + 2 * LANES];
-        // The four corners of the LANES windows, each in its own array.
+    let mut q0 = 0;
+    while q0 < ow {
+        let n = (ow - q0).min(LANES);
+        let t = &top[2 * q0..2 * (q0 + n)];
+        let b = &bottom[2 * q0..2 * (q0 + n)];
         let mut corners = [[0f32; LANES]; 4];
-        for i in 0..LANES {
-            corners[0][i] = t[2 * i];
-            corners[1][i] = t[2 * i + 1];
-            corners[2][i] = b[2 * i];
-            corners[3][i] = b[2 * i + 1];
-        }
-        let mut best = corners[0];
-        let mut at = [0u32; LANES];
-        for (k, corner) in corners.iter().enumerate().skip(1) {
+        if n == LANES {
             for i in 0..LANES {
-                let v = corner[i];
-                #[allow(clippy::eq_op)]
-                let take = v > best[i] || v != v;
-                best[i] = if take { v } else { best[i] };
-                at[i] = if take { k as u32 } else { at[i] };
+                corners[0][i] = t[2 * i];
+                corners[1][i] = t[2 * i + 1];
+                corners[2][i] = b[2 * i];
+                corners[3][i] = b[2 * i + 1];
+            }
+        } else {
+            for i in 0..n {
+                corners[0][i] = t[2 * i];
+                corners[1][i] = t[2 * i + 1];
+                corners[2][i] = b[2 * i];
+                corners[3][i] = b[2 * i + 1];
             }
         }
-        out[q0..q0 + LANES].copy_from_slice(&best);
-        for (p, a) in pos[q0..q0 + LANES].iter_mut().zip(at) {
+        let (best, at) = lanes_max(&corners);
+        out[q0..q0 + n].copy_from_slice(&best[..n]);
+        for (p, a) in pos[q0..q0 + n].iter_mut().zip(at) {
             *p = a as u8;
         }
-    }
-    for q in full..ow {
-        let (v, k) = window_max([top[2 * q], top[2 * q + 1], bottom[2 * q], bottom[2 * q + 1]]);
-        out[q] = v;
-        pos[q] = k;
+        q0 += n;
     }
 }
 }
@@ -91,16 +93,33 @@ fn pool_row(top: &[f32], bottom: &[f32], out: &mut [f32], pos: &mut [u8]) {
 multiversion! {
 /// One output row of [`max_unpool2x2`]: writes every element of the two input-gradient rows it
 /// covers (`top`, `bottom`, each at least `2 · grad.len()` long) once, the gradient at each
-/// window's winner and zero elsewhere.
+/// window's winner and zero elsewhere; [`LANES`] windows at a time, as [`pool_row`].
 fn unpool_row(grad: &[f32], positions: &[u8], top: &mut [f32], bottom: &mut [f32]) {
     let ow = grad.len();
-    for q in 0..ow {
-        let (g, k) = (grad[q], positions[q]);
-        let pick = |at: u8| if k == at { g } else { 0.0 };
-        top[2 * q] = pick(0);
-        top[2 * q + 1] = pick(1);
-        bottom[2 * q] = pick(2);
-        bottom[2 * q + 1] = pick(3);
+    let mut q0 = 0;
+    while q0 < ow {
+        let n = (ow - q0).min(LANES);
+        let (mut g, mut k) = ([0f32; LANES], [4u32; LANES]);
+        g[..n].copy_from_slice(&grad[q0..q0 + n]);
+        for (k, &p) in k.iter_mut().zip(&positions[q0..q0 + n]) {
+            *k = p as u32;
+        }
+        // corners[j][i]: what corner j of window i receives.
+        let mut corners = [[0f32; LANES]; 4];
+        for (j, corner) in corners.iter_mut().enumerate() {
+            for i in 0..LANES {
+                corner[i] = if k[i] == j as u32 { g[i] } else { 0.0 };
+            }
+        }
+        let t = &mut top[2 * q0..2 * (q0 + n)];
+        let b = &mut bottom[2 * q0..2 * (q0 + n)];
+        for i in 0..n {
+            t[2 * i] = corners[0][i];
+            t[2 * i + 1] = corners[1][i];
+            b[2 * i] = corners[2][i];
+            b[2 * i + 1] = corners[3][i];
+        }
+        q0 += n;
     }
 }
 }
@@ -139,6 +158,19 @@ pub fn max_unpool2x2(grad: &[f32], positions: &[u8], [n, c, h, w]: [usize; 4], d
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The definition: the winner of one window `[top-left, top-right, bottom-left,
+    /// bottom-right]` and its position.
+    fn window_max(window: [f32; 4]) -> (f32, u8) {
+        let (mut best, mut at) = (window[0], 0u8);
+        for (k, &v) in window.iter().enumerate().skip(1) {
+            if v > best || v.is_nan() {
+                best = v;
+                at = k as u8;
+            }
+        }
+        (best, at)
+    }
 
     #[test]
     fn hand_computed_windows() {
