@@ -65,6 +65,8 @@ fn pool_row(top: &[f32], bottom: &[f32], out: &mut [f32], pos: &mut [u8]) {
         let t = &top[2 * q0..2 * (q0 + n)];
         let b = &bottom[2 * q0..2 * (q0 + n)];
         let mut corners = [[0f32; LANES]; 4];
+        // The same gather twice: with the constant bound of a whole group the compiler unrolls it
+        // into shuffles; the padded last group takes the counted loop.
         if n == LANES {
             for i in 0..LANES {
                 corners[0][i] = t[2 * i];
