@@ -65,22 +65,11 @@ fn pool_row(top: &[f32], bottom: &[f32], out: &mut [f32], pos: &mut [u8]) {
         let t = &top[2 * q0..2 * (q0 + n)];
         let b = &bottom[2 * q0..2 * (q0 + n)];
         let mut corners = [[0f32; LANES]; 4];
-        // The same gather twice: with the constant bound of a whole group the compiler unrolls it
-        // into shuffles; the padded last group takes the counted loop.
-        if n == LANES {
-            for i in 0..LANES {
-                corners[0][i] = t[2 * i];
-                corners[1][i] = t[2 * i + 1];
-                corners[2][i] = b[2 * i];
-                corners[3][i] = b[2 * i + 1];
-            }
-        } else {
-            for i in 0..n {
-                corners[0][i] = t[2 * i];
-                corners[1][i] = t[2 * i + 1];
-                corners[2][i] = b[2 * i];
-                corners[3][i] = b[2 * i + 1];
-            }
+        for i in 0..n {
+            corners[0][i] = t[2 * i];
+            corners[1][i] = t[2 * i + 1];
+            corners[2][i] = b[2 * i];
+            corners[3][i] = b[2 * i + 1];
         }
         let (best, at) = lanes_max(&corners);
         out[q0..q0 + n].copy_from_slice(&best[..n]);
