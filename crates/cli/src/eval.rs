@@ -338,7 +338,7 @@ fn imagenet(
     for s in &skipped {
         eprintln!("{s}");
     }
-    let (_, mut test) = stabilize_burn::train::embed::split_indices(&pool, config.test_fraction);
+    let mut test = stabilize_core::data::crops::split(&pool, config.test_fraction, config.twin_bits).test;
     if let Some(n) = photos {
         if n == 0 {
             bail!("--photos must be ≥ 1");

@@ -446,8 +446,12 @@ fn embed(args: TrainEmbedArgs) -> Result<()> {
     });
     let task = EmbedTask::new(&config, &photos, &weights)?;
     args.output.train(&task, &device, &pb, &mut on, |summary| {
+        let twins = match summary.twins.len() {
+            0 => String::new(),
+            n => format!(", {n} left out as twins: {}", summary.twins.join("; ")),
+        };
         format!(
-            "trained {} steps on {} photos ({} held out) in {:.0}s; {} trainable parameters; model in {}",
+            "trained {} steps on {} photos ({} held out{twins}) in {:.0}s; {} trainable parameters; model in {}",
             config.steps,
             summary.train_photos,
             summary.test_photos,

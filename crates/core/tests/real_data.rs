@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 
 use stabilize_core::data::assets::{self, FileState};
+use stabilize_core::data::crops::{TWIN_BITS, split};
 use stabilize_core::data::dirs;
 use stabilize_core::data::fashion_mnist::{CLASSES, FashionMnist};
 use stabilize_core::eval::metrics::psnr;
@@ -113,4 +114,31 @@ fn distortions_on_real_photos_behave() {
         // Noise σ = 0.05 gives PSNR ≈ 20·log10(1/0.05) = 26 dB before clamping and rounding.
         assert!((p[6] - 26.0).abs() < 2.5, "noise:0.05 PSNR {} on {path:?}", p[6]);
     }
+}
+
+/// The pool's split: the 33 held-out photos of the file-name rule, and of its two pairs of
+/// consecutive frames, the training twin of the held-out `rubberwhale1` and the second of
+/// `basketball1`/`basketball2` are left out (no near-copy of a held-out photo is trained on).
+#[test]
+fn the_pool_split_leaves_out_twins() {
+    let Some(_) = asset("photos") else {
+        return;
+    };
+    let (pool, skipped) = dirs::photo_pool(&data_dir(), 128).unwrap();
+    assert!(skipped.is_empty());
+    let rule = split(&pool, 0.25, None);
+    let s = split(&pool, 0.25, Some(TWIN_BITS));
+    assert_eq!((rule.test.len(), rule.train.len()), (33, 90));
+    assert_eq!(s.test, rule.test, "the held-out set is the file-name rule's");
+    let left: Vec<(&str, &str)> =
+        s.twins.iter().map(|t| (pool[t.photo].name.as_str(), pool[t.of].name.as_str())).collect();
+    assert_eq!(
+        left,
+        vec![
+            ("opencv-doc__basketball2.png", "opencv-doc__basketball1.png"),
+            ("opencv-doc__rubberwhale2.png", "opencv-doc__rubberwhale1.png"),
+        ]
+    );
+    assert!(s.twins.iter().all(|t| t.bits <= 4), "{:?}", s.twins);
+    assert_eq!(s.train.len(), 88);
 }

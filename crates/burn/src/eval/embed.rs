@@ -24,7 +24,7 @@ use crate::embed::{EmbedNet, EmbedNetConfig};
 use crate::infer::{EMBED_BATCH, embed_images, embed_map_regions, embed_zoomed_map_regions, pretrained_features};
 use crate::mobilenet::FEATURES;
 use crate::train::TrainError;
-use crate::train::embed::{load_embedder, split_indices};
+use crate::train::embed::load_embedder;
 
 /// Pairs per distortion written to `examples/` where the model and its baseline disagree most.
 pub const EXAMPLES_PER_DISTORTION: usize = 8;
@@ -162,7 +162,7 @@ pub fn evaluate_embedding_run(
         .into());
     }
     let size = config.model.input_size;
-    let (_, test) = split_indices(photos, config.test_fraction);
+    let test = config.split(photos).test;
     let set = EvalSet::build(photos, &test, size as u32, distortions, seed)?;
     // What every method describes: the images without their solid borders (as `dupes` and
     // `embed` see files), or as they are.

@@ -22,7 +22,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use stabilize_core::Image;
-use stabilize_core::data::crops::{Photo, Triplet, is_test, render_triplet, sample_triplet};
+use stabilize_core::data::crops::{Photo, Split, TWIN_BITS, Triplet, render_triplet, sample_triplet, split};
 use stabilize_core::seeds::{BANK_STREAM, TRIPLET_STREAM, item_seed};
 
 use super::{
@@ -128,6 +128,11 @@ pub struct EmbedTrainConfig {
     pub seed: u64,
     /// Share of photos held out for evaluation (the split rule is in `stabilize_core::data::crops`).
     pub test_fraction: f64,
+    /// Photos this many pHash bits apart or closer count as one picture in the split
+    /// ([`stabilize_core::data::crops::split`]): a training twin of a held-out photo is left out.
+    /// Absent in runs made before 2026-12-04, which kept every photo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub twin_bits: Option<u32>,
     pub checkpoint_every: usize,
 }
 
@@ -152,8 +157,14 @@ impl EmbedTrainConfig {
             optimizer: OptimizerConfig::new(3e-4),
             seed: 0,
             test_fraction: 0.25,
+            twin_bits: Some(TWIN_BITS),
             checkpoint_every: 50,
         }
+    }
+
+    /// The config's split of `photos`.
+    pub fn split(&self, photos: &[Photo]) -> Split {
+        split(photos, self.test_fraction, self.twin_bits)
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -207,15 +218,20 @@ impl EmbedTrainConfig {
                 )));
             }
         }
-        if !(self.test_fraction > 0.0 && self.test_fraction < 1.0) {
-            return Err(ConfigError::OutOfRange {
-                setting: "test fraction",
-                rule: "in (0, 1)",
-                value: self.test_fraction,
-            });
-        }
+        validate_split(self.test_fraction, self.twin_bits)?;
         Ok(())
     }
+}
+
+/// Checks a run's split settings: the held-out share in (0, 1), twin bits ≤ 64.
+pub(crate) fn validate_split(test_fraction: f64, twin_bits: Option<u32>) -> Result<(), ConfigError> {
+    if !(test_fraction > 0.0 && test_fraction < 1.0) {
+        return Err(ConfigError::OutOfRange { setting: "test fraction", rule: "in (0, 1)", value: test_fraction });
+    }
+    if let Some(bits) = twin_bits.filter(|&b| b > 64) {
+        return Err(ConfigError::OutOfRange { setting: "twin bits", rule: "≤ 64", value: bits as f64 });
+    }
+    Ok(())
 }
 
 impl Default for EmbedTrainConfig {
@@ -250,14 +266,21 @@ pub struct EmbedSummary {
     pub history: Vec<IntervalStats>,
     pub train_photos: usize,
     pub test_photos: usize,
+    /// Photos left out as twins of a kept one (`name (twin of NAME, N bits)`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub twins: Vec<String>,
     /// Wall time of the steps run by this invocation.
     pub seconds: f64,
     pub trainable_parameters: usize,
 }
 
-/// Indices of the training and the test photos under the config's split.
-pub fn split_indices(photos: &[Photo], test_fraction: f64) -> (Vec<usize>, Vec<usize>) {
-    (0..photos.len()).partition(|&i| !is_test(&photos[i].name, test_fraction))
+/// `split`'s twins as `name (twin of NAME, N bits)`, for summaries and logs.
+pub fn describe_twins(photos: &[Photo], split: &Split) -> Vec<String> {
+    split
+        .twins
+        .iter()
+        .map(|t| format!("{} (twin of {}, {} bits)", photos[t.photo].name, photos[t.of].name, t.bits))
+        .collect()
 }
 
 /// The triplets of step `step` (deterministic in seed and step).
@@ -288,6 +311,7 @@ pub struct EmbedTask<'a> {
     weights: PathBuf,
     train_pool: Vec<usize>,
     test_photos: usize,
+    twins: Vec<String>,
     sampler: PerturbSampler,
     /// The frozen pretrained network for [`EmbedL0::Distil`], set by `init`.
     teacher: std::sync::OnceLock<EmbedNet>,
@@ -300,7 +324,9 @@ impl<'a> EmbedTask<'a> {
     /// `weights`: torchvision's MobileNetV2 file (unused with [`Init::Random`]).
     pub fn new(config: &EmbedTrainConfig, photos: &'a [Photo], weights: &Path) -> Result<Self, TrainError> {
         config.validate()?;
-        let (train_pool, test_pool) = split_indices(photos, config.test_fraction);
+        let split = config.split(photos);
+        let twins = describe_twins(photos, &split);
+        let Split { train: train_pool, test: test_pool, .. } = split;
         if train_pool.len() < 2 || test_pool.len() < 2 {
             return Err(ConfigError::Data(format!(
                 "need ≥ 2 usable photos in each split, have {} train / {} test",
@@ -314,6 +340,7 @@ impl<'a> EmbedTask<'a> {
             photos,
             weights: weights.to_path_buf(),
             test_photos: test_pool.len(),
+            twins,
             train_pool,
             sampler: PerturbSampler::new(&config.stability),
             teacher: std::sync::OnceLock::new(),
@@ -502,6 +529,7 @@ impl Task for EmbedTask<'_> {
             history,
             train_photos: self.train_pool.len(),
             test_photos: self.test_photos,
+            twins: self.twins.clone(),
             seconds,
             trainable_parameters: trainable_parameters(model, self.config.model.frozen_blocks),
         }
@@ -567,9 +595,9 @@ mod tests {
         let _guard = crate::test_rng_lock();
         let dir = tempfile::tempdir().unwrap();
         let ph = photos();
-        let (train, test) = split_indices(&ph, 0.34);
-        assert!(train.len() >= 2 && test.len() >= 2, "{train:?} {test:?}");
         let cfg = tiny(0.1);
+        let Split { train, test, .. } = cfg.split(&ph);
+        assert!(train.len() >= 2 && test.len() >= 2, "{train:?} {test:?}");
         let run = |out: &Path, resume: bool, on: &mut dyn FnMut(Event<IntervalStats>)| {
             run(&EmbedTask::new(&cfg, &ph, Path::new("unused"))?, &Device::flex(), out, resume, on)
         };

@@ -9,7 +9,7 @@
 //!
 //! Step `s` draws its `B` crops (square, side `U[crop_scale] · short`, anywhere in a training
 //! photo) and their perturbation from streams keyed by `(seed, s)`, so a resumed run sees what an
-//! uninterrupted one would. The held-out photos (`data::crops::is_test`) and the labelled ImageNet
+//! uninterrupted one would. The held-out photos (`data::crops::split`) and the labelled ImageNet
 //! photos ([`imagenet_label`]) never enter training. Batches are `[2B, 3, S, S]` on [0,1]: the
 //! clean crops, then their copies (the copies are absent for α = 0). The stem and the first
 //! `frozen_blocks` blocks are frozen; their output on the clean crops is computed once for the
@@ -24,11 +24,11 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use stabilize_core::data::crops::{Crop, Photo, imagenet_label};
+use stabilize_core::data::crops::{Crop, Photo, Split, TWIN_BITS, imagenet_label, split};
 use stabilize_core::seeds::{CLASSIFY_CROP_STREAM, item_seed};
 use stabilize_core::{Image, Perturbation};
 
-use super::embed::{Init, is_zero_usize, split_indices};
+use super::embed::{Init, is_zero_usize, validate_split};
 use super::{
     HostBatch, IntervalEnd, OptimizerConfig, Plan, Progress, RunConfig, StepLoss, Sums, Task, TrainError, Unit,
 };
@@ -85,6 +85,10 @@ pub struct ImagenetTrainConfig {
     pub seed: u64,
     /// Share of photos held out (the embedding runs' split rule).
     pub test_fraction: f64,
+    /// Twins in the split, as for the embedding runs ([`EmbedTrainConfig::twin_bits`]); absent in
+    /// runs made before 2026-12-04, which kept every photo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub twin_bits: Option<u32>,
     pub checkpoint_every: usize,
 }
 
@@ -113,6 +117,7 @@ impl ImagenetTrainConfig {
             optimizer: OptimizerConfig::new(2e-5),
             seed: 0,
             test_fraction: 0.25,
+            twin_bits: Some(TWIN_BITS),
             checkpoint_every: 50,
         }
     }
@@ -156,14 +161,7 @@ impl ImagenetTrainConfig {
             return Err(ConfigError::Zero("steps, batch size and checkpoint interval"));
         }
         self.optimizer.validate()?;
-        if !(self.test_fraction > 0.0 && self.test_fraction < 1.0) {
-            return Err(ConfigError::OutOfRange {
-                setting: "test fraction",
-                rule: "in (0, 1)",
-                value: self.test_fraction,
-            });
-        }
-        Ok(())
+        validate_split(self.test_fraction, self.twin_bits)
     }
 }
 
@@ -208,8 +206,8 @@ pub struct ImagenetSummary {
 
 /// The training photos of a run: the split's training side without the labelled ImageNet photos.
 /// Returns (training indices, held-out count, labelled photos kept out).
-pub fn training_photos(photos: &[Photo], test_fraction: f64) -> (Vec<usize>, usize, usize) {
-    let (train, test) = split_indices(photos, test_fraction);
+pub fn training_photos(photos: &[Photo], test_fraction: f64, twin_bits: Option<u32>) -> (Vec<usize>, usize, usize) {
+    let Split { train, test, .. } = split(photos, test_fraction, twin_bits);
     let (labelled, train): (Vec<usize>, Vec<usize>) =
         train.into_iter().partition(|&i| imagenet_label(&photos[i].name).is_some());
     (train, test.len(), labelled.len())
@@ -250,7 +248,8 @@ impl<'a> ImagenetTask<'a> {
     /// `weights`: torchvision's MobileNetV2 file (unused with [`Init::Random`]).
     pub fn new(config: &ImagenetTrainConfig, photos: &'a [Photo], weights: &Path) -> Result<Self, TrainError> {
         config.validate()?;
-        let (train_pool, test_photos, labelled_kept_out) = training_photos(photos, config.test_fraction);
+        let (train_pool, test_photos, labelled_kept_out) =
+            training_photos(photos, config.test_fraction, config.twin_bits);
         if train_pool.len() < 2 || test_photos < 1 {
             return Err(ConfigError::Data(format!(
                 "need ≥ 2 usable training photos and ≥ 1 held out, have {} / {test_photos}",
@@ -459,7 +458,7 @@ mod tests {
     #[test]
     fn labelled_photos_and_held_out_photos_never_train() {
         let ph = photos();
-        let (train, test, kept_out) = training_photos(&ph, 0.3);
+        let (train, test, kept_out) = training_photos(&ph, 0.3, None);
         let labelled = ph.iter().position(|p| imagenet_label(&p.name).is_some()).unwrap();
         assert!(!train.contains(&labelled));
         assert!(train.iter().all(|&i| !stabilize_core::data::crops::is_test(&ph[i].name, 0.3)));

@@ -3,6 +3,14 @@
 //! **Rule.** A photo is usable when its short side is ≥ [`MIN_SIDE`] px. It goes to the test
 //! split when the first byte of `sha256(file name)` is below `256 · test_fraction` (a fixed rule,
 //! the same for every seed, so test photos are never seen in training). All crops are squares.
+//!
+//! **Twins.** Some photos of the pool are the same picture twice: consecutive frames of one
+//! sequence (opencv-doc's `rubberwhale1`/`rubberwhale2`, `basketball1`/`basketball2`). With
+//! [`split`]'s `twin_bits`, photos whose pHashes are that close count as one picture: a training
+//! photo that is a twin of a held-out one is dropped (so no near-copy of a held-out photo is
+//! trained on), and of twins on the same side only the first by name is kept (so a picture is
+//! never its own negative, nor a "distinct" pair in an evaluation). Held-out photos are never
+//! dropped for a training twin, so the held-out set is the file-name rule's.
 //! - query q: side `u · short`, `u ~ U[0.5, 0.8]`, at a uniformly random position;
 //! - positive p: the same photo, side `q.side · U[0.8, 1.25]` (≤ short side), its centre moved
 //!   by at most `q.side / 4` in x and y from q's (then clamped inside the photo), so q and p
@@ -19,6 +27,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::Result;
 use crate::image::Image;
+use crate::image::hash::{HashKind, PerceptualHash};
 use crate::image::resize::{Filter, resize, resize_region};
 
 /// Photos with a shorter side below this are not used (CIFAR thumbnails, icons).
@@ -160,6 +169,74 @@ pub fn is_test(name: &str, test_fraction: f64) -> bool {
     (first as f64) < 256.0 * test_fraction
 }
 
+/// pHash distance (bits of 64) at or under which two photos of a pool count as one picture
+/// (see the module docs): what `stabilize dupes --hash phash` calls a duplicate. The pool's two
+/// pairs of consecutive frames are 2 bits apart; its closest distinct photos are far above it.
+pub const TWIN_BITS: u32 = 10;
+
+/// A photo left out of a split because it is another photo's twin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Twin {
+    /// The photo left out.
+    pub photo: usize,
+    /// The kept photo it repeats (held out, or earlier by name on the same side).
+    pub of: usize,
+    /// Their pHash distance in bits.
+    pub bits: u32,
+}
+
+/// A train/test split of a photo pool: indices into it, each in index order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Split {
+    pub train: Vec<usize>,
+    pub test: Vec<usize>,
+    /// Photos in neither, as twins of a kept one.
+    pub twins: Vec<Twin>,
+}
+
+/// The split of `photos` ([`is_test`] by file name), with twins under `twin_bits` left out as
+/// the module docs say; `None` keeps every photo (the rule of runs made before twins were
+/// checked).
+pub fn split(photos: &[Photo], test_fraction: f64, twin_bits: Option<u32>) -> Split {
+    let (train, test): (Vec<usize>, Vec<usize>) =
+        (0..photos.len()).partition(|&i| !is_test(&photos[i].name, test_fraction));
+    let Some(bits) = twin_bits else {
+        return Split { train, test, twins: Vec::new() };
+    };
+    let hasher = HashKind::Phash.hasher();
+    let hashes: Vec<PerceptualHash> = {
+        use rayon::prelude::*;
+        photos.par_iter().map(|p| PerceptualHash::of(&hasher, &p.image)).collect()
+    };
+    let by_name = |mut v: Vec<usize>| {
+        v.sort_by(|&a, &b| photos[a].name.cmp(&photos[b].name).then(a.cmp(&b)));
+        v
+    };
+    let mut twins = Vec::new();
+    // Held-out photos first, against earlier held-out ones only.
+    let mut kept_test: Vec<usize> = Vec::new();
+    for i in by_name(test) {
+        match kept_test.iter().map(|&j| (j, hashes[i].distance(&hashes[j]))).find(|&(_, d)| d <= bits) {
+            Some((of, bits)) => twins.push(Twin { photo: i, of, bits }),
+            None => kept_test.push(i),
+        }
+    }
+    // Training photos against every kept held-out photo, then against earlier training ones.
+    let mut kept_train: Vec<usize> = Vec::new();
+    for i in by_name(train) {
+        let twin =
+            kept_test.iter().chain(&kept_train).map(|&j| (j, hashes[i].distance(&hashes[j]))).find(|&(_, d)| d <= bits);
+        match twin {
+            Some((of, bits)) => twins.push(Twin { photo: i, of, bits }),
+            None => kept_train.push(i),
+        }
+    }
+    kept_train.sort_unstable();
+    kept_test.sort_unstable();
+    twins.sort_by_key(|t| t.photo);
+    Split { train: kept_train, test: kept_test, twins }
+}
+
 /// Photo indices of a triplet and its three crops.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Triplet {
@@ -258,6 +335,59 @@ mod tests {
             assert!(a.x >= 0.0 && a.y >= 0.0 && a.x + a.side <= 200.0 && a.y + a.side <= 180.0, "{a:?}");
             assert!(c[..i].iter().all(|b| b != a), "{a:?} repeated");
         }
+    }
+
+    /// A smooth picture (a few sinusoids with phases from `seed`), `w × h` RGB, each sample plus `lift`.
+    fn picture(name: &str, seed: u64, lift: u8, w: u32, h: u32) -> Photo {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let waves: Vec<(f64, f64, f64)> = (0..6)
+            .map(|_| (rng.random_range(1.0..5.0), rng.random_range(1.0..5.0), rng.random_range(0.0..6.3)))
+            .collect();
+        let mut data = Vec::with_capacity((w * h * 3) as usize);
+        for y in 0..h {
+            for x in 0..w {
+                let (u, v) = (x as f64 / w as f64, y as f64 / h as f64);
+                let s: f64 = waves.iter().map(|&(a, b, p)| (a * u * 6.3 + b * v * 6.3 + p).sin()).sum();
+                let g = (128.0 + 18.0 * s).clamp(0.0, 250.0) as u8;
+                data.extend([g.saturating_add(lift), g / 2 + lift, 255 - g]);
+            }
+        }
+        Photo::prepare(name, &Image::new(w, h, Channels::Rgb, data).unwrap(), 256).unwrap().unwrap()
+    }
+
+    #[test]
+    fn twins_leave_training_and_the_held_out_set_stays() {
+        let names: Vec<String> = (0..64).map(|i| format!("frame{i:02}.png")).collect();
+        let held: Vec<&String> = names.iter().filter(|n| is_test(n, 0.25)).take(2).collect();
+        let train: Vec<&String> = names.iter().filter(|n| !is_test(n, 0.25)).take(4).collect();
+        // Seeds: 1 = held[0] and its twin train[1]; 2 = train[0] and its later twin train[3];
+        // 3 = held[1] alone; 4 = train[2] alone.
+        let photos = vec![
+            picture(held[0], 1, 0, 240, 200),
+            picture(train[1], 1, 3, 240, 200),
+            picture(train[0], 2, 0, 220, 220),
+            picture(train[3], 2, 2, 220, 220),
+            picture(held[1], 3, 0, 200, 240),
+            picture(train[2], 4, 0, 240, 200),
+        ];
+        let kind = HashKind::Phash.hasher();
+        let h: Vec<PerceptualHash> = photos.iter().map(|p| PerceptualHash::of(&kind, &p.image)).collect();
+        assert!(h[0].distance(&h[1]) <= 2 && h[2].distance(&h[3]) <= 2, "twins hash alike");
+        for (a, b) in [(0, 2), (0, 4), (0, 5), (2, 4), (2, 5), (4, 5)] {
+            assert!(h[a].distance(&h[b]) > TWIN_BITS, "distinct pictures {a} {b}: {}", h[a].distance(&h[b]));
+        }
+        let s = split(&photos, 0.25, Some(TWIN_BITS));
+        assert_eq!(s.test, vec![0, 4], "the held-out set is the name rule's");
+        assert_eq!(s.train, vec![2, 5]);
+        let left: Vec<(usize, usize)> = s.twins.iter().map(|t| (t.photo, t.of)).collect();
+        assert_eq!(left, vec![(1, 0), (3, 2)], "the held-out photo's twin and the later training twin go");
+        // Without the check every photo is kept, as before.
+        let all = split(&photos, 0.25, None);
+        assert_eq!((all.train, all.test, all.twins.len()), (vec![1, 2, 3, 5], vec![0, 4], 0));
+        // With every photo a twin of every other, the first held-out photo by name stays and
+        // nothing else: no training photo displaces a held-out one.
+        let s = split(&photos, 0.25, Some(64));
+        assert_eq!((s.test, s.train, s.twins.len()), (vec![0], vec![], 5));
     }
 
     #[test]
