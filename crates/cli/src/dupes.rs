@@ -35,7 +35,9 @@ pub struct DupesArgs {
     /// `default` (the shipped stabilized model), an embedding run folder (`train embed`,
     /// evaluated by `eval embed` for the calibration), or `pretrained` (the ImageNet MobileNetV2
     /// features; needs --threshold). With --hash too, the two are fused: a pair is as close as
-    /// the nearer of the model's distance and 0.03 per hash bit, so either can find it.
+    /// the nearer of the model's distance and the hash's bits scaled by the run's fitted rule
+    /// (`fusion.json`: the default model counts 0.05 per bit while its distance is under 1.2;
+    /// 0.03 per bit, no cap, for a run without a fit), so either can find it.
     #[arg(long)]
     model: Option<String>,
     /// Input side in px of `--model pretrained` [default: 224].

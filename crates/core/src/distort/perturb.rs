@@ -10,6 +10,8 @@
 //!   strength; a list with more than one item, or any family other than noise, is a mix. Every
 //!   distortion family can be listed, the in-the-wild edits too (`trim:5-25,pad:10-30,rotate:0-5,
 //!   hflip,text:8-15,gray`); `rotate` draws a random sign, `hflip` and `gray` take no value.
+//!   A family may carry a weight, `trim:5-35@3`: it is then picked 3 times as often as a family
+//!   of weight 1 (the default). Mixes without weights draw exactly as before weights existed.
 //!
 //! A draw is deterministic in `(image, seed)`.
 
@@ -34,6 +36,8 @@ pub struct FamilyRange {
     pub family: &'static str,
     pub lo: f64,
     pub hi: f64,
+    /// Relative chance of being picked (`@w`; 1 when not given).
+    pub weight: f64,
 }
 
 /// How `x'` is drawn; see the module docs.
@@ -59,7 +63,19 @@ impl Perturbation {
     pub fn draw(&self, seed: u64) -> Option<Distortion> {
         let Perturbation::Mix(families) = self else { return None };
         let mut rng = ChaCha8Rng::seed_from_u64(item_seed(seed, PERTURB_DRAW));
-        let f = families[rng.random_range(0..families.len())];
+        let f = if families.iter().all(|f| f.weight == 1.0) {
+            families[rng.random_range(0..families.len())]
+        } else {
+            let total: f64 = families.iter().map(|f| f.weight).sum();
+            let mut u = rng.random::<f64>() * total;
+            *families
+                .iter()
+                .find(|f| {
+                    u -= f.weight;
+                    u < 0.0
+                })
+                .unwrap_or(&families[families.len() - 1])
+        };
         let u: f64 = rng.random();
         let mut v = f.lo + u * (f.hi - f.lo);
         if f.family == "rotate" && rng.random_bool(0.5) {
@@ -101,13 +117,14 @@ impl fmt::Display for Perturbation {
                 let items: Vec<String> = fs
                     .iter()
                     .map(|r| {
-                        if VALUELESS.contains(&r.family) {
+                        let item = if VALUELESS.contains(&r.family) {
                             r.family.to_string()
                         } else if r.lo == r.hi {
                             format!("{}:{}", r.family, r.lo)
                         } else {
                             format!("{}:{}-{}", r.family, r.lo, r.hi)
-                        }
+                        };
+                        if r.weight == 1.0 { item } else { format!("{item}@{}", r.weight) }
                     })
                     .collect();
                 f.write_str(&items.join(","))
@@ -123,7 +140,16 @@ impl FromStr for Perturbation {
         let bad = |reason: String| Error::Spec { spec: spec.to_string(), reason };
         let mut families = Vec::new();
         for item in spec.split(',') {
-            let item = item.trim();
+            let (item, weight) = match item.split_once('@') {
+                Some((item, w)) => {
+                    let w: f64 =
+                        w.trim().parse().ok().filter(|w: &f64| w.is_finite() && *w > 0.0 && *w <= 1000.0).ok_or_else(
+                            || bad(format!("weight '{}' of {} is not a number in (0, 1000]", w.trim(), item.trim())),
+                        )?;
+                    (item.trim(), w)
+                }
+                None => (item.trim(), 1.0),
+            };
             let (name, value) = match item.split_once(':') {
                 Some((n, v)) => (n.trim().to_ascii_lowercase(), Some(v.trim())),
                 None => (item.to_ascii_lowercase(), None),
@@ -160,10 +186,10 @@ impl FromStr for Perturbation {
             if families.iter().any(|f: &FamilyRange| f.family == family) {
                 return Err(bad(format!("{family} is listed twice")));
             }
-            families.push(FamilyRange { family, lo, hi });
+            families.push(FamilyRange { family, lo, hi, weight });
         }
         match families.as_slice() {
-            [FamilyRange { family: "noise", lo, hi }] if lo == hi => Ok(Perturbation::Noise { sigma: *lo }),
+            [FamilyRange { family: "noise", lo, hi, weight: _ }] if lo == hi => Ok(Perturbation::Noise { sigma: *lo }),
             _ => Ok(Perturbation::Mix(families)),
         }
     }
@@ -207,11 +233,31 @@ mod tests {
             "noise:0-2",
             "jpeg:10,jpeg:20",
             "crop:1.5-3",
+            "trim:5-25@0",
+            "trim:5-25@-1",
+            "trim:5-25@x",
+            "gray@",
         ] {
             assert!(bad.parse::<Perturbation>().is_err(), "{bad} should be refused");
         }
         let json = serde_json::to_string(&mix).unwrap();
         assert_eq!(serde_json::from_str::<Perturbation>(&json).unwrap(), mix);
+    }
+
+    #[test]
+    fn weights_set_how_often_a_family_is_drawn() {
+        let mix: Perturbation = "trim:5-35@3, gray,hflip@1".parse().unwrap();
+        assert_eq!(mix.to_string(), "trim:5-35@3,gray,hflip");
+        assert_eq!(mix.to_string().parse::<Perturbation>().unwrap(), mix);
+        let n = 6000u64;
+        let trims = (0..n).filter(|&s| matches!(mix.draw(s), Some(Distortion::Trim { .. }))).count();
+        let grays = (0..n).filter(|&s| mix.draw(s) == Some(Distortion::Gray)).count();
+        // Expected 3/5 and 1/5 of the draws; 5 standard deviations of slack.
+        assert!((3600 - 190..=3600 + 190).contains(&trims), "{trims}");
+        assert!((1200 - 155..=1200 + 155).contains(&grays), "{grays}");
+        // A weight of 1 is no weight: the same mix, written without it.
+        let ones: Perturbation = "jpeg:10-90@1,thumb:25-75@1,gray@1".parse().unwrap();
+        assert_eq!(ones.to_string(), "jpeg:10-90,thumb:25-75,gray");
     }
 
     #[test]
