@@ -22,7 +22,7 @@ const FILES: [(&str, &[u8]); 5] = [
 ];
 
 /// sha256 of `models/embed-default/model.bpk` (also in its README); checked before every use.
-pub const MODEL_SHA256: &str = "33002416419ac058d790ba60efdb0a884895af74c0bfe11fb2f6df581157fd37";
+pub const MODEL_SHA256: &str = "84448f38468ab0be00b6d306d3b3e1615a77e5ffd05b876c748138a62b32e7a1";
 
 /// The folder under the data dir the default model is written to.
 pub const DIR_NAME: &str = "embed-default";

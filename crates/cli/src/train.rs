@@ -109,7 +109,8 @@ pub struct TrainClassifyArgs {
     #[arg(long, value_enum, default_value_t = classify_defaults().stability.objective)]
     objective: Objective,
     /// How x' is drawn: noise:σ (the paper; fashion-mnist's default is noise:<--sigma>) or a mix of
-    /// real distortions with ranges, one family per image, e.g. jpeg:10-90,thumb:25-75,crop:0-8,noise:0-0.1.
+    /// real distortions with ranges, one family per image, e.g. jpeg:10-90,thumb:25-75,crop:0-8,noise:0-0.1
+    /// (`family@w` draws a family w times as often, e.g. crop:0-8@2).
     /// Photos' default: the noise and the in-the-wild edits (`stabilize_burn::train::imagenet::DEFAULT_PERTURB`).
     #[arg(long)]
     perturb: Option<Perturbation>,
@@ -194,7 +195,8 @@ pub struct TrainEmbedArgs {
     #[arg(long, value_enum, default_value_t = embed_defaults().stability.objective)]
     objective: Objective,
     /// How x' is drawn: noise:σ (the paper; default noise:<--sigma>) or a mix of real distortions
-    /// with ranges, one family per image, e.g. jpeg:10-90,thumb:25-75,crop:0-16,noise:0-0.1.
+    /// with ranges, one family per image, e.g. jpeg:10-90,thumb:25-75,crop:0-16,noise:0-0.1
+    /// (`family@w` draws a family w times as often, e.g. trim:5-35@3).
     #[arg(long)]
     perturb: Option<Perturbation>,
     #[arg(long, default_value_t = embed_defaults().steps)]

@@ -703,5 +703,14 @@ mod config_tests {
         assert_eq!(v["init"], "mobilenet-v2");
         assert!(v.get("form").is_none() && v.get("alpha").is_some() && v.get("lr").is_some(), "{v}");
         assert!(serde_json::from_str::<EmbedTrainConfig>(&old.replace("mobilenet-v2", "resnet")).is_err());
+        // A run from before twins were checked keeps every photo, and says nothing of twins.
+        assert_eq!(c.twin_bits, None);
+        assert!(v.get("twin_bits").is_none(), "{v}");
+        // New runs check them, and a bound over 64 bits is refused.
+        let new = EmbedTrainConfig::new();
+        assert_eq!(new.twin_bits, Some(stabilize_core::data::crops::TWIN_BITS));
+        assert_eq!(serde_json::to_value(&new).unwrap()["twin_bits"], 10);
+        let wide = EmbedTrainConfig { twin_bits: Some(65), ..EmbedTrainConfig::new() };
+        assert!(wide.validate().unwrap_err().to_string().contains("twin bits"));
     }
 }
