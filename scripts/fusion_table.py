@@ -28,9 +28,10 @@ def main():
         name, run = arg.rsplit("=", 1)
         minutes = load(f"{run}/metrics.json")["seconds"] / 60
         fit = load(f"{run}/fusion.json")
-        fits = "{:.4f} / {:.4f}".format(
+        regions_fit = (fit.get("regions") or {}).get("grid")
+        fits = "{:.4f} / {}".format(
             fit["grid"][0]["mean_recall_at_precision_0.99"],
-            fit["regions"]["grid"][0]["fused"]["mean_recall_at_precision_0.99"],
+            f"{regions_fit[0]['fused']['mean_recall_at_precision_0.99']:.4f}" if regions_fit else "–",
         )
         path = next((f"{run}/{f}" for f in ("eval.json", "eval-summary.json") if os.path.exists(f"{run}/{f}")), None)
         if path is None:
@@ -38,6 +39,8 @@ def main():
             continue
         ev = load(path)
         methods = {b["name"]: b for b in ev["baselines"]}
+        if not {"model+phash", "model+regions+phash"} <= methods.keys():
+            sys.exit(f"{path} has no model+phash and model+regions+phash rows: make it with `eval embed --regions`")
         pretrained = {d["spec"]: d["ap"] for d in methods["pretrained"]["distortions"]}
         fused, regions = methods["model+phash"], methods["model+regions+phash"]
 
@@ -49,10 +52,12 @@ def main():
 
         by = {d["spec"]: d["recall_at_precision_0.99"] for d in regions["distortions"]}
         at_least = sum(d["ap"] >= pretrained[d["spec"]] for d in regions["distortions"])
+        n = len(regions["distortions"])
         print(
             f"| {name} | {ev['pooled']['ap']:.3f} | {recall(ev):.3f} | {fused['pooled']['ap']:.3f} | {recall(fused):.3f} "
-            f"| {passing(fused)}/15 | {regions['pooled']['ap']:.3f} | {recall(regions):.3f} | {passing(regions)}/15 "
-            f"| {by['jpeg:10']:.3f} / {by['trim:15']:.3f} / {by['trim:25']:.3f} | {at_least}/15 | {fits} | {minutes:.1f} |"
+            f"| {passing(fused)}/{n} | {regions['pooled']['ap']:.3f} | {recall(regions):.3f} | {passing(regions)}/{n} "
+            f"| {by.get('jpeg:10', float('nan')):.3f} / {by.get('trim:15', float('nan')):.3f} / {by.get('trim:25', float('nan')):.3f} "
+            f"| {at_least}/{n} | {fits} | {minutes:.1f} |"
         )
 
 

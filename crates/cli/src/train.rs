@@ -1,7 +1,7 @@
 //! `stabilize train classify [--dataset photos]|embed`: settings from the command line (every default is the
 //! config's own, written once in the library), a progress bar over steps, a line per checkpoint.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
@@ -43,6 +43,11 @@ struct TrainOutput {
 }
 
 impl TrainOutput {
+    /// The split rule a run continues with ([`resumed_twin_bits`]).
+    fn twin_bits(&self, default: Option<u32>) -> Option<u32> {
+        resumed_twin_bits(&self.out, self.resume, default)
+    }
+
     /// Trains `task` into `--out` (continuing it with `--resume`) with progress on `pb`, then
     /// prints the summary: JSON with `--json`, else `text(summary)`.
     fn train<T: Task>(
@@ -62,6 +67,31 @@ impl TrainOutput {
             println!("{}", text(&summary));
         }
         Ok(())
+    }
+}
+
+/// The split rule of a run in `out`: on `resume`, the one its `config.json` was started with (runs
+/// from before twins were checked have none there and keep every photo, so they resume as they
+/// began); else, or when there is no readable config to continue, `default`.
+fn resumed_twin_bits(out: &Path, resume: bool, default: Option<u32>) -> Option<u32> {
+    if !resume {
+        return default;
+    }
+    let saved = std::fs::read(out.join(stabilize_core::run_files::CONFIG))
+        .ok()
+        .and_then(|text| serde_json::from_slice::<serde_json::Value>(&text).ok());
+    match saved {
+        Some(v) => v.get("twin_bits").and_then(serde_json::Value::as_u64).map(|b| b.min(64) as u32),
+        // Resuming reports a missing or damaged config in one line.
+        None => default,
+    }
+}
+
+/// `, N left out as twins: …` for a summary line; empty when none were.
+fn twins_left_out(twins: &[String]) -> String {
+    match twins.len() {
+        0 => String::new(),
+        n => format!(", {n} left out as twins: {}", twins.join("; ")),
     }
 }
 
@@ -352,6 +382,7 @@ fn classify_photos(args: TrainClassifyArgs) -> Result<()> {
         batch_size: args.batch_size.unwrap_or(d.batch_size),
         seed: args.seed,
         checkpoint_every: args.checkpoint_every,
+        twin_bits: args.output.twin_bits(d.twin_bits),
         ..photos_defaults()
     };
     let s = &mut config.stability;
@@ -390,11 +421,12 @@ fn classify_photos(args: TrainClassifyArgs) -> Result<()> {
     let task = ImagenetTask::new(&config, &photos, &weights)?;
     args.output.train(&task, &device, &pb, &mut on, |summary| {
         format!(
-            "stabilized the ImageNet MobileNetV2 for {} steps on {} photos ({} held out, {} labelled kept out) in {:.0}s; model in {}",
+            "stabilized the ImageNet MobileNetV2 for {} steps on {} photos ({} held out, {} labelled kept out{}) in {:.0}s; model in {}",
             config.steps,
             summary.train_photos,
             summary.test_photos,
             summary.labelled_kept_out,
+            twins_left_out(&summary.twins),
             summary.seconds,
             args.output.out.join(stabilize_core::run_files::MODEL).display()
         )
@@ -417,6 +449,7 @@ fn embed(args: TrainEmbedArgs) -> Result<()> {
         batch_size: args.batch_size,
         seed: args.seed,
         checkpoint_every: args.checkpoint_every,
+        twin_bits: args.output.twin_bits(embed_defaults().twin_bits),
         ..embed_defaults()
     };
     set_stability(&mut config.stability, (args.alpha, args.sigma, args.objective), args.perturb);
@@ -448,18 +481,40 @@ fn embed(args: TrainEmbedArgs) -> Result<()> {
     });
     let task = EmbedTask::new(&config, &photos, &weights)?;
     args.output.train(&task, &device, &pb, &mut on, |summary| {
-        let twins = match summary.twins.len() {
-            0 => String::new(),
-            n => format!(", {n} left out as twins: {}", summary.twins.join("; ")),
-        };
         format!(
-            "trained {} steps on {} photos ({} held out{twins}) in {:.0}s; {} trainable parameters; model in {}",
+            "trained {} steps on {} photos ({} held out{}) in {:.0}s; {} trainable parameters; model in {}",
             config.steps,
             summary.train_photos,
             summary.test_photos,
+            twins_left_out(&summary.twins),
             summary.seconds,
             summary.trainable_parameters,
             args.output.out.join(stabilize_core::run_files::MODEL).display()
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resumed_run_keeps_the_split_it_began_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path();
+        let config = out.join(stabilize_core::run_files::CONFIG);
+        // A new run, or nothing to resume: the default.
+        assert_eq!(resumed_twin_bits(out, false, Some(10)), Some(10));
+        assert_eq!(resumed_twin_bits(out, true, Some(10)), Some(10));
+        // A run from before twins were checked: every photo, as it began.
+        std::fs::write(&config, r#"{"steps":600,"test_fraction":0.25}"#).unwrap();
+        assert_eq!(resumed_twin_bits(out, true, Some(10)), None);
+        assert_eq!(resumed_twin_bits(out, false, Some(10)), Some(10));
+        // A run that recorded its bound keeps it.
+        std::fs::write(&config, r#"{"steps":600,"twin_bits":6}"#).unwrap();
+        assert_eq!(resumed_twin_bits(out, true, Some(10)), Some(6));
+        // A damaged config is left to the resume's own one-line error.
+        std::fs::write(&config, b"{").unwrap();
+        assert_eq!(resumed_twin_bits(out, true, Some(10)), Some(10));
+    }
 }

@@ -274,15 +274,6 @@ pub struct EmbedSummary {
     pub trainable_parameters: usize,
 }
 
-/// `split`'s twins as `name (twin of NAME, N bits)`, for summaries and logs.
-pub fn describe_twins(photos: &[Photo], split: &Split) -> Vec<String> {
-    split
-        .twins
-        .iter()
-        .map(|t| format!("{} (twin of {}, {} bits)", photos[t.photo].name, photos[t.of].name, t.bits))
-        .collect()
-}
-
 /// The triplets of step `step` (deterministic in seed and step).
 pub fn step_triplets(photos: &[Photo], pool: &[usize], seed: u64, step: usize, batch: usize) -> Vec<Triplet> {
     let mut rng = ChaCha8Rng::seed_from_u64(item_seed(seed ^ TRIPLET_STREAM, step as u64));
@@ -325,7 +316,7 @@ impl<'a> EmbedTask<'a> {
     pub fn new(config: &EmbedTrainConfig, photos: &'a [Photo], weights: &Path) -> Result<Self, TrainError> {
         config.validate()?;
         let split = config.split(photos);
-        let twins = describe_twins(photos, &split);
+        let twins = split.describe_twins(photos);
         let Split { train: train_pool, test: test_pool, .. } = split;
         if train_pool.len() < 2 || test_pool.len() < 2 {
             return Err(ConfigError::Data(format!(

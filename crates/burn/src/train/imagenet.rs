@@ -200,17 +200,19 @@ pub struct ImagenetSummary {
     pub test_photos: usize,
     /// Labelled ImageNet photos of the training split kept out of training.
     pub labelled_kept_out: usize,
+    /// Photos left out as twins of a kept one (`name (twin of NAME, N bits)`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub twins: Vec<String>,
     /// Wall time of the steps run by this invocation.
     pub seconds: f64,
 }
 
 /// The training photos of a run: the split's training side without the labelled ImageNet photos.
 /// Returns (training indices, held-out count, labelled photos kept out).
-pub fn training_photos(photos: &[Photo], test_fraction: f64, twin_bits: Option<u32>) -> (Vec<usize>, usize, usize) {
-    let Split { train, test, .. } = split(photos, test_fraction, twin_bits);
+pub fn training_photos(photos: &[Photo], split: &Split) -> (Vec<usize>, usize, usize) {
     let (labelled, train): (Vec<usize>, Vec<usize>) =
-        train.into_iter().partition(|&i| imagenet_label(&photos[i].name).is_some());
-    (train, test.len(), labelled.len())
+        split.train.iter().partition(|&&i| imagenet_label(&photos[i].name).is_some());
+    (train, split.test.len(), labelled.len())
 }
 
 /// The crops of step `step` (deterministic in seed and step): `(photo index, crop)`.
@@ -239,6 +241,7 @@ pub struct ImagenetTask<'a> {
     train_pool: Vec<usize>,
     test_photos: usize,
     labelled_kept_out: usize,
+    twins: Vec<String>,
     sampler: PerturbSampler,
     /// The frozen original network, set by `init`.
     teacher: std::sync::OnceLock<MobileNetV2>,
@@ -248,8 +251,9 @@ impl<'a> ImagenetTask<'a> {
     /// `weights`: torchvision's MobileNetV2 file (unused with [`Init::Random`]).
     pub fn new(config: &ImagenetTrainConfig, photos: &'a [Photo], weights: &Path) -> Result<Self, TrainError> {
         config.validate()?;
-        let (train_pool, test_photos, labelled_kept_out) =
-            training_photos(photos, config.test_fraction, config.twin_bits);
+        let split = split(photos, config.test_fraction, config.twin_bits);
+        let twins = split.describe_twins(photos);
+        let (train_pool, test_photos, labelled_kept_out) = training_photos(photos, &split);
         if train_pool.len() < 2 || test_photos < 1 {
             return Err(ConfigError::Data(format!(
                 "need ≥ 2 usable training photos and ≥ 1 held out, have {} / {test_photos}",
@@ -264,6 +268,7 @@ impl<'a> ImagenetTask<'a> {
             train_pool,
             test_photos,
             labelled_kept_out,
+            twins,
             sampler: PerturbSampler::new(&config.stability),
             teacher: std::sync::OnceLock::new(),
         })
@@ -392,6 +397,7 @@ impl Task for ImagenetTask<'_> {
             train_photos: self.train_pool.len(),
             test_photos: self.test_photos,
             labelled_kept_out: self.labelled_kept_out,
+            twins: self.twins.clone(),
             seconds,
         }
     }
@@ -458,7 +464,7 @@ mod tests {
     #[test]
     fn labelled_photos_and_held_out_photos_never_train() {
         let ph = photos();
-        let (train, test, kept_out) = training_photos(&ph, 0.3, None);
+        let (train, test, kept_out) = training_photos(&ph, &split(&ph, 0.3, None));
         let labelled = ph.iter().position(|p| imagenet_label(&p.name).is_some()).unwrap();
         assert!(!train.contains(&labelled));
         assert!(train.iter().all(|&i| !stabilize_core::data::crops::is_test(&ph[i].name, 0.3)));

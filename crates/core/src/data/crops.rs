@@ -10,7 +10,8 @@
 //! photo that is a twin of a held-out one is dropped (so no near-copy of a held-out photo is
 //! trained on), and of twins on the same side only the first by name is kept (so a picture is
 //! never its own negative, nor a "distinct" pair in an evaluation). Held-out photos are never
-//! dropped for a training twin, so the held-out set is the file-name rule's.
+//! dropped for a training twin, so the held-out set is the file-name rule's less its own twins
+//! (the pool has none: its 33 held-out photos are the same with and without the check).
 //! - query q: side `u · short`, `u ~ U[0.5, 0.8]`, at a uniformly random position;
 //! - positive p: the same photo, side `q.side · U[0.8, 1.25]` (≤ short side), its centre moved
 //!   by at most `q.side / 4` in x and y from q's (then clamped inside the photo), so q and p
@@ -194,6 +195,16 @@ pub struct Split {
     pub twins: Vec<Twin>,
 }
 
+impl Split {
+    /// The twins left out, as `name (twin of NAME, N bits)` (for summaries and logs).
+    pub fn describe_twins(&self, photos: &[Photo]) -> Vec<String> {
+        self.twins
+            .iter()
+            .map(|t| format!("{} (twin of {}, {} bits)", photos[t.photo].name, photos[t.of].name, t.bits))
+            .collect()
+    }
+}
+
 /// The split of `photos` ([`is_test`] by file name), with twins under `twin_bits` left out as
 /// the module docs say; `None` keeps every photo (the rule of runs made before twins were
 /// checked).
@@ -360,13 +371,13 @@ mod tests {
         let names: Vec<String> = (0..64).map(|i| format!("frame{i:02}.png")).collect();
         let held: Vec<&String> = names.iter().filter(|n| is_test(n, 0.25)).take(2).collect();
         let train: Vec<&String> = names.iter().filter(|n| !is_test(n, 0.25)).take(4).collect();
-        // Seeds: 1 = held[0] and its twin train[1]; 2 = train[0] and its later twin train[3];
-        // 3 = held[1] alone; 4 = train[2] alone.
+        // Seeds: 1 = held[0] and its twin train[1]; 2 = train[0] and its twin train[3], the
+        // later by name but the earlier by index; 3 = held[1] alone; 4 = train[2] alone.
         let photos = vec![
             picture(held[0], 1, 0, 240, 200),
             picture(train[1], 1, 3, 240, 200),
-            picture(train[0], 2, 0, 220, 220),
             picture(train[3], 2, 2, 220, 220),
+            picture(train[0], 2, 0, 220, 220),
             picture(held[1], 3, 0, 200, 240),
             picture(train[2], 4, 0, 240, 200),
         ];
@@ -377,10 +388,14 @@ mod tests {
             assert!(h[a].distance(&h[b]) > TWIN_BITS, "distinct pictures {a} {b}: {}", h[a].distance(&h[b]));
         }
         let s = split(&photos, 0.25, Some(TWIN_BITS));
-        assert_eq!(s.test, vec![0, 4], "the held-out set is the name rule's");
-        assert_eq!(s.train, vec![2, 5]);
+        assert_eq!(s.test, vec![0, 4], "a training twin never displaces a held-out photo");
+        assert_eq!(s.train, vec![3, 5]);
         let left: Vec<(usize, usize)> = s.twins.iter().map(|t| (t.photo, t.of)).collect();
-        assert_eq!(left, vec![(1, 0), (3, 2)], "the held-out photo's twin and the later training twin go");
+        assert_eq!(left, vec![(1, 0), (2, 3)], "the held-out photo's twin and the later training twin by name go");
+        assert_eq!(
+            s.describe_twins(&photos)[1],
+            format!("{} (twin of {}, {} bits)", train[3], train[0], s.twins[1].bits)
+        );
         // Without the check every photo is kept, as before.
         let all = split(&photos, 0.25, None);
         assert_eq!((all.train, all.test, all.twins.len()), (vec![1, 2, 3, 5], vec![0, 4], 0));

@@ -188,6 +188,9 @@ impl FromStr for Perturbation {
             }
             families.push(FamilyRange { family, lo, hi, weight });
         }
+        if families.len() == 1 && families[0].weight != 1.0 {
+            return Err(bad("a weight sets how often a family is drawn among several: list more than one".into()));
+        }
         match families.as_slice() {
             [FamilyRange { family: "noise", lo, hi, weight: _ }] if lo == hi => Ok(Perturbation::Noise { sigma: *lo }),
             _ => Ok(Perturbation::Mix(families)),
@@ -237,6 +240,8 @@ mod tests {
             "trim:5-25@-1",
             "trim:5-25@x",
             "gray@",
+            "trim:5-35@3",
+            "noise:0.05@2",
         ] {
             assert!(bad.parse::<Perturbation>().is_err(), "{bad} should be refused");
         }
