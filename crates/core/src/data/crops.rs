@@ -172,7 +172,8 @@ pub fn is_test(name: &str, test_fraction: f64) -> bool {
 
 /// pHash distance (bits of 64) at or under which two photos of a pool count as one picture
 /// (see the module docs): what `stabilize dupes --hash phash` calls a duplicate. The pool's two
-/// pairs of consecutive frames are 2 bits apart; its closest distinct photos are far above it.
+/// pairs of consecutive frames are 2 bits apart, and every other pair is above it (the real-data
+/// test `the_pool_split_leaves_out_twins` checks).
 pub const TWIN_BITS: u32 = 10;
 
 /// A photo left out of a split because it is another photo's twin.
