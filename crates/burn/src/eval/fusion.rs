@@ -10,7 +10,7 @@ use burn::tensor::Device;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
-use stabilize_core::data::crops::Photo;
+use stabilize_core::data::crops::{Photo, Split};
 use stabilize_core::eval::embed::{EvalSet, fuse_pairs, hash_all};
 use stabilize_core::eval::fusion::{
     CAP_GRID, FusionFit, PER_BIT_GRID, REGION_PENALTY_GRID, RegionFit, fit_fuse_rule, fit_region_penalty,
@@ -23,17 +23,12 @@ use stabilize_core::seeds::{FUSION_STREAM, item_seed};
 use stabilize_core::{Distortion, Error, run_files};
 
 use super::embed::{EvalError, EvalEvent, describe_model};
-use crate::train::embed::{EmbedTrainConfig, load_embedder};
+use crate::train::embed::load_embedder;
 
-/// The training photos a fit uses: `count` of them (all when fewer), drawn by `seed`, in index
-/// order. `Err` when the run has fewer than two training photos.
-pub fn fit_photos(
-    photos: &[Photo],
-    config: &EmbedTrainConfig,
-    count: usize,
-    seed: u64,
-) -> Result<Vec<usize>, EvalError> {
-    let mut train = config.split(photos).train;
+/// The training photos of `split` a fit uses: `count` of them (all when fewer), drawn by `seed`,
+/// in index order. `Err` when the split has fewer than two training photos.
+pub fn fit_photos(split: &Split, count: usize, seed: u64) -> Result<Vec<usize>, EvalError> {
+    let mut train = split.train.clone();
     if train.len() < 2 {
         return Err(
             Error::Invalid(format!("need ≥ 2 training photos to fit a fusion rule, have {}", train.len())).into()
@@ -64,8 +59,8 @@ pub fn fit_fusion(
     let started = Instant::now();
     let (config, model) = load_embedder(model_dir, device)?;
     let size = config.model.input_size;
-    let test = config.split(photos).test;
-    let chosen = fit_photos(photos, &config, count.unwrap_or(test.len()), seed)?;
+    let split = config.split(photos);
+    let chosen = fit_photos(&split, count.unwrap_or(split.test.len()), seed)?;
     let set = EvalSet::build(photos, &chosen, size as u32, distortions, seed)?;
     let set = if strip_borders { set.map_images(&|img| strip_borders_to(img, size as u32, size as u32))? } else { set };
     let per = regions.map_or(1, RegionSource::passes);
@@ -107,7 +102,7 @@ pub fn fit_fusion(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use stabilize_core::data::crops::Split;
+    use crate::train::embed::EmbedTrainConfig;
     use stabilize_core::{Channels, Image};
 
     fn photos(n: usize) -> Vec<Photo> {
@@ -124,19 +119,20 @@ mod tests {
         let ph = photos(60);
         // Flat photos hash alike: without the twin check (a run from before it) all are kept.
         let config = EmbedTrainConfig { test_fraction: 0.2, twin_bits: None, ..EmbedTrainConfig::new() };
-        let Split { train, test, .. } = config.split(&ph);
+        let split = config.split(&ph);
+        let Split { train, test, .. } = &split;
         assert!(!test.is_empty());
-        let a = fit_photos(&ph, &config, 10, 0).unwrap();
+        let a = fit_photos(&split, 10, 0).unwrap();
         assert_eq!(a.len(), 10);
         assert!(a.iter().all(|i| train.contains(i) && !test.contains(i)));
         // Seeded: the same draw again, another with another seed; all of them when asked for more.
-        assert_eq!(a, fit_photos(&ph, &config, 10, 0).unwrap());
-        assert_ne!(a, fit_photos(&ph, &config, 10, 1).unwrap());
-        assert_eq!(fit_photos(&ph, &config, 1000, 0).unwrap(), train);
+        assert_eq!(a, fit_photos(&split, 10, 0).unwrap());
+        assert_ne!(a, fit_photos(&split, 10, 1).unwrap());
+        assert_eq!(&fit_photos(&split, 1000, 0).unwrap(), train);
         // With it, they are one picture: one held-out photo, no training photo, so no fit.
         let twins = EmbedTrainConfig { twin_bits: Some(stabilize_core::data::crops::TWIN_BITS), ..config };
         let s = twins.split(&ph);
         assert_eq!((s.test.len(), s.train.len(), s.twins.len()), (1, 0, 59));
-        assert!(fit_photos(&ph, &twins, 10, 0).unwrap_err().to_string().contains("need ≥ 2 training photos"));
+        assert!(fit_photos(&s, 10, 0).unwrap_err().to_string().contains("need ≥ 2 training photos"));
     }
 }

@@ -177,7 +177,7 @@ pub fn is_test(name: &str, test_fraction: f64) -> bool {
 pub const TWIN_BITS: u32 = 10;
 
 /// A photo left out of a split because it is another photo's twin.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Twin {
     /// The photo left out.
     pub photo: usize,
@@ -188,7 +188,7 @@ pub struct Twin {
 }
 
 /// A train/test split of a photo pool: indices into it, each in index order.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Split {
     pub train: Vec<usize>,
     pub test: Vec<usize>,
