@@ -42,7 +42,7 @@ pub struct EmbedProtocol {
     #[arg(long, default_value = stabilize_core::eval::embed::DEFAULT_DISTORTIONS)]
     distortions: String,
     /// Seed of the distortions' random parts, the held-out triplets (`embed`) and the draw of
-    /// training photos (`fusion`).
+    /// fitting photos (`fusion`).
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Describe the images as they are, without first cutting solid borders off (what
@@ -115,14 +115,21 @@ pub enum EvalCommand {
         baseline: Option<PathBuf>,
     },
     /// Fit how an embedding run is fused with pHash (what `dupes` uses with no --model/--hash) on
-    /// pairs of its training photos, never the held-out ones; writes MODEL/fusion.json. Re-run
+    /// pairs of its validation photos (kept out of its training; a run without them: its
+    /// training photos), never the held-out ones; writes MODEL/fusion.json. Re-run
     /// `eval embed` after it: the fused calibration is made with the fitted rule.
     Fusion {
         #[command(flatten)]
         protocol: EmbedProtocol,
-        /// Training photos to fit on [default: as many as the run holds out].
+        /// Photos to fit on [default: every validation photo; a run without them: as many
+        /// training photos as it holds out].
         #[arg(long)]
         photos: Option<usize>,
+        /// Fit on this run's validation photos with this run's model, and write the rule to
+        /// MODEL: for a model trained on every photo, from a run of its recipe trained with
+        /// validation photos kept out (`train embed --val-fraction`).
+        #[arg(long, value_name = "RUN")]
+        fit_on: Option<PathBuf>,
     },
     /// Evaluate a classifier run: a Fashion-MNIST run on its test set, clean and under
     /// distortions; a `--dataset photos` run (the stabilized ImageNet network) beside the
@@ -174,16 +181,17 @@ pub fn run(cmd: EvalCommand) -> Result<()> {
             }
         }
         EvalCommand::Embed { protocol, baseline } => embed(&protocol, baseline.as_deref()),
-        EvalCommand::Fusion { protocol, photos } => fusion(&protocol, photos),
+        EvalCommand::Fusion { protocol, photos, fit_on } => fusion(&protocol, photos, fit_on.as_deref()),
     }
 }
 
-fn fusion(p: &EmbedProtocol, count: Option<usize>) -> Result<()> {
+fn fusion(p: &EmbedProtocol, count: Option<usize>, fit_on: Option<&Path>) -> Result<()> {
     let Opened { distortions, device, photos } = p.open()?;
     let (model_dir, json) = (p.model.as_path(), p.json);
     let pb = bar(0, "images embedded", json);
     let fit = fit_fusion(
         model_dir,
+        fit_on,
         &photos,
         &distortions,
         p.seed,
@@ -198,8 +206,13 @@ fn fusion(p: &EmbedProtocol, count: Option<usize>) -> Result<()> {
         println!("{}", serde_json::to_string(&fit)?);
         return Ok(());
     }
+    let kind = match (&fit.fitted_on, fit.validation) {
+        (Some(run), _) => format!("validation photos of {run} (not trained on by it), with its model"),
+        (None, true) => "validation photos (not trained on)".to_string(),
+        (None, false) => "training photos".to_string(),
+    };
     println!(
-        "{} training photos, {} images, {} distortions; {:.0}s. Rules, best first (fitted on training photos only):",
+        "{} {kind}, {} images, {} distortions; {:.0}s. Rules, best first (fitted on these photos only):",
         fit.photos,
         fit.eval_images,
         fit.distortions.len(),

@@ -48,6 +48,11 @@ impl TrainOutput {
         resumed_twin_bits(&self.out, self.resume, default)
     }
 
+    /// The validation share a run continues with ([`resumed_val_fraction`]).
+    fn val_fraction(&self, default: Option<f64>) -> Option<f64> {
+        resumed_val_fraction(&self.out, self.resume, default)
+    }
+
     /// Trains `task` into `--out` (continuing it with `--resume`) with progress on `pb`, then
     /// prints the summary: JSON with `--json`, else `text(summary)`.
     fn train<T: Task>(
@@ -74,17 +79,31 @@ impl TrainOutput {
 /// from before twins were checked have none there and keep every photo, so they resume as they
 /// began); else, or when there is no readable config to continue, `default`.
 fn resumed_twin_bits(out: &Path, resume: bool, default: Option<u32>) -> Option<u32> {
-    if !resume {
-        return default;
-    }
-    let saved = std::fs::read(out.join(stabilize_core::run_files::CONFIG))
-        .ok()
-        .and_then(|text| serde_json::from_slice::<serde_json::Value>(&text).ok());
-    match saved {
+    match saved_config(out, resume) {
         Some(v) => v.get("twin_bits").and_then(serde_json::Value::as_u64).map(|b| b.min(64) as u32),
         // Resuming reports a missing or damaged config in one line.
         None => default,
     }
+}
+
+/// The validation share of a run in `out`, as [`resumed_twin_bits`]: on `resume`, its
+/// `config.json`'s (runs from before validation photos have none and trained on every training
+/// photo); else `default`.
+fn resumed_val_fraction(out: &Path, resume: bool, default: Option<f64>) -> Option<f64> {
+    match saved_config(out, resume) {
+        Some(v) => v.get("val_fraction").and_then(serde_json::Value::as_f64),
+        None => default,
+    }
+}
+
+/// On `resume`, the run's `config.json` as JSON, if it can be read.
+fn saved_config(out: &Path, resume: bool) -> Option<serde_json::Value> {
+    if !resume {
+        return None;
+    }
+    std::fs::read(out.join(stabilize_core::run_files::CONFIG))
+        .ok()
+        .and_then(|text| serde_json::from_slice::<serde_json::Value>(&text).ok())
 }
 
 /// `, N left out as twins: …` for a summary line; empty when none were.
@@ -251,6 +270,10 @@ pub struct TrainEmbedArgs {
     /// Checkpoint every N steps.
     #[arg(long, default_value_t = embed_defaults().checkpoint_every)]
     checkpoint_every: usize,
+    /// Share of the training photos kept out of training, on which `eval fusion` fits the fusion
+    /// rule (a fixed draw by file name; 0: train on all of them).
+    #[arg(long, default_value_t = stabilize_burn::train::embed::DEFAULT_VAL_FRACTION)]
+    val_fraction: f64,
     #[command(flatten)]
     output: TrainOutput,
 }
@@ -450,6 +473,7 @@ fn embed(args: TrainEmbedArgs) -> Result<()> {
         seed: args.seed,
         checkpoint_every: args.checkpoint_every,
         twin_bits: args.output.twin_bits(embed_defaults().twin_bits),
+        val_fraction: args.output.val_fraction((args.val_fraction > 0.0).then_some(args.val_fraction)),
         ..embed_defaults()
     };
     set_stability(&mut config.stability, (args.alpha, args.sigma, args.objective), args.perturb);
@@ -482,9 +506,10 @@ fn embed(args: TrainEmbedArgs) -> Result<()> {
     let task = EmbedTask::new(&config, &photos, &weights)?;
     args.output.train(&task, &device, &pb, &mut on, |summary| {
         format!(
-            "trained {} steps on {} photos ({} held out{}) in {:.0}s; {} trainable parameters; model in {}",
+            "trained {} steps on {} photos ({} kept out for validation, {} held out{}) in {:.0}s; {} trainable parameters; model in {}",
             config.steps,
             summary.train_photos,
+            summary.val_photos,
             summary.test_photos,
             twins_left_out(&summary.twins),
             summary.seconds,
@@ -513,6 +538,11 @@ mod tests {
         // A run that recorded its bound keeps it.
         std::fs::write(&config, r#"{"steps":600,"twin_bits":6}"#).unwrap();
         assert_eq!(resumed_twin_bits(out, true, Some(10)), Some(6));
+        // The validation share likewise: none in a run from before it, its own when saved.
+        assert_eq!(resumed_val_fraction(out, true, Some(0.2)), None);
+        assert_eq!(resumed_val_fraction(out, false, Some(0.2)), Some(0.2));
+        std::fs::write(&config, r#"{"steps":600,"twin_bits":10,"val_fraction":0.3}"#).unwrap();
+        assert_eq!(resumed_val_fraction(out, true, Some(0.2)), Some(0.3));
         // A damaged config is left to the resume's own one-line error.
         std::fs::write(&config, b"{").unwrap();
         assert_eq!(resumed_twin_bits(out, true, Some(10)), Some(10));

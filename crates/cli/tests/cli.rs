@@ -1669,6 +1669,26 @@ fn eval_fusion_writes_the_rule_that_dupes_checks() {
     std::fs::write(run.join("fusion.json"), serde_json::to_vec(&fit).unwrap()).unwrap();
     let o = dupes(&[]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // Fitted on another run's validation photos: recorded; a run without them is refused.
+    let val = dir.path().join("val");
+    std::fs::create_dir(&val).unwrap();
+    for f in ["config.json", "metrics.json", "model.bpk"] {
+        std::fs::copy(shipped.join(f), val.join(f)).unwrap();
+    }
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(shipped.join("config.json")).unwrap()).unwrap();
+    config["val_fraction"] = serde_json::json!(0.2);
+    std::fs::write(val.join("config.json"), serde_json::to_vec(&config).unwrap()).unwrap();
+    let o = fusion(&["--fit-on", val.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let other: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("fusion.json")).unwrap()).unwrap();
+    assert_eq!(
+        (other["fitted_on"].as_str(), &other["validation"], &other["photos"]),
+        (val.to_str(), &serde_json::json!(true), &serde_json::json!(3))
+    );
+    assert!(!val.join("fusion.json").exists(), "the rule is written to --model, not to the run fitted on");
+    assert_one_line_error(&fusion(&["--fit-on", r]), "kept no validation photos");
+    std::fs::write(run.join("fusion.json"), serde_json::to_vec(&fit).unwrap()).unwrap();
     // With --regions the fit also chooses a region penalty (best first, the rule unchanged);
     // `dupes --regions` needs the evaluation made at the run's penalty.
     let o = fusion(&["--regions"]);

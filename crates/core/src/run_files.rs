@@ -8,7 +8,7 @@
 //! RUN/model.bpk               the final model (inference mode)
 //! RUN/metrics.json            the training summary
 //! RUN/eval.json               the evaluation (`eval classify` / `eval embed`)
-//! RUN/fusion.json           how the model is fused with pHash, fitted on training photos (`eval fusion`)
+//! RUN/fusion.json           how the model is fused with pHash, fitted on validation photos (`eval fusion`)
 //! RUN/eval-corruptions.json   the corruption suite (`eval classify --suite corruptions`)
 //! RUN/examples/examples.json  where a model and its baseline disagree most (`eval embed --baseline`)
 //! RUN/run.json                the command line and wall time (`reproduce`)

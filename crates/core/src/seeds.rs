@@ -23,7 +23,7 @@ pub const PERTURB_DRAW: u64 = 0x9E27_B5D0;
 pub const EDIT_STREAM: u64 = 0xED17_5EED;
 /// Salt of the caption `text:p` writes.
 pub const CAPTION_STREAM: u64 = 0x7E47;
-/// Salt of the draw of training photos a fusion rule is fitted on (`eval fusion`).
+/// Salt of the draw of photos a fusion rule is fitted on (`eval fusion`).
 pub const FUSION_STREAM: u64 = 0xF05E_0F17;
 /// Salt of the crops of the embedding task's negative bank (`train embed --contrast-bank`).
 pub const BANK_STREAM: u64 = 0x00BA_4C0F_C40B;

@@ -23,30 +23,37 @@ use stabilize_core::seeds::{FUSION_STREAM, item_seed};
 use stabilize_core::{Distortion, Error, run_files};
 
 use super::embed::{EvalError, EvalEvent, describe_model};
-use crate::train::embed::load_embedder;
+use crate::train::embed::{EmbedTrainConfig, load_embedder};
 
-/// The training photos of `split` a fit uses: `count` of them (all when fewer), drawn by `seed`,
-/// in index order. `Err` when the split has fewer than two training photos.
-pub fn fit_photos(split: &Split, count: usize, seed: u64) -> Result<Vec<usize>, EvalError> {
-    let mut train = split.train.clone();
+/// The photos of `split` a fit uses: its validation photos when it has some (photos the run
+/// never trained on), else its training photos (runs made before validation photos); `count`
+/// of them (all when fewer, every validation photo when `None`, else as many as are held out),
+/// drawn by `seed`, in index order. `Err` when there are fewer than two.
+pub fn fit_photos(split: &Split, count: Option<usize>, seed: u64) -> Result<Vec<usize>, EvalError> {
+    let validation = !split.val.is_empty();
+    let mut train = if validation { split.val.clone() } else { split.train.clone() };
     if train.len() < 2 {
-        return Err(
-            Error::Invalid(format!("need ≥ 2 training photos to fit a fusion rule, have {}", train.len())).into()
-        );
+        let kind = if validation { "validation" } else { "training" };
+        return Err(Error::Invalid(format!("need ≥ 2 {kind} photos to fit a fusion rule, have {}", train.len())).into());
     }
+    let count = count.unwrap_or(if validation { train.len() } else { split.test.len() });
     train.shuffle(&mut ChaCha8Rng::seed_from_u64(item_seed(seed ^ FUSION_STREAM, 0)));
     train.truncate(count.max(2));
     train.sort_unstable();
     Ok(train)
 }
 
-/// Fits the fusion of run `model_dir` with pHash on `count` of its training photos (default: as
-/// many as it holds out), under `distortions` seeded by `seed`, over the default grid; with
+/// Fits the fusion of run `model_dir` with pHash on `count` of its validation photos (default:
+/// all), or of its training photos for a run without them (default: as many as it holds out);
+/// with `fit_on`, on that run's validation photos with that run's model instead (a run of the
+/// same recipe that kept them out of training, for a model that trained on every photo; both
+/// must split the pool alike and describe images alike), under `distortions` seeded by `seed`, over the default grid; with
 /// `regions`, also the penalty of a region match ([`fit_region_penalty`], given the fitted rule);
 /// writes `fusion.json` and returns it.
 #[allow(clippy::too_many_arguments)]
 pub fn fit_fusion(
     model_dir: &Path,
+    fit_on: Option<&Path>,
     photos: &[Photo],
     distortions: &[Distortion],
     seed: u64,
@@ -57,10 +64,13 @@ pub fn fit_fusion(
     on: &mut dyn FnMut(EvalEvent),
 ) -> Result<FusionFit, EvalError> {
     let started = Instant::now();
-    let (config, model) = load_embedder(model_dir, device)?;
+    let (config, model) = load_embedder(fit_on.unwrap_or(model_dir), device)?;
+    if let Some(other) = fit_on {
+        check_fit_on(&load_embedder(model_dir, device)?.0, &config, other)?;
+    }
     let size = config.model.input_size;
     let split = config.split(photos);
-    let chosen = fit_photos(&split, count.unwrap_or(split.test.len()), seed)?;
+    let chosen = fit_photos(&split, count, seed)?;
     let set = EvalSet::build(photos, &chosen, size as u32, distortions, seed)?;
     let set = if strip_borders { set.map_images(&|img| strip_borders_to(img, size as u32, size as u32))? } else { set };
     let per = regions.map_or(1, RegionSource::passes);
@@ -87,6 +97,8 @@ pub fn fit_fusion(
         rule: grid[0].rule,
         hash: hasher.name().to_string(),
         photos: chosen.len(),
+        validation: !split.val.is_empty(),
+        fitted_on: fit_on.map(|p| p.display().to_string()),
         eval_images: set.clean.len(),
         seed,
         distortions: distortions.iter().map(|d| d.to_string()).collect(),
@@ -99,10 +111,25 @@ pub fn fit_fusion(
     Ok(fit)
 }
 
+/// Whether a rule fitted with run `source` (config `fit`, folder `path`) may serve run `target`:
+/// `source` has validation photos, both hold out the same photos, and both describe images at the
+/// same size and dimension.
+fn check_fit_on(target: &EmbedTrainConfig, fit: &EmbedTrainConfig, path: &Path) -> Result<(), EvalError> {
+    let why = if fit.val_fraction.is_none() {
+        "it kept no validation photos out of training (train it with --val-fraction)"
+    } else if (target.test_fraction, target.twin_bits) != (fit.test_fraction, fit.twin_bits) {
+        "it holds out other photos"
+    } else if (target.model.input_size, target.model.dim) != (fit.model.input_size, fit.model.dim) {
+        "its model has another input size or dimension"
+    } else {
+        return Ok(());
+    };
+    Err(Error::Invalid(format!("cannot fit on {}: {why}", path.display())).into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::embed::EmbedTrainConfig;
     use stabilize_core::{Channels, Image};
 
     fn photos(n: usize) -> Vec<Photo> {
@@ -115,24 +142,50 @@ mod tests {
     }
 
     #[test]
-    fn the_fit_draws_only_training_photos() {
+    fn the_fit_draws_validation_photos_else_training_photos() {
         let ph = photos(60);
         // Flat photos hash alike: without the twin check (a run from before it) all are kept.
-        let config = EmbedTrainConfig { test_fraction: 0.2, twin_bits: None, ..EmbedTrainConfig::new() };
-        let split = config.split(&ph);
+        let old =
+            EmbedTrainConfig { test_fraction: 0.2, twin_bits: None, val_fraction: None, ..EmbedTrainConfig::new() };
+        let split = old.split(&ph);
         let Split { train, test, .. } = &split;
-        assert!(!test.is_empty());
-        let a = fit_photos(&split, 10, 0).unwrap();
+        assert!(!test.is_empty() && split.val.is_empty());
+        let a = fit_photos(&split, Some(10), 0).unwrap();
         assert_eq!(a.len(), 10);
         assert!(a.iter().all(|i| train.contains(i) && !test.contains(i)));
-        // Seeded: the same draw again, another with another seed; all of them when asked for more.
-        assert_eq!(a, fit_photos(&split, 10, 0).unwrap());
-        assert_ne!(a, fit_photos(&split, 10, 1).unwrap());
-        assert_eq!(&fit_photos(&split, 1000, 0).unwrap(), train);
-        // With it, they are one picture: one held-out photo, no training photo, so no fit.
-        let twins = EmbedTrainConfig { twin_bits: Some(stabilize_core::data::crops::TWIN_BITS), ..config };
+        // Seeded: the same draw again, another with another seed; all of them when asked for more;
+        // as many as are held out by default.
+        assert_eq!(a, fit_photos(&split, Some(10), 0).unwrap());
+        assert_ne!(a, fit_photos(&split, Some(10), 1).unwrap());
+        assert_eq!(&fit_photos(&split, Some(1000), 0).unwrap(), train);
+        assert_eq!(fit_photos(&split, None, 0).unwrap().len(), test.len());
+        // A run with validation photos fits on all of them, never on a photo it trained on.
+        let new = EmbedTrainConfig { val_fraction: Some(0.2), ..old.clone() };
+        let v = new.split(&ph);
+        assert!(v.val.len() >= 2, "{:?}", v.val);
+        assert_eq!(fit_photos(&v, None, 0).unwrap(), v.val);
+        assert!(fit_photos(&v, Some(2), 0).unwrap().iter().all(|i| v.val.contains(i) && !v.train.contains(i)));
+        // With the twin check they are one picture: one held-out photo, no training photo, so no fit.
+        let twins = EmbedTrainConfig { twin_bits: Some(stabilize_core::data::crops::TWIN_BITS), ..old };
         let s = twins.split(&ph);
         assert_eq!((s.test.len(), s.train.len(), s.twins.len()), (1, 0, 59));
-        assert!(fit_photos(&s, 10, 0).unwrap_err().to_string().contains("need ≥ 2 training photos"));
+        assert!(fit_photos(&s, Some(10), 0).unwrap_err().to_string().contains("need ≥ 2 training photos"));
+    }
+
+    #[test]
+    fn a_rule_is_fitted_on_another_run_only_of_the_same_split_and_size() {
+        let target = EmbedTrainConfig { val_fraction: None, ..EmbedTrainConfig::new() };
+        let fit = EmbedTrainConfig::new();
+        let p = Path::new("runs/v");
+        check_fit_on(&target, &fit, p).unwrap();
+        let no_val = check_fit_on(&target, &target, p).unwrap_err().to_string();
+        assert!(no_val.contains("cannot fit on runs/v: it kept no validation photos"), "{no_val}");
+        let other = EmbedTrainConfig { twin_bits: None, ..fit.clone() };
+        assert!(check_fit_on(&target, &other, p).unwrap_err().to_string().contains("holds out other photos"));
+        let other = EmbedTrainConfig { test_fraction: 0.3, ..fit.clone() };
+        assert!(check_fit_on(&target, &other, p).unwrap_err().to_string().contains("holds out other photos"));
+        let mut other = fit;
+        other.model.input_size = 160;
+        assert!(check_fit_on(&target, &other, p).unwrap_err().to_string().contains("input size"));
     }
 }

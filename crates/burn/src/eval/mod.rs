@@ -1,6 +1,6 @@
 //! Evaluation with a model: classifiers under distortions and the corruption suite
 //! ([`classify`]), embedding runs on the held-out photos beside the pretrained features and the
-//! hashes ([`embed`]), the fit of how a model is fused with pHash, on training photos
+//! hashes ([`embed`]), the fit of how a model is fused with pHash, on validation photos
 //! ([`fusion`]), and the ImageNet classifier's stability on the held-out photos, the original
 //! network beside a stabilized one ([`imagenet`]). The result types are the core's
 //! ([`stabilize_core::eval`]).

@@ -133,6 +133,11 @@ pub struct EmbedTrainConfig {
     /// Absent in runs made before 2026-12-04, which kept every photo.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub twin_bits: Option<u32>,
+    /// Share of the training photos kept out of training as validation photos
+    /// ([`Split::with_validation`]), on which `eval fusion` fits the fusion rule. Absent in runs
+    /// made before 2026-12-04, which trained on every training photo (their fit uses those).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_fraction: Option<f64>,
     pub checkpoint_every: usize,
 }
 
@@ -158,13 +163,14 @@ impl EmbedTrainConfig {
             seed: 0,
             test_fraction: 0.25,
             twin_bits: Some(TWIN_BITS),
+            val_fraction: Some(DEFAULT_VAL_FRACTION),
             checkpoint_every: 50,
         }
     }
 
-    /// The config's split of `photos`.
+    /// The config's split of `photos`, its validation photos taken from the training side.
     pub fn split(&self, photos: &[Photo]) -> Split {
-        split(photos, self.test_fraction, self.twin_bits)
+        split(photos, self.test_fraction, self.twin_bits).with_validation(photos, self.val_fraction)
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -219,9 +225,16 @@ impl EmbedTrainConfig {
             }
         }
         validate_split(self.test_fraction, self.twin_bits)?;
+        if let Some(f) = self.val_fraction.filter(|f| !(*f > 0.0 && *f < 1.0)) {
+            return Err(ConfigError::OutOfRange { setting: "validation fraction", rule: "in (0, 1)", value: f });
+        }
         Ok(())
     }
 }
+
+/// The share of training photos a new run keeps out for validation: 0.2 leaves the pool's 88
+/// training photos at 70 trained on and 18 to fit on.
+pub const DEFAULT_VAL_FRACTION: f64 = 0.2;
 
 /// Checks a run's split settings: the held-out share in (0, 1), twin bits ≤ 64.
 pub(crate) fn validate_split(test_fraction: f64, twin_bits: Option<u32>) -> Result<(), ConfigError> {
@@ -265,6 +278,9 @@ pub struct EmbedSummary {
     pub config: EmbedTrainConfig,
     pub history: Vec<IntervalStats>,
     pub train_photos: usize,
+    /// Training-side photos kept out of training ([`EmbedTrainConfig::val_fraction`]).
+    #[serde(default)]
+    pub val_photos: usize,
     pub test_photos: usize,
     /// Photos left out as twins of a kept one (`name (twin of NAME, N bits)`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -301,6 +317,7 @@ pub struct EmbedTask<'a> {
     photos: &'a [Photo],
     weights: PathBuf,
     train_pool: Vec<usize>,
+    val_photos: usize,
     test_photos: usize,
     twins: Vec<String>,
     sampler: PerturbSampler,
@@ -317,7 +334,7 @@ impl<'a> EmbedTask<'a> {
         config.validate()?;
         let split = config.split(photos);
         let twins = split.describe_twins(photos);
-        let Split { train: train_pool, test: test_pool, .. } = split;
+        let Split { train: train_pool, val, test: test_pool, .. } = split;
         if train_pool.len() < 2 || test_pool.len() < 2 {
             return Err(ConfigError::Data(format!(
                 "need ≥ 2 usable photos in each split, have {} train / {} test",
@@ -330,6 +347,7 @@ impl<'a> EmbedTask<'a> {
             config: config.clone(),
             photos,
             weights: weights.to_path_buf(),
+            val_photos: val.len(),
             test_photos: test_pool.len(),
             twins,
             train_pool,
@@ -519,6 +537,7 @@ impl Task for EmbedTask<'_> {
             config: self.config.clone(),
             history,
             train_photos: self.train_pool.len(),
+            val_photos: self.val_photos,
             test_photos: self.test_photos,
             twins: self.twins.clone(),
             seconds,
@@ -703,5 +722,13 @@ mod config_tests {
         assert_eq!(serde_json::to_value(&new).unwrap()["twin_bits"], 10);
         let wide = EmbedTrainConfig { twin_bits: Some(65), ..EmbedTrainConfig::new() };
         assert!(wide.validate().unwrap_err().to_string().contains("twin bits"));
+        // Likewise validation photos: none in an old run, a fifth of the training photos in a new
+        // one, and a share outside (0, 1) refused.
+        assert!(c.val_fraction.is_none() && v.get("val_fraction").is_none(), "{v}");
+        assert_eq!(serde_json::to_value(&new).unwrap()["val_fraction"], DEFAULT_VAL_FRACTION);
+        for bad in [0.0, 1.0, f64::NAN] {
+            let c = EmbedTrainConfig { val_fraction: Some(bad), ..EmbedTrainConfig::new() };
+            assert!(c.validate().unwrap_err().to_string().contains("validation fraction"));
+        }
     }
 }

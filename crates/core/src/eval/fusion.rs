@@ -6,8 +6,9 @@
 //! distinct low-texture images whose hashes happen to agree. A [`FuseRule`] lets the hash vouch
 //! for a pair only while the model does not call it clearly different (`l2 < l2_cap`).
 //!
-//! [`fit_fuse_rule`] picks the rule on pairs of the *training* photos (never the held-out ones,
-//! whose numbers are reported): the largest mean, over distortions, of recall at precision 0.99,
+//! [`fit_fuse_rule`] picks the rule on pairs of the *validation* photos (training-side photos the
+//! run never trained on; runs older than them: its training photos), never the held-out ones,
+//! whose numbers are reported: the largest mean, over distortions, of recall at precision 0.99,
 //! then the largest pooled AP.
 
 use rayon::prelude::*;
@@ -207,6 +208,15 @@ pub struct FusionFit {
     /// Training photos the pairs came from (none of them held out), their evaluation images, and
     /// the seed of the distortions' random parts.
     pub photos: usize,
+    /// Whether those were validation photos, which the run never trained on (else training
+    /// photos, for runs made before validation photos were kept out).
+    #[serde(default)]
+    pub validation: bool,
+    /// The run whose model and validation photos made the fit, when not this one (`eval fusion
+    /// --fit-on`: a run of the same recipe that kept validation photos out, for a model that
+    /// trained on every training photo).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fitted_on: Option<String>,
     pub eval_images: usize,
     pub seed: u64,
     pub distortions: Vec<String>,
