@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::eval::ClassifyEval;
-use crate::eval::embed::{DistortionResult, EmbedEval, FUSED_METHOD};
+use crate::eval::embed::{DistortionResult, EmbedEval, FUSED_METHOD, REGIONS_FUSED_METHOD};
 
 /// The project's pooled near-duplicate AP goal for the stabilized embedding.
 pub const POOLED_AP_GOAL: f64 = 0.98;
@@ -68,10 +68,40 @@ pub fn embedding_claims(b: &EmbedEval, s: &EmbedEval) -> Vec<Claim> {
         }
     }
     out.extend(goals("", &s.distortions, &s.pooled));
-    if let Some(m) = s.baselines.iter().find(|m| m.name == FUSED_METHOD) {
-        out.extend(goals(" — the model fused with pHash (what `dupes` uses)", &m.distortions, &m.pooled));
+    let pretrained = s.baselines.iter().find(|m| m.name == "pretrained");
+    for (method, who) in [
+        (FUSED_METHOD, " — the model fused with pHash (what `dupes` uses)"),
+        (REGIONS_FUSED_METHOD, " — the model with regions fused with pHash (`dupes --regions`)"),
+    ] {
+        if let Some(m) = s.baselines.iter().find(|m| m.name == method) {
+            out.extend(goals(who, &m.distortions, &m.pooled));
+            if let Some(p) = pretrained {
+                out.push(at_least(who, &m.distortions, &p.distortions));
+            }
+        }
     }
     out
+}
+
+/// The project's goal that a descriptor's AP is at least the pretrained features' on every
+/// distortion (`who` is appended to the claim).
+fn at_least(who: &str, rows: &[DistortionResult], pretrained: &[DistortionResult]) -> Claim {
+    let pairs: Vec<(&DistortionResult, &DistortionResult)> =
+        rows.iter().filter_map(|r| pretrained.iter().find(|p| p.spec == r.spec).map(|p| (r, p))).collect();
+    let under: Vec<String> = pairs
+        .iter()
+        .filter(|(r, p)| r.detection.ap < p.detection.ap)
+        .map(|(r, p)| format!("{} {:.4} vs {:.4}", r.spec, r.detection.ap, p.detection.ap))
+        .collect();
+    Claim {
+        claim: format!("AP at least the pretrained features' on every distortion (the project's goal){who}"),
+        holds: !pairs.is_empty() && under.is_empty(),
+        evidence: if under.is_empty() {
+            format!("all {} distortions", pairs.len())
+        } else {
+            format!("{} of {} under: {}", under.len(), pairs.len(), under.join(", "))
+        },
+    }
 }
 
 /// The project's two goals for one descriptor's results (`who` is appended to each claim).
@@ -238,6 +268,25 @@ mod tests {
         assert_eq!(c.len(), 6);
         assert!(c[4].holds && c[4].claim.ends_with("(what `dupes` uses)") && c[4].evidence == "0.985", "{:?}", c[4]);
         assert!(!c[5].holds && c[5].evidence == "1 of 2 below: pad:20 0.90", "{:?}", c[5]);
+        // With regions too, and the pretrained features: each fused method's goals and its AP
+        // against the pretrained features' (0.99 ≥ 0.78 holds; 0.58 under 0.59 does not).
+        let pre = MethodResult {
+            name: "pretrained".into(),
+            distortions: vec![row("jpeg:10", 0.78, 0.6), row("pad:20", 0.59, 0.1)],
+            pooled: row("pooled", 0.88, 0.6),
+        };
+        let regions = MethodResult {
+            name: REGIONS_FUSED_METHOD.into(),
+            distortions: vec![row("jpeg:10", 0.99, 0.96), row("pad:20", 0.58, 0.95)],
+            pooled: row("pooled", 0.99, 0.95),
+        };
+        let fused = MethodResult { name: FUSED_METHOD.into(), ..s.baselines[0].clone() };
+        let s = eval([0.83, 0.73], 0.914, vec![pre, fused, regions]);
+        let c = embedding_claims(&b, &s);
+        assert_eq!(c.len(), 12);
+        assert!(c[8].holds && c[8].evidence == "all 2 distortions", "{:?}", c[8]);
+        assert!(c[10].holds && c[10].claim.ends_with("(`dupes --regions`)"), "{:?}", c[10]);
+        assert!(!c[11].holds && c[11].evidence == "1 of 2 under: pad:20 0.5800 vs 0.5900", "{:?}", c[11]);
     }
 
     #[test]
