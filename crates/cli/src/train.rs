@@ -473,7 +473,8 @@ fn embed(args: TrainEmbedArgs) -> Result<()> {
         seed: args.seed,
         checkpoint_every: args.checkpoint_every,
         twin_bits: args.output.twin_bits(embed_defaults().twin_bits),
-        val_fraction: args.output.val_fraction((args.val_fraction > 0.0).then_some(args.val_fraction)),
+        // 0 is "none"; any other value outside (0, 1) is refused by `validate`.
+        val_fraction: args.output.val_fraction((args.val_fraction != 0.0).then_some(args.val_fraction)),
         ..embed_defaults()
     };
     set_stability(&mut config.stability, (args.alpha, args.sigma, args.objective), args.perturb);

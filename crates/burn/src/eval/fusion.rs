@@ -47,9 +47,9 @@ pub fn fit_photos(split: &Split, count: Option<usize>, seed: u64) -> Result<Vec<
 /// all), or of its training photos for a run without them (default: as many as it holds out);
 /// with `fit_on`, on that run's validation photos with that run's model instead (a run of the
 /// same recipe that kept them out of training, for a model that trained on every photo; both
-/// must split the pool alike and describe images alike), under `distortions` seeded by `seed`, over the default grid; with
-/// `regions`, also the penalty of a region match ([`fit_region_penalty`], given the fitted rule);
-/// writes `fusion.json` and returns it.
+/// must split the pool alike and describe images alike). Under `distortions` seeded by `seed`,
+/// over the default grid; with `regions`, also the penalty of a region match
+/// ([`fit_region_penalty`], given the fitted rule). Writes `model_dir/fusion.json` and returns it.
 #[allow(clippy::too_many_arguments)]
 pub fn fit_fusion(
     model_dir: &Path,

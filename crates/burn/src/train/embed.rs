@@ -232,8 +232,9 @@ impl EmbedTrainConfig {
     }
 }
 
-/// The share of training photos a new run keeps out for validation: 0.2 leaves the pool's 88
-/// training photos at 70 trained on and 18 to fit on.
+/// The share of training photos a new run keeps out for validation: 0.2 (by the draw of
+/// [`stabilize_core::data::crops::is_validation`]) leaves the pool's 88 training photos at 68
+/// trained on and 20 to fit on.
 pub const DEFAULT_VAL_FRACTION: f64 = 0.2;
 
 /// Checks a run's split settings: the held-out share in (0, 1), twin bits ≤ 64.
