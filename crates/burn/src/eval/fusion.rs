@@ -24,6 +24,7 @@ use stabilize_core::{Distortion, Error, run_files};
 
 use super::embed::{EvalError, EvalEvent, describe_model};
 use crate::train::embed::{EmbedTrainConfig, load_embedder};
+use crate::train::read_run_config;
 
 /// The photos of `split` a fit uses: its validation photos when it has some (photos the run
 /// never trained on), else its training photos (runs made before validation photos); `count`
@@ -31,16 +32,16 @@ use crate::train::embed::{EmbedTrainConfig, load_embedder};
 /// drawn by `seed`, in index order. `Err` when there are fewer than two.
 pub fn fit_photos(split: &Split, count: Option<usize>, seed: u64) -> Result<Vec<usize>, EvalError> {
     let validation = !split.val.is_empty();
-    let mut train = if validation { split.val.clone() } else { split.train.clone() };
-    if train.len() < 2 {
+    let mut pool = if validation { split.val.clone() } else { split.train.clone() };
+    if pool.len() < 2 {
         let kind = if validation { "validation" } else { "training" };
-        return Err(Error::Invalid(format!("need ≥ 2 {kind} photos to fit a fusion rule, have {}", train.len())).into());
+        return Err(Error::Invalid(format!("need ≥ 2 {kind} photos to fit a fusion rule, have {}", pool.len())).into());
     }
-    let count = count.unwrap_or(if validation { train.len() } else { split.test.len() });
-    train.shuffle(&mut ChaCha8Rng::seed_from_u64(item_seed(seed ^ FUSION_STREAM, 0)));
-    train.truncate(count.max(2));
-    train.sort_unstable();
-    Ok(train)
+    let count = count.unwrap_or(if validation { pool.len() } else { split.test.len() });
+    pool.shuffle(&mut ChaCha8Rng::seed_from_u64(item_seed(seed ^ FUSION_STREAM, 0)));
+    pool.truncate(count.max(2));
+    pool.sort_unstable();
+    Ok(pool)
 }
 
 /// Fits the fusion of run `model_dir` with pHash on `count` of its validation photos (default:
@@ -66,7 +67,9 @@ pub fn fit_fusion(
     let started = Instant::now();
     let (config, model) = load_embedder(fit_on.unwrap_or(model_dir), device)?;
     if let Some(other) = fit_on {
-        check_fit_on(&load_embedder(model_dir, device)?.0, &config, other)?;
+        // Only the target's config: its weights are not used by the fit.
+        let target: EmbedTrainConfig = read_run_config(model_dir, "an embedding", "a classifier")?;
+        check_fit_on(&target, &config, other)?;
     }
     let size = config.model.input_size;
     let split = config.split(photos);
