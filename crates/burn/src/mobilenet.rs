@@ -342,6 +342,16 @@ impl MobileNetV2 {
         self
     }
 
+    /// Marks blocks `j..`, the last conv and the classifier as frozen: with
+    /// [`freeze_first`](Self::freeze_first)`(k)`, only blocks `k..j` train, and the gradients
+    /// reach them through the frozen layers above.
+    pub fn freeze_from(mut self, j: usize) -> Self {
+        self.blocks = self.blocks.into_iter().enumerate().map(|(i, b)| if i >= j { b.freeze() } else { b }).collect();
+        self.last = self.last.freeze();
+        self.classifier = self.classifier.freeze();
+        self
+    }
+
     /// Global-average-pooled features `[N, 1280]` of inputs `[N, 3, H, W]` on [0,1].
     pub fn pooled(&self, x: Tensor<4>) -> Tensor<2> {
         self.rest_pooled(self.trunk(x, 0), 0)

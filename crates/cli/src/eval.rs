@@ -13,7 +13,7 @@ use stabilize_burn::eval::{
 };
 use stabilize_burn::mobilenet::MobileNetV2;
 use stabilize_burn::model::SmallCnn;
-use stabilize_burn::train::{is_imagenet_run, load_classifier, load_embedder, load_imagenet_run};
+use stabilize_burn::train::{ClassifyTrainConfig, is_imagenet_run, load_classifier, load_embedder, load_imagenet_run};
 use stabilize_core::data::dirs;
 use stabilize_core::data::fashion_mnist::FashionMnist;
 use stabilize_core::eval::ClassifyEval;
@@ -29,6 +29,27 @@ use crate::args::{RegionSourceArg, RunArgs, bar, spinner, write_json};
 pub enum Suite {
     /// The ImageNet-C-style corruption suite (9 corruptions × 5 severities).
     Corruptions,
+}
+
+/// Which images a Fashion-MNIST run is evaluated on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum EvalOn {
+    /// The 10,000 test images (`eval.json`).
+    #[default]
+    Test,
+    /// The run's validation images, the training images it kept out (`train classify
+    /// --val-images`; `eval-validation.json`): for choosing settings without the test split.
+    Validation,
+}
+
+impl EvalOn {
+    /// The run file the evaluation is written to and `compare` reads.
+    fn file(self) -> &'static str {
+        match self {
+            EvalOn::Test => run_files::EVAL,
+            EvalOn::Validation => run_files::EVAL_VALIDATION,
+        }
+    }
 }
 
 /// What `eval embed` and `eval fusion` share: the run, and the protocol's distortions, seed and
@@ -146,6 +167,10 @@ pub enum EvalCommand {
         /// Photos runs: evaluate on the first N held-out photos only (16 crops each).
         #[arg(long)]
         photos: Option<usize>,
+        /// Fashion-MNIST runs: the test images, or the run's validation images (`train classify
+        /// --val-images`), written to MODEL/eval-validation.json.
+        #[arg(long, value_enum, default_value_t)]
+        on: EvalOn,
         /// Seed of the distortions' random parts.
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -164,7 +189,10 @@ pub enum EvalCommand {
 
 pub fn run(cmd: EvalCommand) -> Result<()> {
     match cmd {
-        EvalCommand::Classify { model, distortions, photos, seed, suite, run, json } => {
+        EvalCommand::Classify { model, distortions, photos, on, seed, suite, run, json } => {
+            if on == EvalOn::Validation && (is_imagenet_run(&model) || suite.is_some()) {
+                bail!("--on validation evaluates Fashion-MNIST runs with --distortions, not photos runs or --suite");
+            }
             if is_imagenet_run(&model) {
                 if suite.is_some() {
                     bail!("--suite corruptions evaluates Fashion-MNIST runs; {} is a photos run", model.display());
@@ -176,7 +204,7 @@ pub fn run(cmd: EvalCommand) -> Result<()> {
                 bail!("--photos applies to --dataset photos runs; {} is not one", model.display());
             }
             match suite {
-                None => classify(&model, distortions.as_deref().unwrap_or(DEFAULT_DISTORTIONS), seed, &run, json),
+                None => classify(&model, distortions.as_deref().unwrap_or(DEFAULT_DISTORTIONS), on, seed, &run, json),
                 Some(Suite::Corruptions) => corruptions(&model, seed, &run, json),
             }
         }
@@ -289,26 +317,47 @@ fn save_eval(path: &Path, eval: &impl serde::Serialize, json: bool) -> Result<bo
 
 /// A classifier run folder's model, its dataset and the device.
 fn open_classifier(model_dir: &Path, run: &RunArgs) -> Result<(SmallCnn, FashionMnist, Device)> {
+    let (_, model, data, device) = open_classifier_run(model_dir, run)?;
+    Ok((model, data, device))
+}
+
+/// [`open_classifier`], with the run's config.
+fn open_classifier_run(
+    model_dir: &Path,
+    run: &RunArgs,
+) -> Result<(ClassifyTrainConfig, SmallCnn, FashionMnist, Device)> {
     let device = run.device()?;
     let (config, model) = load_classifier(model_dir, &device)?;
     config.validate()?;
-    Ok((model, run.fashion_mnist()?, device))
+    Ok((config, model, run.fashion_mnist()?, device))
 }
 
-fn classify(model_dir: &Path, distortions: &str, seed: u64, run: &RunArgs, json: bool) -> Result<()> {
+fn classify(model_dir: &Path, distortions: &str, on: EvalOn, seed: u64, run: &RunArgs, json: bool) -> Result<()> {
     let distortions = stabilize_core::distort::parse_list(distortions)?;
-    let (model, data, device) = open_classifier(model_dir, run)?;
+    let (config, model, data, device) = open_classifier_run(model_dir, run)?;
+    let (images, kind) = match on {
+        EvalOn::Test => (data.test, "test"),
+        EvalOn::Validation => {
+            let Some(n) = config.val_images else {
+                bail!(
+                    "{} kept no validation images out of training (train it with --val-images N)",
+                    model_dir.display()
+                );
+            };
+            (data.train.tail(n), "validation")
+        }
+    };
     let pb = spinner(json);
     let name = model_dir.display().to_string();
     let specs: Vec<String> = distortions.iter().map(|d| d.to_string()).collect();
-    let eval = evaluate_classifier(&name, &model, &data.test, &distortions, seed, &device, &mut |k, n| {
+    let eval = evaluate_classifier(&name, &model, &images, &distortions, seed, &device, &mut |k, n| {
         pb.set_message(if k < n { format!("evaluating {} ({}/{n})", specs[k], k + 1) } else { "done".into() })
     })?;
     pb.finish_and_clear();
-    if save_eval(&model_dir.join(run_files::EVAL), &eval, json)? {
+    if save_eval(&model_dir.join(on.file()), &eval, json)? {
         return Ok(());
     }
-    println!("{} on {} Fashion-MNIST test images", eval.model, eval.images);
+    println!("{} on {} Fashion-MNIST {kind} images", eval.model, eval.images);
     println!("{:<12} {:>7} {:>7} {:>9} {:>10} {:>10}", "distortion", "top-1", "top-5", "flip", "feat.mean", "feat.p90");
     println!(
         "{:<12} {:>6.2}% {:>6.2}% {:>9} {:>10} {:>10}",
@@ -470,16 +519,17 @@ fn corruptions(model_dir: &Path, seed: u64, run: &RunArgs, json: bool) -> Result
     Ok(())
 }
 
-fn read_eval(dir: &Path) -> Result<ClassifyEval> {
-    let p = dir.join(run_files::EVAL);
+fn read_eval(dir: &Path, on: EvalOn) -> Result<ClassifyEval> {
+    let p = dir.join(on.file());
+    let flag = if on == EvalOn::Validation { " --on validation" } else { "" };
     let bytes = std::fs::read(&p).with_context(|| {
-        format!("{}: no evaluation; run `stabilize eval classify --model {}` first", p.display(), dir.display())
+        format!("{}: no evaluation; run `stabilize eval classify --model {}{flag}` first", p.display(), dir.display())
     })?;
     serde_json::from_slice(&bytes).with_context(|| format!("{} is not a classifier evaluation", p.display()))
 }
 
-pub fn compare(a: &Path, b: &Path, json: bool) -> Result<()> {
-    let (ea, eb) = (read_eval(a)?, read_eval(b)?);
+pub fn compare(a: &Path, b: &Path, on: EvalOn, json: bool) -> Result<()> {
+    let (ea, eb) = (read_eval(a, on)?, read_eval(b, on)?);
     if json {
         println!("{}", serde_json::json!({"a": ea, "b": eb}));
         return Ok(());

@@ -102,6 +102,10 @@ enum Command {
         a: PathBuf,
         /// Run folder B (e.g. the stabilized model).
         b: PathBuf,
+        /// The evaluations on the test images (eval.json) or on the runs' validation images
+        /// (eval-validation.json).
+        #[arg(long, value_enum, default_value_t)]
+        on: eval::EvalOn,
         /// Print both evaluations as one JSON object.
         #[arg(long)]
         json: bool,
@@ -246,7 +250,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Measure { spec, seed, json, paths } => measure::measure(&spec, seed, json, &paths),
         Command::Train(cmd) => train::run(cmd),
         Command::Eval(cmd) => eval::run(cmd),
-        Command::Compare { a, b, json } => eval::compare(&a, &b, json),
+        Command::Compare { a, b, on, json } => eval::compare(&a, &b, on, json),
         Command::Report { runs, out, sweep } => report::run(&runs, &out, sweep.as_deref()),
         Command::Sweep(a) => sweep::run(a),
         Command::Dupes(a) => dupes::run(a),

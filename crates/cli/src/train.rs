@@ -178,6 +178,11 @@ pub struct TrainClassifyArgs {
     /// Fashion-MNIST: train on the first N training images only.
     #[arg(long)]
     train_subset: Option<usize>,
+    /// Fashion-MNIST: keep the last N training images out of training as validation images, to
+    /// choose settings on (`eval classify --on validation`) without the test images; a fine-tune
+    /// (--init) must start from a run that kept them out too.
+    #[arg(long, value_name = "N")]
+    val_images: Option<usize>,
     /// Photos: what x''s prediction is pulled towards: student (the paper: the model's own clean
     /// prediction), teacher (the original network's) or label (the original network's top-1 class,
     /// as a hard label).
@@ -192,6 +197,10 @@ pub struct TrainClassifyArgs {
     /// Photos: keep the classifier (linear 1280→1000) frozen too.
     #[arg(long)]
     freeze_classifier: bool,
+    /// Photos: train only N blocks after the frozen ones; the blocks above them, the last conv and
+    /// the classifier stay the original's [default: every block after the frozen ones].
+    #[arg(long, value_name = "N")]
+    train_blocks: Option<usize>,
     /// Photos: the original network's prediction, what both terms pull towards, is its softmax
     /// averaged over the clean crop and this many perturbed copies of it (its consensus).
     #[arg(long, default_value_t = photos_defaults().teacher_views)]
@@ -338,6 +347,7 @@ fn classify(args: TrainClassifyArgs) -> Result<()> {
         batch_size: args.batch_size.unwrap_or(d.batch_size),
         seed: args.seed,
         train_subset: args.train_subset,
+        val_images: args.val_images,
         init_from: args.init.clone(),
         ..classify_defaults()
     };
@@ -391,14 +401,15 @@ fn classify_photos(args: TrainClassifyArgs) -> Result<()> {
         Some(i) if i == "mobilenet-v2" => {}
         Some(i) => bail!("--dataset photos stabilizes torchvision's network: --init mobilenet-v2 (got {i})"),
     }
-    if args.train_subset.is_some() {
-        bail!("--train-subset applies to --dataset fashion-mnist; photos train for --steps");
+    if args.train_subset.is_some() || args.val_images.is_some() {
+        bail!("--train-subset and --val-images apply to --dataset fashion-mnist; photos train for --steps");
     }
     let d = photos_defaults();
     let mut config = ImagenetTrainConfig {
         input_size: args.input_size,
         frozen_blocks: args.frozen_blocks,
         freeze_classifier: args.freeze_classifier,
+        train_blocks: args.train_blocks,
         teacher_views: args.teacher_views,
         stab_target: args.stab_target,
         steps: args.steps,

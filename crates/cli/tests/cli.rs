@@ -338,27 +338,35 @@ fn train_eval_compare_on_real_fashion_mnist() {
     let mut evals = Vec::new();
     for (name, alpha) in [("base", "0"), ("stab", "0.1")] {
         let out = dir.path().join(name);
-        let o = stabilize(&[
-            "train",
-            "classify",
-            "--data-dir",
-            d,
-            "--alpha",
-            alpha,
-            "--sigma",
-            "0.1",
-            "--epochs",
-            "1",
-            "--train-subset",
-            "1024",
-            "--batch-size",
-            "64",
-            "--seed",
-            "3",
-            "--out",
-            out.to_str().unwrap(),
-            "--json",
-        ]);
+        // The stabilized run keeps the last 2,000 training images out as validation images.
+        let val: &[&str] = if name == "stab" { &["--val-images", "2000"] } else { &[] };
+        let o = stabilize(
+            &[
+                &[
+                    "train",
+                    "classify",
+                    "--data-dir",
+                    d,
+                    "--alpha",
+                    alpha,
+                    "--sigma",
+                    "0.1",
+                    "--epochs",
+                    "1",
+                    "--train-subset",
+                    "1024",
+                    "--batch-size",
+                    "64",
+                    "--seed",
+                    "3",
+                    "--out",
+                    out.to_str().unwrap(),
+                    "--json",
+                ],
+                val,
+            ]
+            .concat(),
+        );
         assert!(o.status.success(), "{}", stderr(&o));
         let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         // 1,024 real images for one epoch already beat chance (10 %) by far.
@@ -398,6 +406,38 @@ fn train_eval_compare_on_real_fashion_mnist() {
     assert!(o.status.success(), "{}", stderr(&o));
     let table = String::from_utf8_lossy(&o.stdout);
     assert!(table.contains("jpeg:10") && table.contains("noise:0.1"), "{table}");
+    // On the validation images: the 2,000 kept out, written beside the test evaluation, which
+    // stays; a run that kept none out is refused in one line, and so is comparing with it.
+    let (base, stab) = (dir.path().join("base"), dir.path().join("stab"));
+    let test_eval = std::fs::read(stab.join("eval.json")).unwrap();
+    let on_val = |run: &Path| {
+        stabilize(&[
+            "eval",
+            "classify",
+            "--data-dir",
+            d,
+            "--model",
+            run.to_str().unwrap(),
+            "--distortions",
+            "jpeg:10",
+            "--on",
+            "validation",
+            "--json",
+        ])
+    };
+    let o = on_val(&stab);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["images"], 2000);
+    assert!(v["clean"]["top1"].as_f64().unwrap() > 0.5, "{v}");
+    assert!(stab.join("eval-validation.json").is_file());
+    assert_eq!(std::fs::read(stab.join("eval.json")).unwrap(), test_eval, "the test evaluation stays");
+    let o = on_val(&base);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("kept no validation images") && err.trim().lines().count() == 1, "{err}");
+    let o = stabilize(&["compare", "--on", "validation", base.to_str().unwrap(), stab.to_str().unwrap()]);
+    assert!(!o.status.success() && stderr(&o).contains("--on validation"), "{}", stderr(&o));
     // Re-training into a finished run folder is refused; a wrong model dir is a one-line error.
     let base = dir.path().join("base");
     let o = stabilize(&["train", "classify", "--data-dir", d, "--epochs", "1", "--out", base.to_str().unwrap()]);

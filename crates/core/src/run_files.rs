@@ -22,6 +22,8 @@ pub const METRICS: &str = "metrics.json";
 pub const EVAL: &str = "eval.json";
 pub const FUSION: &str = "fusion.json";
 pub const EVAL_CORRUPTIONS: &str = "eval-corruptions.json";
+/// A Fashion-MNIST run's evaluation on its validation images (`eval classify --on validation`).
+pub const EVAL_VALIDATION: &str = "eval-validation.json";
 pub const EXAMPLES_DIR: &str = "examples";
 pub const EXAMPLES: &str = "examples/examples.json";
 pub const RUN: &str = "run.json";

@@ -19,7 +19,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use stabilize_core::data::fashion_mnist::{SIDE, Split};
+use stabilize_core::data::fashion_mnist::{SIDE, Split, validation_start};
 use stabilize_core::image::{Channels, Image};
 use stabilize_core::seeds::item_seed;
 
@@ -49,6 +49,10 @@ pub struct ClassifyTrainConfig {
     pub seed: u64,
     /// Train on the first N training images only (for quick runs and sweeps).
     pub train_subset: Option<usize>,
+    /// Keep the last N training images out of training as validation images (`eval classify
+    /// --on validation`), to choose settings without the test split; `None`: train on all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_images: Option<usize>,
     /// A finished classifier run whose weights this run starts from (fine-tuning, the paper's
     /// protocol); a new optimiser and its own schedule. `None`: a fresh seeded initialisation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -70,6 +74,7 @@ impl ClassifyTrainConfig {
             optimizer: OptimizerConfig::new(1e-3),
             seed: 0,
             train_subset: None,
+            val_images: None,
             init_from: None,
         }
     }
@@ -140,6 +145,17 @@ pub struct ClassifyTask<'a> {
 
 /// `Err` unless the run `from` (with config `c`) can start `config`: the same architecture.
 fn check_init(from: &Path, c: &ClassifyTrainConfig, config: &ClassifyTrainConfig) -> Result<(), TrainError> {
+    if let Some(n) = config.val_images
+        && c.val_images.unwrap_or(0) < n
+    {
+        return Err(TrainError::Checkpoint {
+            path: from.to_path_buf(),
+            message: format!(
+                "trained on some of this run's {n} validation images (it kept {} out); --init needs a run that kept them out too",
+                c.val_images.unwrap_or(0)
+            ),
+        });
+    }
     if c.model != config.model {
         return Err(TrainError::Checkpoint {
             path: from.to_path_buf(),
@@ -160,7 +176,18 @@ impl<'a> ClassifyTask<'a> {
         if let Some(from) = &config.init_from {
             check_init(from, &read_run_config(from, "a classifier", "an embedding")?, config)?;
         }
-        let n_train = config.train_subset.unwrap_or(train.len()).min(train.len());
+        let usable = match config.val_images {
+            Some(n) if n == 0 || n >= train.len() => {
+                return Err(ConfigError::Data(format!(
+                    "validation images must be ≥ 1 and leave training images: {n} of {}",
+                    train.len()
+                ))
+                .into());
+            }
+            Some(n) => validation_start(train.len(), n),
+            None => train.len(),
+        };
+        let n_train = config.train_subset.unwrap_or(usable).min(usable);
         Ok(Self {
             config: config.clone(),
             train,
@@ -436,6 +463,43 @@ mod tests {
         let gone = ClassifyTrainConfig { init_from: Some(dir.path().join("nope")), ..tune };
         let err = ClassifyTask::new(&gone, &train_split, &test).err().unwrap().to_string();
         assert!(err.contains("nope") && err.contains("not a classifier run folder"), "{err}");
+    }
+
+    /// Validation images never train: the visiting order stops before them, a fine-tune that
+    /// keeps them out refuses a run that trained on them, and a share that leaves nothing to
+    /// train on is refused.
+    #[test]
+    fn validation_images_stay_out_of_training() {
+        let _guard = crate::test_rng_lock();
+        let (train_split, test) = (fixture(160, 0), fixture(50, 3));
+        let cfg = ClassifyTrainConfig { val_images: Some(40), ..tiny(0.0) };
+        let task = ClassifyTask::new(&cfg, &train_split, &test).unwrap();
+        let mut seen = std::collections::BTreeSet::new();
+        for epoch in 0..2 {
+            for b in 0..task.steps_per_epoch {
+                seen.extend(task.indices(epoch, b));
+            }
+        }
+        assert_eq!(seen, (0..120).collect(), "every image before the last 40, and none of those");
+        for n in [0, 160, 500] {
+            let err = ClassifyTask::new(&ClassifyTrainConfig { val_images: Some(n), ..tiny(0.0) }, &train_split, &test)
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(err.contains("validation images") && !err.contains('\n'), "{err}");
+        }
+        // A subset counts within the images left.
+        let sub = ClassifyTrainConfig { train_subset: Some(500), ..cfg.clone() };
+        assert_eq!(ClassifyTask::new(&sub, &train_split, &test).unwrap().n_train, 120);
+        // Fine-tunes: a base that trained on every image cannot start a run that keeps 40 out.
+        let dir = tempfile::tempdir().unwrap();
+        run(&ClassifyTrainConfig { epochs: 1, ..tiny(0.0) }, &dir.path().join("all"), false, &mut |_| {});
+        run(&ClassifyTrainConfig { epochs: 1, ..cfg.clone() }, &dir.path().join("kept"), false, &mut |_| {});
+        let tune = |base: &str| ClassifyTrainConfig { init_from: Some(dir.path().join(base)), ..cfg.clone() };
+        let err = ClassifyTask::new(&tune("all"), &train_split, &test).err().unwrap().to_string();
+        assert!(err.contains("validation images") && err.contains("all"), "{err}");
+        ClassifyTask::new(&tune("kept"), &train_split, &test).unwrap();
+        assert_eq!(load_classifier(&dir.path().join("kept"), &Device::flex()).unwrap().0.val_images, Some(40));
     }
 
     #[test]

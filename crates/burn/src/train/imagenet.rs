@@ -63,6 +63,12 @@ pub struct ImagenetTrainConfig {
     /// original did not improve; the drift is in the trunk).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub freeze_classifier: bool,
+    /// Train only this many blocks after the frozen ones; the blocks above them, the last conv
+    /// and the classifier stay the original's, so the trained blocks can only change what the
+    /// rest of the network is given (tried 2026-12-04: the low-level blocks, against noise and
+    /// compression). `None`: every block after the frozen ones trains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_blocks: Option<usize>,
     /// Side of a training crop as a share of the photo's short side, drawn uniformly in `[lo, hi)`.
     pub crop_scale: (f64, f64),
     /// α, the Lstab form (`kl` or `paper`) and `x'`; the objective is always stability.
@@ -108,6 +114,7 @@ impl ImagenetTrainConfig {
             input_size: 224,
             frozen_blocks: 8,
             freeze_classifier: false,
+            train_blocks: None,
             crop_scale: (0.3, 1.0),
             stability,
             stab_target: StabTarget::Student,
@@ -139,6 +146,14 @@ impl ImagenetTrainConfig {
         }
         if !(32..=1024).contains(&self.input_size) {
             return Err(ConfigError::Model(format!("input size must be in 32..=1024 px, got {}", self.input_size)));
+        }
+        if let Some(n) = self.train_blocks
+            && (n == 0 || self.frozen_blocks + n > BLOCKS)
+        {
+            return Err(ConfigError::Model(format!(
+                "train blocks must be ≥ 1 and leave frozen blocks + train blocks ≤ {BLOCKS}, got {} + {n}",
+                self.frozen_blocks
+            )));
         }
         let (lo, hi) = self.crop_scale;
         if !(lo > 0.0 && lo < hi && hi <= 1.0) {
@@ -316,6 +331,9 @@ impl Task for ImagenetTask<'_> {
         let mut model = model.freeze_first(self.config.frozen_blocks);
         if self.config.freeze_classifier {
             model.classifier = model.classifier.freeze();
+        }
+        if let Some(n) = self.config.train_blocks {
+            model = model.freeze_from(self.config.frozen_blocks + n);
         }
         model
     }
@@ -556,6 +574,31 @@ mod tests {
         assert_eq!(loaded.teacher_views, 2);
     }
 
+    /// With `train_blocks`, the blocks above the trained ones, the last conv and the classifier
+    /// end the run as the original's, bit for bit, while the trained block moves.
+    #[test]
+    fn train_blocks_leave_the_layers_above_them_as_the_original() {
+        let _guard = crate::test_rng_lock();
+        let ph = photos();
+        let cfg = ImagenetTrainConfig { train_blocks: Some(1), steps: 2, ..tiny() };
+        let dir = tempfile::tempdir().unwrap();
+        let task = ImagenetTask::new(&cfg, &ph, Path::new("unused")).unwrap();
+        run(&task, &Device::flex(), dir.path(), false, &mut |_| {}).unwrap();
+        let (loaded, trained) = load_imagenet_run(dir.path(), &Device::flex()).unwrap();
+        assert_eq!(loaded.train_blocks, Some(1));
+        let original = task.teacher.get().unwrap();
+        let values = |t: Tensor<4>| t.into_data().try_into_vec::<f32>().unwrap();
+        let block = |m: &MobileNetV2, i: usize| values(m.blocks[i].project.conv.weight.val());
+        // Block 14 (the one after the 14 frozen) trains; 15, 16, the last conv and the classifier do not.
+        assert_ne!(block(&trained, 14), block(original, 14));
+        for i in [13, 15, 16] {
+            assert_eq!(block(&trained, i), block(original, i), "block {i}");
+        }
+        assert_eq!(values(trained.last.conv.weight.val()), values(original.last.conv.weight.val()));
+        let head = |m: &MobileNetV2| m.classifier.weight.val().into_data().try_into_vec::<f32>().unwrap();
+        assert_eq!(head(&trained), head(original));
+    }
+
     #[test]
     fn bad_settings_are_refused_in_one_line() {
         let with = |f: &dyn Fn(&mut ImagenetTrainConfig)| {
@@ -567,6 +610,8 @@ mod tests {
         assert!(with(&|c| c.stability.objective = Objective::Augment).contains("augment"));
         assert!(with(&|c| c.frozen_blocks = 18).contains("frozen blocks"));
         assert!(with(&|c| c.teacher_views = MAX_TEACHER_VIEWS + 1).contains("teacher views"));
+        assert!(with(&|c| c.train_blocks = Some(0)).contains("train blocks"));
+        assert!(with(&|c| c.train_blocks = Some(4)).contains("train blocks"), "14 frozen + 4 > 17");
         assert!(with(&|c| c.crop_scale = (0.5, 0.4)).contains("crop scale"));
         assert!(with(&|c| c.stability.alpha = -1.0).contains("alpha"));
         assert!(with(&|c| c.stability.perturb = Some("crop:0-40".parse().unwrap())).contains("crop"));

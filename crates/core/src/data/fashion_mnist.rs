@@ -35,6 +35,18 @@ impl Split {
     pub fn image(&self, i: usize) -> Image {
         Image::new(SIDE as u32, SIDE as u32, Channels::Gray, self.pixels(i).to_vec()).expect("28x28")
     }
+
+    /// The last `n` images (a classifier run's validation images: [`validation_start`]).
+    pub fn tail(&self, n: usize) -> Split {
+        let start = validation_start(self.len(), n);
+        Split { images: self.images[start * SIDE * SIDE..].to_vec(), labels: self.labels[start..].to_vec() }
+    }
+}
+
+/// Where a classifier run's `n` validation images begin in a training split of `len` images: they
+/// are its last `n`, never trained on, so that settings can be chosen without the test split.
+pub fn validation_start(len: usize, n: usize) -> usize {
+    len.saturating_sub(n)
 }
 
 /// Both splits.
@@ -85,6 +97,16 @@ mod tests {
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         e.write_all(bytes).unwrap();
         std::fs::write(path, e.finish().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn the_tail_is_the_last_images_with_their_labels() {
+        let split = Split { images: (0..3 * 784).map(|i| (i / 784) as u8).collect(), labels: vec![4, 5, 6] };
+        let t = split.tail(2);
+        assert_eq!((t.len(), t.labels.as_slice()), (2, &[5u8, 6][..]));
+        assert!(t.pixels(0).iter().all(|&p| p == 1) && t.pixels(1).iter().all(|&p| p == 2));
+        assert_eq!(validation_start(60_000, 10_000), 50_000);
+        assert_eq!(split.tail(5).len(), 3, "more than there are: all of them");
     }
 
     #[test]
