@@ -340,33 +340,11 @@ fn train_eval_compare_on_real_fashion_mnist() {
         let out = dir.path().join(name);
         // The stabilized run keeps the last 2,000 training images out as validation images.
         let val: &[&str] = if name == "stab" { &["--val-images", "2000"] } else { &[] };
-        let o = stabilize(
-            &[
-                &[
-                    "train",
-                    "classify",
-                    "--data-dir",
-                    d,
-                    "--alpha",
-                    alpha,
-                    "--sigma",
-                    "0.1",
-                    "--epochs",
-                    "1",
-                    "--train-subset",
-                    "1024",
-                    "--batch-size",
-                    "64",
-                    "--seed",
-                    "3",
-                    "--out",
-                    out.to_str().unwrap(),
-                    "--json",
-                ],
-                val,
-            ]
-            .concat(),
-        );
+        let mut args = vec!["train", "classify", "--data-dir", d, "--alpha", alpha, "--sigma", "0.1"];
+        args.extend(["--epochs", "1", "--train-subset", "1024", "--batch-size", "64", "--seed", "3"]);
+        args.extend(["--out", out.to_str().unwrap(), "--json"]);
+        args.extend_from_slice(val);
+        let o = stabilize(&args);
         assert!(o.status.success(), "{}", stderr(&o));
         let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         // 1,024 real images for one epoch already beat chance (10 %) by far.
