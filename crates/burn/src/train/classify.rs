@@ -143,7 +143,9 @@ pub struct ClassifyTask<'a> {
     order: Mutex<(usize, Vec<usize>)>,
 }
 
-/// `Err` unless the run `from` (with config `c`) can start `config`: the same architecture.
+/// `Err` unless the run `from` (with config `c`) can start `config`: the same architecture, and,
+/// when `config` keeps validation images out, a run that kept at least those out (both are the
+/// training split's tail, so the fewer lie within the more).
 fn check_init(from: &Path, c: &ClassifyTrainConfig, config: &ClassifyTrainConfig) -> Result<(), TrainError> {
     if let Some(n) = config.val_images
         && c.val_images.unwrap_or(0) < n

@@ -5,9 +5,9 @@
 //! The paper's protocol: a baseline (α = 0) and a stabilized run with the same data, seed and
 //! budget, each evaluated, then the report. The classifier follows the paper's fine-tuning: a
 //! network trained first (`classify-pretrained`, α = 0), then two copies of it fine-tuned the same
-//! way, α = 0 and KL α = [`FINETUNE_ALPHA`] with `x'` from real distortions ([`FINETUNE_PERTURB`]); the report
-//! compares the two fine-tunes. The embedding: MobileNetV2 fine-tuned on photo triplets, the
-//! paper's α 0.1 and σ 0.2.
+//! way, α = 0 and KL α = [`FINETUNE_ALPHA`] with `x'` from real distortions
+//! ([`FINETUNE_PERTURB`]); the report compares the two fine-tunes. The embedding: MobileNetV2
+//! fine-tuned on photo triplets, the paper's α 0.1 and σ 0.2.
 
 use std::path::{Path, PathBuf};
 
