@@ -148,9 +148,10 @@ pub enum EvalCommand {
         photos: Option<usize>,
         /// Fit on this run's validation photos with this run's model, and write the rule to
         /// MODEL: for a model trained on every photo, from a run of its recipe trained with
-        /// validation photos kept out (`train embed --val-fraction`).
+        /// validation photos kept out (`train embed --val-fraction`). Repeat it for runs of other
+        /// seeds: their pairs pool into one fit.
         #[arg(long, value_name = "RUN")]
-        fit_on: Option<PathBuf>,
+        fit_on: Vec<PathBuf>,
     },
     /// Evaluate a classifier run: a Fashion-MNIST run on its test set, clean and under
     /// distortions; a `--dataset photos` run (the stabilized ImageNet network) beside the
@@ -209,17 +210,18 @@ pub fn run(cmd: EvalCommand) -> Result<()> {
             }
         }
         EvalCommand::Embed { protocol, baseline } => embed(&protocol, baseline.as_deref()),
-        EvalCommand::Fusion { protocol, photos, fit_on } => fusion(&protocol, photos, fit_on.as_deref()),
+        EvalCommand::Fusion { protocol, photos, fit_on } => fusion(&protocol, photos, &fit_on),
     }
 }
 
-fn fusion(p: &EmbedProtocol, count: Option<usize>, fit_on: Option<&Path>) -> Result<()> {
+fn fusion(p: &EmbedProtocol, count: Option<usize>, fit_on: &[PathBuf]) -> Result<()> {
     let Opened { distortions, device, photos } = p.open()?;
     let (model_dir, json) = (p.model.as_path(), p.json);
     let pb = bar(0, "images embedded", json);
+    let fit_on: Vec<&Path> = fit_on.iter().map(PathBuf::as_path).collect();
     let fit = fit_fusion(
         model_dir,
-        fit_on,
+        &fit_on,
         &photos,
         &distortions,
         p.seed,
@@ -234,10 +236,13 @@ fn fusion(p: &EmbedProtocol, count: Option<usize>, fit_on: Option<&Path>) -> Res
         println!("{}", serde_json::to_string(&fit)?);
         return Ok(());
     }
-    let kind = match (&fit.fitted_on, fit.validation) {
-        (Some(run), _) => format!("validation photos of {run} (not trained on by it), with its model"),
-        (None, true) => "validation photos (not trained on)".to_string(),
-        (None, false) => "training photos".to_string(),
+    let kind = match (fit.fitted_on.as_slice(), fit.validation) {
+        ([run], _) => format!("validation photos of {run} (not trained on by it), with its model"),
+        ([], true) => "validation photos (not trained on)".to_string(),
+        ([], false) => "training photos".to_string(),
+        (runs, _) => {
+            format!("validation photos of {} (not trained on by them), with each one's model", runs.join(", "))
+        }
     };
     println!(
         "{} {kind}, {} images, {} distortions; {:.0}s. Rules, best first (fitted on these photos only):",

@@ -1701,10 +1701,22 @@ fn eval_fusion_writes_the_rule_that_dupes_checks() {
     assert!(o.status.success(), "{}", stderr(&o));
     let other: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("fusion.json")).unwrap()).unwrap();
     assert_eq!(
-        (other["fitted_on"].as_str(), &other["validation"], &other["photos"]),
-        (val.to_str(), &serde_json::json!(true), &serde_json::json!(3))
+        (&other["fitted_on"], &other["validation"], &other["photos"]),
+        (&serde_json::json!([val]), &serde_json::json!(true), &serde_json::json!(3))
     );
     assert!(!val.join("fusion.json").exists(), "the rule is written to --model, not to the run fitted on");
+    // Two runs (here the same model twice): their pairs pool, the photos count once.
+    let val2 = dir.path().join("val2");
+    std::fs::create_dir(&val2).unwrap();
+    for f in ["config.json", "metrics.json", "model.bpk"] {
+        std::fs::copy(val.join(f), val2.join(f)).unwrap();
+    }
+    let o = fusion(&["--fit-on", val.to_str().unwrap(), "--fit-on", val2.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let two: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("fusion.json")).unwrap()).unwrap();
+    assert_eq!((&two["fitted_on"], &two["photos"]), (&serde_json::json!([val, val2]), &serde_json::json!(3)));
+    assert_eq!(two["eval_images"].as_u64().unwrap(), 2 * other["eval_images"].as_u64().unwrap());
+    assert_eq!(two["rule"], other["rule"], "the same pairs twice choose the same rule");
     assert_one_line_error(&fusion(&["--fit-on", r]), "kept no validation photos");
     std::fs::write(run.join("fusion.json"), serde_json::to_vec(&fit).unwrap()).unwrap();
     // With --regions the fit also chooses a region penalty (best first, the rule unchanged);

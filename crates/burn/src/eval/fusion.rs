@@ -13,7 +13,7 @@ use rand_chacha::ChaCha8Rng;
 use stabilize_core::data::crops::{Photo, Split};
 use stabilize_core::eval::embed::{EvalSet, fuse_pairs, hash_all};
 use stabilize_core::eval::fusion::{
-    CAP_GRID, FusionFit, PER_BIT_GRID, REGION_PENALTY_GRID, RegionFit, fit_fuse_rule, fit_region_penalty,
+    CAP_GRID, FusePairs, FusionFit, PER_BIT_GRID, REGION_PENALTY_GRID, RegionFit, fit_fuse_rule, fit_region_penalty,
 };
 use stabilize_core::fsutil::write_atomic;
 use stabilize_core::image::borders::strip_borders_to;
@@ -46,15 +46,17 @@ pub fn fit_photos(split: &Split, count: Option<usize>, seed: u64) -> Result<Vec<
 
 /// Fits the fusion of run `model_dir` with pHash on `count` of its validation photos (default:
 /// all), or of its training photos for a run without them (default: as many as it holds out);
-/// with `fit_on`, on that run's validation photos with that run's model instead (a run of the
-/// same recipe that kept them out of training, for a model that trained on every photo; both
-/// must split the pool alike and describe images alike). Under `distortions` seeded by `seed`,
-/// over the default grid; with `regions`, also the penalty of a region match
-/// ([`fit_region_penalty`], given the fitted rule). Writes `model_dir/fusion.json` and returns it.
+/// with `fit_on`, on those runs' validation photos with those runs' models instead (runs of the
+/// same recipe that kept them out of training, for a model that trained on every photo; each
+/// must split the pool and describe images as `model_dir` does). Several runs (other seeds of the
+/// recipe) pool their pairs into one fit, so that the choice rests on more than one model's
+/// distances. Under `distortions` seeded by `seed`, over the default grid; with `regions`, also
+/// the penalty of a region match ([`fit_region_penalty`], given the fitted rule). Writes
+/// `model_dir/fusion.json` and returns it.
 #[allow(clippy::too_many_arguments)]
 pub fn fit_fusion(
     model_dir: &Path,
-    fit_on: Option<&Path>,
+    fit_on: &[&Path],
     photos: &[Photo],
     distortions: &[Distortion],
     seed: u64,
@@ -65,44 +67,59 @@ pub fn fit_fusion(
     on: &mut dyn FnMut(EvalEvent),
 ) -> Result<FusionFit, EvalError> {
     let started = Instant::now();
-    let (config, model) = load_embedder(fit_on.unwrap_or(model_dir), device)?;
-    if let Some(other) = fit_on {
-        // Only the target's config: its weights are not used by the fit.
-        let target: EmbedTrainConfig = read_run_config(model_dir, "an embedding", "a classifier")?;
-        check_fit_on(&target, &config, other)?;
+    let sources = if fit_on.is_empty() { vec![model_dir] } else { fit_on.to_vec() };
+    // Only the target's config when others fit: its weights are not used.
+    let target: Option<EmbedTrainConfig> =
+        if fit_on.is_empty() { None } else { Some(read_run_config(model_dir, "an embedding", "a classifier")?) };
+    let mut runs = Vec::with_capacity(sources.len());
+    for &source in &sources {
+        let (config, model) = load_embedder(source, device)?;
+        if let Some(target) = &target {
+            check_fit_on(target, &config, source)?;
+        }
+        let size = config.model.input_size as u32;
+        let split = config.split(photos);
+        let chosen = fit_photos(&split, count, seed)?;
+        let set = EvalSet::build(photos, &chosen, size, distortions, seed)?;
+        let set = if strip_borders { set.map_images(&|img| strip_borders_to(img, size, size))? } else { set };
+        runs.push((config, model, !split.val.is_empty(), chosen, set));
     }
-    let size = config.model.input_size;
-    let split = config.split(photos);
-    let chosen = fit_photos(&split, count, seed)?;
-    let set = EvalSet::build(photos, &chosen, size as u32, distortions, seed)?;
-    let set = if strip_borders { set.map_images(&|img| strip_borders_to(img, size as u32, size as u32))? } else { set };
     let per = regions.map_or(1, RegionSource::passes);
-    on(EvalEvent::Start { images: set.clean.len() * (1 + distortions.len()) * per });
+    let images: usize = runs.iter().map(|r| r.4.clean.len()).sum();
+    on(EvalEvent::Start { images: images * (1 + distortions.len()) * per });
     on(EvalEvent::Method("fine-tuned model and phash"));
     let hasher = HashKind::Phash;
-    let mut failed = None;
     // Penalty 0: the fit sees the whole-to-whole and the regions' distances apart.
     let with = regions.map(|source| (source, 0.0));
-    let pairs = fuse_pairs(&set, &mut |imgs| {
-        let d = describe_model(&model, config.model.dim, imgs, size as u32, with, device, &mut failed);
-        on(EvalEvent::Embedded(imgs.len() * per));
-        (d, hash_all(hasher, imgs))
-    });
-    if let Some(e) = failed {
-        return Err(e.into());
+    let mut pairs: Vec<FusePairs> = Vec::new();
+    for (config, model, _, _, set) in &runs {
+        let mut failed = None;
+        let size = config.model.input_size as u32;
+        let these = fuse_pairs(set, &mut |imgs| {
+            let d = describe_model(model, config.model.dim, imgs, size, with, device, &mut failed);
+            on(EvalEvent::Embedded(imgs.len() * per));
+            (d, hash_all(hasher, imgs))
+        });
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+        pool_pairs(&mut pairs, these);
     }
     let grid = fit_fuse_rule(&pairs, &PER_BIT_GRID, &CAP_GRID);
     let regions = match regions {
         Some(source) => Some(RegionFit { source, ..fit_region_penalty(&pairs, grid[0].rule, &REGION_PENALTY_GRID)? }),
         None => None,
     };
+    let mut distinct_photos: Vec<usize> = runs.iter().flat_map(|r| r.3.iter().copied()).collect();
+    distinct_photos.sort_unstable();
+    distinct_photos.dedup();
     let fit = FusionFit {
         rule: grid[0].rule,
         hash: hasher.name().to_string(),
-        photos: chosen.len(),
-        validation: !split.val.is_empty(),
-        fitted_on: fit_on.map(|p| p.display().to_string()),
-        eval_images: set.clean.len(),
+        photos: distinct_photos.len(),
+        validation: runs.iter().all(|r| r.2),
+        fitted_on: fit_on.iter().map(|p| p.display().to_string()).collect(),
+        eval_images: images,
         seed,
         distortions: distortions.iter().map(|d| d.to_string()).collect(),
         borders_stripped: strip_borders,
@@ -112,6 +129,22 @@ pub fn fit_fusion(
     };
     write_atomic(&model_dir.join(run_files::FUSION), &serde_json::to_vec_pretty(&fit).expect("serialisable"))?;
     Ok(fit)
+}
+
+/// Adds one run's pairs to `pooled`, distortion by distortion (every run is fitted under the same
+/// distortions, in the same order).
+fn pool_pairs(pooled: &mut Vec<FusePairs>, pairs: Vec<FusePairs>) {
+    if pooled.is_empty() {
+        *pooled = pairs;
+        return;
+    }
+    for (into, p) in pooled.iter_mut().zip(pairs) {
+        debug_assert_eq!(into.spec, p.spec);
+        into.dup.extend(p.dup);
+        into.distinct.extend(p.distinct);
+        into.dup_regions.extend(p.dup_regions);
+        into.distinct_regions.extend(p.distinct_regions);
+    }
 }
 
 /// Whether a rule fitted with run `source` (config `fit`, folder `path`) may serve run `target`:
@@ -173,6 +206,31 @@ mod tests {
         let s = twins.split(&ph);
         assert_eq!((s.test.len(), s.train.len(), s.twins.len()), (1, 0, 59));
         assert!(fit_photos(&s, Some(10), 0).unwrap_err().to_string().contains("need ≥ 2 training photos"));
+    }
+
+    /// Two runs' pairs pool per distortion: the second run's follow the first's.
+    #[test]
+    fn pairs_of_several_runs_pool_per_distortion() {
+        let run = |l2: f32| {
+            ["jpeg:10", "hflip"]
+                .map(|spec| FusePairs {
+                    spec: spec.into(),
+                    dup: vec![(l2, 3)],
+                    distinct: vec![(l2 + 1.0, 30); 2],
+                    dup_regions: vec![l2],
+                    distinct_regions: vec![l2 + 0.5; 2],
+                })
+                .to_vec()
+        };
+        let mut pooled = Vec::new();
+        pool_pairs(&mut pooled, run(0.1));
+        pool_pairs(&mut pooled, run(0.2));
+        assert_eq!(pooled.len(), 2);
+        for p in &pooled {
+            assert_eq!(p.dup, [(0.1, 3), (0.2, 3)]);
+            assert_eq!(p.distinct, [(1.1, 30), (1.1, 30), (1.2, 30), (1.2, 30)]);
+            assert_eq!((p.dup_regions.len(), p.distinct_regions.len()), (2, 4));
+        }
     }
 
     #[test]

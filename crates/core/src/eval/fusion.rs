@@ -205,18 +205,20 @@ pub struct FusionFit {
     pub rule: FuseRule,
     /// The hash fused with the model.
     pub hash: String,
-    /// Training photos the pairs came from (none of them held out), their evaluation images, and
-    /// the seed of the distortions' random parts.
+    /// Training photos the pairs came from (none of them held out; a photo fitted with two runs'
+    /// models counts once), the evaluation images described (every run's), and the seed of the
+    /// distortions' random parts.
     pub photos: usize,
     /// Whether those were validation photos, which the run never trained on (else training
     /// photos, for runs made before validation photos were kept out).
     #[serde(default)]
     pub validation: bool,
-    /// The run whose model and validation photos made the fit, when not this one (`eval fusion
-    /// --fit-on`: a run of the same recipe that kept validation photos out, for a model that
-    /// trained on every training photo).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fitted_on: Option<String>,
+    /// The runs whose models and validation photos made the fit, when not this one (`eval fusion
+    /// --fit-on`: runs of the same recipe that kept validation photos out, for a model that
+    /// trained on every training photo; several pool their pairs). Files written when only one
+    /// could be named hold it as a string.
+    #[serde(default, deserialize_with = "one_or_many", skip_serializing_if = "Vec::is_empty")]
+    pub fitted_on: Vec<String>,
     pub eval_images: usize,
     pub seed: u64,
     pub distortions: Vec<String>,
@@ -228,6 +230,21 @@ pub struct FusionFit {
     #[serde(default)]
     pub regions: Option<RegionFit>,
     pub seconds: f64,
+}
+
+/// A list of strings, or one string (a list of one), or null (none).
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Option::<OneOrMany>::deserialize(d)? {
+        None => Vec::new(),
+        Some(OneOrMany::One(s)) => vec![s],
+        Some(OneOrMany::Many(v)) => v,
+    })
 }
 
 /// The fusion rule of run folder `dir`: its `fusion.json` (`stabilize eval fusion`), else
@@ -309,6 +326,22 @@ mod tests {
         let mut bare = pairs;
         bare[1].dup_regions.clear();
         assert!(fit_region_penalty(&bare, rule, &REGION_PENALTY_GRID).is_err());
+    }
+
+    #[test]
+    fn fitted_on_reads_one_run_or_several() {
+        let read = |v: serde_json::Value| -> Vec<String> {
+            #[derive(Deserialize)]
+            struct F {
+                #[serde(default, deserialize_with = "one_or_many")]
+                fitted_on: Vec<String>,
+            }
+            serde_json::from_value::<F>(v).unwrap().fitted_on
+        };
+        assert_eq!(read(serde_json::json!({"fitted_on": "runs/v"})), ["runs/v"]);
+        assert_eq!(read(serde_json::json!({"fitted_on": ["runs/a", "runs/b"]})), ["runs/a", "runs/b"]);
+        assert!(read(serde_json::json!({})).is_empty());
+        assert!(read(serde_json::json!({"fitted_on": null})).is_empty());
     }
 
     #[test]
