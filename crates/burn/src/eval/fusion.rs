@@ -1,7 +1,9 @@
 //! Fitting how a run's model is fused with pHash ([`stabilize_core::eval::fusion`]) on pairs of
-//! its *training* photos, in the evaluation's protocol (the same crops, distortions and border
-//! treatment): the held-out photos, whose numbers `eval embed` reports, are never used. The
-//! chosen rule is written to the run's `fusion.json`, which `eval embed` and `dupes` then use.
+//! *validation* photos (training-side photos a run kept out of training; for runs older than
+//! them, its training photos), in the evaluation's protocol (the same crops, distortions and
+//! border treatment): the held-out photos, whose numbers `eval embed` reports, are never used.
+//! The chosen rule is written to the run's `fusion.json`, which `eval embed` and `dupes` then
+//! use.
 
 use std::path::Path;
 use std::time::Instant;
