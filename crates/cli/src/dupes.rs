@@ -36,7 +36,7 @@ pub struct DupesArgs {
     /// evaluated by `eval embed` for the calibration), or `pretrained` (the ImageNet MobileNetV2
     /// features; needs --threshold). With --hash too, the two are fused: a pair is as close as
     /// the nearer of the model's distance and the hash's bits scaled by the run's fitted rule
-    /// (`fusion.json`: the default model counts 0.05 per bit while its distance is under 1.2;
+    /// (`fusion.json`: the default model counts 0.04 per bit while its distance is under 1.0;
     /// 0.03 per bit, no cap, for a run without a fit), so either can find it.
     #[arg(long)]
     model: Option<String>,

@@ -150,7 +150,7 @@ pub(super) fn embed_figures(base: &EmbedEval, stab: &EmbedEval) -> Result<Vec<Fi
         },
         Figure {
             id: "embed-pr".into(),
-            caption: "Fig. 5: precision–recall of near-duplicate detection by thresholding the distance, per distortion: stabilized and baseline embeddings, the pretrained ImageNet features, perceptual hashes (Hamming distance), and the stabilized embedding fused with pHash (model+phash: the nearer of the L2 distance and 0.03 per bit; what `dupes` uses).".into(),
+            caption: "Fig. 5: precision–recall of near-duplicate detection by thresholding the distance, per distortion: stabilized and baseline embeddings, the pretrained ImageNet features, perceptual hashes (Hamming distance), and the stabilized embedding fused with pHash (model+phash: the nearer of the L2 distance and the hash bits scaled by the run's fitted rule, `fusion.json`; what `dupes` uses).".into(),
             svg: pr_svg,
         },
     ])
