@@ -13,9 +13,11 @@
 //! | [`train`] | the one training loop (run folders, checkpoints, resume, schedule, NaN stop) and its tasks: [`train::classify`], [`train::embed`] |
 //! | [`infer`], [`eval`] | batched inference and feature extraction; classifier and embedding evaluation |
 //! | [`collection`], [`dupes`] | embedding image collections from disk with a trained model (cache, calibration); the near-duplicate search with its parameters and report |
+//! | [`average`] | weight averaging of runs of one recipe (a model soup) |
 //! | [`export`] | a run's weights out to PyTorch (safetensors under torchvision's / `nn.Sequential`'s names) |
 //! | [`bench`], [`flops`] | training and inference throughput; FLOPs per image from the models' shapes |
 
+pub mod average;
 pub mod bench;
 pub mod collection;
 pub mod device;

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use crate::args::RunArgs;
 
 mod args;
+mod average;
 mod bench;
 mod default_model;
 mod dupes;
@@ -169,6 +170,9 @@ enum Command {
     /// names (plus the embedding head), or an `nn.Sequential`'s for the Fashion-MNIST CNN; load it
     /// with scripts/load_in_pytorch.py.
     Export(export::ExportArgs),
+    /// Average the weights of embedding runs of one recipe trained with other seeds (a model
+    /// soup: one network, no cost at inference) into a new run folder.
+    Average(average::AverageArgs),
     /// Benchmark against PyTorch and Pillow, side by side: training step (plain and stabilized) and
     /// inference per backend, one end-to-end epoch, JPEG round trip and thumbnail resize.
     Bench(bench::BenchArgs),
@@ -261,6 +265,7 @@ fn run(cli: Cli) -> Result<()> {
             imagenet::run(&model, dump.as_deref(), &run, json, &paths)
         }
         Command::Export(a) => export::run(a),
+        Command::Average(a) => average::run(a),
         Command::Bench(b) => bench::run(b),
     }
 }

@@ -1965,3 +1965,61 @@ fn embed_writes_vectors_paths_and_skips_for_a_broken_corpus() {
     let o = stabilize(&["embed", d, "--model", missing.to_str().unwrap(), "--out", "x"]);
     assert_one_line_error(&o, "not a run folder");
 }
+
+/// `stabilize average`: runs of one recipe (here the shipped model twice, the second with another
+/// seed in its config) average into a run folder that embeds as the mean model does (the mean of
+/// a model and itself is that model); another recipe, a folder already holding a run, and a single
+/// run are one-line errors.
+#[test]
+fn average_makes_a_run_of_one_recipe_and_refuses_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/embed-default");
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(shipped.join("config.json")).unwrap()).unwrap();
+    // A copy of the shipped run with `edit` applied to its config.
+    let copy = |name: &str, edit: &dyn Fn(&mut serde_json::Value)| {
+        let d = dir.path().join(name);
+        std::fs::create_dir(&d).unwrap();
+        std::fs::copy(shipped.join("model.bpk"), d.join("model.bpk")).unwrap();
+        let mut c = config.clone();
+        edit(&mut c);
+        std::fs::write(d.join("config.json"), serde_json::to_vec(&c).unwrap()).unwrap();
+        d.to_str().unwrap().to_string()
+    };
+    let a = copy("a", &|_| {});
+    let b = copy("b", &|c| c["seed"] = serde_json::json!(7));
+    let other = copy("other", &|c| c["steps"] = serde_json::json!(5));
+    let out = dir.path().join("mean");
+    let o = stabilize(&["average", &a, &b, "--out", out.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let record: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(record["seeds"], serde_json::json!([config["seed"], 7]));
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&std::fs::read(out.join("average.json")).unwrap()).unwrap(),
+        record
+    );
+    assert!(!out.join("metrics.json").exists(), "an average trained nothing");
+    // The same vectors from the run and from its average with itself.
+    let img = dir.path().join("img");
+    std::fs::create_dir(&img).unwrap();
+    write_png(&img.join("a.png"));
+    let embed = |model: &str, to: &str| {
+        let to = dir.path().join(to);
+        let o =
+            stabilize(&["embed", img.to_str().unwrap(), "--model", model, "--out", to.to_str().unwrap(), "--no-cache"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        std::fs::read(to.join("embeddings.npy")).unwrap()
+    };
+    assert_eq!(embed(&a, "ea"), embed(out.to_str().unwrap(), "em"));
+    let fresh = dir.path().join("fresh");
+    assert_one_line_error(
+        &stabilize(&["average", &a, &other, "--out", fresh.to_str().unwrap()]),
+        "recipe with another seed",
+    );
+    assert_one_line_error(&stabilize(&["average", &a, &b, "--out", out.to_str().unwrap()]), "already holds a run");
+    assert!(
+        !stabilize(&["average", &a, "--out", fresh.to_str().unwrap()]).status.success(),
+        "one run is not an average"
+    );
+    assert!(!fresh.exists(), "a refused average writes nothing");
+}
