@@ -3,8 +3,10 @@
 //! better model than either (Wortsman et al., ICML 2022). The mean is one network, so it costs
 //! nothing at inference, unlike an ensemble of the runs.
 //!
-//! Only float parameters are averaged; running statistics (batch norm's, which the embedding
-//! runs keep in inference mode) and flags are the first model's.
+//! Every float tensor of the module is averaged, batch norm's running statistics included (burn
+//! visits them as float parameters; the embedding runs keep batch norm in inference mode, so
+//! theirs are the pretrained network's in every run, and so is their mean); flags are the first
+//! model's.
 
 use std::path::{Path, PathBuf};
 
