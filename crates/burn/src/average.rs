@@ -38,6 +38,12 @@ pub fn average_embedding_runs(runs: &[PathBuf], out: &Path, device: &Device) -> 
             message: "averaging needs two runs or more".into(),
         });
     }
+    if out.join(run_files::MODEL).exists() || out.join(run_files::CONFIG).exists() {
+        return Err(TrainError::Checkpoint {
+            path: out.to_path_buf(),
+            message: "already holds a run; choose a new folder".into(),
+        });
+    }
     let mut configs: Vec<EmbedTrainConfig> = Vec::new();
     let mut models = Vec::new();
     for run in runs {
@@ -52,12 +58,6 @@ pub fn average_embedding_runs(runs: &[PathBuf], out: &Path, device: &Device) -> 
         }
         configs.push(config);
         models.push(model);
-    }
-    if out.join(run_files::MODEL).exists() || out.join(run_files::CONFIG).exists() {
-        return Err(TrainError::Checkpoint {
-            path: out.to_path_buf(),
-            message: "already holds a run; choose a new folder".into(),
-        });
     }
     std::fs::create_dir_all(out).map_err(|e| stabilize_core::Error::io(out, e))?;
     let record = Averaged {
@@ -78,34 +78,33 @@ pub const AVERAGE_FILE: &str = "average.json";
 /// parameters, in the same order, of the same shapes), as a module shaped like `models[0]`.
 ///
 /// # Panics
-/// On an empty slice, or models whose parameters differ in count or shape.
+/// On an empty list, or models whose parameters differ in count or shape.
 pub fn average<M: Module>(models: Vec<M>) -> M {
-    assert!(!models.is_empty(), "nothing to average");
     let n = models.len();
     let mut models = models.into_iter();
-    let first = models.next().expect("one model at least");
+    let first = models.next().expect("nothing to average");
     // The others' parameters, summed, flattened, in visiting order.
-    let mut sums: Vec<(Vec<usize>, Tensor<1>)> = Vec::new();
-    for (k, m) in models.enumerate() {
-        let mut collect = Collect { params: Vec::new() };
-        m.visit(&mut collect);
-        if k == 0 {
-            sums = collect.params;
-        } else {
-            assert_eq!(collect.params.len(), sums.len(), "models of different architectures");
-            for ((shape, sum), (s, t)) in sums.iter_mut().zip(collect.params) {
-                assert_eq!(*shape, s, "parameters of different shapes");
-                *sum = sum.clone() + t;
-            }
+    let Some(sums) = models.map(|m| params(&m)).reduce(|mut sums, other| {
+        assert_eq!(other.len(), sums.len(), "models of different architectures");
+        for ((shape, sum), (s, t)) in sums.iter_mut().zip(other) {
+            assert_eq!(*shape, s, "parameters of different shapes");
+            *sum = sum.clone() + t;
         }
-    }
-    if n == 1 {
+        sums
+    }) else {
         return first;
-    }
+    };
     let mut mean = Mean { others: sums.into_iter(), n: n as f32 };
     let out = first.map(&mut mean);
     assert!(mean.others.next().is_none(), "models of different architectures");
     out
+}
+
+/// A module's float parameters in visiting order, each with its shape, flattened.
+fn params<M: Module>(m: &M) -> Vec<(Vec<usize>, Tensor<1>)> {
+    let mut collect = Collect { params: Vec::new() };
+    m.visit(&mut collect);
+    collect.params
 }
 
 struct Collect {
@@ -150,9 +149,7 @@ mod tests {
         let device = Device::flex();
         let models: Vec<_> = (0..3).map(|_| SmallCnnConfig::new().init(&device)).collect();
         let flat = |m: &crate::model::SmallCnn| {
-            let mut c = Collect { params: Vec::new() };
-            m.visit(&mut c);
-            c.params.into_iter().map(|(_, t)| t.try_into_vec_as::<f32>().unwrap()).collect::<Vec<_>>()
+            params(m).into_iter().map(|(_, t)| t.try_into_vec_as::<f32>().unwrap()).collect::<Vec<_>>()
         };
         let each: Vec<_> = models.iter().map(flat).collect();
         assert_ne!(each[0], each[1], "three different initialisations");

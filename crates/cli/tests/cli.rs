@@ -1967,9 +1967,10 @@ fn embed_writes_vectors_paths_and_skips_for_a_broken_corpus() {
 }
 
 /// `stabilize average`: runs of one recipe (here the shipped model twice, the second with another
-/// seed in its config) average into a run folder that embeds as the mean model does (the mean of
-/// a model and itself is that model); another recipe, a folder already holding a run, and a single
-/// run are one-line errors.
+/// seed in its config) average into a run folder that loads and embeds like any run (the mean of a
+/// model and itself is that model, so the vectors are the run's; that the mean of different models
+/// is their parameters' mean is `stabilize_burn::average`'s unit test); another recipe and a folder
+/// already holding a run are one-line errors, and one run is refused.
 #[test]
 fn average_makes_a_run_of_one_recipe_and_refuses_others() {
     let dir = tempfile::tempdir().unwrap();

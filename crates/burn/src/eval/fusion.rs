@@ -25,6 +25,7 @@ use stabilize_core::seeds::{FUSION_STREAM, item_seed};
 use stabilize_core::{Distortion, Error, run_files};
 
 use super::embed::{EvalError, EvalEvent, describe_model};
+use crate::embed::EmbedNet;
 use crate::train::embed::{EmbedTrainConfig, load_embedder};
 use crate::train::read_run_config;
 
@@ -74,6 +75,8 @@ pub fn fit_fusion(
     let target: Option<EmbedTrainConfig> =
         if fit_on.is_empty() { None } else { Some(read_run_config(model_dir, "an embedding", "a classifier")?) };
     let mut runs = Vec::with_capacity(sources.len());
+    // The evaluation images, built once per (photos, size): runs of one recipe and split share them.
+    let mut sets: Vec<(Vec<usize>, u32, EvalSet)> = Vec::new();
     for &source in &sources {
         let (config, model) = load_embedder(source, device)?;
         if let Some(target) = &target {
@@ -82,22 +85,29 @@ pub fn fit_fusion(
         let size = config.model.input_size as u32;
         let split = config.split(photos);
         let chosen = fit_photos(&split, count, seed)?;
-        let set = EvalSet::build(photos, &chosen, size, distortions, seed)?;
-        let set = if strip_borders { set.map_images(&|img| strip_borders_to(img, size, size))? } else { set };
-        runs.push((config, model, !split.val.is_empty(), chosen, set));
+        let set = match sets.iter().position(|(c, s, _)| *c == chosen && *s == size) {
+            Some(k) => k,
+            None => {
+                let set = EvalSet::build(photos, &chosen, size, distortions, seed)?;
+                let set = if strip_borders { set.map_images(&|img| strip_borders_to(img, size, size))? } else { set };
+                sets.push((chosen, size, set));
+                sets.len() - 1
+            }
+        };
+        runs.push(FitSource { config, model, validation: !split.val.is_empty(), set });
     }
     let per = regions.map_or(1, RegionSource::passes);
-    let images: usize = runs.iter().map(|r| r.4.clean.len()).sum();
+    let images: usize = runs.iter().map(|r| sets[r.set].2.clean.len()).sum();
     on(EvalEvent::Start { images: images * (1 + distortions.len()) * per });
     on(EvalEvent::Method("fine-tuned model and phash"));
     let hasher = HashKind::Phash;
     // Penalty 0: the fit sees the whole-to-whole and the regions' distances apart.
     let with = regions.map(|source| (source, 0.0));
     let mut pairs: Vec<FusePairs> = Vec::new();
-    for (config, model, _, _, set) in &runs {
+    for FitSource { config, model, set, .. } in &runs {
         let mut failed = None;
         let size = config.model.input_size as u32;
-        let these = fuse_pairs(set, &mut |imgs| {
+        let these = fuse_pairs(&sets[*set].2, &mut |imgs| {
             let d = describe_model(model, config.model.dim, imgs, size, with, device, &mut failed);
             on(EvalEvent::Embedded(imgs.len() * per));
             (d, hash_all(hasher, imgs))
@@ -112,14 +122,14 @@ pub fn fit_fusion(
         Some(source) => Some(RegionFit { source, ..fit_region_penalty(&pairs, grid[0].rule, &REGION_PENALTY_GRID)? }),
         None => None,
     };
-    let mut distinct_photos: Vec<usize> = runs.iter().flat_map(|r| r.3.iter().copied()).collect();
+    let mut distinct_photos: Vec<usize> = sets.iter().flat_map(|(chosen, ..)| chosen.iter().copied()).collect();
     distinct_photos.sort_unstable();
     distinct_photos.dedup();
     let fit = FusionFit {
         rule: grid[0].rule,
         hash: hasher.name().to_string(),
         photos: distinct_photos.len(),
-        validation: runs.iter().all(|r| r.2),
+        validation: runs.iter().all(|r| r.validation),
         fitted_on: fit_on.iter().map(|p| p.display().to_string()).collect(),
         eval_images: images,
         seed,
@@ -131,6 +141,16 @@ pub fn fit_fusion(
     };
     write_atomic(&model_dir.join(run_files::FUSION), &serde_json::to_vec_pretty(&fit).expect("serialisable"))?;
     Ok(fit)
+}
+
+/// One run whose model and photos make (part of) a fit.
+struct FitSource {
+    config: EmbedTrainConfig,
+    model: EmbedNet,
+    /// Whether its photos are validation photos (else training photos: a run from before them).
+    validation: bool,
+    /// Its evaluation images: an index into the fit's sets.
+    set: usize,
 }
 
 /// Adds one run's pairs to `pooled`, distortion by distortion (every run is fitted under the same
