@@ -12,7 +12,7 @@ use stabilize_core::dedup::cache::{Cache, CacheEntry, stat};
 use stabilize_core::dedup::shards::{SHARD_FILES, SHARD_MODEL, ShardFile, ShardModel};
 use stabilize_core::eval::EmbedEval;
 use stabilize_core::eval::embed::{FUSED_METHOD, REGIONS_FUSED_METHOD, REGIONS_METHOD};
-use stabilize_core::eval::fusion::{FuseRule, read_fuse_rule, read_regions};
+use stabilize_core::eval::fusion::{FuseRule, read_fuse_rule, read_mirror, read_regions};
 use stabilize_core::eval::retrieval::point_at_precision;
 use stabilize_core::fsutil::{sha256_bytes, sha256_file};
 use stabilize_core::image::borders::into_content;
@@ -23,7 +23,9 @@ use stabilize_core::image::resize::{Filter, resize};
 use stabilize_core::run_files;
 
 use crate::embed::{EmbedNet, EmbedNetConfig};
-use crate::infer::{EMBED_BATCH, embed_images, embed_map_regions, embed_zoomed_map_regions, pretrained_features};
+use crate::infer::{
+    EMBED_BATCH, embed_images, embed_map_regions, embed_zoomed_map_regions, mirror_wholes, pretrained_features,
+};
 use crate::mobilenet::FEATURES;
 use crate::train::{TrainError, load_embedder};
 
@@ -53,6 +55,10 @@ pub enum EmbedderKind {
 /// What is done to a file before it is described, part of the cache key: solid borders cut off
 /// ([`into_content`]), then resized to the model's input.
 pub const PIPELINE: &str = "strip-borders-v1";
+
+/// What [`PIPELINE`] becomes when each whole is described as the mean of the image and its
+/// mirror image ([`Embedder::mirror`]): other vectors, so another cache and index identity.
+pub const MIRROR_PIPELINE: &str = "strip-borders-v1+mirror-v1";
 
 /// Part of the cache key when each file is described by its whole and its
 /// [`regions`](stabilize_core::image::regions) (scale and layout).
@@ -120,6 +126,10 @@ pub struct Embedder {
     /// Where the regions' descriptors come from: what the run's penalty was fitted on
     /// (`fusion.json`), else crops.
     pub region_source: RegionSource,
+    /// Whether a whole image is described by the mean of its and its mirror image's vectors
+    /// (the run's fit, `fusion.json`; [`crate::infer::mirror_wholes`]): one more forward pass
+    /// per file.
+    pub mirror: bool,
 }
 
 impl Embedder {
@@ -139,6 +149,7 @@ impl Embedder {
             fuse_rule: read_fuse_rule(dir)?,
             region_penalty,
             region_source,
+            mirror: read_mirror(dir)?,
         })
     }
 
@@ -163,6 +174,7 @@ impl Embedder {
             fuse_rule: FuseRule::UNFITTED,
             region_penalty: 0.0,
             region_source: RegionSource::Crops,
+            mirror: false,
         })
     }
 
@@ -177,15 +189,27 @@ impl Embedder {
             (true, RegionSource::Map) => MAP_REGIONS_PIPELINE,
             (true, RegionSource::Zoom) => ZOOM_REGIONS_PIPELINE,
         };
-        sha256_bytes(format!("{}:{PIPELINE}:{hash}{regions}", self.weights_sha256).as_bytes())
+        sha256_bytes(format!("{}:{}:{hash}{regions}", self.weights_sha256, self.pipeline()).as_bytes())
     }
 
-    /// Descriptors `[N·dim]` of same-sized RGB images (`input_size`²).
+    /// What is done to a file before and around the model: [`PIPELINE`], or [`MIRROR_PIPELINE`]
+    /// for a mirror-averaged model. Recorded in indexes and embedding folders; vectors of two
+    /// pipelines are not comparable.
+    pub fn pipeline(&self) -> &'static str {
+        if self.mirror { MIRROR_PIPELINE } else { PIPELINE }
+    }
+
+    /// Descriptors `[N·dim]` of same-sized RGB images (`input_size`²), mirror-averaged when
+    /// the model is.
     pub fn describe(&self, images: &[stabilize_core::Image]) -> Vec<f32> {
-        match self.kind {
+        let mut data = match self.kind {
             EmbedderKind::Run => embed_images(&self.model, images, EMBED_BATCH, &self.device),
             EmbedderKind::Pretrained => pretrained_features(&self.model, images, EMBED_BATCH, &self.device),
+        };
+        if self.mirror {
+            mirror_wholes(&self.model, images, &mut data, 1, EMBED_BATCH, &self.device);
         }
+        data
     }
 
     /// Descriptors of the views [`embed_files`] made, same-sized RGB images (`input_size`²):
@@ -193,17 +217,28 @@ impl Embedder {
     /// views), one vector per view; otherwise `[N·(1 + REGION_COUNT)·dim]`, each image's whole
     /// then its regions pooled from a feature map ([`RegionSource::Map`], or [`RegionSource::Zoom`]
     /// with the enlarged image made from the `input_size`² one).
+    /// With [`Embedder::mirror`], each file's whole vector is mirror-averaged (its regions' are
+    /// not).
     fn describe_views(&self, views: &[stabilize_core::Image], regions: bool) -> Result<Vec<f32>, String> {
-        match (regions, self.region_source) {
-            (true, RegionSource::Map) => {
-                Ok(embed_map_regions(&self.model, views, REGION_SCALE, EMBED_BATCH, &self.device))
-            }
+        let mut data = match (regions, self.region_source) {
+            (true, RegionSource::Map) => embed_map_regions(&self.model, views, REGION_SCALE, EMBED_BATCH, &self.device),
             (true, RegionSource::Zoom) => {
                 embed_zoomed_map_regions(&self.model, views, REGION_SCALE, EMBED_BATCH, &self.device)
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string())?
             }
-            _ => Ok(self.describe(views)),
+            (false, _) => return Ok(self.describe(views)),
+            (true, RegionSource::Crops) => embed_images(&self.model, views, EMBED_BATCH, &self.device),
+        };
+        if self.mirror {
+            let per = 1 + REGION_COUNT;
+            let wholes: Vec<stabilize_core::Image> = match self.region_source {
+                // Cut-out regions are views of their own: every `per`-th view is a whole.
+                RegionSource::Crops => views.iter().step_by(per).cloned().collect(),
+                RegionSource::Map | RegionSource::Zoom => views.to_vec(),
+            };
+            mirror_wholes(&self.model, &wholes, &mut data, per, EMBED_BATCH, &self.device);
         }
+        Ok(data)
     }
 
     /// The distance threshold at precision `p` from the model's evaluation (`eval.json`,
@@ -227,6 +262,17 @@ impl Embedder {
         let eval: EmbedEval = serde_json::from_slice(&bytes).map_err(|e| {
             CollectionError::Calibration(format!("{} is not an embedding evaluation: {e}", eval_path.display()))
         })?;
+        if eval.mirror != self.mirror {
+            return Err(CollectionError::Calibration(format!(
+                "{} was made {} mirror-averaged wholes, but {} says {}; re-run `stabilize eval embed --model {}`{}",
+                eval_path.display(),
+                if eval.mirror { "with" } else { "without" },
+                self.dir.join(run_files::FUSION).display(),
+                if self.mirror { "with" } else { "without" },
+                self.dir.display(),
+                if regions { " --regions" } else { "" }
+            )));
+        }
         if regions
             && (eval.region_penalty != Some(self.region_penalty)
                 || eval.region_source.unwrap_or_default() != self.region_source)

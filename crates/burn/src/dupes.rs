@@ -188,12 +188,14 @@ pub fn find_dupes(
             };
             let emb = spec.load(device)?;
             if let Some((path, _, manifest)) = &index_library
-                && manifest.weights_sha256 != emb.weights_sha256
+                && (manifest.weights_sha256 != emb.weights_sha256 || manifest.pipeline != emb.pipeline())
             {
                 return Err(DupesError::Params(format!(
-                    "--against {}: built with another model ({}), not {spec}",
+                    "--against {}: built with another model or pipeline ({}, {}), not {spec} ({}); rebuild the index",
                     path.display(),
-                    manifest.model_dir.display()
+                    manifest.model_dir.display(),
+                    manifest.pipeline,
+                    emb.pipeline()
                 )));
             }
             let regions = params.regions;
@@ -230,6 +232,8 @@ pub fn find_dupes(
             } else {
                 (Descriptors::Vectors { dim: emb.dim, data }, "")
             };
+            let mirrored = if emb.mirror { " (mirror-averaged)" } else { "" };
+            let with = format!("{mirrored}{with}");
             match fused {
                 None => (infos, vectors, t, format!("{spec}{with}")),
                 Some(kind) => {
@@ -374,7 +378,7 @@ fn open_index_library(
     }
     let (index, manifest): (VectorIndex, IndexManifest) =
         VectorIndex::open(path, false).map_err(|e| bad(e.to_string()))?;
-    if manifest.pipeline != crate::collection::PIPELINE {
+    if ![crate::collection::PIPELINE, crate::collection::MIRROR_PIPELINE].contains(&manifest.pipeline.as_str()) {
         return Err(bad("built by an older stabilize (borders kept); rebuild the index".into()));
     }
     if matches!(params.method, Method::Fused(..)) && manifest.files.iter().flatten().any(|f| f.phash.is_none()) {

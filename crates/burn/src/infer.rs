@@ -75,6 +75,37 @@ pub fn embed_images(model: &EmbedNet, images: &[Image], batch: usize, device: &D
     batched(model, images, batch, device, |m, x| m.forward(x))
 }
 
+/// Makes each image's whole-image descriptor mirror-invariant: in `data`, `[N, per, d]`
+/// row-major (each image's whole in row `k·per`, then `per − 1` region rows, left as they
+/// are), row `k·per` becomes the unit-length mean of itself and the model's embedding of the
+/// left–right mirror of `wholes[k]` (one more forward pass per image). An image and its mirror
+/// copy then get the same whole descriptor, and each whole is the mean of two views of it.
+///
+/// Panics unless `data` holds `wholes.len() · per` rows of the model's width.
+pub fn mirror_wholes(model: &EmbedNet, wholes: &[Image], data: &mut [f32], per: usize, batch: usize, device: &Device) {
+    let mirrored = batched(model, wholes, batch, device, |m, x| m.forward(x.flip([3])));
+    let dim = if wholes.is_empty() { 0 } else { mirrored.len() / wholes.len() };
+    assert_eq!(
+        data.len(),
+        wholes.len() * per * dim,
+        "{} values for {} images × {per} rows × {dim}",
+        data.len(),
+        wholes.len()
+    );
+    merge_mirrored(data, &mirrored, per, dim);
+}
+
+/// Row `k·per` of `data` (`[N, per, dim]`) becomes the unit-length sum of itself and row `k` of
+/// `mirrored` (`[N, dim]`); the other rows stay.
+fn merge_mirrored(data: &mut [f32], mirrored: &[f32], per: usize, dim: usize) {
+    for (k, m) in mirrored.chunks_exact(dim).enumerate() {
+        let whole = &mut data[k * per * dim..(k * per + 1) * dim];
+        whole.iter_mut().zip(m).for_each(|(w, m)| *w += m);
+        let norm = whole.iter().map(|w| w * w).sum::<f32>().sqrt().max(1e-12);
+        whole.iter_mut().for_each(|w| *w /= norm);
+    }
+}
+
 /// Embeddings `[N·(1 + REGION_COUNT)·d]` (row-major) of same-sized RGB images, `batch` at a
 /// time: each image's whole, then its regions at `scale` pooled from the last feature map
 /// ([`map_window_weights`]; one forward pass per image).
@@ -111,8 +142,89 @@ pub fn pretrained_features(model: &EmbedNet, images: &[Image], batch: usize, dev
     batched(model, images, batch, device, |m, x| l2_normalize(m.pooled(x)))
 }
 
+/// The [`pretrained_features`] of each image and of its left–right mirror, averaged and
+/// L2-normalised `[N·1280]`: the baseline for a mirror-averaged model ([`mirror_wholes`]), the
+/// same test-time view given to both.
+pub fn pretrained_features_mirrored(model: &EmbedNet, images: &[Image], batch: usize, device: &Device) -> Vec<f32> {
+    batched(model, images, batch, device, |m, x| {
+        l2_normalize(l2_normalize(m.pooled(x.clone())) + l2_normalize(m.pooled(x.flip([3]))))
+    })
+}
+
 /// ImageNet logits `[N·1000]` (row-major) of same-sized RGB images on [0,1] scale, `batch` at a
 /// time.
 pub fn imagenet_logits(model: &MobileNetV2, images: &[Image], batch: usize, device: &Device) -> Vec<f32> {
     batched(model, images, batch, device, |m, x| m.forward(x))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::embed::EmbedNetConfig;
+    use stabilize_core::Channels;
+    use stabilize_core::distort::edits::hflip;
+
+    /// `n` RGB images of `side`² px, each lit on its left and dark on its right in a different
+    /// colour, so that its mirror image is another picture.
+    fn lopsided(n: usize, side: usize) -> Vec<Image> {
+        (0..n)
+            .map(|k| {
+                let data = (0..side * side)
+                    .flat_map(|i| {
+                        let x = i % side;
+                        let lit = if x < side / 3 { 255 - (x * 3) as u8 } else { (k * 40) as u8 };
+                        [lit, ((i / side) * 4 % 256) as u8, if (k + x) % 2 == 0 { lit } else { 0 }]
+                    })
+                    .collect();
+                Image::new(side as u32, side as u32, Channels::Rgb, data).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn mirrored_wholes_are_the_same_for_an_image_and_its_mirror_and_regions_stay() {
+        // The ImageNet network (an untrained one maps every input to about the same vector);
+        // skipped without the weights unless data is required.
+        let data = std::env::var_os("STABILIZE_DATA")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"));
+        let pth = data.join("mobilenet-v2/mobilenet_v2-b0353104.pth");
+        if !pth.is_file() {
+            assert!(std::env::var("STABILIZE_REQUIRE_DATA").as_deref() != Ok("1"), "{} missing", pth.display());
+            return;
+        }
+        let device = Device::flex();
+        let model = EmbedNetConfig::new().with_input_size(64).init_pretrained(&pth, &device).unwrap();
+        let imgs = lopsided(3, 64);
+        let flipped: Vec<Image> = imgs.iter().map(hflip).collect();
+        let (plain, plain_flipped) =
+            (embed_images(&model, &imgs, 2, &device), embed_images(&model, &flipped, 2, &device));
+        // The network alone tells an image from its mirror.
+        let gap = plain.iter().zip(&plain_flipped).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(gap > 1e-3, "{gap}");
+        // Two rows per image: the whole, and a stand-in region row that must not change.
+        let d = plain.len() / 3;
+        let region = vec![0.5; d];
+        let layout =
+            |wholes: &[f32]| -> Vec<f32> { wholes.chunks(d).flat_map(|w| [w, &region[..]].concat()).collect() };
+        let (mut a, mut b) = (layout(&plain), layout(&plain_flipped));
+        mirror_wholes(&model, &imgs, &mut a, 2, 2, &device);
+        mirror_wholes(&model, &flipped, &mut b, 2, 2, &device);
+        for k in 0..3 {
+            let (wa, wb) = (&a[2 * k * d..(2 * k + 1) * d], &b[2 * k * d..(2 * k + 1) * d]);
+            let apart = wa.iter().zip(wb).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+            assert!(apart < 1e-5, "image {k}: {apart}");
+            assert!((wa.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-5, "unit length");
+            assert_eq!(&a[(2 * k + 1) * d..(2 * k + 2) * d], &region[..], "region row of image {k}");
+        }
+    }
+
+    #[test]
+    fn merging_with_the_mirror_is_the_unit_mean() {
+        let mut data = vec![1.0, 0.0, 9.0, 9.0, 0.6, 0.8, 7.0, 7.0];
+        merge_mirrored(&mut data, &[0.0, 1.0, 0.6, 0.8], 2, 2);
+        let h = std::f32::consts::FRAC_1_SQRT_2;
+        let expected = [h, h, 9.0, 9.0, 0.6, 0.8, 7.0, 7.0];
+        assert!(data.iter().zip(expected).all(|(a, b)| (a - b).abs() < 1e-6), "{data:?}");
+    }
 }

@@ -83,13 +83,16 @@ mod tests {
         FILES.iter().find(|f| f.0 == name).unwrap().1
     }
 
-    /// The shipped calibration of the fused method was made with the shipped fusion rule (a refit
-    /// without a new `eval embed` would make `dupes` refuse the default).
+    /// The shipped calibration of the fused method was made with the shipped fusion rule and
+    /// descriptor (a refit without a new `eval embed` would make `dupes` refuse the default).
     #[test]
     fn the_shipped_calibration_uses_the_shipped_fusion_rule() {
         let fit: stabilize_core::eval::fusion::FusionFit = serde_json::from_slice(compiled(run_files::FUSION)).unwrap();
         let eval: stabilize_core::EmbedEval = serde_json::from_slice(compiled(run_files::EVAL)).unwrap();
         assert_eq!(eval.fuse_rule, Some(fit.rule));
+        // Described as it was fitted (mirror-averaged or not), with regions at the fitted penalty.
+        assert_eq!(eval.mirror, fit.mirror);
+        assert_eq!(eval.region_penalty, fit.regions.as_ref().map(|r| r.penalty));
         assert_eq!(fit.hash, "phash");
         assert!(eval.borders_stripped && fit.borders_stripped);
         // Fitted on the validation photos of a run of its recipe that kept them out of training

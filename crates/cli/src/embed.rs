@@ -73,7 +73,7 @@ pub fn run(args: EmbedArgs) -> Result<()> {
     let model = stabilize_core::dedup::shards::ShardModel {
         model: spec.to_string(),
         weights_sha256: emb.weights_sha256.clone(),
-        pipeline: stabilize_burn::collection::PIPELINE.to_string(),
+        pipeline: emb.pipeline().to_string(),
         dim: emb.dim,
     };
     let summary = write_embeddings(&args.out, &model, &done, &skipped)?;

@@ -18,6 +18,7 @@ use stabilize_core::data::dirs;
 use stabilize_core::data::fashion_mnist::FashionMnist;
 use stabilize_core::eval::ClassifyEval;
 use stabilize_core::eval::classify::DEFAULT_DISTORTIONS;
+use stabilize_core::eval::fusion::FusePairs;
 use stabilize_core::eval::imagenet::ImagenetDistortionEval;
 use stabilize_core::image::regions::RegionSource;
 use stabilize_core::run_files;
@@ -152,6 +153,16 @@ pub enum EvalCommand {
         /// seeds: their pairs pool into one fit.
         #[arg(long, value_name = "RUN")]
         fit_on: Vec<PathBuf>,
+        /// Also write every pair the fit saw to FILE as CSV (`spec,kind,l2,region_l2,bits`:
+        /// the model's L2, its nearest region match with --regions, pHash bits).
+        #[arg(long, value_name = "FILE")]
+        pairs_csv: Option<PathBuf>,
+        /// Describe each image's whole by the mean of its descriptor and its mirror image's
+        /// (one more forward pass per image): a mirrored copy then matches exactly, and two
+        /// views steady the rest. Recorded in MODEL/fusion.json: `eval embed`, `dupes`, `embed`
+        /// and `index` then describe files so.
+        #[arg(long)]
+        mirror: bool,
     },
     /// Evaluate a classifier run: a Fashion-MNIST run on its test set, clean and under
     /// distortions; a `--dataset photos` run (the stabilized ImageNet network) beside the
@@ -210,16 +221,27 @@ pub fn run(cmd: EvalCommand) -> Result<()> {
             }
         }
         EvalCommand::Embed { protocol, baseline } => embed(&protocol, baseline.as_deref()),
-        EvalCommand::Fusion { protocol, photos, fit_on } => fusion(&protocol, photos, &fit_on),
+        EvalCommand::Fusion { protocol, photos, fit_on, pairs_csv, mirror } => {
+            fusion(&protocol, photos, &fit_on, pairs_csv.as_deref(), mirror)
+        }
     }
 }
 
-fn fusion(p: &EmbedProtocol, count: Option<usize>, fit_on: &[PathBuf]) -> Result<()> {
+fn fusion(
+    p: &EmbedProtocol,
+    count: Option<usize>,
+    fit_on: &[PathBuf],
+    pairs_csv: Option<&Path>,
+    mirror: bool,
+) -> Result<()> {
+    if let Some(dir) = pairs_csv.and_then(Path::parent).filter(|d| !d.as_os_str().is_empty()) {
+        stabilize_core::fsutil::ensure_writable_dir(dir)?;
+    }
     let Opened { distortions, device, photos } = p.open()?;
     let (model_dir, json) = (p.model.as_path(), p.json);
     let pb = bar(0, "images embedded", json);
     let fit_on: Vec<&Path> = fit_on.iter().map(PathBuf::as_path).collect();
-    let fit = fit_fusion(
+    let (fit, pairs) = fit_fusion(
         model_dir,
         &fit_on,
         &photos,
@@ -227,11 +249,17 @@ fn fusion(p: &EmbedProtocol, count: Option<usize>, fit_on: &[PathBuf]) -> Result
         p.seed,
         !p.keep_borders,
         p.region_source(),
+        mirror,
         count,
         &device,
         &mut on_event(&pb),
     )?;
     pb.finish_and_clear();
+    if let Some(csv) = pairs_csv {
+        let mut out = Vec::new();
+        FusePairs::write_csv(&pairs, &mut out)?;
+        stabilize_core::fsutil::write_atomic(csv, &out).with_context(|| format!("cannot write {}", csv.display()))?;
+    }
     if json {
         println!("{}", serde_json::to_string(&fit)?);
         return Ok(());
@@ -245,10 +273,11 @@ fn fusion(p: &EmbedProtocol, count: Option<usize>, fit_on: &[PathBuf]) -> Result
         }
     };
     println!(
-        "{} {kind}, {} images, {} distortions; {:.0}s. Rules, best first (fitted on these photos only):",
+        "{} {kind}, {} images, {} distortions{}; {:.0}s. Rules, best first (fitted on these photos only):",
         fit.photos,
         fit.eval_images,
         fit.distortions.len(),
+        if fit.mirror { ", wholes mirror-averaged" } else { "" },
         fit.seconds
     );
     println!(

@@ -75,7 +75,14 @@ pub fn run(a: ExportArgs) -> Result<()> {
             Some((rdir, r, names))
         }
     };
-    let export = loaded.export(&source_sha256(&dir)?);
+    let mut export = loaded.export(&source_sha256(&dir)?);
+    if matches!(loaded, LoadedRun::Embedding(..)) && stabilize_core::eval::fusion::read_mirror(&dir)? {
+        // The network is exported as it is; what stabilize compares is its mirror-averaged output.
+        export.metadata.insert(
+            "descriptor".into(),
+            "mirror-averaged: normalize(output(x) + output(x.flip(3))), as stabilize's dupes, embed and index compare images (the run's fusion.json)".into(),
+        );
+    }
     if let Some(parent) = a.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }

@@ -11,7 +11,7 @@ use stabilize_core::dedup::index::{IndexConfig, IndexManifest, IndexedFile, Quan
 use stabilize_core::dedup::index_bench::{self, Synthetic};
 use stabilize_core::image::load;
 
-use stabilize_burn::collection::{Embedder, ModelSpec, PIPELINE, embed_files};
+use stabilize_burn::collection::{Embedder, MIRROR_PIPELINE, ModelSpec, PIPELINE, embed_files};
 use stabilize_core::dedup::cache::{Cache, stat};
 
 use crate::args::{RunArgs, bar, model_spec, set_jobs};
@@ -318,7 +318,7 @@ fn new_index_model(model: &str, common: &CommonArgs) -> Result<(Embedder, IndexM
         model_dir: std::path::absolute(&model).unwrap_or_else(|_| model.clone()),
         weights_sha256: emb.weights_sha256.clone(),
         threshold: emb.calibrated_threshold(stabilize_burn::dupes::DEFAULT_PRECISION, None, false).ok(),
-        pipeline: PIPELINE.to_string(),
+        pipeline: emb.pipeline().to_string(),
         files: Vec::new(),
     };
     Ok((emb, manifest))
@@ -380,13 +380,14 @@ fn checked_shards(
                 &manifest.weights_sha256[..12]
             );
         }
-        if shard.model.dim != emb.dim || shard.model.pipeline != PIPELINE {
+        if shard.model.dim != emb.dim || shard.model.pipeline != emb.pipeline() {
             bail!(
-                "{}: width {} and pipeline {:?}, the model makes {} with {PIPELINE:?}",
+                "{}: width {} and pipeline {:?}, the model makes {} with {:?}",
                 npy.display(),
                 shard.model.dim,
                 shard.model.pipeline,
-                emb.dim
+                emb.dim,
+                emb.pipeline()
             );
         }
         for p in &shard.paths {
@@ -447,7 +448,17 @@ fn open_with_model(path: &Path, writable: bool, run: &RunArgs) -> Result<(Vector
             &manifest.weights_sha256[..12]
         );
     }
-    if manifest.pipeline != PIPELINE {
+    if manifest.pipeline == PIPELINE || manifest.pipeline == MIRROR_PIPELINE {
+        if manifest.pipeline != emb.pipeline() {
+            bail!(
+                "{}: built with pipeline {:?}, but the model at {} now describes files with {:?} (its fusion.json changed); rebuild the index",
+                path.display(),
+                manifest.pipeline,
+                manifest.model_dir.display(),
+                emb.pipeline()
+            );
+        }
+    } else {
         bail!(
             "{}: built by an older stabilize that embedded files with their borders (pipeline {:?}, now {PIPELINE:?}); rebuild the index",
             path.display(),

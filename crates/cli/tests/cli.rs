@@ -1644,9 +1644,16 @@ fn eval_fusion_writes_the_rule_that_dupes_checks() {
         std::fs::copy(shipped.join(f), run.join(f)).unwrap();
     }
     let (r, d) = (run.to_str().unwrap(), data.to_str().unwrap());
+    // Fits describe images as the shipped calibration did (mirror-averaged or not).
+    let shipped_fit: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(shipped.join("fusion.json")).unwrap()).unwrap();
+    let mirror = shipped_fit["mirror"].as_bool().unwrap_or(false);
     // `eval fusion` on 3 training photos and two distortions, with `extra` arguments.
     let fusion = |extra: &[&str]| {
         let mut args = vec!["eval", "fusion", "--model", r, "--photos", "3", "--distortions", "jpeg:10,trim:25"];
+        if mirror {
+            args.push("--mirror");
+        }
         args.extend(extra);
         args.extend(["--data-dir", d, "--json"]);
         stabilize(&args)
@@ -1659,6 +1666,7 @@ fn eval_fusion_writes_the_rule_that_dupes_checks() {
     assert_eq!(written["photos"], 3);
     assert_eq!(written["eval_images"], 48);
     assert_eq!(written["hash"], "phash");
+    assert_eq!(written["mirror"], mirror);
     let grid = written["grid"].as_array().unwrap();
     assert_eq!(grid.len(), 72);
     assert_eq!(written["rule"], grid[0]["rule"]);
@@ -1680,13 +1688,18 @@ fn eval_fusion_writes_the_rule_that_dupes_checks() {
     };
     let o = dupes(&[]);
     assert_one_line_error(&o, "another fusion rule");
-    // The shipped rule again: accepted.
-    fit["rule"] = serde_json::from_slice::<serde_json::Value>(&std::fs::read(shipped.join("fusion.json")).unwrap())
-        .unwrap()["rule"]
-        .clone();
+    // The shipped rule again: accepted; described otherwise than the calibration was (mirror-averaged
+    // or not), refused.
+    fit["rule"] = shipped_fit["rule"].clone();
+    fit["mirror"] = serde_json::json!(!mirror);
     std::fs::write(run.join("fusion.json"), serde_json::to_vec(&fit).unwrap()).unwrap();
-    let o = dupes(&[]);
+    assert_one_line_error(&dupes(&[]), "mirror-averaged wholes");
+    fit["mirror"] = serde_json::json!(mirror);
+    std::fs::write(run.join("fusion.json"), serde_json::to_vec(&fit).unwrap()).unwrap();
+    let o = dupes(&["--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["method"].as_str().unwrap().contains("(mirror-averaged)"), mirror, "{v}");
     // Fitted on another run's validation photos: recorded; a run without them is refused.
     let val = dir.path().join("val");
     std::fs::create_dir(&val).unwrap();

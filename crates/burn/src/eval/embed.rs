@@ -10,10 +10,10 @@ use burn::tensor::Device;
 use rayon::prelude::*;
 use stabilize_core::data::crops::Photo;
 use stabilize_core::eval::embed::{
-    Descriptors, EmbedEval, EvalSet, FUSED_METHOD, REGIONS_FUSED_METHOD, REGIONS_METHOD, disagreements,
-    evaluate_method, hash_all,
+    Descriptors, EmbedEval, EvalSet, FUSED_METHOD, PRETRAINED_MIRROR_METHOD, REGIONS_FUSED_METHOD, REGIONS_METHOD,
+    disagreements, evaluate_method, hash_all,
 };
-use stabilize_core::eval::fusion::{read_fuse_rule, read_regions};
+use stabilize_core::eval::fusion::{read_fuse_rule, read_mirror, read_regions};
 use stabilize_core::fsutil::write_atomic;
 use stabilize_core::image::borders::strip_borders_to;
 use stabilize_core::image::hash::HashKind;
@@ -21,7 +21,10 @@ use stabilize_core::image::regions::{REGION_COUNT, REGION_SCALE, RegionSource, w
 use stabilize_core::{Distortion, Error, Image, run_files};
 
 use crate::embed::{EmbedNet, EmbedNetConfig};
-use crate::infer::{EMBED_BATCH, embed_images, embed_map_regions, embed_zoomed_map_regions, pretrained_features};
+use crate::infer::{
+    EMBED_BATCH, embed_images, embed_map_regions, embed_zoomed_map_regions, mirror_wholes, pretrained_features,
+    pretrained_features_mirrored,
+};
 use crate::mobilenet::FEATURES;
 use crate::train::TrainError;
 use crate::train::embed::load_embedder;
@@ -87,7 +90,8 @@ pub fn embed_with_regions(
 
 /// The model's descriptors of same-sized images at `size` px: the wholes' vectors, or with
 /// `regions = Some((source, penalty))` the wholes' and their regions' ([`Descriptors::Regions`]),
-/// the regions from `source`. For the protocol's describe callbacks, which cannot fail: a region
+/// the regions from `source`; with `mirror`, each whole's vector is the mean of the image's and
+/// its mirror image's ([`mirror_wholes`]). For the protocol's describe callbacks, which cannot fail: a region
 /// that cannot be rendered leaves zeros of the right layout and its error in `failed` (the
 /// caller returns it).
 pub fn describe_model(
@@ -96,10 +100,11 @@ pub fn describe_model(
     images: &[Image],
     size: u32,
     regions: Option<(RegionSource, f64)>,
+    mirror: bool,
     device: &Device,
     failed: &mut Option<stabilize_core::Error>,
 ) -> Descriptors {
-    match regions {
+    let mut d = match regions {
         Some((source, penalty)) => {
             let per = 1 + REGION_COUNT;
             let data = match source {
@@ -114,7 +119,16 @@ pub fn describe_model(
             Descriptors::Regions { dim, per, data, penalty }
         }
         None => Descriptors::Vectors { dim, data: embed_images(model, images, EMBED_BATCH, device) },
+    };
+    if mirror {
+        let (data, per) = match &mut d {
+            Descriptors::Regions { data, per, .. } => (data, *per),
+            Descriptors::Vectors { data, .. } => (data, 1),
+            _ => unreachable!("the model's descriptors are vectors"),
+        };
+        mirror_wholes(model, images, data, per, EMBED_BATCH, device);
     }
+    d
 }
 
 /// What [`evaluate_embedding_run`] measures besides the model, the pretrained features, the
@@ -148,6 +162,7 @@ pub fn evaluate_embedding_run(
     let (config, model) = load_embedder(model_dir, device)?;
     let rule = read_fuse_rule(model_dir)?;
     let (fitted_source, penalty) = read_regions(model_dir)?;
+    let mirror = read_mirror(model_dir)?;
     if let Some(source) = extras.regions
         && source != fitted_source
         && penalty != 0.0
@@ -172,9 +187,11 @@ pub fn evaluate_embedding_run(
         None
     };
     let described = stripped.as_ref().unwrap_or(&set);
-    // Forward passes per image: the model's (with its regions) and the pretrained features'.
-    let per_image = extras.regions.map_or(1, RegionSource::passes) + 1;
-    on(EvalEvent::Start { images: set.image_count() * per_image });
+    // Forward passes per image: the model's (with its regions and the mirror image) and the
+    // pretrained features' (also mirror-averaged, as a second baseline, for a mirrored model).
+    let model_passes = extras.regions.map_or(1, RegionSource::passes) + usize::from(mirror);
+    let pretrained_passes = 1 + 2 * usize::from(mirror);
+    on(EvalEvent::Start { images: set.image_count() * (model_passes + pretrained_passes) });
     on(EvalEvent::Method("fine-tuned model"));
     // The model's descriptors (with regions when asked), in the order the protocol asks for them,
     // kept for the other methods that use them.
@@ -182,8 +199,8 @@ pub fn evaluate_embedding_run(
     let mut failed = None;
     let regions = extras.regions.map(|source| (source, penalty));
     let mut describe = |imgs: &[Image]| {
-        let d = describe_model(&model, config.model.dim, imgs, size as u32, regions, device, &mut failed);
-        on(EvalEvent::Embedded(imgs.len() * (per_image - 1)));
+        let d = describe_model(&model, config.model.dim, imgs, size as u32, regions, mirror, device, &mut failed);
+        on(EvalEvent::Embedded(imgs.len() * model_passes));
         kept.push(d.clone());
         d.wholes()
     };
@@ -203,6 +220,14 @@ pub fn evaluate_embedding_run(
         Descriptors::Vectors { dim: FEATURES, data }
     };
     let mut baselines = vec![evaluate_method("pretrained", described, &mut describe_pre)];
+    if mirror {
+        let mut describe_pre_mirrored = |imgs: &[Image]| {
+            let data = pretrained_features_mirrored(&pretrained, imgs, EMBED_BATCH, device);
+            on(EvalEvent::Embedded(2 * imgs.len()));
+            Descriptors::Vectors { dim: FEATURES, data }
+        };
+        baselines.push(evaluate_method(PRETRAINED_MIRROR_METHOD, described, &mut describe_pre_mirrored));
+    }
     on(EvalEvent::Method("hashes"));
     // pHash's hashes, in the same order, kept beside the model's vectors for the fused method.
     let mut phashes = Vec::new();
@@ -247,6 +272,7 @@ pub fn evaluate_embedding_run(
         fuse_rule: Some(rule),
         region_penalty: extras.regions.map(|_| penalty),
         region_source: extras.regions,
+        mirror,
         seconds: started.elapsed().as_secs_f64(),
     };
     write_atomic(&model_dir.join(run_files::EVAL), &serde_json::to_vec(&eval).expect("serialisable"))?;

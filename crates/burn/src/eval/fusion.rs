@@ -54,8 +54,10 @@ pub fn fit_photos(split: &Split, count: Option<usize>, seed: u64) -> Result<Vec<
 /// must split the pool and describe images as `model_dir` does). Several runs (other seeds of the
 /// recipe) pool their pairs into one fit, so that the choice rests on more than one model's
 /// distances. Under `distortions` seeded by `seed`, over the default grid; with `regions`, also
-/// the penalty of a region match ([`fit_region_penalty`], given the fitted rule). Writes
-/// `model_dir/fusion.json` and returns it.
+/// the penalty of a region match ([`fit_region_penalty`], given the fitted rule); with `mirror`,
+/// each whole described as the mean of the image and its mirror image (recorded in the fit, so
+/// that every command describes files so). Writes `model_dir/fusion.json` and returns it, with
+/// the pairs it was fitted on.
 #[allow(clippy::too_many_arguments)]
 pub fn fit_fusion(
     model_dir: &Path,
@@ -65,10 +67,11 @@ pub fn fit_fusion(
     seed: u64,
     strip_borders: bool,
     regions: Option<RegionSource>,
+    mirror: bool,
     count: Option<usize>,
     device: &Device,
     on: &mut dyn FnMut(EvalEvent),
-) -> Result<FusionFit, EvalError> {
+) -> Result<(FusionFit, Vec<FusePairs>), EvalError> {
     let started = Instant::now();
     let sources = if fit_on.is_empty() { vec![model_dir] } else { fit_on.to_vec() };
     // Only the target's config when others fit: its weights are not used.
@@ -108,7 +111,7 @@ pub fn fit_fusion(
         let mut failed = None;
         let size = config.model.input_size as u32;
         let these = fuse_pairs(&sets[*set].2, &mut |imgs| {
-            let d = describe_model(model, config.model.dim, imgs, size, with, device, &mut failed);
+            let d = describe_model(model, config.model.dim, imgs, size, with, mirror, device, &mut failed);
             on(EvalEvent::Embedded(imgs.len() * per));
             (d, hash_all(hasher, imgs))
         });
@@ -137,10 +140,11 @@ pub fn fit_fusion(
         borders_stripped: strip_borders,
         grid,
         regions,
+        mirror,
         seconds: started.elapsed().as_secs_f64(),
     };
     write_atomic(&model_dir.join(run_files::FUSION), &serde_json::to_vec_pretty(&fit).expect("serialisable"))?;
-    Ok(fit)
+    Ok((fit, pairs))
 }
 
 /// One run whose model and photos make (part of) a fit.

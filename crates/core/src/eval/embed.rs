@@ -121,6 +121,9 @@ impl EvalSet {
 /// The name, among an evaluation's baselines, of the model fused with pHash
 /// (`model+HASH` in general: [`Descriptors::Fused`]).
 pub const FUSED_METHOD: &str = "model+phash";
+/// The name, among an evaluation's baselines, of the pretrained features mirror-averaged as a
+/// mirror-averaged model is (evaluated only for such a model).
+pub const PRETRAINED_MIRROR_METHOD: &str = "pretrained+mirror";
 /// The name of the model with regions ([`Descriptors::Regions`]).
 pub const REGIONS_METHOD: &str = "model+regions";
 /// The name of the model with regions fused with pHash.
@@ -375,6 +378,10 @@ pub struct EmbedEval {
     /// before there was a choice, which used crops).
     #[serde(default)]
     pub region_source: Option<RegionSource>,
+    /// Whether the model's whole-image descriptors were mirror-averaged (the run's fit,
+    /// [`crate::eval::fusion::FusionFit::mirror`]); the calibration holds only for that.
+    #[serde(default)]
+    pub mirror: bool,
     pub seconds: f64,
 }
 

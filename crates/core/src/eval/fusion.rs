@@ -61,6 +61,26 @@ pub struct FusePairs {
     pub distinct_regions: Vec<f32>,
 }
 
+impl FusePairs {
+    /// Writes every pair as a CSV row `spec,kind,l2,region_l2,bits` (`kind` `dup` or `distinct`;
+    /// `region_l2` empty without regions), after a header: the distances a fit saw, for analysis
+    /// outside the program.
+    pub fn write_csv(pairs: &[FusePairs], out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        writeln!(out, "spec,kind,l2,region_l2,bits")?;
+        for p in pairs {
+            for (kind, list, regions) in
+                [("dup", &p.dup, &p.dup_regions), ("distinct", &p.distinct, &p.distinct_regions)]
+            {
+                for (i, (l2, bits)) in list.iter().enumerate() {
+                    let region = regions.get(i).map_or(String::new(), |r| r.to_string());
+                    writeln!(out, "{},{kind},{l2},{region},{bits}", p.spec)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The penalties [`fit_region_penalty`] tries: what a region match adds to its L2 before it is
 /// compared with the whole-to-whole distance (2 = regions never win: L2 of unit vectors ≤ 2).
 pub const REGION_PENALTY_GRID: [f64; 9] = [0.0, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 2.0];
@@ -229,6 +249,11 @@ pub struct FusionFit {
     /// pairs; `null` when regions were not fitted ([`read_regions`] then gives crops and 0).
     #[serde(default)]
     pub regions: Option<RegionFit>,
+    /// Whether the model described each image's whole by the mean of its descriptor and its
+    /// mirror image's (`eval fusion --mirror`); every command then describes files so
+    /// ([`read_mirror`]). Files from before the choice: no.
+    #[serde(default)]
+    pub mirror: bool,
     pub seconds: f64,
 }
 
@@ -261,6 +286,12 @@ pub fn read_regions(dir: &Path) -> Result<(RegionSource, f64)> {
 
 /// Run folder `dir`'s `fusion.json`, `None` when there is none; a file that is there but cannot
 /// be read is an error.
+/// Whether the run's fit (`fusion.json`) was made with mirror-averaged wholes
+/// ([`FusionFit::mirror`]): how the run's model describes an image. No fit: no.
+pub fn read_mirror(dir: &Path) -> Result<bool> {
+    Ok(read_fusion_fit(dir)?.is_some_and(|f| f.mirror))
+}
+
 pub fn read_fusion_fit(dir: &Path) -> Result<Option<FusionFit>> {
     let p = dir.join(run_files::FUSION);
     match std::fs::read(&p) {
@@ -326,6 +357,23 @@ mod tests {
         let mut bare = pairs;
         bare[1].dup_regions.clear();
         assert!(fit_region_penalty(&bare, rule, &REGION_PENALTY_GRID).is_err());
+    }
+
+    #[test]
+    fn pairs_are_written_one_row_each() {
+        let p = FusePairs {
+            spec: "trim:25".into(),
+            dup: vec![(0.5, 3)],
+            distinct: vec![(1.25, 30), (0.75, 12)],
+            dup_regions: vec![0.25],
+            distinct_regions: vec![1.0, 0.5],
+        };
+        let mut out = Vec::new();
+        FusePairs::write_csv(&[p], &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "spec,kind,l2,region_l2,bits\ntrim:25,dup,0.5,0.25,3\ntrim:25,distinct,1.25,1,30\ntrim:25,distinct,0.75,0.5,12\n"
+        );
     }
 
     #[test]

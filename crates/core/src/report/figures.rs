@@ -7,7 +7,7 @@ use super::plot::{BLUE, Figure, GREY, HASH_COLOURS, ORANGE, Series, grouped_bars
 use super::{Run, RunKind, spec_value};
 use crate::error::Result;
 use crate::eval::ClassifyEval;
-use crate::eval::embed::{DistortionResult, EmbedEval, FUSED_METHOD};
+use crate::eval::embed::{DistortionResult, EmbedEval, FUSED_METHOD, PRETRAINED_MIRROR_METHOD};
 use crate::eval::retrieval::ecdf;
 
 /// The classifier figures: top-1 against JPEG quality and against thumbnail scale, flip rates.
@@ -133,6 +133,7 @@ pub(super) fn embed_figures(base: &EmbedEval, stab: &EmbedEval) -> Result<Vec<Fi
             for (i, m) in stab.baselines.iter().enumerate() {
                 let (colour, dashed) = match m.name.as_str() {
                     "pretrained" => (GREY, false),
+                    PRETRAINED_MIRROR_METHOD => (GREY, true),
                     FUSED_METHOD => (FUSED_COLOUR, false),
                     _ => (HASH_COLOURS[(i + 3) % 4], true),
                 };

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::eval::ClassifyEval;
-use crate::eval::embed::{DistortionResult, EmbedEval, FUSED_METHOD, REGIONS_FUSED_METHOD};
+use crate::eval::embed::{DistortionResult, EmbedEval, FUSED_METHOD, PRETRAINED_MIRROR_METHOD, REGIONS_FUSED_METHOD};
 
 /// The project's pooled near-duplicate AP goal for the stabilized embedding.
 pub const POOLED_AP_GOAL: f64 = 0.98;
@@ -62,7 +62,11 @@ fn versus(name: &str, what: &str, s: &EmbedEval, rows: &[DistortionResult], pool
 /// evaluated, for it fused with pHash.
 pub fn embedding_claims(b: &EmbedEval, s: &EmbedEval) -> Vec<Claim> {
     let mut out = versus("its baseline (α = 0)", " (paper Fig. 5)", s, &b.distortions, &b.pooled);
-    for (name, label) in [("pretrained", "the pretrained features"), ("phash", "pHash")] {
+    for (name, label) in [
+        ("pretrained", "the pretrained features"),
+        (PRETRAINED_MIRROR_METHOD, "the pretrained features mirror-averaged as the model is"),
+        ("phash", "pHash"),
+    ] {
         if let Some(m) = s.baselines.iter().find(|m| m.name == name) {
             out.extend(versus(label, "", s, &m.distortions, &m.pooled));
         }
@@ -223,6 +227,7 @@ mod tests {
             fuse_rule: None,
             region_penalty: None,
             region_source: None,
+            mirror: false,
             seconds: 0.0,
         }
     }
