@@ -173,7 +173,7 @@ mod tests {
                     .flat_map(|i| {
                         let x = i % side;
                         let lit = if x < side / 3 { 255 - (x * 3) as u8 } else { (k * 40) as u8 };
-                        [lit, ((i / side) * 4 % 256) as u8, if (k + x) % 2 == 0 { lit } else { 0 }]
+                        [lit, ((i / side) * 4 % 256) as u8, if (k + x).is_multiple_of(2) { lit } else { 0 }]
                     })
                     .collect();
                 Image::new(side as u32, side as u32, Channels::Rgb, data).unwrap()

@@ -88,10 +88,18 @@ pub fn embed_with_regions(
     Ok(out)
 }
 
+/// How a model describes an image besides its whole's vector.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Describing {
+    /// `Some((source, penalty))`: also its regions ([`Descriptors::Regions`]), from `source`.
+    pub regions: Option<(RegionSource, f64)>,
+    /// The whole's vector is the mean of the image's and its mirror image's ([`mirror_wholes`]).
+    pub mirror: bool,
+}
+
 /// The model's descriptors of same-sized images at `size` px: the wholes' vectors, or with
-/// `regions = Some((source, penalty))` the wholes' and their regions' ([`Descriptors::Regions`]),
-/// the regions from `source`; with `mirror`, each whole's vector is the mean of the image's and
-/// its mirror image's ([`mirror_wholes`]). For the protocol's describe callbacks, which cannot fail: a region
+/// regions the wholes' and their regions' ([`Descriptors::Regions`]), mirror-averaged wholes
+/// when asked ([`Describing`]). For the protocol's describe callbacks, which cannot fail: a region
 /// that cannot be rendered leaves zeros of the right layout and its error in `failed` (the
 /// caller returns it).
 pub fn describe_model(
@@ -99,12 +107,11 @@ pub fn describe_model(
     dim: usize,
     images: &[Image],
     size: u32,
-    regions: Option<(RegionSource, f64)>,
-    mirror: bool,
+    how: Describing,
     device: &Device,
     failed: &mut Option<stabilize_core::Error>,
 ) -> Descriptors {
-    let mut d = match regions {
+    let mut d = match how.regions {
         Some((source, penalty)) => {
             let per = 1 + REGION_COUNT;
             let data = match source {
@@ -120,7 +127,7 @@ pub fn describe_model(
         }
         None => Descriptors::Vectors { dim, data: embed_images(model, images, EMBED_BATCH, device) },
     };
-    if mirror {
+    if how.mirror {
         let (data, per) = match &mut d {
             Descriptors::Regions { data, per, .. } => (data, *per),
             Descriptors::Vectors { data, .. } => (data, 1),
@@ -199,7 +206,15 @@ pub fn evaluate_embedding_run(
     let mut failed = None;
     let regions = extras.regions.map(|source| (source, penalty));
     let mut describe = |imgs: &[Image]| {
-        let d = describe_model(&model, config.model.dim, imgs, size as u32, regions, mirror, device, &mut failed);
+        let d = describe_model(
+            &model,
+            config.model.dim,
+            imgs,
+            size as u32,
+            Describing { regions, mirror },
+            device,
+            &mut failed,
+        );
         on(EvalEvent::Embedded(imgs.len() * model_passes));
         kept.push(d.clone());
         d.wholes()

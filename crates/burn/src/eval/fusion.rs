@@ -24,7 +24,7 @@ use stabilize_core::image::regions::RegionSource;
 use stabilize_core::seeds::{FUSION_STREAM, item_seed};
 use stabilize_core::{Distortion, Error, run_files};
 
-use super::embed::{EvalError, EvalEvent, describe_model};
+use super::embed::{Describing, EvalError, EvalEvent, describe_model};
 use crate::embed::EmbedNet;
 use crate::train::embed::{EmbedTrainConfig, load_embedder};
 use crate::train::read_run_config;
@@ -111,7 +111,15 @@ pub fn fit_fusion(
         let mut failed = None;
         let size = config.model.input_size as u32;
         let these = fuse_pairs(&sets[*set].2, &mut |imgs| {
-            let d = describe_model(model, config.model.dim, imgs, size, with, mirror, device, &mut failed);
+            let d = describe_model(
+                model,
+                config.model.dim,
+                imgs,
+                size,
+                Describing { regions: with, mirror },
+                device,
+                &mut failed,
+            );
             on(EvalEvent::Embedded(imgs.len() * per));
             (d, hash_all(hasher, imgs))
         });
