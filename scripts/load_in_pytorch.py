@@ -9,8 +9,8 @@ float on the [0,1] scale (it normalises them itself), and the file's metadata:
 
 - `kind = embedding`: torchvision's `mobilenet_v2()` backbone + `head` (nn.Linear(1280, d)); the
   output is `normalize(head(features(x).mean((2, 3))))`, unit L2 norm (the default model: d = 1280,
-  128 px input; near-duplicates are close in L2). When the metadata has `descriptor` =
-  `mirror-averaged` (the default model), stabilize compares `normalize(out(x) + out(x.flip(3)))`,
+  128 px input; near-duplicates are close in L2). When the metadata's `descriptor` starts
+  with `mirror-averaged` (the default model), stabilize compares `normalize(out(x) + out(x.flip(3)))`,
   the mean of an image's and its mirror image's outputs; `--check` compares the network itself.
 - `kind = imagenet-classifier`: torchvision's `mobilenet_v2()`, ImageNet logits (224 px crops).
 - `kind = fashion-cnn`: a plain `nn.Sequential`, logits of the 10 Fashion-MNIST classes.

@@ -199,13 +199,19 @@ impl Embedder {
         if self.mirror { MIRROR_PIPELINE } else { PIPELINE }
     }
 
+    /// The network's vectors `[N·dim]` of same-sized RGB images (`input_size`²), one per image,
+    /// none mirror-averaged: the run's embedding, or the pretrained features.
+    fn plain(&self, images: &[stabilize_core::Image]) -> Vec<f32> {
+        match self.kind {
+            EmbedderKind::Run => embed_images(&self.model, images, EMBED_BATCH, &self.device),
+            EmbedderKind::Pretrained => pretrained_features(&self.model, images, EMBED_BATCH, &self.device),
+        }
+    }
+
     /// Descriptors `[N·dim]` of same-sized RGB images (`input_size`²), mirror-averaged when
     /// the model is.
     pub fn describe(&self, images: &[stabilize_core::Image]) -> Vec<f32> {
-        let mut data = match self.kind {
-            EmbedderKind::Run => embed_images(&self.model, images, EMBED_BATCH, &self.device),
-            EmbedderKind::Pretrained => pretrained_features(&self.model, images, EMBED_BATCH, &self.device),
-        };
+        let mut data = self.plain(images);
         if self.mirror {
             mirror_wholes(&self.model, images, &mut data, 1, EMBED_BATCH, &self.device);
         }
@@ -227,16 +233,21 @@ impl Embedder {
                     .map_err(|e| e.to_string())?
             }
             (false, _) => return Ok(self.describe(views)),
-            (true, RegionSource::Crops) => embed_images(&self.model, views, EMBED_BATCH, &self.device),
+            (true, RegionSource::Crops) => self.plain(views),
         };
         if self.mirror {
             let per = 1 + REGION_COUNT;
-            let wholes: Vec<stabilize_core::Image> = match self.region_source {
+            let (device, batch) = (&self.device, EMBED_BATCH);
+            match self.region_source {
                 // Cut-out regions are views of their own: every `per`-th view is a whole.
-                RegionSource::Crops => views.iter().step_by(per).cloned().collect(),
-                RegionSource::Map | RegionSource::Zoom => views.to_vec(),
-            };
-            mirror_wholes(&self.model, &wholes, &mut data, per, EMBED_BATCH, &self.device);
+                RegionSource::Crops => {
+                    let wholes: Vec<stabilize_core::Image> = views.iter().step_by(per).cloned().collect();
+                    mirror_wholes(&self.model, &wholes, &mut data, per, batch, device);
+                }
+                RegionSource::Map | RegionSource::Zoom => {
+                    mirror_wholes(&self.model, views, &mut data, per, batch, device)
+                }
+            }
         }
         Ok(data)
     }
@@ -264,13 +275,17 @@ impl Embedder {
         })?;
         if eval.mirror != self.mirror {
             return Err(CollectionError::Calibration(format!(
-                "{} was made {} mirror-averaged wholes, but {} says {}; re-run `stabilize eval embed --model {}`{}",
+                "{} was made {} mirror-averaged wholes, but {} says {}; re-run `stabilize eval embed --model {}{}`",
                 eval_path.display(),
                 if eval.mirror { "with" } else { "without" },
                 self.dir.join(run_files::FUSION).display(),
                 if self.mirror { "with" } else { "without" },
                 self.dir.display(),
-                if regions { " --regions" } else { "" }
+                if regions {
+                    format!(" --regions --region-source {}", self.region_source.name())
+                } else {
+                    String::new()
+                }
             )));
         }
         if regions

@@ -222,9 +222,9 @@ mod tests {
     #[test]
     fn merging_with_the_mirror_is_the_unit_mean() {
         let mut data = vec![1.0, 0.0, 9.0, 9.0, 0.6, 0.8, 7.0, 7.0];
-        merge_mirrored(&mut data, &[0.0, 1.0, 0.6, 0.8], 2, 2);
+        merge_mirrored(&mut data, &[0.0, 1.0, 0.8, 0.6], 2, 2);
         let h = std::f32::consts::FRAC_1_SQRT_2;
-        let expected = [h, h, 9.0, 9.0, 0.6, 0.8, 7.0, 7.0];
+        let expected = [h, h, 9.0, 9.0, h, h, 7.0, 7.0];
         assert!(data.iter().zip(expected).all(|(a, b)| (a - b).abs() < 1e-6), "{data:?}");
     }
 }

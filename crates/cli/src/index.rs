@@ -460,9 +460,10 @@ fn open_with_model(path: &Path, writable: bool, run: &RunArgs) -> Result<(Vector
         }
     } else {
         bail!(
-            "{}: built by an older stabilize that embedded files with their borders (pipeline {:?}, now {PIPELINE:?}); rebuild the index",
+            "{}: built by an older stabilize that embedded files with their borders (pipeline {:?}, now {:?}); rebuild the index",
             path.display(),
-            manifest.pipeline
+            manifest.pipeline,
+            emb.pipeline()
         );
     }
     Ok((index, manifest, emb))

@@ -1977,6 +1977,33 @@ fn embed_writes_vectors_paths_and_skips_for_a_broken_corpus() {
     assert_one_line_error(&o, "no such file or folder");
     let o = stabilize(&["embed", d, "--model", missing.to_str().unwrap(), "--out", "x"]);
     assert_one_line_error(&o, "not a run folder");
+    // The pretrained features describe regions too (each file: its whole and five cut-out
+    // regions, 1280-d each): every readable file is described, the two photos stay apart, the odd
+    // files are skipped.
+    let o = stabilize(&[
+        "dupes",
+        d,
+        "--model",
+        "pretrained",
+        "--input-size",
+        "64",
+        "--regions",
+        "--threshold",
+        "0.05",
+        "--no-cache",
+        "--data-dir",
+        data_dir,
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let skipped = v["skipped"].to_string();
+    assert!(bad.iter().all(|b| skipped.contains(b.as_str())), "{bad:?}: {v}");
+    let together = v["clusters"].as_array().unwrap().iter().any(|c| {
+        let files = c["files"].to_string();
+        files.contains("imagenet_00_243") && files.contains("imagenet_01_559")
+    });
+    assert!(!together, "{v}");
 }
 
 /// `stabilize average`: runs of one recipe (here the shipped model twice, the second with another

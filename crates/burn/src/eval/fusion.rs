@@ -99,7 +99,7 @@ pub fn fit_fusion(
         };
         runs.push(FitSource { config, model, validation: !split.val.is_empty(), set });
     }
-    let per = regions.map_or(1, RegionSource::passes);
+    let per = regions.map_or(1, RegionSource::passes) + usize::from(mirror);
     let images: usize = runs.iter().map(|r| sets[r.set].2.clean.len()).sum();
     on(EvalEvent::Start { images: images * (1 + distortions.len()) * per });
     on(EvalEvent::Method("fine-tuned model and phash"));

@@ -284,14 +284,14 @@ pub fn read_regions(dir: &Path) -> Result<(RegionSource, f64)> {
     Ok(read_fusion_fit(dir)?.and_then(|f| f.regions).map_or((RegionSource::default(), 0.0), |r| (r.source, r.penalty)))
 }
 
-/// Run folder `dir`'s `fusion.json`, `None` when there is none; a file that is there but cannot
-/// be read is an error.
 /// Whether the run's fit (`fusion.json`) was made with mirror-averaged wholes
 /// ([`FusionFit::mirror`]): how the run's model describes an image. No fit: no.
 pub fn read_mirror(dir: &Path) -> Result<bool> {
     Ok(read_fusion_fit(dir)?.is_some_and(|f| f.mirror))
 }
 
+/// Run folder `dir`'s `fusion.json`, `None` when there is none; a file that is there but cannot
+/// be read is an error.
 pub fn read_fusion_fit(dir: &Path) -> Result<Option<FusionFit>> {
     let p = dir.join(run_files::FUSION);
     match std::fs::read(&p) {
