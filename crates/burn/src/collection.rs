@@ -12,7 +12,7 @@ use stabilize_core::dedup::cache::{Cache, CacheEntry, stat};
 use stabilize_core::dedup::shards::{SHARD_FILES, SHARD_MODEL, ShardFile, ShardModel};
 use stabilize_core::eval::EmbedEval;
 use stabilize_core::eval::embed::{FUSED_METHOD, REGIONS_FUSED_METHOD, REGIONS_METHOD};
-use stabilize_core::eval::fusion::{FuseRule, read_fuse_rule, read_mirror, read_regions};
+use stabilize_core::eval::fusion::{FuseRule, read_fit_settings};
 use stabilize_core::eval::retrieval::point_at_precision;
 use stabilize_core::fsutil::{sha256_bytes, sha256_file};
 use stabilize_core::image::borders::into_content;
@@ -137,7 +137,7 @@ impl Embedder {
     pub fn load(dir: &Path, device: &Device) -> Result<Embedder, CollectionError> {
         let (config, model) = load_embedder(dir, device)?;
         let weights_sha256 = sha256_file(&dir.join(run_files::MODEL))?;
-        let (region_source, region_penalty) = read_regions(dir)?;
+        let fit = read_fit_settings(dir)?;
         Ok(Embedder {
             model,
             input_size: config.model.input_size as u32,
@@ -146,10 +146,10 @@ impl Embedder {
             dir: dir.to_path_buf(),
             weights_sha256,
             kind: EmbedderKind::Run,
-            fuse_rule: read_fuse_rule(dir)?,
-            region_penalty,
-            region_source,
-            mirror: read_mirror(dir)?,
+            fuse_rule: fit.rule,
+            region_penalty: fit.region_penalty,
+            region_source: fit.region_source,
+            mirror: fit.mirror,
         })
     }
 
@@ -197,6 +197,25 @@ impl Embedder {
     /// pipelines are not comparable.
     pub fn pipeline(&self) -> &'static str {
         if self.mirror { MIRROR_PIPELINE } else { PIPELINE }
+    }
+
+    /// Why vectors recorded with pipeline `recorded` (an index, an embedding shard) cannot be
+    /// compared with this model's: made by an older stabilize (borders kept), or the other side
+    /// of [`Embedder::mirror`]; `None` when they can. The reason ends "rebuild `what`".
+    pub fn pipeline_mismatch(&self, recorded: &str, what: &str) -> Option<String> {
+        let now = self.pipeline();
+        if recorded == now {
+            None
+        } else if recorded == PIPELINE || recorded == MIRROR_PIPELINE {
+            Some(format!(
+                "made with pipeline {recorded:?}, but {} now describes files with {now:?} (its fusion.json changed); rebuild {what}",
+                self.dir.display()
+            ))
+        } else {
+            Some(format!(
+                "made by an older stabilize that embedded files with their borders (pipeline {recorded:?}, now {now:?}); rebuild {what}"
+            ))
+        }
     }
 
     /// The network's vectors `[N·dim]` of same-sized RGB images (`input_size`²), one per image,

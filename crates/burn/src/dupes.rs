@@ -187,16 +187,17 @@ pub fn find_dupes(
                 _ => None,
             };
             let emb = spec.load(device)?;
-            if let Some((path, _, manifest)) = &index_library
-                && (manifest.weights_sha256 != emb.weights_sha256 || manifest.pipeline != emb.pipeline())
-            {
-                return Err(DupesError::Params(format!(
-                    "--against {}: built with another model or pipeline ({}, {}), not {spec} ({}); rebuild the index",
-                    path.display(),
-                    manifest.model_dir.display(),
-                    manifest.pipeline,
-                    emb.pipeline()
-                )));
+            if let Some((path, _, manifest)) = &index_library {
+                if manifest.weights_sha256 != emb.weights_sha256 {
+                    return Err(DupesError::Params(format!(
+                        "--against {}: built with another model ({}), not {spec}",
+                        path.display(),
+                        manifest.model_dir.display()
+                    )));
+                }
+                if let Some(why) = emb.pipeline_mismatch(&manifest.pipeline, "the index") {
+                    return Err(DupesError::Params(format!("--against {}: {why}", path.display())));
+                }
             }
             let regions = params.regions;
             let t = match params.threshold {
@@ -378,9 +379,6 @@ fn open_index_library(
     }
     let (index, manifest): (VectorIndex, IndexManifest) =
         VectorIndex::open(path, false).map_err(|e| bad(e.to_string()))?;
-    if ![crate::collection::PIPELINE, crate::collection::MIRROR_PIPELINE].contains(&manifest.pipeline.as_str()) {
-        return Err(bad("built by an older stabilize (borders kept); rebuild the index".into()));
-    }
     if matches!(params.method, Method::Fused(..)) && manifest.files.iter().flatten().any(|f| f.phash.is_none()) {
         return Err(bad("built before indexes stored pHash; rebuild it, or use --model alone".into()));
     }

@@ -83,7 +83,20 @@ pub fn embed_images(model: &EmbedNet, images: &[Image], batch: usize, device: &D
 ///
 /// Panics unless `data` holds `wholes.len() · per` rows of the model's width.
 pub fn mirror_wholes(model: &EmbedNet, wholes: &[Image], data: &mut [f32], per: usize, batch: usize, device: &Device) {
-    let mirrored = batched(model, wholes, batch, device, |m, x| m.forward(x.flip([3])));
+    mirror_rows(model, wholes, data, per, batch, device, |m, x| m.forward(x));
+}
+
+/// [`mirror_wholes`] for any descriptor `f` of the model (unit-length rows).
+fn mirror_rows(
+    model: &EmbedNet,
+    wholes: &[Image],
+    data: &mut [f32],
+    per: usize,
+    batch: usize,
+    device: &Device,
+    f: impl Fn(&EmbedNet, Tensor<4>) -> Tensor<2>,
+) {
+    let mirrored = batched(model, wholes, batch, device, |m, x| f(m, x.flip([3])));
     let dim = if wholes.is_empty() { 0 } else { mirrored.len() / wholes.len() };
     assert_eq!(
         data.len(),
@@ -146,9 +159,9 @@ pub fn pretrained_features(model: &EmbedNet, images: &[Image], batch: usize, dev
 /// L2-normalised `[N·1280]`: the baseline for a mirror-averaged model ([`mirror_wholes`]), the
 /// same test-time view given to both.
 pub fn pretrained_features_mirrored(model: &EmbedNet, images: &[Image], batch: usize, device: &Device) -> Vec<f32> {
-    batched(model, images, batch, device, |m, x| {
-        l2_normalize(l2_normalize(m.pooled(x.clone())) + l2_normalize(m.pooled(x.flip([3]))))
-    })
+    let mut data = pretrained_features(model, images, batch, device);
+    mirror_rows(model, images, &mut data, 1, batch, device, |m, x| l2_normalize(m.pooled(x)));
+    data
 }
 
 /// ImageNet logits `[N·1000]` (row-major) of same-sized RGB images on [0,1] scale, `batch` at a
@@ -182,7 +195,7 @@ mod tests {
     }
 
     #[test]
-    fn mirrored_wholes_are_the_same_for_an_image_and_its_mirror_and_regions_stay() {
+    fn mirrored_descriptors_are_the_same_for_an_image_and_its_mirror_and_regions_stay() {
         // The ImageNet network (an untrained one maps every input to about the same vector);
         // skipped without the weights unless data is required.
         let data = std::env::var_os("STABILIZE_DATA")
@@ -217,6 +230,16 @@ mod tests {
             assert!((wa.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-5, "unit length");
             assert_eq!(&a[(2 * k + 1) * d..(2 * k + 2) * d], &region[..], "region row of image {k}");
         }
+        // The pretrained features' baseline the same way: the same for an image and its mirror,
+        // and not the plain features.
+        let (pm, pm_flipped) = (
+            pretrained_features_mirrored(&model, &imgs, 2, &device),
+            pretrained_features_mirrored(&model, &flipped, 2, &device),
+        );
+        let apart = pm.iter().zip(&pm_flipped).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+        assert!(apart < 1e-5, "{apart}");
+        let plain_pre = pretrained_features(&model, &imgs, 2, &device);
+        assert!(pm.iter().zip(&plain_pre).any(|(x, y)| (x - y).abs() > 1e-3));
     }
 
     #[test]

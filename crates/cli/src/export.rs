@@ -76,7 +76,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
         }
     };
     let mut export = loaded.export(&source_sha256(&dir)?);
-    if matches!(loaded, LoadedRun::Embedding(..)) && stabilize_core::eval::fusion::read_mirror(&dir)? {
+    if matches!(loaded, LoadedRun::Embedding(..)) && stabilize_core::eval::fusion::read_fit_settings(&dir)?.mirror {
         // The network is exported as it is; what stabilize compares is its mirror-averaged output.
         export.metadata.insert(
             "descriptor".into(),

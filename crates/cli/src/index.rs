@@ -11,7 +11,7 @@ use stabilize_core::dedup::index::{IndexConfig, IndexManifest, IndexedFile, Quan
 use stabilize_core::dedup::index_bench::{self, Synthetic};
 use stabilize_core::image::load;
 
-use stabilize_burn::collection::{Embedder, MIRROR_PIPELINE, ModelSpec, PIPELINE, embed_files};
+use stabilize_burn::collection::{Embedder, ModelSpec, embed_files};
 use stabilize_core::dedup::cache::{Cache, stat};
 
 use crate::args::{RunArgs, bar, model_spec, set_jobs};
@@ -380,15 +380,11 @@ fn checked_shards(
                 &manifest.weights_sha256[..12]
             );
         }
-        if shard.model.dim != emb.dim || shard.model.pipeline != emb.pipeline() {
-            bail!(
-                "{}: width {} and pipeline {:?}, the model makes {} with {:?}",
-                npy.display(),
-                shard.model.dim,
-                shard.model.pipeline,
-                emb.dim,
-                emb.pipeline()
-            );
+        if shard.model.dim != emb.dim {
+            bail!("{}: width {}, the model makes {}", npy.display(), shard.model.dim, emb.dim);
+        }
+        if let Some(why) = emb.pipeline_mismatch(&shard.model.pipeline, "the vectors (`stabilize embed`)") {
+            bail!("{}: {why}", npy.display());
         }
         for p in &shard.paths {
             if let Some(other) = seen.insert(p.clone(), npy.clone()) {
@@ -448,23 +444,8 @@ fn open_with_model(path: &Path, writable: bool, run: &RunArgs) -> Result<(Vector
             &manifest.weights_sha256[..12]
         );
     }
-    if manifest.pipeline == PIPELINE || manifest.pipeline == MIRROR_PIPELINE {
-        if manifest.pipeline != emb.pipeline() {
-            bail!(
-                "{}: built with pipeline {:?}, but the model at {} now describes files with {:?} (its fusion.json changed); rebuild the index",
-                path.display(),
-                manifest.pipeline,
-                manifest.model_dir.display(),
-                emb.pipeline()
-            );
-        }
-    } else {
-        bail!(
-            "{}: built by an older stabilize that embedded files with their borders (pipeline {:?}, now {:?}); rebuild the index",
-            path.display(),
-            manifest.pipeline,
-            emb.pipeline()
-        );
+    if let Some(why) = emb.pipeline_mismatch(&manifest.pipeline, "the index") {
+        bail!("{}: {why}", path.display());
     }
     Ok((index, manifest, emb))
 }

@@ -602,6 +602,14 @@ fn check_index(model: &Path, photos: &Path, tmp: &Path) {
     assert_eq!((added["added"].as_u64(), added["replaced"].as_u64()), (Some(2), Some(1)), "{added}");
     assert_eq!(added["unchanged"], 23);
     assert_eq!(added["vectors"], 25);
+    // Once the model's fit says its wholes are mirror-averaged, its plain vectors are refused.
+    assert!(!model.join("fusion.json").exists());
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/embed-default/fusion.json");
+    let mut fit: serde_json::Value = serde_json::from_slice(&std::fs::read(shipped).unwrap()).unwrap();
+    fit["mirror"] = serde_json::json!(true);
+    std::fs::write(model.join("fusion.json"), serde_json::to_vec(&fit).unwrap()).unwrap();
+    assert_one_line_error(&run(&["index", "query", i, copy.to_str().unwrap()]), "its fusion.json changed");
+    std::fs::remove_file(model.join("fusion.json")).unwrap();
     // An index from before borders were cut off (no pipeline in its manifest) is refused.
     let (index, mut manifest): (stabilize_core::dedup::index::VectorIndex, serde_json::Value) =
         stabilize_core::dedup::index::VectorIndex::open(&idx, true).unwrap();

@@ -13,7 +13,7 @@ use stabilize_core::eval::embed::{
     Descriptors, EmbedEval, EvalSet, FUSED_METHOD, PRETRAINED_MIRROR_METHOD, REGIONS_FUSED_METHOD, REGIONS_METHOD,
     disagreements, evaluate_method, hash_all,
 };
-use stabilize_core::eval::fusion::{read_fuse_rule, read_mirror, read_regions};
+use stabilize_core::eval::fusion::read_fit_settings;
 use stabilize_core::fsutil::write_atomic;
 use stabilize_core::image::borders::strip_borders_to;
 use stabilize_core::image::hash::HashKind;
@@ -167,9 +167,8 @@ pub fn evaluate_embedding_run(
 ) -> Result<EmbeddingEvaluation, EvalError> {
     let started = Instant::now();
     let (config, model) = load_embedder(model_dir, device)?;
-    let rule = read_fuse_rule(model_dir)?;
-    let (fitted_source, penalty) = read_regions(model_dir)?;
-    let mirror = read_mirror(model_dir)?;
+    let fit = read_fit_settings(model_dir)?;
+    let (rule, fitted_source, penalty, mirror) = (fit.rule, fit.region_source, fit.region_penalty, fit.mirror);
     if let Some(source) = extras.regions
         && source != fitted_source
         && penalty != 0.0

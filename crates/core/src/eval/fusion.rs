@@ -246,12 +246,12 @@ pub struct FusionFit {
     /// Every rule tried, best first.
     pub grid: Vec<FuseScore>,
     /// The penalty of a region match (`eval fusion --regions`), fitted with `rule` on the same
-    /// pairs; `null` when regions were not fitted ([`read_regions`] then gives crops and 0).
+    /// pairs; `null` when regions were not fitted ([`read_fit_settings`] then gives crops and 0).
     #[serde(default)]
     pub regions: Option<RegionFit>,
     /// Whether the model described each image's whole by the mean of its descriptor and its
     /// mirror image's (`eval fusion --mirror`); every command then describes files so
-    /// ([`read_mirror`]). Files from before the choice: no.
+    /// ([`read_fit_settings`]). Files from before the choice: no.
     #[serde(default)]
     pub mirror: bool,
     pub seconds: f64,
@@ -272,22 +272,42 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Ve
     })
 }
 
-/// The fusion rule of run folder `dir`: its `fusion.json` (`stabilize eval fusion`), else
-/// [`FuseRule::UNFITTED`]. A file that is there but cannot be read is an error, not the fallback.
-pub fn read_fuse_rule(dir: &Path) -> Result<FuseRule> {
-    Ok(read_fusion_fit(dir)?.map_or(FuseRule::UNFITTED, |f| f.rule))
+/// What a run's fit (`fusion.json`) tells every command that describes images with its model.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FitSettings {
+    /// How the model is fused with pHash ([`FuseRule::UNFITTED`] without a fit).
+    pub rule: FuseRule,
+    /// Where the fitted region penalty's regions came from (crops without one).
+    pub region_source: RegionSource,
+    /// What a region match adds to its distance (0, a region match counts as it is, without one).
+    pub region_penalty: f64,
+    /// Whether each whole is described mirror-averaged ([`FusionFit::mirror`]; no without a fit).
+    pub mirror: bool,
 }
 
-/// The regions of run folder `dir`: where its fitted penalty's regions came from and the
-/// penalty; crops and 0 (a region match counts as it is) when it has none fitted. A damaged file is an error.
-pub fn read_regions(dir: &Path) -> Result<(RegionSource, f64)> {
-    Ok(read_fusion_fit(dir)?.and_then(|f| f.regions).map_or((RegionSource::default(), 0.0), |r| (r.source, r.penalty)))
+impl Default for FitSettings {
+    fn default() -> Self {
+        FitSettings {
+            rule: FuseRule::UNFITTED,
+            region_source: RegionSource::default(),
+            region_penalty: 0.0,
+            mirror: false,
+        }
+    }
 }
 
-/// Whether the run's fit (`fusion.json`) was made with mirror-averaged wholes
-/// ([`FusionFit::mirror`]): how the run's model describes an image. No fit: no.
-pub fn read_mirror(dir: &Path) -> Result<bool> {
-    Ok(read_fusion_fit(dir)?.is_some_and(|f| f.mirror))
+impl From<&FusionFit> for FitSettings {
+    fn from(f: &FusionFit) -> Self {
+        let (region_source, region_penalty) =
+            f.regions.as_ref().map_or((RegionSource::default(), 0.0), |r| (r.source, r.penalty));
+        FitSettings { rule: f.rule, region_source, region_penalty, mirror: f.mirror }
+    }
+}
+
+/// The [`FitSettings`] of run folder `dir` (`stabilize eval fusion`), the defaults when it has no
+/// `fusion.json`. A file that is there but cannot be read is an error, not the fallback.
+pub fn read_fit_settings(dir: &Path) -> Result<FitSettings> {
+    Ok(read_fusion_fit(dir)?.as_ref().map_or_else(FitSettings::default, FitSettings::from))
 }
 
 /// Run folder `dir`'s `fusion.json`, `None` when there is none; a file that is there but cannot
