@@ -64,6 +64,10 @@ pub const MIRROR_PIPELINE: &str = "strip-borders-v1+mirror-v1";
 /// [`regions`](stabilize_core::image::regions) (scale and layout).
 pub const REGIONS_PIPELINE: &str = ":regions-0.75-corners-centre-v1";
 
+/// Part of the cache key when the cut-out regions are mirror-averaged as the wholes are
+/// ([`Embedder::mirror_regions`]).
+pub const MIRRORED_REGIONS_PIPELINE: &str = ":regions-0.75-corners-centre-mirror-v1";
+
 /// Part of the cache key when the regions are pooled from the feature map
 /// ([`RegionSource::Map`]) rather than cut out.
 pub const MAP_REGIONS_PIPELINE: &str = ":regions-0.75-corners-centre-map-v1";
@@ -130,6 +134,10 @@ pub struct Embedder {
     /// (the run's fit, `fusion.json`; [`crate::infer::mirror_wholes`]): one more forward pass
     /// per file.
     pub mirror: bool,
+    /// Whether, with regions cut out ([`RegionSource::Crops`]), each region's vector is
+    /// mirror-averaged too (the run's fit; [`crate::eval::embed::embed_with_regions`]): twice
+    /// the forward passes with regions.
+    pub mirror_regions: bool,
 }
 
 impl Embedder {
@@ -150,6 +158,7 @@ impl Embedder {
             region_penalty: fit.region_penalty,
             region_source: fit.region_source,
             mirror: fit.mirror,
+            mirror_regions: fit.mirror_regions && fit.region_source == RegionSource::Crops,
         })
     }
 
@@ -175,6 +184,7 @@ impl Embedder {
             region_penalty: 0.0,
             region_source: RegionSource::Crops,
             mirror: false,
+            mirror_regions: false,
         })
     }
 
@@ -185,6 +195,7 @@ impl Embedder {
         let hash = fused.map_or("", |k| k.name());
         let regions = match (regions, self.region_source) {
             (false, _) => "",
+            (true, RegionSource::Crops) if self.mirror_regions => MIRRORED_REGIONS_PIPELINE,
             (true, RegionSource::Crops) => REGIONS_PIPELINE,
             (true, RegionSource::Map) => MAP_REGIONS_PIPELINE,
             (true, RegionSource::Zoom) => ZOOM_REGIONS_PIPELINE,
@@ -242,8 +253,8 @@ impl Embedder {
     /// views), one vector per view; otherwise `[N·(1 + REGION_COUNT)·dim]`, each image's whole
     /// then its regions pooled from a feature map ([`RegionSource::Map`], or [`RegionSource::Zoom`]
     /// with the enlarged image made from the `input_size`² one).
-    /// With [`Embedder::mirror`], each file's whole vector is mirror-averaged (its regions' are
-    /// not).
+    /// With [`Embedder::mirror`], each file's whole vector is mirror-averaged (its regions' too
+    /// with [`Embedder::mirror_regions`]).
     fn describe_views(&self, views: &[stabilize_core::Image], regions: bool) -> Result<Vec<f32>, String> {
         let mut data = match (regions, self.region_source) {
             (true, RegionSource::Map) => embed_map_regions(&self.model, views, REGION_SCALE, EMBED_BATCH, &self.device),
@@ -254,7 +265,10 @@ impl Embedder {
             (false, _) => return Ok(self.describe(views)),
             (true, RegionSource::Crops) => self.plain(views),
         };
-        if self.mirror {
+        if self.mirror_regions && self.region_source == RegionSource::Crops {
+            // Every view, whole or region, averaged with its mirror image.
+            mirror_wholes(&self.model, views, &mut data, 1, EMBED_BATCH, &self.device);
+        } else if self.mirror {
             let per = 1 + REGION_COUNT;
             let (device, batch) = (&self.device, EMBED_BATCH);
             match self.region_source {
@@ -316,6 +330,17 @@ impl Embedder {
                 eval_path.display(),
                 self.region_source.name(),
                 self.region_penalty,
+                self.dir.display(),
+                self.region_source.name()
+            )));
+        }
+        if regions && eval.mirror_regions != self.mirror_regions {
+            return Err(CollectionError::Calibration(format!(
+                "{} was made {} mirror-averaged regions, but {} says {}; re-run `stabilize eval embed --model {} --regions --region-source {}`",
+                eval_path.display(),
+                if eval.mirror_regions { "with" } else { "without" },
+                self.dir.join(run_files::FUSION).display(),
+                if self.mirror_regions { "with" } else { "without" },
                 self.dir.display(),
                 self.region_source.name()
             )));

@@ -225,6 +225,7 @@ pub fn find_dupes(
                 (
                     Descriptors::Regions { dim: emb.dim, per: 1 + REGION_COUNT, data, penalty: emb.region_penalty },
                     match emb.region_source {
+                        RegionSource::Crops if emb.mirror_regions => " with regions (mirror-averaged too)",
                         RegionSource::Crops => " with regions",
                         RegionSource::Map => " with regions from its feature map",
                         RegionSource::Zoom => " with regions from its enlarged feature map",

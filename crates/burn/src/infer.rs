@@ -194,20 +194,24 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn mirrored_descriptors_are_the_same_for_an_image_and_its_mirror_and_regions_stay() {
-        // The ImageNet network (an untrained one maps every input to about the same vector);
-        // skipped without the weights unless data is required.
+    /// The ImageNet network at 64 px (an untrained one maps every input to about the same
+    /// vector); `None` without the weights, unless data is required (then it fails).
+    fn imagenet_net(device: &Device) -> Option<EmbedNet> {
         let data = std::env::var_os("STABILIZE_DATA")
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"));
         let pth = data.join("mobilenet-v2/mobilenet_v2-b0353104.pth");
         if !pth.is_file() {
             assert!(std::env::var("STABILIZE_REQUIRE_DATA").as_deref() != Ok("1"), "{} missing", pth.display());
-            return;
+            return None;
         }
+        Some(EmbedNetConfig::new().with_input_size(64).init_pretrained(&pth, device).unwrap())
+    }
+
+    #[test]
+    fn mirrored_descriptors_are_the_same_for_an_image_and_its_mirror_and_regions_stay() {
         let device = Device::flex();
-        let model = EmbedNetConfig::new().with_input_size(64).init_pretrained(&pth, &device).unwrap();
+        let Some(model) = imagenet_net(&device) else { return };
         let imgs = lopsided(3, 64);
         let flipped: Vec<Image> = imgs.iter().map(hflip).collect();
         let (plain, plain_flipped) =
@@ -240,6 +244,40 @@ mod tests {
         assert!(apart < 1e-5, "{apart}");
         let plain_pre = pretrained_features(&model, &imgs, 2, &device);
         assert!(pm.iter().zip(&plain_pre).any(|(x, y)| (x - y).abs() > 1e-3));
+    }
+
+    #[test]
+    fn mirrored_regions_match_the_mirror_images_regions_on_the_other_side() {
+        use crate::eval::embed::embed_with_regions;
+        let device = Device::flex();
+        let Some(model) = imagenet_net(&device) else { return };
+        let imgs = lopsided(2, 64);
+        let flipped: Vec<Image> = imgs.iter().map(hflip).collect();
+        let gap = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+        let plain = embed_with_regions(&model, &imgs, 64, false, &device).unwrap();
+        let per = 1 + REGION_COUNT;
+        let dim = plain.len() / (2 * per);
+        let row = |d: &[f32], k: usize, r: usize| d[(k * per + r) * dim..(k * per + r + 1) * dim].to_vec();
+        let plain_flipped = embed_with_regions(&model, &flipped, 64, false, &device).unwrap();
+        let a = embed_with_regions(&model, &imgs, 64, true, &device).unwrap();
+        let b = embed_with_regions(&model, &flipped, 64, true, &device).unwrap();
+        // Rows: the whole, then the regions in `region_windows`' order (top-left, top-right,
+        // bottom-left, bottom-right, centre); the mirror image's top-right is the image's
+        // top-left, mirrored.
+        let other_side = [0, 2, 1, 4, 3, 5];
+        for k in 0..2 {
+            for (r, &m) in other_side.iter().enumerate() {
+                // Without the mirror the network tells a view from its mirror image; with it, not.
+                assert!(gap(&row(&plain, k, r), &row(&plain_flipped, k, m)) > 1e-3, "image {k} row {r}");
+                let apart = gap(&row(&a, k, r), &row(&b, k, m));
+                assert!(apart < 1e-5, "image {k} row {r}: {apart}");
+            }
+            // Each row is the unit mean of the view's and its mirror's vectors.
+            let mean: Vec<f32> = row(&plain, k, 1).iter().zip(row(&plain_flipped, k, 2)).map(|(x, y)| x + y).collect();
+            let norm = mean.iter().map(|v| v * v).sum::<f32>().sqrt();
+            let unit: Vec<f32> = mean.iter().map(|v| v / norm).collect();
+            assert!(gap(&row(&a, k, 1), &unit) < 1e-5, "image {k}");
+        }
     }
 
     #[test]

@@ -93,6 +93,7 @@ mod tests {
         // Described as it was fitted (mirror-averaged or not), with regions at the fitted penalty.
         assert_eq!(eval.mirror, fit.mirror);
         assert_eq!(eval.region_penalty, fit.regions.as_ref().map(|r| r.penalty));
+        assert_eq!(eval.mirror_regions, fit.regions.as_ref().is_some_and(|r| r.mirrored));
         assert_eq!(fit.hash, "phash");
         assert!(eval.borders_stripped && fit.borders_stripped);
         // Fitted on the validation photos of a run of its recipe that kept them out of training

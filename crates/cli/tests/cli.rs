@@ -1656,6 +1656,7 @@ fn eval_fusion_writes_the_rule_that_dupes_checks() {
     let shipped_fit: serde_json::Value =
         serde_json::from_slice(&std::fs::read(shipped.join("fusion.json")).unwrap()).unwrap();
     let mirror = shipped_fit["mirror"].as_bool().unwrap_or(false);
+    let mirror_regions = shipped_fit["regions"]["mirrored"].as_bool().unwrap_or(false);
     // `eval fusion` on 3 training photos and two distortions, with `extra` arguments.
     let fusion = |extra: &[&str]| {
         let mut args = vec!["eval", "fusion", "--model", r, "--photos", "3", "--distortions", "jpeg:10,trim:25"];
@@ -1740,9 +1741,16 @@ fn eval_fusion_writes_the_rule_that_dupes_checks() {
     assert_eq!(two["rule"], other["rule"], "the same pairs twice choose the same rule");
     assert_one_line_error(&fusion(&["--fit-on", r]), "kept no validation photos");
     std::fs::write(run.join("fusion.json"), serde_json::to_vec(&fit).unwrap()).unwrap();
+    // Mirror-averaged regions need regions cut out.
+    assert_one_line_error(&fusion(&["--mirror-regions"]), "--mirror-regions needs --regions");
+    assert_one_line_error(
+        &fusion(&["--regions", "--region-source", "map", "--mirror-regions"]),
+        "--mirror-regions needs --regions",
+    );
     // With --regions the fit also chooses a region penalty (best first, the rule unchanged);
-    // `dupes --regions` needs the evaluation made at the run's penalty.
-    let o = fusion(&["--regions"]);
+    // `dupes --regions` needs the evaluation made at the run's penalty (and regions described as
+    // the shipped calibration's were, mirror-averaged or not).
+    let o = fusion(if mirror_regions { &["--regions", "--mirror-regions"] } else { &["--regions"] });
     assert!(o.status.success(), "{}", stderr(&o));
     let mut with: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("fusion.json")).unwrap()).unwrap();
     assert_eq!(with["rule"], written["rule"]);
@@ -1757,13 +1765,24 @@ fn eval_fusion_writes_the_rule_that_dupes_checks() {
         with["rule"] = fit["rule"].clone();
         with["regions"]["penalty"] = serde_json::json!(penalty);
         std::fs::write(run.join("fusion.json"), serde_json::to_vec(&with).unwrap()).unwrap();
-        let o = dupes(&["--regions"]);
+        let o = dupes(&["--regions", "--json"]);
         if ok {
             assert!(o.status.success(), "{}", stderr(&o));
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            assert_eq!(v["method"].as_str().unwrap().contains("mirror-averaged too"), mirror_regions, "{v}");
         } else {
             assert_one_line_error(&o, "no calibration with regions from crops at the run's region penalty 0.3");
         }
     }
+    assert_eq!(with["regions"]["mirrored"], mirror_regions);
+    // Regions described otherwise than the calibration's: refused in one line; the plain
+    // `dupes` (no regions) is not concerned.
+    with["regions"]["mirrored"] = serde_json::json!(!mirror_regions);
+    std::fs::write(run.join("fusion.json"), serde_json::to_vec(&with).unwrap()).unwrap();
+    assert_one_line_error(&dupes(&["--regions"]), "mirror-averaged regions");
+    let o = dupes(&[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    with["regions"]["mirrored"] = serde_json::json!(mirror_regions);
     // Regions pooled from the feature map: the fit says so, and the shipped calibration (made on
     // cut-out regions) is refused for them; `eval embed` refuses the other source's penalty.
     let o = fusion(&["--regions", "--region-source", "map"]);

@@ -71,11 +71,16 @@ pub fn read_embed_eval(dir: &Path) -> Result<EmbedEval, EvalError> {
 }
 
 /// Row-major `[N, 1 + REGION_COUNT, dim]` embeddings of same-sized images: each image's whole,
-/// then its [`regions`](stabilize_core::image::regions) at [`REGION_SCALE`], at `size` px.
+/// then its [`regions`](stabilize_core::image::regions) at [`REGION_SCALE`], at `size` px. With
+/// `mirror`, every one of those rows is the unit mean of the view's and its mirror image's
+/// vectors ([`mirror_wholes`] over the views: twice the forward passes): the mirror of a region
+/// is the mirrored image's region on the other side, so a mirrored copy cut down to part of the
+/// picture matches that region as it matches it unmirrored.
 pub fn embed_with_regions(
     model: &EmbedNet,
     images: &[Image],
     size: u32,
+    mirror: bool,
     device: &Device,
 ) -> Result<Vec<f32>, stabilize_core::Error> {
     let mut out = Vec::new();
@@ -83,7 +88,11 @@ pub fn embed_with_regions(
         let parts: Vec<Vec<Image>> =
             chunk.par_iter().map(|img| with_regions(img, REGION_SCALE, size, size)).collect::<Result<_, _>>()?;
         let flat: Vec<Image> = parts.into_iter().flatten().collect();
-        out.extend(embed_images(model, &flat, EMBED_BATCH, device));
+        let mut data = embed_images(model, &flat, EMBED_BATCH, device);
+        if mirror {
+            mirror_wholes(model, &flat, &mut data, 1, EMBED_BATCH, device);
+        }
+        out.extend(data);
     }
     Ok(out)
 }
@@ -95,11 +104,14 @@ pub struct Describing {
     pub regions: Option<(RegionSource, f64)>,
     /// The whole's vector is the mean of the image's and its mirror image's ([`mirror_wholes`]).
     pub mirror: bool,
+    /// The cut-out regions' vectors too ([`embed_with_regions`]; with [`RegionSource::Crops`]
+    /// only, and with `mirror`).
+    pub mirror_regions: bool,
 }
 
 /// The model's descriptors of same-sized images at `size` px: the wholes' vectors, or with
 /// regions the wholes' and their regions' ([`Descriptors::Regions`]), mirror-averaged wholes
-/// when asked ([`Describing`]). For the protocol's describe callbacks, which cannot fail: a region
+/// (and cut-out regions) when asked ([`Describing`]). For the protocol's describe callbacks, which cannot fail: a region
 /// that cannot be rendered leaves zeros of the right layout and its error in `failed` (the
 /// caller returns it).
 pub fn describe_model(
@@ -115,7 +127,7 @@ pub fn describe_model(
         Some((source, penalty)) => {
             let per = 1 + REGION_COUNT;
             let data = match source {
-                RegionSource::Crops => embed_with_regions(model, images, size, device),
+                RegionSource::Crops => embed_with_regions(model, images, size, how.mirror_regions, device),
                 RegionSource::Map => Ok(embed_map_regions(model, images, REGION_SCALE, EMBED_BATCH, device)),
                 RegionSource::Zoom => embed_zoomed_map_regions(model, images, REGION_SCALE, EMBED_BATCH, device),
             }
@@ -127,7 +139,8 @@ pub fn describe_model(
         }
         None => Descriptors::Vectors { dim, data: embed_images(model, images, EMBED_BATCH, device) },
     };
-    if how.mirror {
+    let regions_mirrored = how.mirror_regions && matches!(how.regions, Some((RegionSource::Crops, _)));
+    if how.mirror && !regions_mirrored {
         let (data, per) = match &mut d {
             Descriptors::Regions { data, per, .. } => (data, *per),
             Descriptors::Vectors { data, .. } => (data, 1),
@@ -169,6 +182,8 @@ pub fn evaluate_embedding_run(
     let (config, model) = load_embedder(model_dir, device)?;
     let fit = read_fit_settings(model_dir)?;
     let (rule, fitted_source, penalty, mirror) = (fit.rule, fit.region_source, fit.region_penalty, fit.mirror);
+    // Mirror-averaged regions when the fit's were, and these are its regions (cut out).
+    let mirror_regions = fit.mirror_regions && extras.regions == Some(RegionSource::Crops);
     if let Some(source) = extras.regions
         && source != fitted_source
         && penalty != 0.0
@@ -195,7 +210,11 @@ pub fn evaluate_embedding_run(
     let described = stripped.as_ref().unwrap_or(&set);
     // Forward passes per image: the model's (with its regions and the mirror image) and the
     // pretrained features' (also mirror-averaged, as a second baseline, for a mirrored model).
-    let model_passes = extras.regions.map_or(1, RegionSource::passes) + usize::from(mirror);
+    let model_passes = if mirror_regions {
+        2 * RegionSource::Crops.passes()
+    } else {
+        extras.regions.map_or(1, RegionSource::passes) + usize::from(mirror)
+    };
     let pretrained_passes = 1 + 2 * usize::from(mirror);
     on(EvalEvent::Start { images: set.image_count() * (model_passes + pretrained_passes) });
     on(EvalEvent::Method("fine-tuned model"));
@@ -210,7 +229,7 @@ pub fn evaluate_embedding_run(
             config.model.dim,
             imgs,
             size as u32,
-            Describing { regions, mirror },
+            Describing { regions, mirror, mirror_regions },
             device,
             &mut failed,
         );
@@ -287,6 +306,7 @@ pub fn evaluate_embedding_run(
         region_penalty: extras.regions.map(|_| penalty),
         region_source: extras.regions,
         mirror,
+        mirror_regions,
         seconds: started.elapsed().as_secs_f64(),
     };
     write_atomic(&model_dir.join(run_files::EVAL), &serde_json::to_vec(&eval).expect("serialisable"))?;
@@ -352,7 +372,7 @@ mod tests {
         let device = Device::flex();
         let model = EmbedNetConfig::new().with_dim(8).with_input_size(32).init(&device);
         let imgs = patterned(3, 32);
-        let all = embed_with_regions(&model, &imgs, 32, &device).unwrap();
+        let all = embed_with_regions(&model, &imgs, 32, false, &device).unwrap();
         let per = 1 + REGION_COUNT;
         assert_eq!(all.len(), 3 * per * 8);
         // Row 0 of each image is its whole, rows 1.. its regions in `regions`' order.

@@ -55,8 +55,9 @@ pub fn fit_photos(split: &Split, count: Option<usize>, seed: u64) -> Result<Vec<
 /// recipe) pool their pairs into one fit, so that the choice rests on more than one model's
 /// distances. Under `distortions` seeded by `seed`, over the default grid; with `regions`, also
 /// the penalty of a region match ([`fit_region_penalty`], given the fitted rule); with `mirror`,
-/// each whole described as the mean of the image and its mirror image (recorded in the fit, so
-/// that every command describes files so). Writes `model_dir/fusion.json` and returns it, with
+/// each whole described as the mean of the image and its mirror image, with `mirror_regions`
+/// each cut-out region too (crops only; recorded in the fit, so that every command describes
+/// files so). Writes `model_dir/fusion.json` and returns it, with
 /// the pairs it was fitted on.
 #[allow(clippy::too_many_arguments)]
 pub fn fit_fusion(
@@ -68,11 +69,19 @@ pub fn fit_fusion(
     strip_borders: bool,
     regions: Option<RegionSource>,
     mirror: bool,
+    mirror_regions: bool,
     count: Option<usize>,
     device: &Device,
     on: &mut dyn FnMut(EvalEvent),
 ) -> Result<(FusionFit, Vec<FusePairs>), EvalError> {
     let started = Instant::now();
+    if mirror_regions && regions != Some(RegionSource::Crops) {
+        return Err(Error::Invalid(
+            "mirror-averaged regions need regions cut out (`--regions --region-source crops`)".into(),
+        )
+        .into());
+    }
+    let mirror = mirror || mirror_regions;
     let sources = if fit_on.is_empty() { vec![model_dir] } else { fit_on.to_vec() };
     // Only the target's config when others fit: its weights are not used.
     let target: Option<EmbedTrainConfig> =
@@ -99,7 +108,11 @@ pub fn fit_fusion(
         };
         runs.push(FitSource { config, model, validation: !split.val.is_empty(), set });
     }
-    let per = regions.map_or(1, RegionSource::passes) + usize::from(mirror);
+    let per = if mirror_regions {
+        2 * RegionSource::Crops.passes()
+    } else {
+        regions.map_or(1, RegionSource::passes) + usize::from(mirror)
+    };
     let images: usize = runs.iter().map(|r| sets[r.set].2.clean.len()).sum();
     on(EvalEvent::Start { images: images * (1 + distortions.len()) * per });
     on(EvalEvent::Method("fine-tuned model and phash"));
@@ -116,7 +129,7 @@ pub fn fit_fusion(
                 config.model.dim,
                 imgs,
                 size,
-                Describing { regions: with, mirror },
+                Describing { regions: with, mirror, mirror_regions },
                 device,
                 &mut failed,
             );
@@ -130,7 +143,11 @@ pub fn fit_fusion(
     }
     let grid = fit_fuse_rule(&pairs, &PER_BIT_GRID, &CAP_GRID);
     let regions = match regions {
-        Some(source) => Some(RegionFit { source, ..fit_region_penalty(&pairs, grid[0].rule, &REGION_PENALTY_GRID)? }),
+        Some(source) => Some(RegionFit {
+            source,
+            mirrored: mirror_regions,
+            ..fit_region_penalty(&pairs, grid[0].rule, &REGION_PENALTY_GRID)?
+        }),
         None => None,
     };
     let mut distinct_photos: Vec<usize> = sets.iter().flat_map(|(chosen, ..)| chosen.iter().copied()).collect();

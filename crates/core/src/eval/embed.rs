@@ -382,6 +382,11 @@ pub struct EmbedEval {
     /// [`crate::eval::fusion::FusionFit::mirror`]); the calibration holds only for that.
     #[serde(default)]
     pub mirror: bool,
+    /// Whether the cut-out regions' descriptors were mirror-averaged too (the run's fit,
+    /// [`crate::eval::fusion::RegionFit::mirrored`]); the calibration with regions holds only
+    /// for that.
+    #[serde(default)]
+    pub mirror_regions: bool,
     pub seconds: f64,
 }
 

@@ -124,6 +124,11 @@ pub struct RegionFit {
     pub source: RegionSource,
     pub penalty: f64,
     pub grid: Vec<RegionScore>,
+    /// Whether each cut-out region was described, as the whole then is, by the mean of its
+    /// vector and its mirror image's (`eval fusion --mirror-regions`, crops only); files
+    /// written before the choice: no.
+    #[serde(default)]
+    pub mirrored: bool,
 }
 
 /// The model's distance with regions: the whole-to-whole `whole`, or the nearest region match
@@ -181,7 +186,7 @@ pub fn fit_region_penalty(pairs: &[FusePairs], rule: FuseRule, grid: &[f64]) -> 
         })
         .collect();
     out.sort_by(|a, b| a.fused.best_first(&b.fused));
-    Ok(RegionFit { source: RegionSource::default(), penalty: out[0].penalty, grid: out })
+    Ok(RegionFit { source: RegionSource::default(), penalty: out[0].penalty, grid: out, mirrored: false })
 }
 
 /// The grids [`fit_fuse_rule`] searches by default: bits from 0.01 to 0.06, caps from 0.6 to none.
@@ -283,6 +288,9 @@ pub struct FitSettings {
     pub region_penalty: f64,
     /// Whether each whole is described mirror-averaged ([`FusionFit::mirror`]; no without a fit).
     pub mirror: bool,
+    /// Whether each cut-out region is described mirror-averaged too ([`RegionFit::mirrored`];
+    /// no without a region fit).
+    pub mirror_regions: bool,
 }
 
 impl Default for FitSettings {
@@ -292,15 +300,17 @@ impl Default for FitSettings {
             region_source: RegionSource::default(),
             region_penalty: 0.0,
             mirror: false,
+            mirror_regions: false,
         }
     }
 }
 
 impl From<&FusionFit> for FitSettings {
     fn from(f: &FusionFit) -> Self {
-        let (region_source, region_penalty) =
-            f.regions.as_ref().map_or((RegionSource::default(), 0.0), |r| (r.source, r.penalty));
-        FitSettings { rule: f.rule, region_source, region_penalty, mirror: f.mirror }
+        let (region_source, region_penalty, mirror_regions) =
+            f.regions.as_ref().map_or((RegionSource::default(), 0.0, false), |r| (r.source, r.penalty, r.mirrored));
+        // Mirror-averaged regions imply mirror-averaged wholes (`fit_fusion` writes both).
+        FitSettings { rule: f.rule, region_source, region_penalty, mirror: f.mirror || mirror_regions, mirror_regions }
     }
 }
 

@@ -228,6 +228,7 @@ mod tests {
             region_penalty: None,
             region_source: None,
             mirror: false,
+            mirror_regions: false,
             seconds: 0.0,
         }
     }
