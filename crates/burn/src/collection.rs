@@ -306,20 +306,25 @@ impl Embedder {
         let eval: EmbedEval = serde_json::from_slice(&bytes).map_err(|e| {
             CollectionError::Calibration(format!("{} is not an embedding evaluation: {e}", eval_path.display()))
         })?;
-        if eval.mirror != self.mirror {
-            return Err(CollectionError::Calibration(format!(
-                "{} was made {} mirror-averaged wholes, but {} says {}; re-run `stabilize eval embed --model {}{}`",
+        // A calibration made with `what` mirror-averaged otherwise than the fit says.
+        let mirrored_otherwise = |what: &str, made: bool, says: bool| {
+            let with = |b: bool| if b { "with" } else { "without" };
+            let rerun = if regions {
+                format!(" --regions --region-source {}", self.region_source.name())
+            } else {
+                String::new()
+            };
+            CollectionError::Calibration(format!(
+                "{} was made {} mirror-averaged {what}, but {} says {}; re-run `stabilize eval embed --model {}{rerun}`",
                 eval_path.display(),
-                if eval.mirror { "with" } else { "without" },
+                with(made),
                 self.dir.join(run_files::FUSION).display(),
-                if self.mirror { "with" } else { "without" },
+                with(says),
                 self.dir.display(),
-                if regions {
-                    format!(" --regions --region-source {}", self.region_source.name())
-                } else {
-                    String::new()
-                }
-            )));
+            ))
+        };
+        if eval.mirror != self.mirror {
+            return Err(mirrored_otherwise("wholes", eval.mirror, self.mirror));
         }
         if regions
             && (eval.region_penalty != Some(self.region_penalty)
@@ -335,15 +340,7 @@ impl Embedder {
             )));
         }
         if regions && eval.mirror_regions != self.mirror_regions {
-            return Err(CollectionError::Calibration(format!(
-                "{} was made {} mirror-averaged regions, but {} says {}; re-run `stabilize eval embed --model {} --regions --region-source {}`",
-                eval_path.display(),
-                if eval.mirror_regions { "with" } else { "without" },
-                self.dir.join(run_files::FUSION).display(),
-                if self.mirror_regions { "with" } else { "without" },
-                self.dir.display(),
-                self.region_source.name()
-            )));
+            return Err(mirrored_otherwise("regions", eval.mirror_regions, self.mirror_regions));
         }
         let method = |name: &str, what: &str| {
             eval.baselines.iter().find(|m| m.name == name).map(|m| &m.pooled).ok_or_else(|| {

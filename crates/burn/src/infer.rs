@@ -194,6 +194,11 @@ mod tests {
             .collect()
     }
 
+    /// The largest absolute difference between two vectors.
+    fn max_gap(a: &[f32], b: &[f32]) -> f32 {
+        a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    }
+
     /// The ImageNet network at 64 px (an untrained one maps every input to about the same
     /// vector); `None` without the weights, unless data is required (then it fails).
     fn imagenet_net(device: &Device) -> Option<EmbedNet> {
@@ -217,7 +222,7 @@ mod tests {
         let (plain, plain_flipped) =
             (embed_images(&model, &imgs, 2, &device), embed_images(&model, &flipped, 2, &device));
         // The network alone tells an image from its mirror.
-        let gap = plain.iter().zip(&plain_flipped).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        let gap = max_gap(&plain, &plain_flipped);
         assert!(gap > 1e-3, "{gap}");
         // Two rows per image: the whole, and a stand-in region row that must not change.
         let d = plain.len() / 3;
@@ -229,7 +234,7 @@ mod tests {
         mirror_wholes(&model, &flipped, &mut b, 2, 2, &device);
         for k in 0..3 {
             let (wa, wb) = (&a[2 * k * d..(2 * k + 1) * d], &b[2 * k * d..(2 * k + 1) * d]);
-            let apart = wa.iter().zip(wb).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+            let apart = max_gap(wa, wb);
             assert!(apart < 1e-5, "image {k}: {apart}");
             assert!((wa.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-5, "unit length");
             assert_eq!(&a[(2 * k + 1) * d..(2 * k + 2) * d], &region[..], "region row of image {k}");
@@ -240,7 +245,7 @@ mod tests {
             pretrained_features_mirrored(&model, &imgs, 2, &device),
             pretrained_features_mirrored(&model, &flipped, 2, &device),
         );
-        let apart = pm.iter().zip(&pm_flipped).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+        let apart = max_gap(&pm, &pm_flipped);
         assert!(apart < 1e-5, "{apart}");
         let plain_pre = pretrained_features(&model, &imgs, 2, &device);
         assert!(pm.iter().zip(&plain_pre).any(|(x, y)| (x - y).abs() > 1e-3));
@@ -253,7 +258,6 @@ mod tests {
         let Some(model) = imagenet_net(&device) else { return };
         let imgs = lopsided(2, 64);
         let flipped: Vec<Image> = imgs.iter().map(hflip).collect();
-        let gap = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
         let plain = embed_with_regions(&model, &imgs, 64, false, &device).unwrap();
         let per = 1 + REGION_COUNT;
         let dim = plain.len() / (2 * per);
@@ -268,15 +272,15 @@ mod tests {
         for k in 0..2 {
             for (r, &m) in other_side.iter().enumerate() {
                 // Without the mirror the network tells a view from its mirror image; with it, not.
-                assert!(gap(&row(&plain, k, r), &row(&plain_flipped, k, m)) > 1e-3, "image {k} row {r}");
-                let apart = gap(&row(&a, k, r), &row(&b, k, m));
+                assert!(max_gap(&row(&plain, k, r), &row(&plain_flipped, k, m)) > 1e-3, "image {k} row {r}");
+                let apart = max_gap(&row(&a, k, r), &row(&b, k, m));
                 assert!(apart < 1e-5, "image {k} row {r}: {apart}");
             }
             // Each row is the unit mean of the view's and its mirror's vectors.
             let mean: Vec<f32> = row(&plain, k, 1).iter().zip(row(&plain_flipped, k, 2)).map(|(x, y)| x + y).collect();
             let norm = mean.iter().map(|v| v * v).sum::<f32>().sqrt();
             let unit: Vec<f32> = mean.iter().map(|v| v / norm).collect();
-            assert!(gap(&row(&a, k, 1), &unit) < 1e-5, "image {k}");
+            assert!(max_gap(&row(&a, k, 1), &unit) < 1e-5, "image {k}");
         }
     }
 
