@@ -80,6 +80,8 @@ pub fn embed_images(model: &EmbedNet, images: &[Image], batch: usize, device: &D
 /// are), row `k·per` becomes the unit-length mean of itself and the model's embedding of the
 /// left–right mirror of `wholes[k]` (one more forward pass per image). An image and its mirror
 /// copy then get the same whole descriptor, and each whole is the mean of two views of it.
+/// With `per = 1` every row is a "whole": the cut-out regions are mirror-averaged so, each a view
+/// of its own ([`crate::eval::embed::embed_with_regions`], `Embedder::describe_views`).
 ///
 /// Panics unless `data` holds `wholes.len() · per` rows of the model's width.
 pub fn mirror_wholes(model: &EmbedNet, wholes: &[Image], data: &mut [f32], per: usize, batch: usize, device: &Device) {

@@ -104,16 +104,16 @@ pub struct Describing {
     pub regions: Option<(RegionSource, f64)>,
     /// The whole's vector is the mean of the image's and its mirror image's ([`mirror_wholes`]).
     pub mirror: bool,
-    /// The cut-out regions' vectors too ([`embed_with_regions`]; with [`RegionSource::Crops`]
-    /// only, and with `mirror`).
+    /// Every cut-out view's vector, the whole's and the regions', mirror-averaged
+    /// ([`embed_with_regions`]; with [`RegionSource::Crops`] only; it implies `mirror`'s effect).
     pub mirror_regions: bool,
 }
 
 /// The model's descriptors of same-sized images at `size` px: the wholes' vectors, or with
 /// regions the wholes' and their regions' ([`Descriptors::Regions`]), mirror-averaged wholes
-/// (and cut-out regions) when asked ([`Describing`]). For the protocol's describe callbacks, which cannot fail: a region
-/// that cannot be rendered leaves zeros of the right layout and its error in `failed` (the
-/// caller returns it).
+/// (and cut-out regions) when asked ([`Describing`]). For the protocol's describe callbacks,
+/// which cannot fail: a region that cannot be rendered leaves zeros of the right layout and its
+/// error in `failed` (the caller returns it).
 pub fn describe_model(
     model: &EmbedNet,
     dim: usize,

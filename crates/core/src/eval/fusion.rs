@@ -308,7 +308,9 @@ impl Default for FitSettings {
 impl From<&FusionFit> for FitSettings {
     fn from(f: &FusionFit) -> Self {
         let (region_source, region_penalty, mirror_regions) =
-            f.regions.as_ref().map_or((RegionSource::default(), 0.0, false), |r| (r.source, r.penalty, r.mirrored));
+            f.regions.as_ref().map_or((RegionSource::default(), 0.0, false), |r| {
+                (r.source, r.penalty, r.mirrored && r.source == RegionSource::Crops)
+            });
         // Mirror-averaged regions imply mirror-averaged wholes (`fit_fusion` writes both).
         FitSettings { rule: f.rule, region_source, region_penalty, mirror: f.mirror || mirror_regions, mirror_regions }
     }
