@@ -158,7 +158,7 @@ impl Embedder {
             region_penalty: fit.region_penalty,
             region_source: fit.region_source,
             mirror: fit.mirror,
-            mirror_regions: fit.mirror_regions && fit.region_source == RegionSource::Crops,
+            mirror_regions: fit.mirror_regions,
         })
     }
 

@@ -109,6 +109,20 @@ pub struct Describing {
     pub mirror_regions: bool,
 }
 
+impl Describing {
+    /// Whether every view, whole and cut-out region, is mirror-averaged (`mirror_regions` with
+    /// cut-out regions); otherwise only the whole is, with `mirror`.
+    pub fn mirrors_every_view(&self) -> bool {
+        self.mirror_regions && matches!(self.regions, Some((RegionSource::Crops, _)))
+    }
+
+    /// Forward passes per image: each view's, twice for each mirror-averaged one.
+    pub fn passes(&self) -> usize {
+        let views = self.regions.map_or(1, |(source, _)| source.passes());
+        if self.mirrors_every_view() { 2 * views } else { views + usize::from(self.mirror) }
+    }
+}
+
 /// The model's descriptors of same-sized images at `size` px: the wholes' vectors, or with
 /// regions the wholes' and their regions' ([`Descriptors::Regions`]), mirror-averaged wholes
 /// (and cut-out regions) when asked ([`Describing`]). For the protocol's describe callbacks,
@@ -139,8 +153,7 @@ pub fn describe_model(
         }
         None => Descriptors::Vectors { dim, data: embed_images(model, images, EMBED_BATCH, device) },
     };
-    let regions_mirrored = how.mirror_regions && matches!(how.regions, Some((RegionSource::Crops, _)));
-    if how.mirror && !regions_mirrored {
+    if how.mirror && !how.mirrors_every_view() {
         let (data, per) = match &mut d {
             Descriptors::Regions { data, per, .. } => (data, *per),
             Descriptors::Vectors { data, .. } => (data, 1),
@@ -182,8 +195,6 @@ pub fn evaluate_embedding_run(
     let (config, model) = load_embedder(model_dir, device)?;
     let fit = read_fit_settings(model_dir)?;
     let (rule, fitted_source, penalty, mirror) = (fit.rule, fit.region_source, fit.region_penalty, fit.mirror);
-    // Mirror-averaged regions when the fit's were, and these are its regions (cut out).
-    let mirror_regions = fit.mirror_regions && extras.regions == Some(RegionSource::Crops);
     if let Some(source) = extras.regions
         && source != fitted_source
         && penalty != 0.0
@@ -208,13 +219,13 @@ pub fn evaluate_embedding_run(
         None
     };
     let described = stripped.as_ref().unwrap_or(&set);
+    let regions = extras.regions.map(|source| (source, penalty));
+    // Mirror-averaged regions when the fit's were and these are its regions (cut out).
+    let how = Describing { regions, mirror, mirror_regions: fit.mirror_regions };
+    let mirror_regions = how.mirrors_every_view();
     // Forward passes per image: the model's (with its regions and the mirror image) and the
     // pretrained features' (also mirror-averaged, as a second baseline, for a mirrored model).
-    let model_passes = if mirror_regions {
-        2 * RegionSource::Crops.passes()
-    } else {
-        extras.regions.map_or(1, RegionSource::passes) + usize::from(mirror)
-    };
+    let model_passes = how.passes();
     let pretrained_passes = 1 + 2 * usize::from(mirror);
     on(EvalEvent::Start { images: set.image_count() * (model_passes + pretrained_passes) });
     on(EvalEvent::Method("fine-tuned model"));
@@ -222,17 +233,8 @@ pub fn evaluate_embedding_run(
     // kept for the other methods that use them.
     let mut kept: Vec<Descriptors> = Vec::new();
     let mut failed = None;
-    let regions = extras.regions.map(|source| (source, penalty));
     let mut describe = |imgs: &[Image]| {
-        let d = describe_model(
-            &model,
-            config.model.dim,
-            imgs,
-            size as u32,
-            Describing { regions, mirror, mirror_regions },
-            device,
-            &mut failed,
-        );
+        let d = describe_model(&model, config.model.dim, imgs, size as u32, how, device, &mut failed);
         on(EvalEvent::Embedded(imgs.len() * model_passes));
         kept.push(d.clone());
         d.wholes()
@@ -385,6 +387,27 @@ mod tests {
         assert!(close(&all[(per + 1) * 8..(2 * per) * 8], &second));
         // A region is another input than the whole (an untrained network maps both near each other).
         assert_ne!(&all[..8], &all[8..16]);
+    }
+
+    #[test]
+    fn forward_passes_per_image_count_each_view_and_its_mirror() {
+        let how = |regions: Option<RegionSource>, mirror, mirror_regions| Describing {
+            regions: regions.map(|s| (s, 0.05)),
+            mirror,
+            mirror_regions,
+        };
+        let crops = Some(RegionSource::Crops);
+        assert_eq!(how(None, false, false).passes(), 1);
+        assert_eq!(how(None, true, false).passes(), 2);
+        assert_eq!(how(crops, false, false).passes(), 6);
+        assert_eq!(how(crops, true, false).passes(), 7);
+        assert_eq!(how(crops, true, true).passes(), 12);
+        // Regions pooled from a feature map are not views of their own: only the whole mirrors.
+        assert!(!how(Some(RegionSource::Map), true, true).mirrors_every_view());
+        assert_eq!(how(Some(RegionSource::Map), true, true).passes(), 2);
+        assert_eq!(how(Some(RegionSource::Zoom), true, false).passes(), 3);
+        // Without regions there is nothing else to mirror.
+        assert!(!how(None, true, true).mirrors_every_view());
     }
 
     #[test]

@@ -108,31 +108,19 @@ pub fn fit_fusion(
         };
         runs.push(FitSource { config, model, validation: !split.val.is_empty(), set });
     }
-    let per = if mirror_regions {
-        2 * RegionSource::Crops.passes()
-    } else {
-        regions.map_or(1, RegionSource::passes) + usize::from(mirror)
-    };
+    // Penalty 0: the fit sees the whole-to-whole and the regions' distances apart.
+    let how = Describing { regions: regions.map(|source| (source, 0.0)), mirror, mirror_regions };
+    let per = how.passes();
     let images: usize = runs.iter().map(|r| sets[r.set].2.clean.len()).sum();
     on(EvalEvent::Start { images: images * (1 + distortions.len()) * per });
     on(EvalEvent::Method("fine-tuned model and phash"));
     let hasher = HashKind::Phash;
-    // Penalty 0: the fit sees the whole-to-whole and the regions' distances apart.
-    let with = regions.map(|source| (source, 0.0));
     let mut pairs: Vec<FusePairs> = Vec::new();
     for FitSource { config, model, set, .. } in &runs {
         let mut failed = None;
         let size = config.model.input_size as u32;
         let these = fuse_pairs(&sets[*set].2, &mut |imgs| {
-            let d = describe_model(
-                model,
-                config.model.dim,
-                imgs,
-                size,
-                Describing { regions: with, mirror, mirror_regions },
-                device,
-                &mut failed,
-            );
+            let d = describe_model(model, config.model.dim, imgs, size, how, device, &mut failed);
             on(EvalEvent::Embedded(imgs.len() * per));
             (d, hash_all(hasher, imgs))
         });
